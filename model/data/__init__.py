@@ -1,0 +1,1 @@
+"""Tracking data: synthetic generator, dataset loaders, training sampler and crops."""

@@ -1,0 +1,1 @@
+"""spiketrack.quant"""

@@ -1,0 +1,1 @@
+"""Golden integer functions, one per hardware unit (see docs/integer_semantics.md)."""

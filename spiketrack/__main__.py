@@ -1,0 +1,5 @@
+import sys
+
+from spiketrack.cli import main
+
+sys.exit(main())

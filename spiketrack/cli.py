@@ -1,0 +1,42 @@
+"""The ``spiketrack`` command line: one console script, one sub-command per job.
+
+Sub-commands register themselves in :data:`COMMANDS`; each maps a name to a pair
+``(add_arguments, run)`` so the layers stay decoupled and the CLI imports them lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("spiketrack.model.cli_info", "print a variant's size and compute"),
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, no traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spiketrack", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"spiketrack {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
