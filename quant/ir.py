@@ -44,8 +44,6 @@ OPS = {
     "upsample": "§IS-10 nearest-neighbour upsampling",
     "mean_fusion": "§IS-10 compare-only mean over timesteps",
     "repeat_time": "copy a one-step tensor to T timesteps (query expansion input)",
-    "reshape_heads": "view [T, B, C, H, W] as [T, B, heads, C/heads, H·W] (no arithmetic)",
-    "merge_heads": "view [T, B, heads, c, N] as [T, B, heads·c, H, W] (no arithmetic)",
     "select_time": "take one timestep or a slice of the time axis (no arithmetic)",
     "concat_time": "stack one-step tensors along time (no arithmetic)",
 }
