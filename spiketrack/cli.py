@@ -13,6 +13,9 @@ import sys
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("spiketrack.model.cli_info", "print a variant's size and compute"),
+    "train": ("spiketrack.model.cli_train", "train a tracker variant (single process or torchrun)"),
+    "track": ("spiketrack.model.cli_track", "track one target through a frame folder or video"),
+    "eval": ("spiketrack.model.cli_eval", "one-pass evaluation on a benchmark (AUC, precision, AO, SR)"),
 }
 
 

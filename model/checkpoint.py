@@ -1,0 +1,156 @@
+"""Checkpoint files: one writer (atomic) and one reader (validating), shared by train/track/eval.
+
+A checkpoint is a ``torch.save`` dict::
+
+    format    "spiketrack-checkpoint"
+    version   1
+    variant   config name, e.g. "edge-t3"
+    config    the model config as a plain dict
+    model     model state_dict
+    optimizer optimizer state_dict or None
+    step      optimisation steps done
+    git_rev   ``git rev-parse HEAD`` of the source tree, or "unknown"
+    extra     free-form (training arguments, metrics, ...)
+
+Writes go to a temporary file in the destination folder, are fsync'ed and then renamed over
+the destination with ``os.replace``, so a crash never leaves a partial checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from spiketrack.cli import UserError
+
+FORMAT = "spiketrack-checkpoint"
+VERSION = 1
+REQUIRED = ("format", "version", "variant", "config", "model", "step")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "edge-t3.pt"
+PRODUCE_HINT = (
+    "produce it with `spiketrack train --config edge-t1 --data synthetic --out runs/t1` then "
+    "`spiketrack train --config edge-t3 --data synthetic --init-from runs/t1/last.pt --out runs/t3` "
+    "and copy runs/t3/last.pt to {path} (see docs/tracking.md), or pass --checkpoint"
+)
+
+
+def git_revision() -> str:
+    """``git rev-parse HEAD`` of the source tree, or "unknown"."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_dict(cfg) -> dict:
+    """A model config (dataclass, namespace or dict) as a plain dict."""
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    if isinstance(cfg, dict):
+        return dict(cfg)
+    return dict(vars(cfg))
+
+
+def variant_name(cfg) -> str:
+    d = config_dict(cfg)
+    for key in ("name", "variant"):
+        if key in d:
+            return str(d[key])
+    raise ValueError("model config has no name/variant field")
+
+
+def make_payload(model, optimizer=None, step: int = 0, extra: dict | None = None) -> dict:
+    """The checkpoint dict for ``model`` (unwraps DDP)."""
+    m = getattr(model, "module", model)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "variant": variant_name(m.cfg),
+        "config": config_dict(m.cfg),
+        "model": m.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "git_rev": git_revision(),
+        "extra": extra or {},
+    }
+
+
+def save_checkpoint_atomic(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """The --checkpoint argument, or the shipped default; UserError if it does not exist."""
+    if path is None:
+        if not DEFAULT_CHECKPOINT.exists():
+            raise UserError(f"no shipped checkpoint at {DEFAULT_CHECKPOINT}; "
+                            + PRODUCE_HINT.format(path=DEFAULT_CHECKPOINT))
+        return DEFAULT_CHECKPOINT
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_checkpoint(path: str | Path, expect_variant: str | None = None) -> dict:
+    """Read and validate a checkpoint; UserError on missing, corrupted, foreign or mismatched files."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {p} is corrupted or truncated ({first})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise UserError(f"{p} is not a SpikeTrack checkpoint (no '{FORMAT}' format tag)")
+    if ck.get("version") != VERSION:
+        raise UserError(f"checkpoint {p} has format version {ck.get('version')}; this code reads version {VERSION}")
+    missing = [k for k in REQUIRED if k not in ck]
+    if missing:
+        raise UserError(f"checkpoint {p} lacks {', '.join(missing)}")
+    if expect_variant is not None and ck["variant"] != expect_variant:
+        raise UserError(f"checkpoint {p} holds variant {ck['variant']!r} but variant {expect_variant!r} "
+                        "was requested")
+    return ck
+
+
+def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
+    """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt)."""
+    p = resolve_checkpoint(path)
+    ck = load_checkpoint(p)
+    from spiketrack.model import build_model
+
+    try:
+        model = build_model(ck["variant"])
+    except KeyError:
+        raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {p} does not fit variant {ck['variant']!r}: "
+                        f"{str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), ck

@@ -1,0 +1,72 @@
+"""``spiketrack eval``: one-pass evaluation of a checkpoint on a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from spiketrack.cli import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | lasot:DIR | got10k:DIR[:split] | otb:DIR (default: synthetic)")
+    p.add_argument("--max-seqs", type=int, default=None, help="evaluate only the first N sequences")
+    p.add_argument("--out-dir", default=None, help="result files folder (default: runs/eval/<dataset>-<time>)")
+    p.add_argument("--plot", default=None, help="success plot path (precision plot written next to it)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--absent", choices=("exclude", "fail"), default="exclude",
+                   help="absent-target frames: skip them (default) or count them as failures")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def quantize_hook():
+    """The quantized-model hook ``spiketrack.quant.tracking_model(model) -> model``, or None."""
+    try:
+        quant = importlib.import_module("spiketrack.quant")
+    except ImportError:
+        return None
+    return getattr(quant, "tracking_model", None)
+
+
+def run(args) -> int:
+    import torch
+
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.data.datasets import load_eval_dataset
+    from spiketrack.model.evaluate import JSON_KEYS, evaluate
+    from spiketrack.model.tracker import SpikeTrackTracker
+
+    if args.max_seqs is not None and args.max_seqs < 1:
+        raise UserError("--max-seqs must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, ck = model_from_checkpoint(args.checkpoint, args.device)
+    if args.quantized:
+        hook = quantize_hook()
+        if hook is None:
+            raise UserError("--quantized is not available yet: spiketrack.quant provides no tracking_model hook")
+        model = hook(model)
+    kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
+    out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker = SpikeTrackTracker(model, device=args.device)
+    summary = evaluate(tracker, seqs, out, absent=args.absent, plot=args.plot, progress=sys.stderr.isatty(),
+                       label=ck["variant"])
+    if args.json:
+        print(json.dumps({k: summary[k] for k in JSON_KEYS}))
+    else:
+        print(f"{ck['variant']} on {args.dataset}: {summary['sequences']} sequences, {summary['frames']} frames")
+        print(f"  AUC {summary['auc']:.3f}  precision {summary['precision']:.3f}  "
+              f"norm. precision {summary['norm_precision']:.3f}")
+        print(f"  AO {summary['ao']:.3f}  SR0.5 {summary['sr50']:.3f}  SR0.75 {summary['sr75']:.3f}  "
+              f"{summary['fps']:.1f} fps")
+        print(f"  results in {out}")
+    return 0

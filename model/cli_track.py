@@ -1,0 +1,132 @@
+"""``spiketrack track``: track one target through a frame folder or a video."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from spiketrack.cli import UserError
+
+IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
+    p.add_argument("--frames", required=True, help="folder of images (sorted by name) or a video file")
+    p.add_argument("--init", required=True, help="initial box x,y,w,h in pixels of the first frame")
+    p.add_argument("--out", required=True, help="output text file, one x,y,w,h line per frame")
+    p.add_argument("--video", default=None, help="also render the boxes into this video (mp4)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def parse_box(text: str) -> list[float]:
+    parts = [t for t in text.replace(" ", ",").split(",") if t]
+    try:
+        vals = [float(t) for t in parts]
+    except ValueError:
+        raise UserError(f"--init must be four numbers x,y,w,h, got {text!r}") from None
+    if len(vals) != 4:
+        raise UserError(f"--init must be four numbers x,y,w,h, got {len(vals)}")
+    return vals
+
+
+def _imageio():
+    try:
+        import imageio.v2 as iio  # noqa: F401
+    except ImportError:
+        raise UserError("reading or writing video needs imageio and imageio-ffmpeg (pip install imageio imageio-ffmpeg)") from None
+    return iio
+
+
+def iter_frames(src: str):
+    """Yield H x W x 3 uint8 frames from a folder or a video; UserError on problems."""
+    from spiketrack.model.data.sequence import read_image
+
+    p = Path(src)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMG_EXT)
+        if not files:
+            raise UserError(f"no images ({', '.join(IMG_EXT)}) in {p}")
+        for f in files:
+            try:
+                yield read_image(f)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return
+    if not p.exists():
+        raise UserError(f"frames folder or video not found: {p}")
+    if p.suffix.lower() not in VIDEO_EXT:
+        raise UserError(f"{p} is neither a folder of images nor a video ({', '.join(VIDEO_EXT)})")
+    iio = _imageio()
+    try:
+        reader = iio.get_reader(str(p))
+    except Exception as e:
+        raise UserError(f"cannot read video {p}: {e}") from None
+    n = 0
+    try:
+        for frame in reader:
+            n += 1
+            f = np.asarray(frame)
+            if f.ndim == 2:
+                f = np.repeat(f[..., None], 3, axis=2)
+            yield np.ascontiguousarray(f[..., :3]).astype(np.uint8)
+    finally:
+        reader.close()
+    if n == 0:
+        raise UserError(f"video {p} has no frames")
+
+
+def draw_box(img: np.ndarray, box, color=(255, 0, 0), thick: int = 2) -> np.ndarray:
+    out = img.copy()
+    H, W = out.shape[:2]
+    x1, y1 = int(round(box[0])), int(round(box[1]))
+    x2, y2 = int(round(box[0] + box[2])), int(round(box[1] + box[3]))
+    for t in range(thick):
+        xa, xb = max(x1 + t, 0), min(x2 - t, W - 1)
+        ya, yb = max(y1 + t, 0), min(y2 - t, H - 1)
+        if xa > xb or ya > yb:
+            continue
+        for y in (ya, yb):
+            out[y, xa:xb + 1] = color
+        for x in (xa, xb):
+            out[ya:yb + 1, x] = color
+    return out
+
+
+def run(args) -> int:
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.tracker import SpikeTrackTracker
+
+    box = parse_box(args.init)
+    frames = iter_frames(args.frames)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise UserError(f"empty sequence: {args.frames}") from None
+    model, _ = model_from_checkpoint(args.checkpoint, args.device)
+    tracker = SpikeTrackTracker(model, device=args.device)
+    tracker.init(first, box)
+    writer = None
+    if args.video:
+        iio = _imageio()
+        writer = iio.get_writer(args.video, fps=25, macro_block_size=1)
+        writer.append_data(draw_box(first, box))
+    boxes = [np.asarray(box, float)]
+    try:
+        for img in frames:
+            b = tracker.update(img)
+            boxes.append(b)
+            if writer is not None:
+                writer.append_data(draw_box(img, b))
+    finally:
+        if writer is not None:
+            writer.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(out, np.array(boxes), fmt="%.2f", delimiter=",")
+    print(f"tracked {len(boxes)} frames -> {out}" + (f", video {args.video}" if args.video else ""))
+    return 0

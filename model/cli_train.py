@@ -1,0 +1,57 @@
+"""``spiketrack train``: train a variant (single process, or one process per rank under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from spiketrack.cli import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="variant name, e.g. edge-t1 or edge-t3")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic | lasot:DIR | got10k:DIR | otb:DIR | mix:SPEC@W,SPEC@W (default synthetic)")
+    p.add_argument("--out", required=True, help="run folder; the checkpoint is OUT/last.pt")
+    p.add_argument("--steps", type=int, default=1000, help="total optimisation steps (default 1000)")
+    p.add_argument("--batch", type=int, default=16, help="batch size per process (default 16)")
+    p.add_argument("--lr", type=float, default=4e-4, help="base learning rate (default 4e-4)")
+    p.add_argument("--lr-drop", type=float, default=None,
+                   help="LR x0.1 after this fraction of the steps (default 0.75 for T=1, 0.5 for T>1)")
+    p.add_argument("--grad-clip", type=float, default=0.1, help="gradient norm clip (default 0.1; 0 = off)")
+    p.add_argument("--ckpt-every", type=int, default=50, help="checkpoint every N steps (default 50)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="run at most N steps in this invocation, then checkpoint and exit (resume later)")
+    p.add_argument("--init-from", default=None, help="initialise matching tensors from this checkpoint (T1 -> T3)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes (default 0)")
+    p.add_argument("--samples-per-epoch", type=int, default=60000)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import torch
+
+    from spiketrack.model import get_config
+    from spiketrack.model.train import TrainConfig, train
+
+    try:
+        get_config(args.config)
+    except KeyError:
+        raise UserError(f"unknown variant {args.config!r}") from None
+    if args.ckpt_every < 1:
+        raise UserError("--ckpt-every must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(variant=args.config, data=args.data, out=args.out, steps=args.steps, batch=args.batch,
+                      lr=args.lr, lr_drop=args.lr_drop, grad_clip=args.grad_clip, ckpt_every=args.ckpt_every,
+                      resume=args.resume, stop_after=args.stop_after, init_from=args.init_from, device=args.device, seed=args.seed,
+                      workers=args.workers, samples_per_epoch=args.samples_per_epoch,
+                      progress=not args.no_progress)
+    report = train(cfg)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps(report))
+    return 0

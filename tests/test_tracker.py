@@ -1,0 +1,153 @@
+"""Tracker (init/update, mapping, template FIFO, validation), OPE evaluation and the track/eval CLIs."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from spiketrack.cli import UserError
+from spiketrack.model.data.synthetic import make_sequence
+from spiketrack.model.evaluate import evaluate
+from spiketrack.model.tracker import SpikeTrackTracker
+
+
+class TinyModel(torch.nn.Module):
+    """Stand-in with the SpikeTrack model API; predicts a fixed normalised crop box."""
+
+    def __init__(self, T=3, size=32, feat=4, box=(0.5, 0.5, 0.25, 0.25), score=0.9):
+        super().__init__()
+        self.cfg = SimpleNamespace(name=f"tiny-t{T}", timesteps=T, template_size=size, search_size=size,
+                                   feat_size=feat, ann=False)
+        self.conv = torch.nn.Conv2d(3, 5, 1)
+        self.box, self.score = torch.tensor(box), score
+        self.n_template_calls = 0
+        self.windows = []
+
+    def encode_template(self, z):
+        s = self.cfg.template_size
+        assert z.shape[0] == self.cfg.timesteps and tuple(z.shape[2:]) == (3, s, s)
+        self.n_template_calls += 1
+        return [z.mean(dim=(0, 3, 4))]
+
+    def encode_search(self, x, memories):
+        B, f = x.shape[0], self.cfg.feat_size
+        logit = torch.full((B, 1, f, f), -5.0)
+        logit[:, :, f // 2, f // 2] = float(np.log(self.score / (1 - self.score)))
+        return {"score_map": logit, "size_map": self.box[2:].view(1, 2, 1, 1).expand(B, 2, f, f),
+                "offset_map": torch.zeros(B, 2, f, f)}
+
+    def decode_box(self, out, window=None):
+        self.windows.append(window)
+        B = out["score_map"].shape[0]
+        return self.box.expand(B, 4), torch.full((B,), self.score)
+
+
+def _img(h=120, w=160):
+    return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_fixed_prediction_keeps_box():
+    tr = SpikeTrackTracker(TinyModel(T=1))
+    box = [40, 30, 20, 20]
+    tr.init(_img(), box)
+    for _ in range(3):
+        out = tr.update(_img())
+    np.testing.assert_allclose(out, box, atol=1.0)
+    assert tr.model.windows[-1].shape == (1, 1, 4, 4)
+
+
+def test_clipping_margin():
+    m = TinyModel(T=1, box=(1.0, 1.0, 0.25, 0.25))  # predicts at the crop corner -> off image
+    tr = SpikeTrackTracker(m)
+    tr.init(_img(), [140, 100, 15, 15])
+    b = tr.update(_img())
+    assert b[0] <= 160 - 10 and b[1] <= 120 - 10 and b[2] >= 10 and b[3] >= 10
+
+
+def test_template_fifo_keeps_first():
+    m = TinyModel(T=3, score=0.9)
+    tr = SpikeTrackTracker(m, update_interval=2, update_threshold=0.5)
+    tr.init(_img(), [40, 30, 20, 20])
+    first = tr.templates[0]
+    assert len(tr.templates) == 3 and all(t is first for t in tr.templates)
+    for _ in range(4):
+        tr.update(_img())
+    assert tr.n_updates == 2 and len(tr.templates) == 3
+    assert tr.templates[0] is first and tr.templates[1] is not first
+    assert m.n_template_calls == 3
+    # below threshold: never updates
+    tr2 = SpikeTrackTracker(TinyModel(T=3, score=0.6), update_interval=1, update_threshold=0.7)
+    tr2.init(_img(), [40, 30, 20, 20])
+    tr2.update(_img())
+    assert tr2.n_updates == 0
+    # defaults
+    assert SpikeTrackTracker(TinyModel()).update_interval == 25
+    assert SpikeTrackTracker(TinyModel()).update_threshold == 0.7
+
+
+@pytest.mark.parametrize("box,msg", [([0, 0, 0, 5], "positive"), ([0, 0, -3, 5], "positive"),
+                                     ([np.nan, 0, 5, 5], "non-finite"), ([500, 0, 5, 5], "outside"),
+                                     ([1, 2, 3], "4 numbers")])
+def test_init_validation(box, msg):
+    tr = SpikeTrackTracker(TinyModel())
+    with pytest.raises(UserError, match=msg):
+        tr.init(_img(), box)
+
+
+def test_image_validation():
+    tr = SpikeTrackTracker(TinyModel())
+    with pytest.raises(UserError, match="before"):
+        tr.update(_img())
+    with pytest.raises(UserError, match="uint8"):
+        tr.init(_img().astype(np.float32), [1, 1, 5, 5])
+
+
+def test_evaluate_writes_toolkit_files(tmp_path):
+    seqs = [make_sequence(5, 6, name="a"), make_sequence(6, 5, name="b")]
+    summ = evaluate(SpikeTrackTracker(TinyModel(T=1)), seqs, tmp_path, progress=False)
+    for k in ("auc", "precision", "norm_precision", "ao", "sr50", "sr75", "fps", "sequences", "frames"):
+        assert k in summ
+    assert summ["sequences"] == 2 and summ["frames"] == 11
+    a = np.loadtxt(tmp_path / "lasot" / "a.txt", delimiter=",")
+    assert a.shape == (6, 4)
+    np.testing.assert_allclose(a[0], seqs[0].boxes[0], atol=1e-3)
+    assert (tmp_path / "got10k" / "b" / "b_001.txt").exists()
+    assert len(np.loadtxt(tmp_path / "got10k" / "b" / "b_time.txt")) == 5
+    assert (tmp_path / "success.png").exists() and (tmp_path / "precision.png").exists()
+    assert 0 <= summ["auc"] <= 1
+
+
+def test_cli_errors(tmp_path, capsys, monkeypatch):
+    from spiketrack import cli
+    from spiketrack.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "none.pt")
+    # only this layer's sub-commands, so the test does not depend on the others being importable
+    monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("train", "track", "eval")})
+    rc = cli.main(["eval", "--max-seqs", "1"])
+    assert rc == 2 and "spiketrack train" in capsys.readouterr().err
+    rc = cli.main(["track", "--frames", str(tmp_path / "missing"), "--init", "1,2,3,4", "--out", "o.txt"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    rc = cli.main(["track", "--frames", str(tmp_path / "empty"), "--init", "1,2,3,4", "--out", "o.txt"])
+    assert rc == 2 and "no images" in capsys.readouterr().err
+    rc = cli.main(["track", "--frames", str(tmp_path / "empty"), "--init", "1,2,x", "--out", "o.txt"])
+    assert rc == 2 and "--init" in capsys.readouterr().err
+
+
+def test_video_frames_roundtrip(tmp_path):
+    import imageio.v2 as iio
+
+    from spiketrack.model.cli_track import draw_box, iter_frames
+
+    frames = [np.full((32, 48, 3), 40 * i, np.uint8) for i in range(3)]
+    with iio.get_writer(tmp_path / "v.mp4", fps=10, macro_block_size=1) as w:
+        for f in frames:
+            w.append_data(draw_box(f, [5, 5, 10, 10]))
+    got = list(iter_frames(str(tmp_path / "v.mp4")))
+    assert len(got) == 3 and got[0].shape == (32, 48, 3) and got[0].dtype == np.uint8
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(UserError, match="neither"):
+        list(iter_frames(str(tmp_path / "notes.txt")))

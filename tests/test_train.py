@@ -1,0 +1,226 @@
+"""Training loop: resume equivalence, atomic checkpoints, validation of checkpoint files."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from spiketrack.cli import UserError
+from spiketrack.model import checkpoint as C
+from spiketrack.model.train import TrainConfig, init_from_checkpoint, param_groups, train
+
+TINY = '''
+import torch
+from types import SimpleNamespace
+
+
+class TinyTrainable(torch.nn.Module):
+    """Trainable stand-in with the SpikeTrack model API (search/template 32 px, 4x4 map)."""
+
+    def __init__(self, name="tiny-t1"):
+        super().__init__()
+        T = int(name.rsplit("t", 1)[1])
+        self.cfg = SimpleNamespace(name=name, timesteps=T, template_size=32, search_size=32, feat_size=4,
+                                   ann=False)
+        self.stem = torch.nn.Conv2d(3, 8, 8, stride=8)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.mrm = torch.nn.Conv2d(16, 8, 1)
+        self.head = torch.nn.Conv2d(8, 5, 1)
+        if T > 1:
+            self.gate = torch.nn.Parameter(torch.zeros(T))
+
+    def encode_template(self, z):
+        return [self.bn(self.stem(z.flatten(0, 1))).mean(dim=(2, 3)).view(z.shape[0], z.shape[1], 8).mean(0)]
+
+    def encode_search(self, x, memories):
+        f = self.bn(self.stem(x))
+        m = memories[0][:, :, None, None].expand_as(f)
+        h = self.head(torch.relu(self.mrm(torch.cat([f, m], 1))))
+        return {"score_map": h[:, :1], "size_map": torch.sigmoid(h[:, 1:3]), "offset_map": h[:, 3:5]}
+
+    def forward(self, z, x):
+        return self.encode_search(x, self.encode_template(z))
+
+    def decode_box(self, out, window=None):
+        score = torch.sigmoid(out["score_map"])
+        if window is not None:
+            score = score * window
+        B, _, h, w = score.shape
+        conf, idx = score.flatten(1).max(dim=1)
+        iy, ix = idx // w, idx % w
+        ar = torch.arange(B)
+        off, size = out["offset_map"][ar, :, iy, ix], out["size_map"][ar, :, iy, ix]
+        cx, cy = (ix + off[:, 0]) / w, (iy + off[:, 1]) / h
+        return torch.stack([cx, cy, size[:, 0], size[:, 1]], 1), conf
+
+
+def simple_loss(out, box):
+    """L1 on the size at the centre cell + a score term; stands in for the real loss."""
+    B = box.shape[0]
+    size = out["size_map"][:, :, 2, 2]
+    l1 = (size - box[:, 2:].clamp(0, 1)).abs().mean()
+    sc = torch.nn.functional.softplus(-out["score_map"][:, 0, 2, 2]).mean()
+    return l1 + sc, {"l1": l1.detach(), "score": sc.detach()}
+'''
+_ns: dict = {}
+exec(TINY, _ns)
+TinyTrainable, simple_loss = _ns["TinyTrainable"], _ns["simple_loss"]
+
+
+def _cfg(out, variant="tiny-t1", **kw):
+    base = dict(variant=variant, data="synthetic", out=str(out), steps=4, batch=2, ckpt_every=1,
+                samples_per_epoch=6, seed=3, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _run(cfg):
+    return train(cfg, build=TinyTrainable, loss_fn=simple_loss)
+
+
+def test_resume_equivalence(tmp_path):
+    _run(_cfg(tmp_path / "a"))
+    _run(_cfg(tmp_path / "b", stop_after=2))
+    ck_mid = C.load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ck_mid["step"] == 2
+    rep = _run(_cfg(tmp_path / "b", resume=True))
+    assert rep["resumed_from"] == 2 and rep["steps"] == 4
+    a = C.load_checkpoint(tmp_path / "a" / "last.pt")
+    b = C.load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["variant"] == "tiny-t1" and a["config"]["timesteps"] == 1 and a["git_rev"]
+
+
+def test_existing_run_needs_resume(tmp_path):
+    _run(_cfg(tmp_path, steps=1))
+    with pytest.raises(UserError, match="--resume"):
+        _run(_cfg(tmp_path, steps=1))
+
+
+def test_variant_mismatch(tmp_path):
+    _run(_cfg(tmp_path, steps=1))
+    with pytest.raises(UserError, match="tiny-t1.*tiny-t3"):
+        _run(_cfg(tmp_path, variant="tiny-t3", resume=True))
+
+
+def test_init_from_t1_reports_new_tensors(tmp_path):
+    _run(_cfg(tmp_path / "t1", steps=1))
+    m = TinyTrainable("tiny-t3")
+    info = init_from_checkpoint(m, tmp_path / "t1" / "last.pt")
+    assert info["new"] == ["gate"] and "stem.weight" in info["loaded"]
+    src = C.load_checkpoint(tmp_path / "t1" / "last.pt")["model"]
+    assert torch.equal(m.stem.weight, src["stem.weight"])
+    rep = _run(_cfg(tmp_path / "t3", variant="tiny-t3", steps=1, init_from=str(tmp_path / "t1" / "last.pt")))
+    assert rep["init_from"]["new"] == 1
+
+
+def test_param_groups():
+    m = TinyTrainable("tiny-t1")
+    g = {x["name"]: x for x in param_groups(m, 4e-4, 0.1, 1)}
+    assert len(g["base"]["params"]) == 4  # mrm + head weights and biases when T = 1
+    assert g["reduced"]["lr"] == pytest.approx(4e-5)
+    m3 = TinyTrainable("tiny-t3")
+    g3 = {x["name"]: x for x in param_groups(m3, 4e-4, 0.1, 3)}
+    assert len(g3["base"]["params"]) == 2  # head joins the reduced group when T > 1
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    C.save_checkpoint_atomic(path, {"format": C.FORMAT, "old": True})
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"PK\x03\x04partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        C.save_checkpoint_atomic(path, {"new": True})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def test_corrupted_and_foreign_checkpoints(tmp_path):
+    _run(_cfg(tmp_path, steps=1))
+    good = (tmp_path / "last.pt").read_bytes()
+    bad = tmp_path / "trunc.pt"
+    bad.write_bytes(good[: len(good) // 2])
+    with pytest.raises(UserError, match="corrupted or truncated"):
+        C.load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(UserError, match="not a SpikeTrack checkpoint"):
+        C.load_checkpoint(foreign)
+    with pytest.raises(UserError, match="not found"):
+        C.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torchrun_two_process_gloo(tmp_path):
+    """Two gloo ranks through torchrun run the same train() code path (DDP + DistributedSampler)."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(TINY + textwrap.dedent(f'''
+        import os
+        from spiketrack.model.train import TrainConfig, train
+        torch.set_num_threads(1)
+        cfg = TrainConfig(variant="tiny-t1", data="synthetic", out={str(tmp_path / "ddp")!r}, steps=2, batch=2,
+                          ckpt_every=1, samples_per_epoch=8, progress=False)
+        rep = train(cfg, build=TinyTrainable, loss_fn=simple_loss)
+        with open({str(tmp_path)!r} + "/rank" + os.environ["RANK"] + ".txt", "w") as f:
+            f.write(f"{{rep['world_size']}} {{rep['steps']}}")
+    '''))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["2 2", "2 2"]
+    assert C.load_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 2
+
+
+def _cli(module, argv):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    module.add_arguments(p)
+    return module.run(p.parse_args(argv))
+
+
+def test_eval_and_track_cli_end_to_end(tmp_path, monkeypatch, capsys):
+    """Train a tiny stand-in, then `eval --json` and `track` from its checkpoint."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import spiketrack.model as sm
+    from spiketrack.model import cli_eval, cli_track
+
+    monkeypatch.setattr(sm, "build_model", TinyTrainable, raising=False)
+    _run(_cfg(tmp_path / "run", steps=1))
+    ck = str(tmp_path / "run" / "last.pt")
+    capsys.readouterr()
+    assert _cli(cli_eval, ["--checkpoint", ck, "--max-seqs", "2", "--json", "--out-dir", str(tmp_path / "ev"),
+                           "--plot", str(tmp_path / "plots" / "success.png")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"auc", "precision", "norm_precision", "ao", "sr50", "sr75", "fps", "sequences", "frames"}
+    assert res["sequences"] == 2 and res["frames"] == 200
+    assert (tmp_path / "plots" / "precision.png").exists()
+    assert (tmp_path / "ev" / "got10k" / "synthetic-000" / "synthetic-000_001.txt").exists()
+    with pytest.raises(UserError, match="not available yet"):
+        _cli(cli_eval, ["--checkpoint", ck, "--quantized"])
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((64, 80, 3), 30 * i, np.uint8)).save(frames / f"{i:04d}.png")
+    out = tmp_path / "boxes.txt"
+    assert _cli(cli_track, ["--checkpoint", ck, "--frames", str(frames), "--init", "10,12,20,16",
+                            "--out", str(out), "--video", str(tmp_path / "o.mp4")]) == 0
+    boxes = np.loadtxt(out, delimiter=",")
+    assert boxes.shape == (4, 4) and (tmp_path / "o.mp4").stat().st_size > 0
+    (frames / "0004.png").write_bytes(b"broken")
+    with pytest.raises(UserError, match="cannot read image"):
+        _cli(cli_track, ["--checkpoint", ck, "--frames", str(frames), "--init", "10,12,20,16", "--out", str(out)])
