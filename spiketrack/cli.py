@@ -24,17 +24,19 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="spiketrack", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
+        if name == chosen:  # import only the sub-command that runs
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
     args = parser.parse_args(argv)
     try:
-        return int(modules[args.command].run(args) or 0)
+        return int(module.run(args) or 0)
     except (UserError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"spiketrack {args.command}: error: {msg}", file=sys.stderr)
