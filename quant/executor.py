@@ -62,8 +62,8 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.reshape(t * b, heads, c // heads, -1)
 
 
-def _run_layer(layer: Layer, args: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
-    a, p, op = layer.attrs, layer.params, layer.op
+def _run_layer(layer: Layer, p: dict, args: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    a, op = layer.attrs, layer.op
     w = torch.from_numpy(p["weight"]).to(torch.int64) if "weight" in p else None
     bias = torch.from_numpy(p["bias"]).to(torch.int64) if "bias" in p else None
     if op == "stem_conv":
@@ -115,24 +115,47 @@ def _run_layer(layer: Layer, args: list[torch.Tensor]) -> tuple[torch.Tensor, in
     raise ArtifactError(f"layer {layer.name!r}: the golden model has no implementation of op {op!r}")
 
 
-def run_network(net: IntegerNetwork, inputs: dict[str, torch.Tensor], dump: bool = False) -> RunResult:
+def _needed(net: IntegerNetwork, outputs: list[str], given: set[str]) -> set[str]:
+    """Layers that must run to produce ``outputs`` when the tensors in ``given`` are supplied."""
+    producers = {layer.name: layer for layer in net.layers}
+    need, stack = set(), [o for o in outputs if o not in given]
+    while stack:
+        name = stack.pop()
+        if name in need or name in given:
+            continue
+        if name not in producers:
+            raise ValueError(f"missing network input {name!r}")
+        need.add(name)
+        stack.extend(producers[name].inputs)
+    return need
+
+
+def run_network(net: IntegerNetwork, inputs: dict[str, torch.Tensor], dump: bool = False,
+                outputs: list[str] | None = None) -> RunResult:
     """Execute ``net`` on integer ``inputs`` (name -> int tensor); integers only, no float anywhere.
 
     Parameters
     ----------
     net : a validated integer network.
-    inputs : every name in ``net.inputs``; pixel inputs are ``[T, B, 3, H, W]`` uint8 values.
+    inputs : network inputs (pixel inputs are ``[T, B, 3, H, W]`` uint8 values); any layer output
+        may be supplied too (e.g. cached template memories), and that layer is then not run.
     dump : keep every layer's output in ``RunResult.tensors`` (for layer-by-layer comparison).
+    outputs : the tensors wanted (default ``net.outputs``); only the layers they need run.
     """
-    missing = [n for n in net.inputs if n not in inputs]
-    if missing:
-        raise ValueError(f"missing network inputs: {', '.join(missing)}")
+    wanted = list(net.outputs if outputs is None else outputs)
+    try:
+        need = _needed(net, wanted, set(inputs))
+    except ValueError as e:
+        missing = [n for n in net.inputs if n not in inputs]
+        raise ValueError(f"missing network inputs: {', '.join(missing)}" if missing else str(e)) from None
     env = {name: check_int(t, name) for name, t in inputs.items()}
     result = RunResult(outputs={})
-    keep = set(net.outputs)
-    last_use = {src: i for i, layer in enumerate(net.layers) for src in layer.inputs}
+    keep = set(wanted)
+    last_use = {src: i for i, layer in enumerate(net.layers) if layer.name in need for src in layer.inputs}
     for i, layer in enumerate(net.layers):
-        y, n_sat = _run_layer(layer, [env[src] for src in layer.inputs])
+        if layer.name not in need:
+            continue
+        y, n_sat = _run_layer(layer, net.params_of(layer), [env[src] for src in layer.inputs])
         env[layer.output] = y
         if n_sat:
             result.saturations[layer.name] = n_sat
@@ -140,7 +163,7 @@ def run_network(net: IntegerNetwork, inputs: dict[str, torch.Tensor], dump: bool
             result.tensors[layer.name] = y
         if not dump:  # free tensors nobody reads any more
             for src in layer.inputs:
-                if last_use.get(src) == i and src not in keep and src not in net.inputs:
+                if last_use.get(src) == i and src not in keep and src not in inputs:
                     env.pop(src, None)
-    result.outputs = {name: env[name] for name in net.outputs}
+    result.outputs = {name: env[name] for name in wanted}
     return result

@@ -89,6 +89,9 @@ class IntegerNetwork:
     layers : in execution order; a layer may only read network inputs or earlier outputs.
     inputs : network input names (e.g. ``"template_pixels"``, ``"search_pixels"``).
     outputs : names of the tensors the network returns.
+
+    A layer whose ``attrs["params_from"]`` names an earlier layer uses that layer's parameters
+    (the template and search branches share weights).
     meta : JSON-serialisable metadata (variant name, D, timesteps, source checkpoint, …).
     """
 
@@ -116,6 +119,9 @@ class IntegerNetwork:
                     raise ArtifactError(f"layer {layer.name!r} parameter {pname!r} must be an integer array, got {dtype}")
             for aname, value in layer.attrs.items():
                 _check_attr(layer.name, aname, value)
+            src = layer.attrs.get("params_from")
+            if src is not None and (src not in seen or src == layer.name or not self.layer(src).params):
+                raise ArtifactError(f"layer {layer.name!r} shares parameters of {src!r}, which is not an earlier layer with parameters")
             known.add(layer.output)
         for out in self.outputs:
             if out not in known:
@@ -126,6 +132,11 @@ class IntegerNetwork:
             if layer.name == name:
                 return layer
         raise KeyError(f"no layer named {name!r}")
+
+    def params_of(self, layer: Layer) -> dict:
+        """A layer's parameters, following ``attrs["params_from"]`` (weight sharing between branches)."""
+        src = layer.attrs.get("params_from")
+        return self.layer(src).params if src else layer.params
 
 
 def _check_attr(layer: str, name: str, value) -> None:
