@@ -29,13 +29,14 @@ The accumulators are the integer ``R_int`` at exponent ``3d`` (§IS-8). The atte
 ``shift = 3d + σ - f_m`` (§IS-8, §IS-5); the neuron (requantise + fire, and for the MRM query the
 T-step membrane of §IS-7) is :mod:`spiketrack.hw.neuron_unit`, not duplicated here.
 
-Read-modify-write pipeline (one ``P``-lane update per cycle, 4 stages): a read is issued in
+Read-modify-write pipeline (one ``P``-lane update per cycle, 5 stages): a read is issued in
 cycle ``t`` (synchronous, non-transparent ``lib.memory`` read ports), the block-RAM output is
-registered in ``t + 1``, the shift-add product ``k·x`` is registered in ``t + 2`` and the sum
-is written in ``t + 3``. Updates of one word in flight are forwarded from a three-deep write
+registered in ``t + 1``, the shift-add product ``k·x`` is registered in ``t + 2``, the sum is
+registered in ``t + 3`` and written in ``t + 4`` (the write ports are fed from registers only,
+for ECP5 timing). Updates of one word in flight are forwarded from a four-deep write
 history, so back-to-back updates never lose a value (§IS-4: every update is exact and the
 order of accumulation does not matter). After the last update of a phase the unit waits
-``DRAIN = 3`` cycles before the memory is read by the next phase.
+``DRAIN = 4`` cycles before the memory is read by the next phase.
 
 Unidirectional contract (spec §5.1, §IS-8)
 ------------------------------------------
@@ -74,7 +75,7 @@ from spiketrack.quant.golden.neuron import D
 
 __all__ = ["Op", "MemoryUnit", "MemoryUnitGeometry", "level_times", "DRAIN", "OUT_LATENCY"]
 
-DRAIN = 3        #: cycles after the last update issue until it is in memory (pipeline A->D)
+DRAIN = 4        #: cycles after the last update issue until it is in memory (pipeline A->E)
 OUT_LATENCY = 2  #: o_acc pipeline: racc read, then output register
 
 
@@ -224,10 +225,19 @@ class MemoryUnit(wiring.Component):
         P, BM, BR = g.lanes, g.m_bits, g.r_bits
         m = Module()
 
-        m.submodules.m_mem = m_mem = Memory(data=self.m_data)
-        m.submodules.s_mem = s_mem = Memory(data=self.s_data)
-        m.submodules.v_mem = v_mem = Memory(data=self.v_data)
-        m.submodules.r_mem = r_mem = Memory(data=self.r_data)
+        # ``no_rw_check``: the value a read returns when it collides with a write to the same
+        # address in the same cycle is never used (stage D forwards the writes of the last
+        # four cycles; the phases that write vbuf/scratch end before those memories are read;
+        # R_OUT's clear-on-read write never hits the word being read for a valid beat).
+        # The attribute tells yosys the collision result is "don't care", so it does not
+        # emulate read-first semantics with a bypass mux after the EBR (``emulate_read_first``
+        # in memory_libmap), which was the extra logic level on the ECP5 critical path.
+        # Simulation (amaranth.sim, Verilog) keeps the non-transparent (old data) semantics.
+        attrs = {"no_rw_check": 1}
+        m.submodules.m_mem = m_mem = Memory(data=self.m_data, attrs=attrs)
+        m.submodules.s_mem = s_mem = Memory(data=self.s_data, attrs=attrs)
+        m.submodules.v_mem = v_mem = Memory(data=self.v_data, attrs=attrs)
+        m.submodules.r_mem = r_mem = Memory(data=self.r_data, attrs=attrs)
         # Non-transparent synchronous read ports: the EBR output goes straight into fabric
         # registers (timing); read-after-write hazards are resolved by forwarding (stage D).
         m_wr, m_rd = m_mem.write_port(), m_mem.read_port()
@@ -253,9 +263,10 @@ class MemoryUnit(wiring.Component):
 
         # ---- read-modify-write pipeline, one update per cycle:
         #   A (t)   issue reads            B (t+1) EBR outputs -> raw registers
-        #   C (t+2) select, k·x -> reg     D (t+3) old (forwarded) + k·x -> write
-        # A read latched at the end of t misses the writes committed at the ends of t, t+1 and
-        # t+2; stage D takes those from the write history w1..w3 (forwarding, exact).
+        #   C (t+2) select, k·x -> reg     D (t+3) old (forwarded) + k·x -> register w1
+        #   E (t+4) write w1 (the EBR write port is fed from registers only: ECP5 timing)
+        # A read latched at the end of t misses the writes committed at the ends of t .. t+3;
+        # stage D takes those from the write history w1..w4 (forwarding, exact).
         tag_w = max(len(m_wr.addr), len(s_wr.addr), len(r_wr.addr)) + 2   # address + kind + scratch
 
         def stage(name):
@@ -282,24 +293,42 @@ class MemoryUnit(wiring.Component):
             old = Mux(C["build"], lane_m(ms_raw, i), lane_r(r_raw, i))
             m.d.sync += [lane_r(d_p, i).eq(level_times(C["level"], x)), lane_r(d_old, i).eq(old)]
 
-        # write history (data written at the ends of the last three cycles) and forward flags
+        # write history: w1 = stage E (being written this cycle), w2..w4 = written at the ends of
+        # the last three cycles; forward flags (newest first) registered in stage C
         w = [{"valid": Signal(name=f"w{k}_valid"), "tag": Signal(tag_w, name=f"w{k}_tag"),
-              "data": Signal(P * BR, name=f"w{k}_data", reset_less=True)} for k in (1, 2, 3)]
-        f = [Signal(name=f"fwd{k}") for k in (1, 2, 3)]
+              "data": Signal(P * BR, name=f"w{k}_data", reset_less=True)} for k in (1, 2, 3, 4)]
+        f = [Signal(name=f"fwd{k}") for k in (1, 2, 3, 4)]
         m.d.sync += [
             f[0].eq(C["valid"] & Dd["valid"] & (C["tag"] == Dd["tag"])),
             f[1].eq(C["valid"] & w[0]["valid"] & (C["tag"] == w[0]["tag"])),
             f[2].eq(C["valid"] & w[1]["valid"] & (C["tag"] == w[1]["tag"])),
+            f[3].eq(C["valid"] & w[2]["valid"] & (C["tag"] == w[2]["tag"])),
         ]
-        d_old_f = Mux(f[0], w[0]["data"], Mux(f[1], w[1]["data"], Mux(f[2], w[2]["data"], d_old)))
+        d_old_f = Mux(f[0], w[0]["data"], Mux(f[1], w[1]["data"],
+                      Mux(f[2], w[2]["data"], Mux(f[3], w[3]["data"], d_old))))
         d_new = Cat(*[(lane_r(d_old_f, i) + lane_r(d_p, i))[:BR] for i in range(P)])
+        m.d.sync += [w[0]["valid"].eq(Dd["valid"]), w[0]["tag"].eq(Dd["tag"]), w[0]["data"].eq(d_new)]
+        for k in range(1, len(w)):
+            m.d.sync += [w[k][x].eq(w[k - 1][x]) for x in ("valid", "tag", "data")]
+        # stage E writes the registered sum w1
+        d_addr = w[0]["tag"][2:]
+        d_new_m = Cat(*[lane_r(w[0]["data"], i)[:BM] for i in range(P)])
+        d_new_r = w[0]["data"]
+
+        # Write-port controls come from registers only (timing, ECP5): stage-E write enables are
+        # decoded in stage D, and the CLEAR phase runs on registered flags (clr_*) rather than
+        # on compares of its counter, so each write port sees one mux level (clear/update).
+        d_we_m, d_we_s, d_we_r = Signal(), Signal(), Signal()
         m.d.sync += [
-            w[0]["valid"].eq(Dd["valid"]), w[0]["tag"].eq(Dd["tag"]), w[0]["data"].eq(d_new),
-            w[1]["valid"].eq(w[0]["valid"]), w[1]["tag"].eq(w[0]["tag"]), w[1]["data"].eq(w[0]["data"]),
-            w[2]["valid"].eq(w[1]["valid"]), w[2]["tag"].eq(w[1]["tag"]), w[2]["data"].eq(w[1]["data"]),
+            d_we_m.eq(Dd["valid"] & Dd["build"] & ~Dd["scr"]),
+            d_we_s.eq(Dd["valid"] & Dd["build"] & Dd["scr"]),
+            d_we_r.eq(Dd["valid"] & ~Dd["build"]),
         ]
-        d_addr = Dd["tag"][2:]
-        d_new_m = Cat(*[lane_r(d_new, i)[:BM] for i in range(P)])
+        clr_v, clr_m, clr_s = Signal(), Signal(), Signal()   # CLEAR: vbuf rows / M bank / scratch
+        out_phase = Signal()                                 # R_OUT (clear-on-read of racc)
+        x_addr = Signal.like(r_rd.addr)                      # racc word of the beat in flight
+        cnt = Signal(range(max(g.buf_words, g.slot_words, DRAIN) + 1))
+        clr_addr = cnt[:g.cb + g.chanb]
 
         # Build path write requests (the ONLY drivers of the template write port).
         build_m_we = Signal()      # clear or update of a template bank during BUILD
@@ -309,13 +338,16 @@ class MemoryUnit(wiring.Component):
             m_wr.en.eq(build_m_we & self.template_mode),   # unidirectional gate (§IS-8)
             m_wr.addr.eq(build_m_addr),
             m_wr.data.eq(build_m_data),
+            build_m_we.eq(d_we_m | clr_m),
+            build_m_addr.eq(Mux(clr_m, Cat(clr_addr, slot[:g.sb]), d_addr)),
+            build_m_data.eq(Mux(clr_m, 0, d_new_m)),
+            s_wr.en.eq(d_we_s | clr_s),
+            s_wr.addr.eq(Mux(clr_s, clr_addr, d_addr)),
+            s_wr.data.eq(Mux(clr_s, 0, d_new_m)),
+            r_wr.en.eq(d_we_r),                        # R_OUT adds its clear-on-read writes
+            r_wr.addr.eq(Mux(out_phase, x_addr, d_addr)),
+            r_wr.data.eq(Mux(out_phase, 0, d_new_r)),
         ]
-        with m.If(Dd["valid"] & Dd["build"] & ~Dd["scr"]):
-            m.d.comb += [build_m_we.eq(1), build_m_addr.eq(d_addr), build_m_data.eq(d_new_m)]
-        with m.If(Dd["valid"] & Dd["build"] & Dd["scr"]):
-            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(d_addr), s_wr.data.eq(d_new_m)]
-        with m.If(Dd["valid"] & ~Dd["build"]):
-            m.d.comb += [r_wr.en.eq(1), r_wr.addr.eq(d_addr), r_wr.data.eq(d_new)]
 
         # read ports: always enabled, except racc in R_OUT (held under backpressure)
         m.d.comb += [
@@ -330,7 +362,6 @@ class MemoryUnit(wiring.Component):
         o_chan = Signal(max(1, g.vchanb))
         o_last = Signal()
         x_valid = Signal()
-        x_addr = Signal.like(r_rd.addr)
         x_pos = Signal(g.pos_bits)
         x_chan = Signal(max(1, g.vchanb))
         x_last = Signal()
@@ -346,7 +377,6 @@ class MemoryUnit(wiring.Component):
             self.o_acc.payload.last.eq(o_last),
         ]
 
-        cnt = Signal(range(max(g.buf_words, g.slot_words, DRAIN) + 1))
         v_rows = Signal.like(cnt)
         m.d.comb += v_rows.eq(ntok << g.row_shift)
         n_clear = Mux(v_rows > g.slot_words, v_rows, g.slot_words)
@@ -359,6 +389,9 @@ class MemoryUnit(wiring.Component):
                         op.eq(self.cmd.payload.op), slot.eq(self.cmd.payload.slot),
                         ntok.eq(self.cmd.payload.n_tokens), cnt.eq(0), ck.eq(0),
                         on.eq(0), oh.eq(0), ock.eq(0), out_done.eq(0), x_valid.eq(0),
+                        clr_v.eq(self.cmd.payload.op != Op.RETRIEVE),
+                        clr_m.eq(self.cmd.payload.op == Op.BUILD),
+                        clr_s.eq(self.cmd.payload.op == Op.ATTEND),
                     ]
                     with m.If(self.cmd.payload.op == Op.RETRIEVE):
                         m.next = "R_ACC"
@@ -367,14 +400,13 @@ class MemoryUnit(wiring.Component):
 
             with m.State("CLEAR"):
                 m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt < v_rows):
+                # clr_v is high while cnt < v_rows, clr_m / clr_s while cnt < slot_words
+                with m.If(clr_v):
                     m.d.comb += [v_wr.en.eq((1 << P) - 1), v_wr.addr.eq(cnt), v_wr.data.eq(0)]
-                with m.If(cnt < g.slot_words):
-                    with m.If(op == Op.BUILD):
-                        m.d.comb += [build_m_we.eq(1), build_m_data.eq(0),
-                                     build_m_addr.eq(Cat(cnt[:g.cb + g.chanb], slot[:g.sb]))]
-                    with m.Else():
-                        m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(cnt), s_wr.data.eq(0)]
+                with m.If(cnt == v_rows - 1):
+                    m.d.sync += clr_v.eq(0)
+                with m.If(cnt == g.slot_words - 1):
+                    m.d.sync += [clr_m.eq(0), clr_s.eq(0)]
                 with m.If(cnt == n_clear - 1):
                     m.next = "V_LOAD"
 
@@ -413,6 +445,7 @@ class MemoryUnit(wiring.Component):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == DRAIN - 1):
                         if state == "DRAIN_R":
+                            m.d.sync += out_phase.eq(1)
                             m.next = "R_OUT"
                         else:
                             with m.If(op == Op.ATTEND):
@@ -429,8 +462,9 @@ class MemoryUnit(wiring.Component):
                                  o_chan.eq(x_chan), o_last.eq(x_last), x_valid.eq(~out_done)]
                     # clear-on-read: the beat moving X -> O is zeroed in racc
                     with m.If(x_valid):
-                        m.d.comb += [r_wr.en.eq(1), r_wr.addr.eq(x_addr), r_wr.data.eq(0)]
+                        m.d.comb += r_wr.en.eq(1)   # addr x_addr, data 0 (out_phase)
                     with m.If(out_done & ~x_valid):
+                        m.d.sync += out_phase.eq(0)
                         m.next = "IDLE"
                     with m.If(~out_done):
                         last_c = ock == g.n_chunks - 1

@@ -14,8 +14,8 @@ Per phase (``C = d_v / P`` chunks per M/R row, ``H`` heads, ``N`` tokens):
 ============  =====================================================================
 CLEAR         ``max(N · H' · C, d_h · H' · C)`` (``H'`` = heads rounded up to a power of 2)
 V_LOAD        one cycle per V event (an empty packet is one event)
-K_LOAD        ``C`` per non-empty K event, 1 per empty event, + ``DRAIN`` (3)
-R_ACC         ``C`` per non-empty Q event, 1 per empty event, + ``DRAIN`` (3)
+K_LOAD        ``C`` per non-empty K event, 1 per empty event, + ``DRAIN`` (4)
+R_ACC         ``C`` per non-empty Q event, 1 per empty event, + ``DRAIN`` (4)
 R_OUT         ``N · H · C + OUT_LATENCY`` (one beat per (token, head, chunk), + 2)
 ============  =====================================================================
 

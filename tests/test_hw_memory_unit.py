@@ -216,3 +216,14 @@ def test_verify_cases_zero_mismatches():
         for lt in VERIFY_LAYER_TYPES:
             r = verify_case(lt, 1000 + seed)
             assert r["mismatches"] == 0 and r["cycles_exact"], r
+
+
+def test_memories_marked_no_rw_check():
+    """Every memory carries yosys's ``no_rw_check`` (collision result is don't-care, §ECP5 Fmax),
+    and the write ports are fed from registers (5-stage pipeline, DRAIN = 4)."""
+    from amaranth.back import rtlil
+    from spiketrack.hw.memory_unit import DRAIN
+    dut = MemoryUnit(heads=2, d_h=2, d_v=4, n_max=4, n_slots=2, lanes=2)
+    text = rtlil.convert(dut, name="memory_unit")
+    assert text.count("attribute \\no_rw_check") == 4
+    assert DRAIN == 4
