@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=4e-4, help="base learning rate (default 4e-4)")
     p.add_argument("--lr-drop", type=float, default=None,
                    help="LR x0.1 after this fraction of the steps (default 0.75 for T=1, 0.5 for T>1)")
+    p.add_argument("--backbone-lr-mult", type=float, default=0.1,
+                   help="LR multiplier of the backbone group (default 0.1 as the reference, which starts from "
+                        "ImageNet weights; use 1.0 when training from scratch)")
     p.add_argument("--grad-clip", type=float, default=0.1, help="gradient norm clip (default 0.1; 0 = off)")
     p.add_argument("--ckpt-every", type=int, default=50, help="checkpoint every N steps (default 50)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -47,7 +50,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(variant=args.config, data=args.data, out=args.out, steps=args.steps, batch=args.batch,
-                      lr=args.lr, lr_drop=args.lr_drop, grad_clip=args.grad_clip, ckpt_every=args.ckpt_every,
+                      lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, lr_drop=args.lr_drop, grad_clip=args.grad_clip, ckpt_every=args.ckpt_every,
                       resume=args.resume, stop_after=args.stop_after, init_from=args.init_from, device=args.device, seed=args.seed,
                       workers=args.workers, samples_per_epoch=args.samples_per_epoch,
                       progress=not args.no_progress)

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("spiketrack.model.cli_train", "train a tracker variant (single process or torchrun)"),
     "track": ("spiketrack.model.cli_track", "track one target through a frame folder or video"),
     "eval": ("spiketrack.model.cli_eval", "one-pass evaluation on a benchmark (AUC, precision, AO, SR)"),
+    "quantize": ("spiketrack.quant.cli_quantize", "quantise a checkpoint to the integer network and check it"),
 }
 
 
