@@ -36,8 +36,8 @@ E_MUL8_PJ = 0.2     #: 8-bit integer multiply
 E_SRAM_BYTE_PJ = 1.25
 
 
-def _conv_counts(layer, k: torch.Tensor, out: torch.Tensor, pixels: bool) -> tuple[int, int]:
-    w = layer.params["weight"]
+def _conv_counts(layer, params, k: torch.Tensor, out: torch.Tensor, pixels: bool) -> tuple[int, int]:
+    w = params["weight"]
     c_out, c_in_g, kh, kw = w.shape
     a = layer.attrs
     x = k.reshape(-1, *k.shape[2:])
@@ -59,7 +59,7 @@ def count_ops(net: IntegerNetwork, tensors: dict[str, torch.Tensor], inputs: dic
         out = env[layer.name]
         row = {"layer": layer.name, "op": layer.op, "sops": 0, "macs": 0}
         if layer.op in ("conv", "stem_conv"):
-            row["sops"], row["macs"] = _conv_counts(layer, args[0], out, pixels=layer.op == "stem_conv")
+            row["sops"], row["macs"] = _conv_counts(layer, net.params_of(layer), args[0], out, pixels=layer.op == "stem_conv")
             row["dense"] = layer.op == "stem_conv"  # the stem is the one layer on real values
         elif layer.op == "retrieve":
             q, m = args

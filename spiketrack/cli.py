@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("spiketrack.model.cli_track", "track one target through a frame folder or video"),
     "eval": ("spiketrack.model.cli_eval", "one-pass evaluation on a benchmark (AUC, precision, AO, SR)"),
     "quantize": ("spiketrack.quant.cli_quantize", "quantise a checkpoint to the integer network and check it"),
+    "energy": ("spiketrack.quant.cli_energy", "synaptic operations, firing rates and energy on real frames"),
 }
 
 
@@ -38,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(module.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"spiketrack {args.command}: error: {msg}", file=sys.stderr)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        print(f"spiketrack {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 
