@@ -68,14 +68,14 @@ class FixedPoint(nn.Module):
         super().__init__()
         self.bits = bits
         self.max_frac = max_frac
-        self.register_buffer("frac", torch.tensor(int(frac)))
+        self.frac = int(frac)  # a plain int: the format is static (and traceable by torch.export)
         self.register_buffer("observed", torch.tensor(0.0))
         self.calibrating = False
         self.saturations = 0
 
     @property
     def f(self) -> int:
-        return int(self.frac)
+        return self.frac
 
     def freeze(self, margin: float = 1.0) -> int:
         """Choose ``f`` from the observed range (times ``margin``); returns it."""
@@ -84,17 +84,17 @@ class FixedPoint(nn.Module):
         f = self.max_frac
         while f > -8 and peak * 2 ** f > limit:
             f -= 1
-        self.frac.fill_(f)
+        self.frac = f
         self.calibrating = False
         return f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.calibrating:
+        if self.calibrating and not torch.compiler.is_compiling():
             self.observed = torch.maximum(self.observed, x.detach().abs().max().to(self.observed))
         scale = 2.0 ** self.f
         lo, hi = -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
         q = round_half_up_ste(x * scale)
-        if not self.training:
+        if not self.training and not torch.compiler.is_compiling():
             self.saturations += int(((q < lo) | (q > hi)).sum())
         # clamp with a straight-through gradient inside the range only
         q = torch.clamp(q, lo, hi)

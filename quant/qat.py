@@ -177,9 +177,15 @@ class QuantNILIF(NILIF):
         super().__init__(src.levels)
         self.decay_logit = src.decay_logit
         self.fmt = fmt
+        self._constants: dict[int, Decay] = {}
+        for t in range(1, self.decay_logit.numel() + 1):
+            self.shift_add(t)
 
     def shift_add(self, t: int) -> Decay:
-        return nearest_shift_add(float(self.beta(t).detach()))
+        """The decay constant of step ``t`` (recomputed from ``theta_t`` eagerly, cached for export)."""
+        if not torch.compiler.is_compiling():
+            self._constants[t] = nearest_shift_add(float(self.beta(t).detach()))
+        return self._constants[t]
 
     def decay(self, h: torch.Tensor, t: int) -> torch.Tensor:
         scale = 2.0 ** self.fmt.frac

@@ -12,10 +12,12 @@ import sys
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("spiketrack.demo", "the main job on the shipped default: track, quantise, verify"),
     "info": ("spiketrack.model.cli_info", "print a variant's size and compute"),
     "train": ("spiketrack.model.cli_train", "train a tracker variant (single process or torchrun)"),
     "track": ("spiketrack.model.cli_track", "track one target through a frame folder or video"),
     "eval": ("spiketrack.model.cli_eval", "one-pass evaluation on a benchmark (AUC, precision, AO, SR)"),
+    "verify": ("spiketrack.sim.verify", "fuzz the RTL against the golden model"),
     "quantize": ("spiketrack.quant.cli_quantize", "quantise a checkpoint to the integer network and check it"),
     "energy": ("spiketrack.quant.cli_energy", "synaptic operations, firing rates and energy on real frames"),
 }
