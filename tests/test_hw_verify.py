@@ -1,0 +1,20 @@
+"""spiketrack verify: registry, JSON summary, exit status."""
+
+import json
+
+from spiketrack.cli import main
+from spiketrack.sim import verify
+
+
+def test_verify_fuzz_json(capsys):
+    assert main(["verify", "--fuzz", "16", "--seed", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cases"] == 16 and out["mismatches"] == 0 and out["cycle_model_exact"]
+    assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder"}
+
+
+def test_verify_registry_and_failure_exit(capsys, monkeypatch):
+    monkeypatch.setitem(verify.CASES, "broken", lambda rng: {"type": "broken", "match": False, "cycles_exact": True})
+    assert main(["verify", "--fuzz", "2", "--types", "broken,encoder", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["mismatches"] == 1 and out["layer_types"] == {"broken": 1, "encoder": 1}
