@@ -293,7 +293,7 @@ def _find_stem(model: nn.Module) -> ConvBN:
     for m in model.modules():
         if isinstance(m, ConvBN):
             return m
-    raise UnsupportedLayerError("model has no convolution")
+    raise UnsupportedLayerError("model has no ConvBN stem: quantize_model needs a SpikeTrack model built from model/layers.py")
 
 
 def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN) -> None:

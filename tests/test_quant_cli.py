@@ -41,3 +41,10 @@ def test_quantize_bad_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert main(["quantize", "--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.pt" in err and "Traceback" not in err
+
+
+def test_eval_quantized_tracks_with_the_integer_semantics(checkpoint, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--max-seqs", "1", "--quantized",
+                 "--out-dir", str(tmp_path / "ev"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["sequences"] == 1 and rep["frames"] == 100 and 0.0 <= rep["auc"] <= 1.0
