@@ -56,14 +56,25 @@ def test_memory_and_retrieval_against_float_matmul():
     assert torch.equal(spike_product(a, b), a * b)
 
 
-def test_binary_expansion_is_exact_for_every_linear_layer():
+def test_binary_expansion_is_exact_for_every_layer_type():
     g = torch.Generator().manual_seed(5)
     k = torch.randint(0, 5, (1, 4, 6, 6), generator=g)
     planes = binary_expand(k)
     assert planes.shape[0] == 4 and int(planes.max()) <= 1
     assert torch.equal(binary_collapse(planes), k)
-    w = torch.randint(-127, 128, (3, 4, 3, 3), generator=g)
-    assert torch.equal(sum(conv2d_acc(p, w, padding=1) for p in planes), conv2d_acc(k, w, padding=1))
+    # k×k, strided, grouped, depthwise and 1×1 convolutions (linear layers are 1×1 over tokens)
+    for shape, stride, pad, groups in (((3, 4, 3, 3), 1, 1, 1), ((6, 4, 3, 3), 2, 1, 1), ((6, 2, 3, 3), 1, 1, 2),
+                                       ((4, 1, 7, 7), 1, 3, 4), ((5, 4, 1, 1), 1, 0, 1)):
+        w = torch.randint(-127, 128, shape, generator=g)
+        assert torch.equal(sum(conv2d_acc(p, w, None, stride, pad, groups) for p in planes),
+                           conv2d_acc(k, w, None, stride, pad, groups)), shape
+    wl = torch.randint(-127, 128, (5, 4), generator=g)
+    kl = k.reshape(1, 4, 36)
+    assert torch.equal(sum(linear_acc(p, wl) for p in binary_expand(kl)), linear_acc(kl, wl))
+    # retrieval: binary query planes against an integer memory
+    Q = torch.randint(0, 5, (2, 4, 9), generator=g)
+    M = torch.randint(0, 400, (2, 4, 8), generator=g)
+    assert torch.equal(sum(retrieve(p, M) for p in binary_expand(Q)), retrieve(Q, M))
     K = torch.randint(0, 5, (1, 4, 9), generator=g)
     V = torch.randint(0, 5, (1, 8, 9), generator=g)
     pk, pv = binary_expand(K), binary_expand(V)

@@ -48,3 +48,14 @@ def test_eval_quantized_tracks_with_the_integer_semantics(checkpoint, tmp_path, 
                  "--out-dir", str(tmp_path / "ev"), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["sequences"] == 1 and rep["frames"] == 100 and 0.0 <= rep["auc"] <= 1.0
+
+
+def test_qat_steps_and_int4_weights_stay_bit_exact(checkpoint, tmp_path, capsys):
+    out = tmp_path / "art4"
+    assert main(["quantize", "--checkpoint", str(checkpoint), "--out", str(out), "--bits", "4", "--qat-steps", "1",
+                 "--check-frames", "1", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["qat"]["steps"] == 1 and rep["golden_check"]["mismatches"] == 0
+    net = load_artifact(out)
+    w = [net.params_of(l)["weight"] for l in net.layers if l.op == "conv" and "params_from" not in l.attrs]
+    assert max(int(abs(a).max()) for a in w) <= 7  # narrow int4
