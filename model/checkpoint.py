@@ -154,3 +154,11 @@ def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
         raise UserError(f"checkpoint {p} does not fit variant {ck['variant']!r}: "
                         f"{str(e).splitlines()[0]}") from None
     return model.to(device).eval(), ck
+
+
+def export_weights(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint without its optimizer state (what ships in the package), atomically."""
+    ck = load_checkpoint(src)
+    ck = dict(ck, optimizer=None)
+    ck["extra"] = dict(ck.get("extra") or {}, exported_from=str(src))
+    return save_checkpoint_atomic(dst, ck)
