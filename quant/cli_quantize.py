@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.checkpoint import model_from_checkpoint, resolve_checkpoint
     from spiketrack.quant.compare import compare_with_golden, synthetic_frames
     from spiketrack.quant.ir import save_artifact
     from spiketrack.quant.lower import lower
@@ -42,7 +42,7 @@ def run(args) -> int:
     t0 = time.time()
     model, ck = model_from_checkpoint(args.checkpoint)
     qmodel = quantize_model(model.eval(), QuantFormat(args.frac, args.width, args.bits))
-    report = {"checkpoint": str(ck.get("path", args.checkpoint)), "variant": ck["variant"], "weight_bits": args.bits,
+    report = {"checkpoint": str(resolve_checkpoint(args.checkpoint)), "variant": ck["variant"], "weight_bits": args.bits,
               "frac": args.frac, "width": args.width, "qat_steps": args.qat_steps}
     if args.qat_steps:
         from spiketrack.model.train import TrainConfig, train
