@@ -256,3 +256,21 @@ def fuzz_summary(n: int, seed: int = 0) -> dict:
                    "cycles_exact": sum(c["cycles_exact"] for c in cases),
                    "cycles_total": sum(c["cycles"] for c in cases)}
     return {"layer_types": out}
+
+
+def _register_verify_cases() -> None:
+    """Register memory_build / retrieval / attention with ``spiketrack verify`` (sim/verify.py)."""
+    from spiketrack.sim.verify import register
+
+    def make(layer_type: str):
+        def case(rng: random.Random) -> dict:
+            r = verify_case(layer_type, rng.randrange(1 << 31))
+            return {"type": layer_type, "match": r["mismatches"] == 0, "cycles_exact": r["cycles_exact"],
+                    "geom": r["shape"], "elements": r["elements"], "cycles": r["cycles"]}
+        return case
+
+    for lt in VERIFY_LAYER_TYPES:
+        register(lt)(make(lt))
+
+
+_register_verify_cases()

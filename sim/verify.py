@@ -46,7 +46,7 @@ __all__ = ["CASES", "CASE_MODULES", "register", "run_fuzz", "add_arguments", "ru
            "core_case", "neuron_case", "encoder_case", "make_core", "core_packets"]
 
 CASES: dict = {}
-CASE_MODULES: tuple[str, ...] = ()  #: extra modules that register cases (imported by run_fuzz)
+CASE_MODULES: tuple[str, ...] = ("spiketrack.sim.memory_unit_sim",)  #: extra modules that register cases (imported by run_fuzz)
 
 
 def register(name: str):

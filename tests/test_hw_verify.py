@@ -7,10 +7,24 @@ from spiketrack.sim import verify
 
 
 def test_verify_fuzz_json(capsys):
-    assert main(["verify", "--fuzz", "16", "--seed", "3", "--json"]) == 0
+    assert main(["verify", "--fuzz", "22", "--seed", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["cases"] == 16 and out["mismatches"] == 0 and out["cycle_model_exact"]
-    assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder"}
+    assert out["cases"] == 22 and out["mismatches"] == 0 and out["cycle_model_exact"]
+    assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder",
+                                       "memory_build", "retrieval", "attention"}
+
+
+def test_memory_unit_cases_detect_a_broken_golden(monkeypatch):
+    """The memory-unit fuzz cases compare with the golden function: a wrong golden must be caught."""
+    import random
+
+    import spiketrack.quant.golden.memory as gm
+    from spiketrack.sim import memory_unit_sim
+
+    monkeypatch.setattr(gm, "retrieve", lambda q, m: gm.torch.einsum("hcn,hcj->hjn", q, m) + 1)
+    r = verify.CASES["retrieval"](random.Random(5))
+    assert not r["match"]
+    assert memory_unit_sim.VERIFY_LAYER_TYPES == ("memory_build", "retrieval", "attention")
 
 
 def test_verify_registry_and_failure_exit(capsys, monkeypatch):
