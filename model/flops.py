@@ -17,6 +17,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from spiketrack.model.hooks import ForwardHooks
 from spiketrack.model.layers import MemoryBuild, Retrieve
 
 
@@ -27,13 +28,14 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, total - pos
 
 
-class MacCounter:
+class MacCounter(ForwardHooks):
     """Context manager accumulating dense MACs per module (see the module docstring)."""
 
+    KINDS = (nn.Conv1d, nn.Conv2d, nn.Linear, MemoryBuild, Retrieve)
+
     def __init__(self, model: nn.Module):
-        self.model = model
+        super().__init__(model)
         self.per_module: dict[str, int] = defaultdict(int)
-        self._handles = []
 
     @property
     def total(self) -> int:
@@ -56,17 +58,6 @@ class MacCounter:
                 macs = out.numel() * (q.shape[2] // m.heads)
             self.per_module[name] += int(macs)
         return fn
-
-    def __enter__(self) -> "MacCounter":
-        for name, m in self.model.named_modules():
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, MemoryBuild, Retrieve)):
-                self._handles.append(m.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
 
 @torch.no_grad()

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from spiketrack.model.hooks import ForwardHooks
+
 LEVELS = 4  # D: spike levels, S = k / D with k in {0..D}
 MAX_TIMESTEPS = 3  # the reference caps the time window at 3 (spec §3.1)
 DECAY_INIT = 0.25
@@ -132,7 +134,7 @@ def neuron_factory(ann: bool = False, levels: int = LEVELS):
     return lambda: cls(levels)
 
 
-class FiringRateMonitor:
+class FiringRateMonitor(ForwardHooks):
     """Record the spike-firing rate of every neuron layer of ``model`` (spec §3.4).
 
     Used as a context manager; forward hooks on every :class:`NILIF` (and ANN twin) record, per
@@ -147,9 +149,10 @@ class FiringRateMonitor:
     >>> mon.rates()["backbone.stem_block.sep.sn1"]   # [rate_t0, rate_t1, ...]
     """
 
+    KINDS = (NILIF,)
+
     def __init__(self, model: nn.Module):
-        self.model = model
-        self._handles: list = []
+        super().__init__(model)
         self._sums: dict[str, list[float]] = {}
         self._counts: dict[str, list[int]] = {}
 
@@ -166,17 +169,6 @@ class FiringRateMonitor:
                 sums[t] += r
                 counts[t] += 1
         return fn
-
-    def __enter__(self) -> "FiringRateMonitor":
-        for name, m in self.model.named_modules():
-            if isinstance(m, NILIF):
-                self._handles.append(m.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
     def rates(self) -> dict[str, list[float]]:
         """``{layer name: [mean integer count at t=0, t=1, ...]}`` for every layer that fired."""

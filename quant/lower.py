@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spiketrack.model.hooks import ForwardHooks
 from spiketrack.model.layers import MemoryBuild, Upsample
 from spiketrack.model.mrm import MeanFusion
 from spiketrack.quant.golden.neuron import LEVEL_BITS
@@ -253,7 +254,7 @@ def output_scale(layer: Layer, frac: int) -> int:
     return frac
 
 
-class module_outputs:
+class module_outputs(ForwardHooks):
     """Record every quantised module's float output under its IR layer name (context manager).
 
     ``with module_outputs(qmodel) as rec: qmodel(z, x)`` then ``rec.outputs[name]``.
@@ -263,26 +264,17 @@ class module_outputs:
              MeanFusion, Upsample)
 
     def __init__(self, model: nn.Module):
-        self.model = model
+        super().__init__(model)
         self.outputs: dict[str, torch.Tensor] = {}
-        self._handles = []
 
-    def __enter__(self):
+    def _hook(self, path: str):
         bb = self.model.backbone
-        for path, mod in self.model.named_modules():
-            if isinstance(mod, self.KINDS):
-                def hook(m, args, out, path=path):
-                    branch = bb.current_branch or "search"
-                    name = f"{branch}/{path}"
-                    n = 1
-                    while name in self.outputs:
-                        name = f"{branch}/{path}#{n}"
-                        n += 1
-                    self.outputs[name] = out.detach()
-                self._handles.append(mod.register_forward_hook(hook))
-        return self
 
-    def __exit__(self, *exc):
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        def hook(m, args, out):
+            branch = bb.current_branch or "search"
+            name, n = f"{branch}/{path}", 1
+            while name in self.outputs:  # a module used twice in one branch: '#1', '#2', ... as the lowering
+                name = f"{branch}/{path}#{n}"
+                n += 1
+            self.outputs[name] = out.detach()
+        return hook
