@@ -160,6 +160,10 @@ def test_corrupted_and_foreign_checkpoints(tmp_path):
         C.load_checkpoint(tmp_path / "missing.pt")
 
 
+# Moved to the slow suite (`make bench`): one CI-like run of 2026-11-24 saw rank 1 abort (SIGABRT) inside
+# gloo while two xdist workers ran; 9 reruns (alone and under load) passed. Kept out of the default suite
+# until the abort is understood.
+@pytest.mark.slow
 def test_torchrun_two_process_gloo(tmp_path):
     """Two gloo ranks through torchrun run the same train() code path (DDP + DistributedSampler)."""
     script = tmp_path / "ddp_run.py"
