@@ -57,7 +57,9 @@ from typing import Any
 
 from amaranth.hdl import Elaboratable
 
-from .boards import BOARDS, DeviceInfo, get_board, get_device
+from spiketrack.atomic import write_text_atomic
+
+from .boards import DeviceInfo, get_board, get_device
 
 __all__ = [
     "FIGURE_KEYS",
@@ -191,9 +193,7 @@ def _run(cmd: Sequence[str], *, cwd: Path, log: str, step: str, timeout: float) 
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str))
 
 
 @contextlib.contextmanager

@@ -19,13 +19,13 @@ the destination with ``os.replace``, so a crash never leaves a partial checkpoin
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
+from spiketrack.atomic import write_bytes_atomic
 from spiketrack.cli import UserError
 
 FORMAT = "spiketrack-checkpoint"
@@ -84,22 +84,9 @@ def make_payload(model, optimizer=None, step: int = 0, extra: dict | None = None
 
 def save_checkpoint_atomic(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def resolve_checkpoint(path: str | Path | None) -> Path:

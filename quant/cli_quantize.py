@@ -29,7 +29,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import torch
 
     from spiketrack.model.checkpoint import model_from_checkpoint, resolve_checkpoint
     from spiketrack.quant.compare import compare_with_golden, synthetic_frames
@@ -70,11 +69,9 @@ def run(args) -> int:
                 totals.setdefault("unmatched_layers", r["unmatched_layers"])
         report["golden_check"] = totals
     report["seconds"] = round(time.time() - t0, 1)
-    from pathlib import Path
+    from spiketrack.atomic import write_text_atomic
 
-    from spiketrack.quant.ir import _atomic_write_bytes
-
-    _atomic_write_bytes(Path(args.out) / "report.json", json.dumps(report, indent=1).encode())
+    write_text_atomic(f"{args.out}/report.json", json.dumps(report, indent=1))
     if args.json:
         print(json.dumps(report))
     else:

@@ -20,11 +20,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from spiketrack.atomic import write_bytes_atomic
 
 __all__ = ["FORMAT_VERSION", "OPS", "Layer", "IntegerNetwork", "ArtifactError", "save_artifact", "load_artifact"]
 
@@ -152,20 +153,6 @@ def _check_attr(layer: str, name: str, value) -> None:
         raise ArtifactError(f"layer {layer!r} attribute {name!r} has unsupported type {type(value).__name__}")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_artifact(net: IntegerNetwork, directory: str | os.PathLike) -> Path:
     """Validate ``net`` and write it to ``directory`` (created if needed) atomically."""
     net.validate()
@@ -193,8 +180,8 @@ def save_artifact(net: IntegerNetwork, directory: str | os.PathLike) -> Path:
             for layer in net.layers
         ],
     }
-    _atomic_write_bytes(directory / "params.npz", blob)
-    _atomic_write_bytes(directory / "manifest.json", json.dumps(manifest, indent=1).encode())
+    write_bytes_atomic(directory / "params.npz", blob)
+    write_bytes_atomic(directory / "manifest.json", json.dumps(manifest, indent=1).encode())
     return directory
 
 
