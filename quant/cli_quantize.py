@@ -29,7 +29,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-
     from spiketrack.model.checkpoint import model_from_checkpoint, resolve_checkpoint
     from spiketrack.quant.compare import compare_with_golden, synthetic_frames
     from spiketrack.quant.ir import save_artifact
