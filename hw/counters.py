@@ -52,7 +52,10 @@ class CounterBank(wiring.Component):
     clear : In(1)
         Synchronous clear of every counter (takes precedence over ``inc``).
     counts : Out(StructLayout)
-        The counter values (``counters_layout(names, width)``).
+        The counter values (``counters_layout(names, width)``). The increments are registered
+        before the adders (the cores' control logic never feeds a 32-bit carry chain in the same
+        cycle), so a count includes the increments up to two cycles before; a host reads the
+        counts after the core has been idle for two cycles.
     """
 
     def __init__(self, names, width: int = 32, inc_widths=None):
@@ -68,9 +71,10 @@ class CounterBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for n in self.names:
-            c = getattr(self.counts, n)
+            c, inc = getattr(self.counts, n), getattr(self.inc, n)
+            inc_q = Signal.like(inc, name=f"{n}_inc")
             with m.If(self.clear):
-                m.d.sync += c.eq(0)
+                m.d.sync += [c.eq(0), inc_q.eq(0)]
             with m.Else():
-                m.d.sync += c.eq(c + getattr(self.inc, n))
+                m.d.sync += [inc_q.eq(inc), c.eq(c + inc_q)]
         return m

@@ -44,13 +44,16 @@ Memories (all ``lib.memory`` with synchronous read ports)
 
 Pipeline (one ``P``-lane update per cycle)
 ------------------------------------------
-``F``: the accepted event's ROM reads. ``S``: the tap/chunk sequencer (one update issued per
-cycle: weight and accumulator reads). ``B``: ``k · w`` (``<< β`` for the stem) and the raw
-accumulator word are registered. ``C``: ``old + k·w`` is registered into ``w1``, with ``old``
-forwarded from the last three writes (``w1``, ``w2``, ``w3``) when they hit the same word, so
-back-to-back updates of one word are exact. ``w1`` is written in the next cycle. After the last
-update the core waits :data:`DRAIN` cycles, then streams the accumulators (+ bias) out on
-``o_acc``: one beat per accumulator word, position-major, :data:`OUT_LATENCY` cycles of latency.
+``F``: the accepted event's ROM reads. ``F2``: the ROM words registered. ``S``: the tap/chunk sequencer (one update issued per
+cycle: weight and accumulator reads). ``B``: the two block-RAM read words are registered as they
+are (an ECP5 EBR without output register has ~5.6 ns clock-to-out, so no logic follows it in
+the same cycle). ``Q``: ``k · w`` (``<< β`` for the stem) is registered, and the forwarding
+decision of ``C`` is registered (address compares against the updates still in flight). ``C``:
+``old + k·w`` is registered into ``w1``, with ``old`` taken from the last :data:`FORWARD` (4)
+sums ``w1..w4`` when the registered compare hit, so back-to-back updates of one word are exact.
+``w1`` is written in the next cycle. After the last update the core waits :data:`DRAIN` (4)
+cycles, then streams the accumulators (+ bias) out on ``o_acc``: one beat per accumulator word,
+position-major, :data:`OUT_LATENCY` (3) cycles of latency (read, read register, sum register).
 
 Limits: ``1 <= lanes``, ``w_bits ∈ {4, 8}``, ``k <= max_kernel``, ``0 <= pad < k``,
 ``planes ∈ {1, 8}``; events must carry ``pos < H·W`` and ``chan < C_in`` (as the encoder makes them).
@@ -75,10 +78,11 @@ from spiketrack.quant.golden.neuron import D
 from spiketrack.quant.golden.synapse import acc_bound
 
 __all__ = ["LayerGeometry", "CorePlan", "SynapticCore", "Phase", "acc_layout", "level_times_weight_hw",
-           "DRAIN", "OUT_LATENCY", "CORE_COUNTERS"]
+           "DRAIN", "OUT_LATENCY", "FORWARD", "CORE_COUNTERS"]
 
-DRAIN = 3        #: cycles after the last update issue until it is in acc_mem (stages B, C, write)
-OUT_LATENCY = 2  #: readout: acc_mem read, then output register
+DRAIN = 4        #: cycles after the last update issue until it is in acc_mem (stages B, Q, C, write)
+OUT_LATENCY = 3  #: readout: acc_mem/bias read, read-data register, output register (sum)
+FORWARD = 4      #: write-history registers forwarded into stage C (updates in flight)
 CORE_COUNTERS = ("busy", "stall_in", "stall_out", "events", "updates", "useful")
 
 
@@ -194,8 +198,9 @@ class CorePlan:
 
     @cached_property
     def pos_table(self) -> list[dict]:
-        """Per input position: ``ny``, ``nx`` valid taps, ``tap`` (first tap's ``ky·k + kx``) and
-        ``obase`` (accumulator word of the first tap's output, group 0, chunk 0)."""
+        """Per input position: ``ny``, ``nx`` valid taps, ``tap`` (first tap's ``ky·k + kx``),
+        ``obase`` (accumulator word of the first tap's output, group 0, chunk 0) and ``rem``
+        (updates after the first, ``max(1, nch · ny · nx) - 1``)."""
         g = self.geom
         rows = [g.taps(y, g.h_out) for y in range(g.h)]
         cols = [g.taps(x, g.w_out) for x in range(g.w)]
@@ -206,9 +211,10 @@ class CorePlan:
                 if ry and rx:
                     (ky0, oy0), (kx0, ox0) = ry[0], rx[0]
                     table.append({"ny": len(ry), "nx": len(rx), "tap": ky0 * g.k + kx0,
-                                  "obase": (oy0 * g.w_out + ox0) * self.wpp})
+                                  "obase": (oy0 * g.w_out + ox0) * self.wpp,
+                                  "rem": self.nch * len(ry) * len(rx) - 1})
                 else:
-                    table.append({"ny": 0, "nx": 0, "tap": 0, "obase": 0})
+                    table.append({"ny": 0, "nx": 0, "tap": 0, "obase": 0, "rem": 0})
         return table
 
     @cached_property
@@ -385,6 +391,7 @@ class SynapticCore(wiring.Component):
                                                 attrs={"no_rw_check": 1})
         ny_bits = nx_bits = ceil_log2(g.k + 1)
         pos_shape = data.StructLayout({"ny": ny_bits, "nx": nx_bits, "tap": max(1, ceil_log2(p.kk)),
+                                       "rem": max(1, ceil_log2(p.nch * g.k * g.k)),
                                        "obase": p.aa_bits})
         chan_shape = data.StructLayout({"wbase": p.wa_bits, "abase": p.aa_bits})
         m.submodules.pos_rom = pos_rom = Memory(shape=pos_shape, depth=p.n_pos, init=p.pos_table)
@@ -401,13 +408,17 @@ class SynapticCore(wiring.Component):
         closed = Signal()      # the packet's last event has been accepted
         plane = Signal(range(max(2, g.planes)))
 
-        # ---- stage F: accepted event + its ROM reads
+        # ---- stage F: accepted event + its ROM reads (data valid in the next cycle, held while
+        # the ROMs are not enabled); stage F2: the ROM words registered as they are
         ev = self.i_events
         f_valid, f_level, f_empty, f_last = Signal(), Signal(3), Signal(), Signal()
+        f2_valid, f2_level, f2_empty, f2_last = Signal(), Signal(3), Signal(), Signal()
+        f2_pos, f2_chan = Signal(pos_shape), Signal(chan_shape)
         seq_load = Signal()
+        f_adv = ~f2_valid | seq_load          # F moves into F2 this cycle
         take = ev.valid & ev.ready
         m.d.comb += [
-            ev.ready.eq(((phase == Phase.IDLE) | (phase == Phase.ACC)) & ~closed & (~f_valid | seq_load)),
+            ev.ready.eq(((phase == Phase.IDLE) | (phase == Phase.ACC)) & ~closed & (~f_valid | f_adv)),
             pos_rd.addr.eq(ev.payload.pos), pos_rd.en.eq(take),
             chan_rd.addr.eq(ev.payload.chan), chan_rd.en.eq(take),
         ]
@@ -418,8 +429,15 @@ class SynapticCore(wiring.Component):
                 m.d.sync += closed.eq(1)
             with m.If(phase == Phase.IDLE):
                 m.d.sync += phase.eq(Phase.ACC)
-        with m.Elif(seq_load):
+        with m.Elif(f_adv):
             m.d.sync += f_valid.eq(0)
+        with m.If(f_adv):
+            m.d.sync += [f2_valid.eq(f_valid), f2_level.eq(f_level), f2_empty.eq(f_empty), f2_last.eq(f_last),
+                         f2_pos.eq(pos_rd.data), f2_chan.eq(chan_rd.data)]
+        # the cycle after a packet's first event is taken, the sequencer waits for F2 by design
+        # (counted in the cycle model, not as an input stall)
+        first = Signal()
+        m.d.sync += first.eq(take & (phase == Phase.IDLE))
 
         # ---- stage S: tap / chunk sequencer
         s_active, s_noop, s_level, s_last = Signal(), Signal(), Signal(3), Signal()
@@ -429,35 +447,41 @@ class SynapticCore(wiring.Component):
         w_ch, w_row, w_cur = (Signal(p.wa_bits + 1, name=n) for n in ("w_ch", "w_row", "w_cur"))
         a_ch, a_row, a_cur = (Signal(p.aa_bits + 1, name=n) for n in ("a_ch", "a_row", "a_cur"))
         last_x, last_y, last_c = ix == nx - 1, iy == ny - 1, ch == p.nch - 1
-        last_iter = s_noop | (last_x & last_y & last_c)
+        # the event's last update is issued this cycle: a registered flag from a down-counter of
+        # the remaining updates (keeps the tap compares out of the stream-ready logic)
+        rem = Signal(range(max(2, p.nch * g.k * g.k)))
+        last_iter = Signal()
         need = ~s_active | last_iter
-        m.d.comb += seq_load.eq((phase == Phase.ACC) & need & f_valid)
+        m.d.comb += seq_load.eq((phase == Phase.ACC) & need & f2_valid)
         issue = s_active & ~s_noop
 
         S = g.stride
         da_x = p.wpp                     # accumulator step when ox decreases by one
         da_y = g.w_out * p.wpp           # ... when oy decreases by one
         dw_c, da_c = g.cig * p.kk, 1     # chunk step
-        pe, ce = pos_rd.data, chan_rd.data
+        pe, ce = f2_pos, f2_chan
         with m.If(seq_load):
             wb = ce.wbase + pe.tap
             ab = pe.obase + ce.abase
-            m.d.sync += [s_active.eq(1), s_noop.eq(f_empty | (pe.ny == 0) | (pe.nx == 0)),
-                         s_level.eq(f_level), s_last.eq(f_last), ny.eq(pe.ny), nx.eq(pe.nx),
+            m.d.sync += [rem.eq(pe.rem), last_iter.eq(f2_empty | (pe.rem == 0))]
+            m.d.sync += [s_active.eq(1), s_noop.eq(f2_empty | (pe.ny == 0) | (pe.nx == 0)),
+                         s_level.eq(f2_level), s_last.eq(f2_last), ny.eq(pe.ny), nx.eq(pe.nx),
                          iy.eq(0), ix.eq(0), ch.eq(0),
                          w_ch.eq(wb), w_row.eq(wb), w_cur.eq(wb), a_ch.eq(ab), a_row.eq(ab), a_cur.eq(ab)]
         with m.Elif(need):
             m.d.sync += s_active.eq(0)
-        with m.Elif(~last_x):
-            m.d.sync += [ix.eq(ix + 1), w_cur.eq(w_cur + S), a_cur.eq(a_cur - da_x)]
-        with m.Elif(~last_y):
-            m.d.sync += [ix.eq(0), iy.eq(iy + 1),
-                         w_row.eq(w_row + S * g.k), w_cur.eq(w_row + S * g.k),
-                         a_row.eq(a_row - da_y), a_cur.eq(a_row - da_y)]
         with m.Else():
-            m.d.sync += [ix.eq(0), iy.eq(0), ch.eq(ch + 1),
-                         w_ch.eq(w_ch + dw_c), w_row.eq(w_ch + dw_c), w_cur.eq(w_ch + dw_c),
-                         a_ch.eq(a_ch + da_c), a_row.eq(a_ch + da_c), a_cur.eq(a_ch + da_c)]
+            m.d.sync += [rem.eq(rem - 1), last_iter.eq(rem == 1)]
+            with m.If(~last_x):
+                m.d.sync += [ix.eq(ix + 1), w_cur.eq(w_cur + S), a_cur.eq(a_cur - da_x)]
+            with m.Elif(~last_y):
+                m.d.sync += [ix.eq(0), iy.eq(iy + 1),
+                             w_row.eq(w_row + S * g.k), w_cur.eq(w_row + S * g.k),
+                             a_row.eq(a_row - da_y), a_cur.eq(a_row - da_y)]
+            with m.Else():
+                m.d.sync += [ix.eq(0), iy.eq(0), ch.eq(ch + 1),
+                             w_ch.eq(w_ch + dw_c), w_row.eq(w_ch + dw_c), w_cur.eq(w_ch + dw_c),
+                             a_ch.eq(a_ch + da_c), a_row.eq(a_ch + da_c), a_cur.eq(a_ch + da_c)]
 
         # end of a packet: the last event's last update was issued this cycle
         with m.If((phase == Phase.ACC) & s_active & last_iter & s_last & ~seq_load):
@@ -469,37 +493,55 @@ class SynapticCore(wiring.Component):
             else:
                 m.d.sync += phase.eq(Phase.DRAIN)
 
-        # ---- stage B: k·w (<< plane) and the raw accumulator word
+        # ---- stage B: the weight and accumulator words leave block RAM into registers (nothing
+        # else on this path: an ECP5 EBR without output register has ~5.6 ns clock-to-out)
         b_valid = Signal()
         b_addr = Signal(p.aa_bits)
         b_level = Signal(3)
         b_plane = Signal.like(plane)
-        a_raw = Signal(P * Ba, reset_less=True)
         m.d.comb += [w_rd.addr.eq(w_cur), w_rd.en.eq(1)]
-        m.d.sync += [b_valid.eq(issue), b_addr.eq(a_cur), b_level.eq(s_level), b_plane.eq(plane),
-                     ]
-        prod = Signal(P * Ba, reset_less=True)
-        m.d.sync += a_raw.eq(a_rd.data)
-        for i in range(P):
-            kw = level_times_weight_hw(b_level, lane_w(w_rd.data, i))
-            if g.planes > 1:
-                kw = kw << b_plane
-            m.d.sync += prod[i * Ba:(i + 1) * Ba].eq(kw)
-        # (w_rd and a_rd are read in cycle S; their data is valid in cycle B, where the product
-        # and the raw word are registered; both are used in C.)
+        m.d.sync += [b_valid.eq(issue), b_addr.eq(a_cur), b_level.eq(s_level), b_plane.eq(plane)]
+        q_valid, q_addr, q_level, q_plane = Signal(), Signal(p.aa_bits), Signal(3), Signal.like(plane)
+        q_w = Signal(P * Bw, reset_less=True)
+        q_a = Signal(P * Ba, reset_less=True)
+        m.d.sync += [q_valid.eq(b_valid), q_addr.eq(b_addr), q_level.eq(b_level), q_plane.eq(b_plane),
+                     q_w.eq(w_rd.data), q_a.eq(a_rd.data)]
+
+        # ---- stage Q: k·w (<< plane) registered; the forwarding hits of stage C are decided here
         c_valid, c_addr = Signal(), Signal(p.aa_bits)
-        c_raw = a_raw
-        m.d.sync += [c_valid.eq(b_valid), c_addr.eq(b_addr)]
-        # ---- stage C: old (forwarded) + k·w -> w1; w1 written next cycle; w2, w3 history
-        w1v, w2v, w3v = Signal(), Signal(), Signal()
-        w1a, w2a, w3a = Signal(p.aa_bits), Signal(p.aa_bits), Signal(p.aa_bits)
-        w1d, w2d, w3d = (Signal(P * Ba, reset_less=True, name=n) for n in ("w1d", "w2d", "w3d"))
-        m.d.sync += [w2v.eq(w1v), w2a.eq(w1a), w2d.eq(w1d), w3v.eq(w2v), w3a.eq(w2a), w3d.eq(w2d)]
-        old = Mux(w1v & (w1a == c_addr), w1d,
-                  Mux(w2v & (w2a == c_addr), w2d,
-                      Mux(w3v & (w3a == c_addr), w3d, c_raw)))
+        c_raw = Signal(P * Ba, reset_less=True)
+        prod = Signal(P * Ba, reset_less=True)
+        for i in range(P):
+            kw = level_times_weight_hw(q_level, lane_w(q_w, i))
+            if g.planes > 1:
+                kw = kw << q_plane
+            m.d.sync += prod[i * Ba:(i + 1) * Ba].eq(kw)
+        m.d.sync += [c_valid.eq(q_valid), c_addr.eq(q_addr), c_raw.eq(q_a)]
+
+        # ---- stage C: old (forwarded) + k·w -> w1; w1 is written next cycle; w2..w4 history.
+        # An update issued j <= FORWARD cycles before this one has not reached acc_mem when
+        # this one read it; its sum sits in w_j when this one is in C.
+        wv = [Signal(name=f"w{j}v") for j in range(1, FORWARD + 1)]
+        wa = [Signal(p.aa_bits, name=f"w{j}a") for j in range(1, FORWARD + 1)]
+        wd = [Signal(P * Ba, reset_less=True, name=f"w{j}d") for j in range(1, FORWARD + 1)]
+        for j in range(1, FORWARD):
+            m.d.sync += [wv[j].eq(wv[j - 1]), wa[j].eq(wa[j - 1]), wd[j].eq(wd[j - 1])]
+        # in the next cycle w1 holds C's item of this cycle, w(j+1) holds wj; the most recent
+        # hit wins. The selection is registered one-hot (sel[j] picks w(j+1), sel[FORWARD] the
+        # block-RAM word), so stage C is an AND-OR and the adder.
+        ahead = [(c_valid, c_addr)] + [(wv[j], wa[j]) for j in range(FORWARD - 1)]
+        hits = [v & (a == q_addr) for v, a in ahead]
+        sel = Signal(FORWARD + 1)
+        for j in range(FORWARD + 1):
+            earlier = hits[:j]
+            this = hits[j] if j < FORWARD else Const(1)
+            m.d.sync += sel[j].eq(this & ~Cat(*earlier).any() if earlier else this)
+        old = 0
+        for j, word in enumerate(wd + [c_raw]):
+            old = old | Mux(sel[j], word, 0)
         new = Cat(*[(lane_a(old, i) + lane_a(prod, i))[:Ba] for i in range(P)])
-        m.d.sync += [w1v.eq(c_valid), w1a.eq(c_addr), w1d.eq(new)]
+        m.d.sync += [wv[0].eq(c_valid), wa[0].eq(c_addr), wd[0].eq(new)]
+        w1v, w1a, w1d = wv[0], wa[0], wd[0]
 
         # ---- drain and readout
         drain = Signal(range(DRAIN + 1))
@@ -509,7 +551,7 @@ class SynapticCore(wiring.Component):
         r_wi = Signal(range(max(2, p.wpp)))
         r_opos = Signal(range(max(2, p.n_opos)))
         r1_valid, r1_last = Signal(), Signal()
-        r1_wi, r1_opos = Signal.like(r_wi), Signal.like(r_opos)
+        r1_opos = Signal.like(r_opos)
         r_issue = (phase == Phase.READOUT) & (r_idx < p.n_acc) & adv
         clr_v, clr_a = Signal(), Signal(p.aa_bits)
         m.d.sync += [clr_v.eq(r_issue), clr_a.eq(r_idx)]
@@ -529,7 +571,7 @@ class SynapticCore(wiring.Component):
                 m.d.sync += drain.eq(drain + 1)
 
         with m.If(adv):
-            m.d.sync += [r1_valid.eq(r_issue), r1_wi.eq(r_wi), r1_opos.eq(r_opos),
+            m.d.sync += [r1_valid.eq(r_issue), r1_opos.eq(r_opos),
                          r1_last.eq(r_idx == p.n_acc - 1)]
         with m.If(r_issue):
             m.d.sync += r_idx.eq(r_idx + 1)
@@ -538,13 +580,20 @@ class SynapticCore(wiring.Component):
             with m.Else():
                 m.d.sync += r_wi.eq(r_wi + 1)
 
-        b_chan = b_rd.data[P * Ba:P * Ba + p.ochan_bits]
-        b_mask = b_rd.data[P * Ba + p.ochan_bits:]
+        # r2: the read data leave block RAM into registers; the output register adds the bias
+        r2_valid, r2_last, r2_opos = Signal(), Signal(), Signal.like(r_opos)
+        r2_a = Signal(P * Ba, reset_less=True)
+        r2_b = Signal.like(b_rd.data, reset_less=True)
         with m.If(adv):
-            m.d.sync += [o.valid.eq(r1_valid), o.payload.pos.eq(r1_opos), o.payload.chan.eq(b_chan),
-                         o.payload.mask.eq(b_mask), o.payload.last.eq(r1_last)]
+            m.d.sync += [r2_valid.eq(r1_valid), r2_last.eq(r1_last), r2_opos.eq(r1_opos),
+                         r2_a.eq(a_rd.data), r2_b.eq(b_rd.data)]
+        b_chan = r2_b[P * Ba:P * Ba + p.ochan_bits]
+        b_mask = r2_b[P * Ba + p.ochan_bits:]
+        with m.If(adv):
+            m.d.sync += [o.valid.eq(r2_valid), o.payload.pos.eq(r2_opos), o.payload.chan.eq(b_chan),
+                         o.payload.mask.eq(b_mask), o.payload.last.eq(r2_last)]
             for i in range(P):
-                m.d.sync += o.payload.acc[i].eq(lane_a(a_rd.data, i) + lane_a(b_rd.data, i))
+                m.d.sync += o.payload.acc[i].eq(lane_a(r2_a, i) + lane_a(r2_b, i))
         with m.If(o.valid & o.ready & o.payload.last):
             m.d.sync += [phase.eq(Phase.IDLE), closed.eq(0), r_idx.eq(0), r_wi.eq(0), r_opos.eq(0)]
 
@@ -553,7 +602,7 @@ class SynapticCore(wiring.Component):
         m.d.comb += [
             self.busy.eq((phase != Phase.IDLE) | take),
             ctr.inc.busy.eq(self.busy),
-            ctr.inc.stall_in.eq((phase == Phase.ACC) & need & ~f_valid & ~closed),
+            ctr.inc.stall_in.eq((phase == Phase.ACC) & need & ~f2_valid & ~(closed & ~f_valid) & ~first),
             ctr.inc.stall_out.eq((phase == Phase.READOUT) & o.valid & ~o.ready),
             ctr.inc.events.eq(take),
             ctr.inc.updates.eq(issue),

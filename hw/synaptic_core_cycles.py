@@ -9,10 +9,11 @@ exactly one cycle each, which the core counts itself (``counters.stall_in``,
 
 and the tests assert this with ``==``.
 
-Per packet: ``2 + Σ_events max(1, nch · ny(pos) · nx(pos))`` (one cycle to take the first event,
-one to look up its taps, then one cycle per issued ``P``-lane update; an event that reaches no
-output, or the ``empty`` event, costs one cycle). After the last packet: ``DRAIN`` (3), then the
-readout, ``n_acc + OUT_LATENCY`` (one beat per accumulator word, 2 cycles of latency).
+Per packet: ``3 + Σ_events max(1, nch · ny(pos) · nx(pos))`` (one cycle to take the first
+event, one to read its tap and channel ROMs, one to register the ROM words, then one cycle per
+issued ``P``-lane update; an event that reaches no output, or the ``empty`` event, costs one
+cycle). After the last packet: ``DRAIN`` (4), then the
+readout, ``n_acc + OUT_LATENCY`` (one beat per accumulator word, 3 cycles of latency).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["packet_cycles", "core_cycles", "useful_accumulations"]
 
 def packet_cycles(plan: CorePlan, packet) -> int:
     """Busy cycles of one event packet (list of event dicts) before the drain."""
-    n = 2
+    n = 3
     for e in packet:
         n += 1 if e["empty"] else max(1, plan.n_iter(e["pos"]))
     return n

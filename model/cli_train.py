@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes (default 0)")
     p.add_argument("--samples-per-epoch", type=int, default=60000)
+    p.add_argument("--center-jitter", type=float, default=3.5,
+                   help="search-crop centre jitter, in units of 0.5 x sqrt(w h) of the jittered box (default 3.5, spec)")
+    p.add_argument("--scale-jitter", type=float, default=0.5, help="search-crop log-scale jitter (default 0.5, spec)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,10 +52,14 @@ def run(args) -> int:
         raise UserError("--ckpt-every must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.center_jitter < 0 or args.scale_jitter < 0:
+        raise UserError("--center-jitter and --scale-jitter must be >= 0")
     cfg = TrainConfig(variant=args.config, data=args.data, out=args.out, steps=args.steps, batch=args.batch,
-                      lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, lr_drop=args.lr_drop, grad_clip=args.grad_clip, ckpt_every=args.ckpt_every,
-                      resume=args.resume, stop_after=args.stop_after, init_from=args.init_from, device=args.device, seed=args.seed,
+                      lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, lr_drop=args.lr_drop,
+                      grad_clip=args.grad_clip, ckpt_every=args.ckpt_every, resume=args.resume,
+                      stop_after=args.stop_after, init_from=args.init_from, device=args.device, seed=args.seed,
                       workers=args.workers, samples_per_epoch=args.samples_per_epoch,
+                      center_jitter=args.center_jitter, scale_jitter=args.scale_jitter,
                       progress=not args.no_progress)
     report = train(cfg)
     if int(__import__("os").environ.get("RANK", "0")) == 0:

@@ -12,11 +12,13 @@
   shard through ``DistributedSampler``; a single process runs the very same code with
   world size 1 and no process group.
 - Checkpoints (``OUT/last.pt``) are written atomically every ``ckpt_every`` steps and at the
-  end, by rank 0 only.
+  end, by rank 0 only; each is followed by a line of ``OUT/train_log.jsonl`` (mean loss parts
+  and training IoU since the previous line).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -51,6 +53,8 @@ class TrainConfig:
     workers: int = 0
     samples_per_epoch: int = 60000
     max_interval: int = 400
+    center_jitter: float = 3.5
+    scale_jitter: float = 0.5
     resume: bool = False
     stop_after: int | None = None  # run at most this many steps in this invocation (time-sliced training)
     init_from: str | None = None
@@ -103,18 +107,18 @@ def init_from_checkpoint(model: torch.nn.Module, path: str) -> dict:
             "unused": unused}
 
 
-def _loss_fn():
-    from spiketrack.model import loss as L
+LOG_NAME = "train_log.jsonl"
 
-    for name in ("tracking_loss", "spiketrack_loss", "compute_loss", "total_loss"):
-        fn = getattr(L, name, None)
-        if callable(fn):
-            return fn
-    for name in ("TrackingLoss", "SpikeTrackLoss"):
-        cls = getattr(L, name, None)
-        if cls is not None:
-            return cls()
-    raise RuntimeError("spiketrack.model.loss defines no tracking loss")
+
+def _append_log(path: Path, step: int, lr: float, window: dict[str, list[float]]) -> None:
+    """One JSON line per checkpoint: the step, the LR and the mean of each loss part since the last line.
+
+    Appended after the checkpoint is written, so after a kill the log may hold lines past the
+    resumed step; readers keep the last line of each step.
+    """
+    row = {"step": step, "lr": lr, **{k: round(sum(v) / len(v), 5) for k, v in window.items() if v}}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -176,12 +180,14 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = loss_fn or _loss_fn()
+    if loss_fn is None:
+        from spiketrack.model.loss import tracking_loss as loss_fn
 
     mcfg = model.cfg
     data = TrackingPairs.from_spec(cfg.data, n_templates=T, template_size=int(mcfg.template_size),
                                    search_size=int(mcfg.search_size), samples_per_epoch=cfg.samples_per_epoch,
-                                   max_interval=cfg.max_interval, seed=cfg.seed)
+                                   max_interval=cfg.max_interval, center_jitter=cfg.center_jitter,
+                                   scale_jitter=cfg.scale_jitter, seed=cfg.seed)
     per_step = cfg.batch * world
     steps_per_epoch = max(cfg.samples_per_epoch // per_step, 1)
     train_args = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
@@ -200,6 +206,7 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
     it, epoch_loaded = None, -1
     t_start, seen = time.perf_counter(), 0
     losses = []
+    window: dict[str, list[float]] = {}
     step = start
     stop = cfg.steps if cfg.stop_after is None else min(cfg.steps, start + cfg.stop_after)
     while step < stop:
@@ -232,8 +239,13 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
         if not math.isfinite(lv):
             raise RuntimeError(f"loss became {lv} at step {step}")
         losses.append(lv)
+        for k, v in {"loss": lv, **{k: float(v) for k, v in (parts or {}).items()}}.items():
+            window.setdefault(k, []).append(v)
         if step % cfg.ckpt_every == 0 or step == stop:
             save(step)
+            if rank == 0:
+                _append_log(out / LOG_NAME, step, lr, window)
+            window = {}
         if bar is not None:
             el = time.perf_counter() - t_start
             post = {"loss": f"{lv:.3f}", "samples/s": f"{seen / el:.1f}"}

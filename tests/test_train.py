@@ -94,6 +94,13 @@ def test_resume_equivalence(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["variant"] == "tiny-t1" and a["config"]["timesteps"] == 1 and a["git_rev"]
+    # one log line per checkpoint; the resumed run continues the same log
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all({"loss", "l1", "score", "lr"} <= set(r) for r in rows)
+    ref = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref]
 
 
 def test_existing_run_needs_resume(tmp_path):
