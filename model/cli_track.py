@@ -24,14 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_box(text: str) -> list[float]:
-    parts = [t for t in text.replace(" ", ",").split(",") if t]
+    from spiketrack.model.data.datasets import parse_box_line
+
     try:
-        vals = [float(t) for t in parts]
-    except ValueError:
-        raise UserError(f"--init must be four numbers x,y,w,h, got {text!r}") from None
-    if len(vals) != 4:
-        raise UserError(f"--init must be four numbers x,y,w,h, got {len(vals)}")
-    return vals
+        return parse_box_line(text)
+    except ValueError as e:
+        raise UserError(f"--init must be four numbers x,y,w,h: {e}") from None
 
 
 def _imageio():

@@ -22,8 +22,12 @@ def test_read_boxes_separators(tmp_path):
     np.testing.assert_array_equal(b[:3], [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]])
     assert np.isnan(b[3]).all()
     f.write_text("1,2,3\n")
-    with pytest.raises(ValueError, match="gt.txt:1"):
+    with pytest.raises(ValueError, match="gt.txt:1: expected 4 numbers"):
         datasets.read_boxes(f)
+    f.write_text("1,2,3,4\n1,2,x,4\n")
+    with pytest.raises(ValueError, match="gt.txt:2: cannot parse box"):
+        datasets.read_boxes(f)
+    assert datasets.parse_box_line(" 1;2 3,\t4 ") == [1, 2, 3, 4]
 
 
 def test_lasot_layout(tmp_path):

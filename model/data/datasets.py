@@ -32,6 +32,21 @@ from spiketrack.model.data.sequence import Sequence, valid_boxes
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+def parse_box_line(line: str) -> list[float]:
+    """One ``x,y,w,h`` line (comma, whitespace, tab or semicolon separated) -> four floats.
+
+    Raises ValueError with a short reason (the caller adds where the line came from).
+    """
+    parts = [p for p in re.split(r"[,\s;]+", line.strip()) if p != ""]
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"cannot parse box {line.strip()!r}") from None
+    if len(vals) != 4:
+        raise ValueError(f"expected 4 numbers x,y,w,h, got {len(vals)}")
+    return vals
+
+
 def read_boxes(path: str | Path) -> np.ndarray:
     """Read an x,y,w,h text file (comma, whitespace, tab or semicolon separated) as [N, 4].
 
@@ -42,14 +57,10 @@ def read_boxes(path: str | Path) -> np.ndarray:
         line = line.strip()
         if not line:
             continue
-        parts = [p for p in re.split(r"[,\s;]+", line) if p != ""]
         try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"{path}:{k}: cannot parse box line {line!r}") from None
-        if len(vals) != 4:
-            raise ValueError(f"{path}:{k}: expected 4 numbers x,y,w,h, got {len(vals)}")
-        rows.append(vals)
+            rows.append(parse_box_line(line))
+        except ValueError as e:
+            raise ValueError(f"{path}:{k}: {e}") from None
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
