@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
     p.add_argument("--dataset", default="synthetic",
-                   help="synthetic | lasot:DIR | got10k:DIR[:split] | otb:DIR (default: synthetic)")
+                   help="synthetic | synthetic-val | lasot:DIR | got10k:DIR[:split] | otb:DIR (default: synthetic)")
     p.add_argument("--max-seqs", type=int, default=None, help="evaluate only the first N sequences")
     p.add_argument("--out-dir", default=None, help="result files folder (default: runs/eval/<dataset>-<time>)")
     p.add_argument("--plot", default=None, help="success plot path (precision plot written next to it)")
@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--size-lr", type=float, default=None,
+                   help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
 
 
 def quantize_hook():
@@ -57,7 +59,7 @@ def run(args) -> int:
         model = hook(model)
     kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
     out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracker = SpikeTrackTracker(model, device=args.device)
+    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)
     summary = evaluate(tracker, seqs, out, absent=args.absent, plot=args.plot, progress=sys.stderr.isatty(),
                        label=ck["variant"])
     if args.json:

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output text file, one x,y,w,h line per frame")
     p.add_argument("--video", default=None, help="also render the boxes into this video (mp4)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--size-lr", type=float, default=None,
+                   help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
 
 
 def parse_box(text: str) -> list[float]:
@@ -106,7 +108,7 @@ def run(args) -> int:
     except StopIteration:
         raise UserError(f"empty sequence: {args.frames}") from None
     model, _ = model_from_checkpoint(args.checkpoint, args.device)
-    tracker = SpikeTrackTracker(model, device=args.device)
+    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)
     tracker.init(first, box)
     writer = None
     if args.video:

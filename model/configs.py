@@ -51,6 +51,12 @@ class SpikeTrackConfig:
         Template positional-embedding slots per attention block / MRM.
     ann : bool
         ANN twin: ReLU (clip to [0, D] / D) instead of NI-LIF everywhere.
+    update_interval, update_threshold : int, float
+        Tracker template-update gate (spec §7.2).
+    size_lr : float
+        Tracker scale damping (``SpikeTrackTracker(size_lr=...)``): 1.0 for the paper variants
+        (reference behaviour); the edge variants use the value chosen on ``synthetic-val``
+        (docs/tracking.md, "The shipped default").
     """
 
     name: str
@@ -78,6 +84,7 @@ class SpikeTrackConfig:
     ann: bool = False
     update_interval: int = 25
     update_threshold: float = 0.7
+    size_lr: float = 1.0
 
     def __post_init__(self):
         if not 1 <= self.timesteps <= 3:
@@ -143,7 +150,8 @@ def _edge(T: int) -> SpikeTrackConfig:
         sep_kernels=(3, 3, 3, 3),
         mrm_sites=((2, 2), (3, 2), (4, 1)), heads=None, head_dim=16,
         mlp_ratio=2, v_ratio=2, conv_ratio=2, sep_ratio=2, head_channels=32,
-        search_size=128, template_size=128, timesteps=T, fusion="mean", upsample="nearest", pos_slots=3)
+        search_size=128, template_size=128, timesteps=T, fusion="mean", upsample="nearest", pos_slots=3,
+        size_lr=0.35)
 
 
 _REGISTRY: dict[str, SpikeTrackConfig] = {}

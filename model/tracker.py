@@ -66,12 +66,21 @@ class SpikeTrackTracker:
         (``update_interval`` / ``update_threshold`` if present), else 25 / 0.7
     device : torch device for the model inputs
     window : apply the Hanning window to the score map (spec: always on)
+    size_lr : scale damping in (0, 1]: the new width/height is ``prev + size_lr · (pred - prev)``
+        (the centre is taken as predicted); default ``model.cfg.size_lr``, else 1.0. 1.0 is the
+        reference behaviour; smaller values are the SiamFC/SiamRPN-style size smoothing, a
+        departure from the spec.
     """
 
     name = "SpikeTrack"
 
     def __init__(self, model, *, update_interval: int | None = None, update_threshold: float | None = None,
-                 device: str | torch.device = "cpu", window: bool = True):
+                 device: str | torch.device = "cpu", window: bool = True, size_lr: float | None = None):
+        if size_lr is None:
+            size_lr = getattr(model.cfg, "size_lr", None) or 1.0
+        if not 0.0 < float(size_lr) <= 1.0:
+            raise UserError(f"size_lr must be in (0, 1], got {size_lr}")
+        self.size_lr = float(size_lr)
         self.model = model.eval()
         cfg = model.cfg
         self.T = int(cfg.timesteps)
@@ -124,7 +133,13 @@ class SpikeTrackTracker:
         if not np.all(np.isfinite(pred)):
             pred = np.array([0.5, 0.5, self.state[2] * info.scale / info.out_size,
                              self.state[3] * info.scale / info.out_size])
-        box = clip_box(box_from_crop(pred, info), H, W, CLIP_MARGIN)
+        box = box_from_crop(pred, info)
+        if self.size_lr < 1.0:
+            cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+            w = self.state[2] + self.size_lr * (box[2] - self.state[2])
+            h = self.state[3] + self.size_lr * (box[3] - self.state[3])
+            box = np.array([cx - w / 2, cy - h / 2, w, h])
+        box = clip_box(box, H, W, CLIP_MARGIN)
         self.state = box
         if (self.T > 1 and self.frame_id % self.update_interval == 0
                 and self.last_score > self.update_threshold):

@@ -57,6 +57,31 @@ def test_fixed_prediction_keeps_box():
     assert tr.model.windows[-1].shape == (1, 1, 4, 4)
 
 
+def test_size_damping():
+    # the model always predicts half the crop (2x the box at factor 4): without damping the
+    # box doubles per frame, with size_lr = 0.25 it grows by 1.25x, centre unchanged
+    box = [60, 40, 10, 10]
+    for lr, growth in ((1.0, 2.0), (0.25, 1.25)):
+        tr = SpikeTrackTracker(TinyModel(T=1, box=(0.5, 0.5, 0.5, 0.5)), size_lr=lr)
+        tr.init(_img(), box)
+        out = tr.update(_img())
+        np.testing.assert_allclose(out[2:], [10 * growth] * 2, atol=0.5)
+        np.testing.assert_allclose(out[:2] + out[2:] / 2, [65, 45], atol=0.5)
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(UserError, match="size_lr"):
+            SpikeTrackTracker(TinyModel(T=1), size_lr=bad)
+
+
+def test_validation_set_is_disjoint_from_benchmark():
+    from spiketrack.model.data.datasets import load_eval_dataset
+
+    _, val = load_eval_dataset("synthetic-val", max_seqs=2)
+    _, test = load_eval_dataset("synthetic", max_seqs=2)
+    assert [s.name for s in val] == ["synthetic-val-000", "synthetic-val-001"]
+    assert val[0].meta["seed"] != test[0].meta["seed"]
+    assert not np.array_equal(val[0].frame(0), test[0].frame(0))
+
+
 def test_clipping_margin():
     m = TinyModel(T=1, box=(1.0, 1.0, 0.25, 0.25))  # predicts at the crop corner -> off image
     tr = SpikeTrackTracker(m)

@@ -181,13 +181,15 @@ def load_otb(root: str | Path) -> list[Sequence]:
 
 # ----------------------------------------------------------------------------- specs
 def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list[Sequence]]:
-    """Parse ``synthetic | lasot:DIR | got10k:DIR[:split] | otb:DIR`` into (kind, sequences)."""
-    from spiketrack.model.data.synthetic import benchmark_sequences
+    """Parse ``synthetic | synthetic-val | lasot:DIR | got10k:DIR[:split] | otb:DIR`` into (kind, sequences)."""
+    from spiketrack.model.data.synthetic import benchmark_sequences, validation_sequences
 
     kind, _, rest = spec.partition(":")
     kind = kind.lower()
     if kind == "synthetic":
         seqs = benchmark_sequences(max_seqs)
+    elif kind == "synthetic-val":
+        seqs = validation_sequences(max_seqs)
     elif kind == "lasot" and rest:
         seqs = load_lasot(rest)
     elif kind == "got10k" and rest:
@@ -199,7 +201,7 @@ def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list
     elif kind == "otb" and rest:
         seqs = load_otb(rest)
     else:
-        raise ValueError(f"unknown dataset spec {spec!r}; use synthetic, lasot:DIR, got10k:DIR or otb:DIR")
+        raise ValueError(f"unknown dataset spec {spec!r}; use synthetic, synthetic-val, lasot:DIR, got10k:DIR or otb:DIR")
     if max_seqs is not None:
         seqs = seqs[:max_seqs]
     return kind, seqs

@@ -42,6 +42,7 @@ BENCHMARK_SEQUENCES = 24
 BENCHMARK_FRAMES = 100
 BENCHMARK_SEED = 20_260_000
 TRAIN_SEED_BASE = 1_000_000
+VALIDATION_SEED = 30_260_000  #: ``synthetic-val``: same size as the benchmark, disjoint seeds (for tuning)
 VISIBLE_FRACTION = 0.1
 _PAN = 24  # background margin for camera pan
 _TEX = 32  # texture side
@@ -295,6 +296,16 @@ def benchmark_sequences(max_seqs: int | None = None) -> list[Sequence]:
     """The fixed ``synthetic`` evaluation benchmark (24 x 100 frames, fixed seeds)."""
     n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
     return [make_sequence(BENCHMARK_SEED + i, BENCHMARK_FRAMES, name=f"synthetic-{i:03d}") for i in range(n)]
+
+
+def validation_sequences(max_seqs: int | None = None) -> list[Sequence]:
+    """``synthetic-val``: 24 x 100 frames like the benchmark, seeds ``VALIDATION_SEED + i``.
+
+    Disjoint from the training scenes and from the benchmark; tracker settings are chosen on
+    this set, never on ``synthetic``.
+    """
+    n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
+    return [make_sequence(VALIDATION_SEED + i, BENCHMARK_FRAMES, name=f"synthetic-val-{i:03d}") for i in range(n)]
 
 
 class SyntheticTrainSource:
