@@ -24,7 +24,10 @@ from amaranth import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CounterBank", "counters_layout"]
+__all__ = ["CounterBank", "counters_layout", "COUNTER_LAG"]
+
+COUNTER_LAG = 2
+"""Cycles after the last increment until it shows in ``counts`` (registered increment, then the add)."""
 
 
 def counters_layout(names, width: int = 32) -> data.StructLayout:
@@ -55,7 +58,7 @@ class CounterBank(wiring.Component):
         The counter values (``counters_layout(names, width)``). The increments are registered
         before the adders (the cores' control logic never feeds a 32-bit carry chain in the same
         cycle), so a count includes the increments up to two cycles before; a host reads the
-        counts after the core has been idle for two cycles.
+        counts :data:`COUNTER_LAG` cycles after the core has gone idle.
     """
 
     def __init__(self, names, width: int = 32, inc_widths=None):

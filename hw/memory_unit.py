@@ -69,11 +69,12 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.events import event_layout
 from spiketrack.quant.golden.arith import bit_width_unsigned
 from spiketrack.quant.golden.neuron import D
 
-__all__ = ["Op", "MemoryUnit", "MemoryUnitGeometry", "level_times", "DRAIN", "OUT_LATENCY"]
+__all__ = ["Op", "MemoryUnit", "MemoryUnitGeometry", "level_times", "DRAIN", "OUT_LATENCY", "MEMORY_COUNTERS"]
 
 DRAIN = 4        #: cycles after the last update issue until it is in memory (pipeline A->E)
 OUT_LATENCY = 2  #: o_acc pipeline: racc read, then output register
@@ -162,15 +163,11 @@ def cmd_layout(geom: MemoryUnitGeometry) -> data.StructLayout:
     })
 
 
-def counters_layout() -> data.StructLayout:
-    """Free-running 32-bit counters (reset by ``rst`` only)."""
-    return data.StructLayout({
-        "busy": 32,       # cycles not idle
-        "stall_in": 32,   # cycles waiting for an input event (i_events.valid low in an input phase)
-        "stall_out": 32,  # cycles with o_acc.valid & ~o_acc.ready
-        "events": 32,     # non-empty events consumed
-        "commands": 32,   # commands accepted
-    })
+MEMORY_COUNTERS = ("busy", "stall_in", "stall_out", "events", "commands")
+"""Counter names of the memory unit (:mod:`spiketrack.hw.counters`): ``busy`` cycles not idle,
+``stall_in`` cycles waiting for an input event (``i_events.valid`` low in an input phase),
+``stall_out`` cycles with ``o_acc.valid & ~o_acc.ready``, ``events`` non-empty events
+consumed, ``commands`` commands accepted."""
 
 
 class MemoryUnit(wiring.Component):
@@ -195,8 +192,9 @@ class MemoryUnit(wiring.Component):
         ``last`` on the final beat; feed to the neuron unit with shift ``3d + σ - f_m``.
     busy : Signal(1), out
         A command is in progress.
-    counters : Out(counters_layout), out
-        Busy / stall / event counters.
+    counters : Out(counters_layout(MEMORY_COUNTERS)), out
+        Busy / stall / event / command counters (a :class:`~spiketrack.hw.counters.CounterBank`;
+        complete two cycles after the unit goes idle).
     """
 
     def __init__(self, heads: int, d_h: int, d_v: int, n_max: int, n_slots: int = 1, lanes: int = 4):
@@ -212,7 +210,7 @@ class MemoryUnit(wiring.Component):
             "i_events": In(stream.Signature(event_layout(g.pos_bits, g.chan_bits))),
             "o_acc": Out(stream.Signature(acc_layout(g))),
             "busy": Out(1),
-            "counters": Out(counters_layout()),
+            "counters": Out(counters_layout(MEMORY_COUNTERS)),
         })
 
     def m_word(self, slot: int, h: int, c: int, chunk: int) -> int:
@@ -381,7 +379,6 @@ class MemoryUnit(wiring.Component):
         m.d.comb += v_rows.eq(ntok << g.row_shift)
         n_clear = Mux(v_rows > g.slot_words, v_rows, g.slot_words)
 
-        in_phase = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
@@ -411,7 +408,7 @@ class MemoryUnit(wiring.Component):
                     m.next = "V_LOAD"
 
             with m.State("V_LOAD"):
-                m.d.comb += [self.i_events.ready.eq(1), in_phase.eq(1)]
+                m.d.comb += self.i_events.ready.eq(1)
                 vj = ev.chan[:g.dvb]
                 vh = ev.chan[g.dvb:g.dvb + g.hb]
                 lane = vj[:g.lb]
@@ -426,7 +423,6 @@ class MemoryUnit(wiring.Component):
 
             for state, build in (("K_LOAD", True), ("R_ACC", False)):
                 with m.State(state):
-                    m.d.comb += in_phase.eq(1)
                     with m.If(self.i_events.valid):
                         m.d.comb += self.i_events.ready.eq(ev.empty | last_chunk)
                         with m.If(~ev.empty):
@@ -489,17 +485,17 @@ class MemoryUnit(wiring.Component):
         # ---- status and counters
         # cmd.ready as a plain compare of the state register (a continuous assign in Verilog, so
         # event-driven simulators see it from time 0)
+        # (in_phase likewise: an expression of the state register, defined from time 0)
         busy = Signal()
+        in_phase = fsm.ongoing("V_LOAD") | fsm.ongoing("K_LOAD") | fsm.ongoing("R_ACC")
         m.d.comb += [self.cmd.ready.eq(fsm.ongoing("IDLE")), busy.eq(~self.cmd.ready), self.busy.eq(busy)]
-        c = self.counters
-        with m.If(busy):
-            m.d.sync += c.busy.eq(c.busy + 1)
-        with m.If(in_phase & ~self.i_events.valid):
-            m.d.sync += c.stall_in.eq(c.stall_in + 1)
-        with m.If(self.o_acc.valid & ~self.o_acc.ready):
-            m.d.sync += c.stall_out.eq(c.stall_out + 1)
-        with m.If(self.i_events.valid & self.i_events.ready & ~ev.empty):
-            m.d.sync += c.events.eq(c.events + 1)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += c.commands.eq(c.commands + 1)
+        m.submodules.ctr = ctr = CounterBank(MEMORY_COUNTERS)
+        m.d.comb += [
+            self.counters.eq(ctr.counts),
+            ctr.inc.busy.eq(busy),
+            ctr.inc.stall_in.eq(in_phase & ~self.i_events.valid),
+            ctr.inc.stall_out.eq(self.o_acc.valid & ~self.o_acc.ready),
+            ctr.inc.events.eq(self.i_events.valid & self.i_events.ready & ~ev.empty),
+            ctr.inc.commands.eq(self.cmd.valid & self.cmd.ready),
+        ]
         return m

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from amaranth.sim import Simulator
 
+from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.hw.memory_unit import MemoryUnit, Op
 from spiketrack.hw.memory_unit_cycles import Event, events_from_levels
 from spiketrack.quant.golden.neuron import D
@@ -132,6 +133,7 @@ def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.
                                                   "empty": e.empty, "last": e.last})
             await ctx.tick().until(~dut.busy)
             ctx.set(dut.template_mode, 0)
+            await ctx.tick().repeat(COUNTER_LAG)    # the counter bank's registered increments
             after = {k: ctx.get(getattr(c, k)) for k in before}
             res = CommandResult(**{k: after[k] - before[k] for k in before})
             res.beats = list(beats)

@@ -8,6 +8,7 @@ Checks every beat bit-exactly and ``busy == predicted + stall_in + stall_out`` p
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.sim.cocotb_streams import StreamSink, StreamSource, reset, start_clock, tb_params
 
 
@@ -42,7 +43,8 @@ async def test_commands_bit_and_cycle_exact(dut):
             await ReadOnly()
             if int(dut.busy.value) == 0:
                 break
-        await FallingEdge(dut.clk)
+        for _ in range(COUNTER_LAG):   # the counter bank's registered increments
+            await FallingEdge(dut.clk)
         after = _counters(dut)
         d = {k: after[k] - before[k] for k in after}
         assert got == c["expected"], f"command {i}: beats differ: {got[:4]} vs {c['expected'][:4]}"
