@@ -151,7 +151,7 @@ def _edge(T: int) -> SpikeTrackConfig:
         mrm_sites=((2, 2), (3, 2), (4, 1)), heads=None, head_dim=16,
         mlp_ratio=2, v_ratio=2, conv_ratio=2, sep_ratio=2, head_channels=32,
         search_size=128, template_size=128, timesteps=T, fusion="mean", upsample="nearest", pos_slots=3,
-        size_lr=0.35)
+        size_lr=0.25)
 
 
 _REGISTRY: dict[str, SpikeTrackConfig] = {}
