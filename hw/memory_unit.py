@@ -194,7 +194,7 @@ class MemoryUnit(wiring.Component):
         A command is in progress.
     counters : Out(counters_layout(MEMORY_COUNTERS)), out
         Busy / stall / event / command counters (a :class:`~spiketrack.hw.counters.CounterBank`;
-        complete two cycles after the unit goes idle).
+        complete ``COUNTER_LAG`` cycles after the unit goes idle).
     """
 
     def __init__(self, heads: int, d_h: int, d_v: int, n_max: int, n_slots: int = 1, lanes: int = 4):

@@ -44,8 +44,8 @@ Memories (all ``lib.memory`` with synchronous read ports)
 
 Pipeline (one ``P``-lane update per cycle)
 ------------------------------------------
-``F``: the accepted event's ROM reads. ``F2``: the ROM words registered. ``S``: the tap/chunk sequencer (one update issued per
-cycle: weight and accumulator reads). ``B``: the two block-RAM read words are registered as they
+``F``: the accepted event's ROM reads. ``F2``: the ROM words registered. ``S``: the tap/chunk
+sequencer (one update issued per cycle: weight and accumulator reads). ``B``: the two block-RAM read words are registered as they
 are (an ECP5 EBR without output register has ~5.6 ns clock-to-out, so no logic follows it in
 the same cycle). ``Q``: ``k · w`` (``<< β`` for the stem) is registered, and the forwarding
 decision of ``C`` is registered (address compares against the updates still in flight). ``C``:
@@ -584,12 +584,11 @@ class SynapticCore(wiring.Component):
         r2_valid, r2_last, r2_opos = Signal(), Signal(), Signal.like(r_opos)
         r2_a = Signal(P * Ba, reset_less=True)
         r2_b = Signal.like(b_rd.data, reset_less=True)
-        with m.If(adv):
-            m.d.sync += [r2_valid.eq(r1_valid), r2_last.eq(r1_last), r2_opos.eq(r1_opos),
-                         r2_a.eq(a_rd.data), r2_b.eq(b_rd.data)]
         b_chan = r2_b[P * Ba:P * Ba + p.ochan_bits]
         b_mask = r2_b[P * Ba + p.ochan_bits:]
         with m.If(adv):
+            m.d.sync += [r2_valid.eq(r1_valid), r2_last.eq(r1_last), r2_opos.eq(r1_opos),
+                         r2_a.eq(a_rd.data), r2_b.eq(b_rd.data)]
             m.d.sync += [o.valid.eq(r2_valid), o.payload.pos.eq(r2_opos), o.payload.chan.eq(b_chan),
                          o.payload.mask.eq(b_mask), o.payload.last.eq(r2_last)]
             for i in range(P):

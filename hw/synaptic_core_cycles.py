@@ -12,8 +12,8 @@ and the tests assert this with ``==``.
 Per packet: ``3 + Σ_events max(1, nch · ny(pos) · nx(pos))`` (one cycle to take the first
 event, one to read its tap and channel ROMs, one to register the ROM words, then one cycle per
 issued ``P``-lane update; an event that reaches no output, or the ``empty`` event, costs one
-cycle). After the last packet: ``DRAIN`` (4), then the
-readout, ``n_acc + OUT_LATENCY`` (one beat per accumulator word, 3 cycles of latency).
+cycle). After the last packet: ``DRAIN`` (4), then the readout, ``n_acc + OUT_LATENCY`` (one
+beat per accumulator word, 3 cycles of latency).
 """
 
 from __future__ import annotations

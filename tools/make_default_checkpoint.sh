@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default checkpoint model/checkpoints/edge-t3.pt on CPU (one core per run;
-# ~45 min T1 + ~15 min T3 on the 2-core CI machine, docs/tracking.md "The shipped default"):
+# measured ~75 min T1 (8000 steps) + ~15 min T3 on the 2-core machine, docs/tracking.md 2.1):
 #   phase 1a: edge-t1 from scratch on the synthetic data, T1A steps (LR 1e-3, x0.1 after 75 %);
 #   phase 1b: the same run resumed to T1B steps (the LR schedule is recomputed for T1B steps, so the
 #             LR goes back to 1e-3 until 75 % of T1B, then x0.1): exactly the run that was shipped;

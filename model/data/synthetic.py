@@ -292,10 +292,15 @@ def make_sequence(seed: int, n_frames: int, name: str | None = None, size: int =
                     n_frames=n_frames, meta={"dataset": "synthetic", "seed": seed, "resolution": (size, size)})
 
 
+def _fixed_set(seed: int, prefix: str, max_seqs: int | None) -> list[Sequence]:
+    """``BENCHMARK_SEQUENCES`` x ``BENCHMARK_FRAMES`` sequences, seeds ``seed + i``, names ``prefix-NNN``."""
+    n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
+    return [make_sequence(seed + i, BENCHMARK_FRAMES, name=f"{prefix}-{i:03d}") for i in range(n)]
+
+
 def benchmark_sequences(max_seqs: int | None = None) -> list[Sequence]:
     """The fixed ``synthetic`` evaluation benchmark (24 x 100 frames, fixed seeds)."""
-    n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
-    return [make_sequence(BENCHMARK_SEED + i, BENCHMARK_FRAMES, name=f"synthetic-{i:03d}") for i in range(n)]
+    return _fixed_set(BENCHMARK_SEED, "synthetic", max_seqs)
 
 
 def validation_sequences(max_seqs: int | None = None) -> list[Sequence]:
@@ -304,8 +309,7 @@ def validation_sequences(max_seqs: int | None = None) -> list[Sequence]:
     Disjoint from the training scenes and from the benchmark; tracker settings are chosen on
     this set, never on ``synthetic``.
     """
-    n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
-    return [make_sequence(VALIDATION_SEED + i, BENCHMARK_FRAMES, name=f"synthetic-val-{i:03d}") for i in range(n)]
+    return _fixed_set(VALIDATION_SEED, "synthetic-val", max_seqs)
 
 
 class SyntheticTrainSource:
