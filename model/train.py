@@ -55,6 +55,7 @@ class TrainConfig:
     max_interval: int = 400
     center_jitter: float = 3.5
     scale_jitter: float = 0.5
+    scene_cache: int = 32  # synthetic scenes kept in memory (speed only)
     resume: bool = False
     stop_after: int | None = None  # run at most this many steps in this invocation (time-sliced training)
     init_from: str | None = None
@@ -187,7 +188,8 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
     data = TrackingPairs.from_spec(cfg.data, n_templates=T, template_size=int(mcfg.template_size),
                                    search_size=int(mcfg.search_size), samples_per_epoch=cfg.samples_per_epoch,
                                    max_interval=cfg.max_interval, center_jitter=cfg.center_jitter,
-                                   scale_jitter=cfg.scale_jitter, seed=cfg.seed)
+                                   scale_jitter=cfg.scale_jitter, seed=cfg.seed,
+                                   scene_cache=cfg.scene_cache)
     per_step = cfg.batch * world
     steps_per_epoch = max(cfg.samples_per_epoch // per_step, 1)
     train_args = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}

@@ -1,37 +1,53 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default checkpoint model/checkpoints/edge-t3.pt on CPU (one core per run;
-# measured ~75 min T1 (8000 steps) + ~15 min T3 on the 2-core machine, docs/tracking.md 2.1):
-#   phase 1a: edge-t1 from scratch on the synthetic data, T1A steps (LR 1e-3, x0.1 after 75 %);
-#   phase 1b: the same run resumed to T1B steps (the LR schedule is recomputed for T1B steps, so the
-#             LR goes back to 1e-3 until 75 % of T1B, then x0.1): exactly the run that was shipped;
-#   phase 2:  edge-t3 initialised from the T1 checkpoint (the paper's two-phase recipe), T3 steps;
-# then the weights (no optimizer state) are copied into the package. Every phase is scored on the
-# `synthetic` benchmark (runs/<phase>-eval.json).
+# measured times in docs/tracking.md 2.1):
+#   phase 1: edge-t1 from scratch on the synthetic data, trained in stages T1_STAGES (comma list,
+#            e.g. 4000,8000,16000): the first stage runs from step 0, each next stage resumes the
+#            same run to its step count. The LR schedule is recomputed for each stage's total
+#            (LR 1e-3, x0.1 after 75 % of that total), so every stage restarts at 1e-3: this is
+#            exactly how the shipped run was trained, one stage at a time;
+#   phase 2: edge-t3 initialised from the final T1 checkpoint (the paper's two-phase recipe), T3 steps;
+# then the weights (no optimizer state) are copied into the package. Every stage is scored on the
+# `synthetic` benchmark (runs/t1-<steps>[-ann]-eval.json, runs/t3-<T1 steps>-<T3 steps>[-ann]-eval.json)
+# with the variant's tracker defaults. A stage the run has already passed is skipped, so an
+# interrupted script can simply be started again.
 #
-# Usage: bash tools/make_default_checkpoint.sh [T1A] [T1B] [T3] [SUFFIX]
-#   defaults 4000 8000 1000 (the shipped run). SUFFIX "-ann" trains the ANN twin
+# Usage: bash tools/make_default_checkpoint.sh [T1_STAGES] [T3] [SUFFIX]
+#   defaults 4000,8000,16000 2000 (the shipped run). SUFFIX "-ann" trains the ANN twin
 #   (edge-t1-ann -> edge-t3-ann) with the identical recipe and ships nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T1A=${1:-4000}
-T1B=${2:-8000}
-T3=${3:-1000}
-SUFFIX=${4:-}
+T1_STAGES=${1:-4000,8000,16000}
+T3=${2:-2000}
+SUFFIX=${3:-}
 export OMP_NUM_THREADS=1
 ST=.venv/bin/spiketrack
-COMMON="--batch 16 --backbone-lr-mult 1.0 --center-jitter 1.0 --scale-jitter 0.25 --threads 1 --no-progress --resume"
+PY=.venv/bin/python
+# --scene-cache 5000 keeps every synthetic training scene in memory (~5.5 GB): speed only.
+COMMON="--batch 16 --backbone-lr-mult 1.0 --center-jitter 1.0 --scale-jitter 0.25 --threads 1 --no-progress
+        --resume --scene-cache 5000"
 OUT1=runs/default-t1$SUFFIX
-OUT3=runs/default-t3$SUFFIX
-$ST train --config edge-t1$SUFFIX --data synthetic --out $OUT1 --steps "$T1A" --lr 1e-3 --ckpt-every 100 $COMMON
-$ST eval --checkpoint $OUT1/last.pt --dataset synthetic --json > runs/t1-$T1A$SUFFIX-eval.json
-if [ "$T1B" -gt "$T1A" ]; then
-    $ST train --config edge-t1$SUFFIX --data synthetic --out $OUT1 --steps "$T1B" --lr 1e-3 --ckpt-every 100 $COMMON
-    $ST eval --checkpoint $OUT1/last.pt --dataset synthetic --json > runs/t1-$T1B$SUFFIX-eval.json
-fi
+step_of() {  # the step stored in a run's last.pt (0 when there is none)
+    if [ -f "$1/last.pt" ]; then
+        $PY -c "import torch,sys; print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['step'])" "$1/last.pt"
+    else
+        echo 0
+    fi
+}
+for S in ${T1_STAGES//,/ }; do
+    if [ "$(step_of $OUT1)" -ge "$S" ]; then
+        echo "T1 stage $S: already done"
+        continue
+    fi
+    $ST train --config edge-t1$SUFFIX --data synthetic --out $OUT1 --steps "$S" --lr 1e-3 --ckpt-every 100 $COMMON
+    $ST eval --checkpoint $OUT1/last.pt --dataset synthetic --json > runs/t1-$S$SUFFIX-eval.json
+done
+T1=$(step_of $OUT1)
+OUT3=runs/default-t3$SUFFIX-from-$T1
 $ST train --config edge-t3$SUFFIX --data synthetic --out $OUT3 --steps "$T3" --lr 4e-4 --ckpt-every 50 \
     --init-from $OUT1/last.pt $COMMON
-$ST eval --checkpoint $OUT3/last.pt --dataset synthetic --json > runs/t3-$T1B$SUFFIX-eval.json
+$ST eval --checkpoint $OUT3/last.pt --dataset synthetic --json > runs/t3-$T1-$T3$SUFFIX-eval.json
 if [ -z "$SUFFIX" ]; then
-    .venv/bin/python -c "from spiketrack.model.checkpoint import export_weights as e; e('$OUT3/last.pt', 'model/checkpoints/edge-t3.pt')"
+    $PY -c "from spiketrack.model.checkpoint import export_weights as e; e('$OUT3/last.pt', 'model/checkpoints/edge-t3.pt')"
     echo "wrote model/checkpoints/edge-t3.pt"
 fi

@@ -43,8 +43,11 @@ def parse_sources(spec: str) -> list[tuple[str, float]]:
     return [(spec, 1.0)]
 
 
-def load_source(spec: str):
-    """One training source: an indexable collection of Sequences."""
+def load_source(spec: str, scene_cache: int = 32):
+    """One training source: an indexable collection of Sequences.
+
+    ``scene_cache``: synthetic scenes kept in memory (see :class:`SyntheticTrainSource`).
+    """
     from spiketrack.model.data import datasets
     from spiketrack.model.data.synthetic import SyntheticTrainSource
 
@@ -52,7 +55,7 @@ def load_source(spec: str):
     kind = kind.lower()
     if kind == "synthetic":
         n = int(path) if path else 5000
-        return SyntheticTrainSource(n_sequences=n)
+        return SyntheticTrainSource(n_sequences=n, cache=scene_cache)
     if kind == "lasot" and path:
         return datasets.load_lasot(path)
     if kind == "got10k" and path:
@@ -91,9 +94,9 @@ class TrackingPairs(torch.utils.data.Dataset):
         self.augment, self.seed, self.epoch = augment, seed, 0
 
     @classmethod
-    def from_spec(cls, spec: str, **kw) -> "TrackingPairs":
+    def from_spec(cls, spec: str, scene_cache: int = 32, **kw) -> "TrackingPairs":
         pairs = parse_sources(spec)
-        return cls([load_source(s) for s, _ in pairs], [w for _, w in pairs], **kw)
+        return cls([load_source(s, scene_cache) for s, _ in pairs], [w for _, w in pairs], **kw)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
