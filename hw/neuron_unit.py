@@ -73,8 +73,9 @@ class NeuronUnit(wiring.Component):
     Parameters
     ----------
     in_layout : StructLayout
-        Payload of ``i_acc`` (``acc_layout`` of the synaptic core: ``pos``, ``chan``,
-        ``acc[P]``, ``mask``, ``last``).
+        Payload of ``i_acc``: ``pos``, ``chan``, ``acc[P]`` (signed or unsigned), ``last`` and
+        optionally ``mask`` (all lanes exist without it). The synaptic core's ``acc_layout``
+        and the memory unit's (:mod:`spiketrack.hw.memory_unit`, no mask, unsigned) both fit.
     n_beats : int
         Beats per map (one timestep).
     c_out : int
@@ -116,6 +117,7 @@ class NeuronUnit(wiring.Component):
         self.in_layout = in_layout
         self.lanes = in_layout.members["acc"].length
         self.acc_bits = Shape.cast(in_layout.members["acc"].elem_shape).width
+        self.has_mask = "mask" in in_layout.members
         self.n_beats, self.c_out, self.f_m, self.bits, self.T = n_beats, c_out, f_m, bits, T
         self.betas, self.residual = tuple(betas[:T - 1]), residual
         if isinstance(shift, int):
@@ -154,6 +156,10 @@ class NeuronUnit(wiring.Component):
         m.d.comb += self.counters.eq(ctr.counts)
 
         i, o = self.i_acc, self.o_spk
+
+        def lane_on(meta, j):   # lane j of a beat carries a real channel
+            return meta.mask[j] if self.has_mask else Const(1)
+
         adv = ~o.valid | o.ready
         v1, v2, v3 = Signal(), Signal(), Signal()
         ok = (~v1 & ~v2 & ~v3) if self.hazard else Const(1)
@@ -218,11 +224,11 @@ class NeuronUnit(wiring.Component):
             xq, sq = _clamp(r, Bm)
             if self.residual:
                 xr, sr = _clamp(xq + r1[j], Bm)
-                sat2.append(s1.mask[j] & sq)
-                sat2.append(s1.mask[j] & sr)
+                sat2.append(lane_on(s1, j) & sq)
+                sat2.append(lane_on(s1, j) & sr)
             else:
                 xr = xq
-                sat2.append(s1.mask[j] & sq)
+                sat2.append(lane_on(s1, j) & sq)
             with m.If(adv):
                 m.d.sync += x2[j].eq(xr)
         with m.If(adv):
@@ -246,7 +252,7 @@ class NeuronUnit(wiring.Component):
                     dec = Mux(t2 == tt, d_t, dec)
                 uc, su = _clamp(dec + x, Bm)
                 u = Mux(t2 == 0, x, uc)
-                sat3.append(meta2.mask[j] & su & (t2 != 0))
+                sat3.append(lane_on(meta2, j) & su & (t2 != 0))
             else:
                 u = x
             with m.If(adv):
@@ -258,7 +264,8 @@ class NeuronUnit(wiring.Component):
         new_h = []
         with m.If(adv):
             m.d.sync += [o.valid.eq(v3), o.payload.pos.eq(meta3.pos), o.payload.chan.eq(meta3.chan),
-                         o.payload.mask.eq(meta3.mask), o.payload.last.eq(meta3.last)]
+                         o.payload.mask.eq(meta3.mask if self.has_mask else (1 << P) - 1),
+                         o.payload.last.eq(meta3.last)]
         for j in range(P):
             u = u3[j]
             q = (u + (1 << (f_m - 1))) >> f_m

@@ -26,6 +26,7 @@ from torch import nn
 from spiketrack.model.hooks import ForwardHooks
 from spiketrack.model.layers import MemoryBuild, Upsample
 from spiketrack.model.mrm import MeanFusion
+from spiketrack.quant.golden.memory import retrieval_shift
 from spiketrack.quant.golden.neuron import LEVEL_BITS
 from spiketrack.quant.golden.synapse import acc_bound
 from spiketrack.quant.ir import IntegerNetwork, Layer
@@ -118,7 +119,7 @@ class _Lowerer:
 
     def retrieve(self, mod: QuantRetrieve, q: str, m: str, branch: str) -> str:
         r = self.emit(self.name(mod, branch, ".acc"), "retrieve", [q, m], self.T(q), {"heads": mod.heads})
-        shift = 3 * LEVEL_BITS + mod.sigma - self.fmt.frac
+        shift = retrieval_shift(mod.sigma, self.fmt.frac)
         return self.emit(self.name(mod, branch), "requant", [r], self.T(q), {"shift": shift, "bits": self.fmt.bits})
 
     # ------------------------------------------------------------------ composite blocks

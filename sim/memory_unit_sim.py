@@ -1,9 +1,12 @@
-"""amaranth.sim driver for :class:`spiketrack.hw.memory_unit.MemoryUnit`.
+"""amaranth.sim driver for :class:`spiketrack.hw.memory_unit.MemoryUnit` and
+:class:`spiketrack.hw.retrieval_neuron.RetrievalNeuron` (the same command interface).
 
 Runs a list of commands with random valid gaps on ``i_events`` / ``cmd`` and random
-backpressure on ``o_acc``, and returns per command the ``o_acc`` beats assembled into
-``R[h, j, n]``, the counter deltas and (optionally) snapshots of the template memory.
-Used by ``tests/test_hw_memory_unit.py``, ``tests/test_hw_attention.py`` and ``sim/verify.py``.
+backpressure on the output (``o_acc`` of the memory unit, ``o_spk`` of the chain), and returns
+per command the output beats assembled into ``R[h, j, n]`` (accumulators, or spike levels for
+the chain), the counter deltas and (optionally) snapshots of the template memory.
+Used by ``tests/test_hw_memory_unit.py``, ``tests/test_hw_attention.py``,
+``tests/test_hw_retrieval_neuron.py`` and ``sim/verify.py``.
 """
 
 from __future__ import annotations
@@ -89,9 +92,14 @@ def _r_tensor(dut: MemoryUnit, beats, n_tokens: int) -> torch.Tensor:
     return r
 
 
+def _output(dut):
+    """(output stream, lane field) of a memory unit or a retrieval-neuron chain."""
+    return (dut.o_spk, "levels") if hasattr(dut, "o_spk") else (dut.o_acc, "acc")
+
+
 def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.0,
              ready_prob: float = 1.0, seed: int = 0, snapshot: bool = False,
-             vcd: str | None = None, max_cycles: int = 2_000_000) -> list[CommandResult]:
+             vcd: str | None = None) -> list[CommandResult]:
     """Run ``commands`` back to back on ``dut``; return one :class:`CommandResult` each."""
     g = dut.geom
     rng_in = random.Random(seed)
@@ -110,13 +118,15 @@ def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.
         await ctx.tick().until(s.ready)
         ctx.set(s.valid, 0)
 
+    out, lane_field = _output(dut)
+
     async def sink(ctx):
         while True:
             rdy = rng_out.random() < ready_prob
-            ctx.set(dut.o_acc.ready, rdy)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_acc.valid, dut.o_acc.payload)
+            ctx.set(out.ready, rdy)
+            _, _, valid, payload = await ctx.tick().sample(out.valid, out.payload)
             if valid and rdy:
-                lanes = [int(payload.acc[i]) for i in range(g.lanes)]
+                lanes = [int(getattr(payload, lane_field)[i]) for i in range(g.lanes)]
                 beats.append((int(payload.pos), int(payload.chan), lanes, int(payload.last)))
 
     async def driver(ctx):
@@ -149,7 +159,7 @@ def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.
     sim.add_testbench(sink, background=True)
     if vcd:
         with sim.write_vcd(vcd):
-            sim.run_until(max_cycles * 1e-8) if False else sim.run()
+            sim.run()
     else:
         sim.run()
     return results
@@ -194,14 +204,49 @@ def _random_case_shape(rng: random.Random) -> dict:
             "lanes": rng.choice([1, 2, 4]), "n_max": rng.randint(1, 10), "n_slots": rng.randint(1, 3)}
 
 
+def _chain_case(rng: random.Random, gen: torch.Generator, shape: dict, kw: dict):
+    """``retrieval_neuron``: T template builds, then T retrievals through the neuron unit."""
+    from spiketrack.hw.neuron_unit import HAZARD_DEPTH
+    from spiketrack.hw.retrieval_neuron import RetrievalNeuron
+    from spiketrack.hw.retrieval_neuron_cycles import chain_build_cycles, chain_retrieve_cycles
+    from spiketrack.quant.golden.memory import memory_build, retrieval_shift, retrieve
+    from spiketrack.quant.golden.neuron import Decay, neuron_layer
+
+    T = shape["n_slots"]
+    n = rng.randint(HAZARD_DEPTH if T > 1 else 1, max(shape["n_max"], HAZARD_DEPTH))
+    f_m = rng.randint(2, 6)
+    chain = {"sigma": rng.randint(0, 2), "f_m": f_m, "bits": rng.randint(f_m + 3, f_m + 6), "T": T,
+             "betas": tuple(Decay(((1, rng.randint(1, 3)),) + (((rng.choice([1, -1]), 4),) if rng.random() < 0.5
+                                                                   else ())) for _ in range(T - 1))}
+    dut = RetrievalNeuron(**{**shape, "n_max": max(shape["n_max"], n)}, n_tokens=n, **chain)
+    g = dut.geom
+    n_tpl = rng.randint(1, g.n_max)
+    dens = [rng.choice([0.0, 1.0, rng.random()]) for _ in range(3)]
+    K = [random_levels(gen, (g.heads, g.d_h, n_tpl), dens[0]) for _ in range(T)]
+    V = [random_levels(gen, (g.heads, g.d_v, n_tpl), dens[1]) for _ in range(T)]
+    Q = [random_levels(gen, (g.heads, g.d_h, n), dens[2]) for _ in range(T)]
+    ve, ke, qe = ([packet(x, rng) for x in X] for X in (V, K, Q))
+    res = simulate(dut, [Command("build", t, n_tpl, [ve[t], ke[t]], 1) for t in range(T)]
+                   + [Command("retrieve", t, n, [qe[t]]) for t in range(T)], snapshot=True, **kw)
+    acc = torch.stack([retrieve(Q[t], memory_build(K[t], V[t])).reshape(-1, n) for t in range(T)])
+    want = neuron_layer(acc, retrieval_shift(chain["sigma"], f_m), f_m, chain["bits"], betas=chain["betas"])[0]
+    got = torch.stack([r.r.reshape(-1, n) for r in res[T:]])
+    if any(r.m_after != r.m_before for r in res[T:]):   # unidirectional contract broken
+        got = got - 1
+    preds = ([chain_build_cycles(g, n_tpl, ve[t], ke[t]) for t in range(T)]
+             + [chain_retrieve_cycles(g, n, qe[t]) for t in range(T)])
+    return res, got, want, preds, {**shape, "n_max": g.n_max, "n_tokens": n, "T": T}
+
+
 def verify_case(layer_type: str, seed: int) -> dict:
-    """One random fuzz case of ``layer_type`` in ``memory_build``, ``retrieval``, ``attention``.
+    """One random fuzz case of ``layer_type`` in ``memory_build``, ``retrieval``, ``attention``,
+    ``retrieval_neuron`` (memory unit -> neuron unit, :class:`~spiketrack.hw.retrieval_neuron.RetrievalNeuron`).
 
     Random shape, densities 0-100 %, random valid gaps and backpressure. Returns
     ``{"layer_type", "shape", "mismatches", "elements", "cycles", "predicted", "cycles_exact"}``
     where ``mismatches`` counts elements differing from the golden function
-    (``memory_build`` / ``retrieve`` / ``attention_acc``) and ``cycles_exact`` asserts
-    ``busy == predicted + stall_in + stall_out`` for every command of the case.
+    (``memory_build`` / ``retrieve`` / ``attention_acc`` / ``neuron_layer`` of ``retrieve``) and
+    ``cycles_exact`` asserts ``busy == predicted + stall_in + stall_out`` for every command of the case.
     """
     from spiketrack.hw.memory_unit_cycles import attend_cycles, build_cycles, retrieve_cycles
     from spiketrack.quant.golden.memory import attention_acc, memory_build, retrieve
@@ -209,6 +254,10 @@ def verify_case(layer_type: str, seed: int) -> dict:
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     shape = _random_case_shape(rng)
+    kw = {"valid_prob": rng.choice([1.0, 0.7, 0.4]), "ready_prob": rng.choice([1.0, 0.6, 0.3]), "seed": seed}
+    if layer_type == "retrieval_neuron":
+        res, got, want, preds, shape = _chain_case(rng, gen, shape, kw)
+        return _case_result(layer_type, shape, seed, res, got, want, preds)
     dut = MemoryUnit(**shape)
     g = dut.geom
     n = rng.randint(1, g.n_max)
@@ -218,7 +267,6 @@ def verify_case(layer_type: str, seed: int) -> dict:
     V = random_levels(gen, (g.heads, g.d_v, n), dens[1])
     Q = random_levels(gen, (g.heads, g.d_h, n), dens[2])
     ve, ke, qe = packet(V, rng), packet(K, rng), packet(Q, rng)
-    kw = {"valid_prob": rng.choice([1.0, 0.7, 0.4]), "ready_prob": rng.choice([1.0, 0.6, 0.3]), "seed": seed}
     if layer_type == "memory_build":
         res = simulate(dut, [Command("build", slot, n, [ve, ke], 1)], snapshot=True, **kw)
         got, want = memory_tensor(dut, res[0].m_after, slot), memory_build(K, V)
@@ -238,14 +286,18 @@ def verify_case(layer_type: str, seed: int) -> dict:
             got = got - 1
     else:
         raise ValueError(f"unknown layer type {layer_type!r}")
+    return _case_result(layer_type, {**shape, "n_tokens": n}, seed, res, got, want, preds)
+
+
+def _case_result(layer_type, shape, seed, res, got, want, preds) -> dict:
     exact = all(r.busy == p + r.stall_in + r.stall_out for r, p in zip(res, preds))
-    return {"layer_type": layer_type, "shape": {**shape, "n_tokens": n}, "seed": seed,
+    return {"layer_type": layer_type, "shape": shape, "seed": seed,
             "mismatches": int((got != want).sum()), "elements": int(want.numel()),
             "cycles": res[-1].busy, "predicted": preds[-1] + res[-1].stall_in + res[-1].stall_out,
             "cycles_exact": exact}
 
 
-VERIFY_LAYER_TYPES = ("memory_build", "retrieval", "attention")
+VERIFY_LAYER_TYPES = ("memory_build", "retrieval", "attention", "retrieval_neuron")
 
 
 def fuzz_summary(n: int, seed: int = 0) -> dict:
@@ -261,7 +313,7 @@ def fuzz_summary(n: int, seed: int = 0) -> dict:
 
 
 def _register_verify_cases() -> None:
-    """Register memory_build / retrieval / attention with ``spiketrack verify`` (sim/verify.py)."""
+    """Register the :data:`VERIFY_LAYER_TYPES` with ``spiketrack verify`` (sim/verify.py)."""
     from spiketrack.sim.verify import register
 
     def make(layer_type: str):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from spiketrack.quant.golden.arith import check_int
-from spiketrack.quant.golden.neuron import D
+from spiketrack.quant.golden.neuron import LEVEL_BITS, D
 
-__all__ = ["spike_product", "memory_build", "retrieve", "attention_acc"]
+__all__ = ["spike_product", "memory_build", "retrieve", "attention_acc", "retrieval_shift"]
 
 
 def _check_levels(k: torch.Tensor, name: str) -> torch.Tensor:
@@ -58,3 +58,12 @@ def retrieve(k_query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
 def attention_acc(k_query: torch.Tensor, k_key: torch.Tensor, k_value: torch.Tensor) -> torch.Tensor:
     """Backbone spiking attention ``Q·(Kᵀ V)`` over the same tokens: retrieve(Q, memory_build(K, V))."""
     return retrieve(k_query, memory_build(k_key, k_value))
+
+
+def retrieval_shift(sigma: int, f_m: int) -> int:
+    """Requantise shift of retrieval accumulators: ``3d + σ - f_m`` (§IS-8, §IS-5).
+
+    ``R_int`` has exponent ``3d`` (three spike factors of ``2^-d``); the attention scale ``2^-σ``
+    is folded in, and the result lands at the membrane exponent ``f_m``.
+    """
+    return 3 * LEVEL_BITS + sigma - f_m

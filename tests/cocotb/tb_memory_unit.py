@@ -1,7 +1,10 @@
-"""cocotb testbench for hw/memory_unit.py (generated Verilog), driven by tests/test_hw_memory_unit.py.
+"""cocotb testbench for hw/memory_unit.py and hw/retrieval_neuron.py (generated Verilog), driven by
+tests/test_hw_memory_unit.py and tests/test_hw_retrieval_neuron.py (both have the same command
+interface and counters; the output stream is ``o_acc`` or ``o_spk``).
 
 tb_params: ``commands``: list of {template_mode, cmd (packed), events (packed ints),
-expected (packed o_acc beats), predicted (busy cycles without stalls)}; ``valid_prob``, ``ready_prob``.
+expected (packed output beats), predicted (busy cycles without stalls)}; ``valid_prob``, ``ready_prob``,
+``output`` (default ``o_acc``).
 Checks every beat bit-exactly and ``busy == predicted + stall_in + stall_out`` per command.
 """
 
@@ -25,11 +28,12 @@ async def test_commands_bit_and_cycle_exact(dut):
     for name in ("cmd", "i_events"):
         getattr(dut, f"{name}__valid").value = 0
         getattr(dut, f"{name}__payload").value = 0
-    dut.o_acc__ready.value = 0
+    output = p.get("output", "o_acc")
+    getattr(dut, f"{output}__ready").value = 0
     await reset(dut)
     cmd_src = StreamSource(dut, "cmd", seed=1, valid_prob=1.0)
     ev_src = StreamSource(dut, "i_events", seed=2, valid_prob=p.get("valid_prob", 0.6))
-    snk = StreamSink(dut, "o_acc", seed=3, ready_prob=p.get("ready_prob", 0.5))
+    snk = StreamSink(dut, output, seed=3, ready_prob=p.get("ready_prob", 0.5))
     for i, c in enumerate(p["commands"]):
         before = _counters(dut)
         dut.template_mode.value = c["template_mode"]
