@@ -25,6 +25,10 @@ from spiketrack.model.configs import attention_scale
 from spiketrack.model.layers import (AvgPool, ConvBN, MemoryBuild, PosEmbed, Residual, Retrieve, SpikingMLP,
                                      Upsample)
 
+PER_TIMESTEP_LISTS = ("detail_dw", "detail_pw")
+"""``nn.ModuleList`` attributes with one module per timestep ``t``: when a T = 1 checkpoint
+initialises a T > 1 model, entry ``t > 0`` starts as a copy of entry 0 (``init_from_checkpoint``)."""
+
 
 class MeanFusion(nn.Module):
     """Mean over T in the integer-count domain (the contract with the integer hardware).

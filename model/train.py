@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch.distributed as dist
 
 from spiketrack.cli import UserError
 from spiketrack.model.checkpoint import load_checkpoint, make_payload, save_checkpoint_atomic
+from spiketrack.model.mrm import PER_TIMESTEP_LISTS
 
 BASE_LR_KEYS = ("mrm", "decay", "pos_embed")
 HEAD_KEYS = ("head", "decoder")
@@ -89,23 +91,37 @@ def lr_at(step: int, cfg: TrainConfig, timesteps: int) -> float:
     return cfg.lr * (0.1 if step >= int(round(drop * cfg.steps)) else 1.0)
 
 
+_PER_TIMESTEP_KEY = re.compile(r"^(.*\.(?:%s))\.(\d+)\.(.*)$" % "|".join(PER_TIMESTEP_LISTS))
+
+
 def init_from_checkpoint(model: torch.nn.Module, path: str) -> dict:
-    """Copy every tensor whose name and shape match from ``path``; report what was new."""
+    """Copy every tensor whose name and shape match from ``path``; report what was new.
+
+    T1 -> T3 inflation: a tensor of timestep ``t > 0`` of a per-timestep module list
+    (:data:`~spiketrack.model.mrm.PER_TIMESTEP_LISTS`) that the source lacks starts as a copy of
+    the source's timestep-0 tensor (``inflated``), so every timestep begins with the trained T1
+    weights instead of a random initialisation. Everything else the source lacks is ``new``.
+    """
     ck = load_checkpoint(path)
     src = ck["model"]
     own = model.state_dict()
-    loaded, shape_mismatch = [], []
+    loaded, shape_mismatch, inflated = [], [], []
     for k, v in own.items():
         if k in src and src[k].shape == v.shape:
             own[k] = src[k].to(v.dtype)
             loaded.append(k)
         elif k in src:
             shape_mismatch.append(k)
+        elif (m := _PER_TIMESTEP_KEY.match(k)) and int(m[2]) > 0:
+            k0 = f"{m[1]}.0.{m[3]}"
+            if k0 in src and src[k0].shape == v.shape:
+                own[k] = src[k0].to(v.dtype).clone()
+                inflated.append(k)
     model.load_state_dict(own)
-    new = [k for k in own if k not in src]
+    new = [k for k in own if k not in src and k not in inflated]
     unused = [k for k in src if k not in own]
-    return {"from_variant": ck["variant"], "loaded": loaded, "new": new, "shape_mismatch": shape_mismatch,
-            "unused": unused}
+    return {"from_variant": ck["variant"], "loaded": loaded, "inflated": inflated, "new": new,
+            "shape_mismatch": shape_mismatch, "unused": unused}
 
 
 LOG_NAME = "train_log.jsonl"
@@ -169,6 +185,7 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
         report["init_from"] = {k: (v if isinstance(v, str) else len(v)) for k, v in info.items()}
         if rank == 0:
             print(f"init from {cfg.init_from} ({info['from_variant']}): loaded {len(info['loaded'])} tensors, "
+                  f"inflated {len(info['inflated'])} (timesteps > 0 from timestep 0), "
                   f"new {len(info['new'])}" + (f" ({', '.join(info['new'][:8])}"
                                                  f"{', ...' if len(info['new']) > 8 else ''})" if info["new"] else "")
                   + (f", shape mismatch {len(info['shape_mismatch'])}" if info["shape_mismatch"] else ""))

@@ -237,3 +237,31 @@ def test_eval_and_track_cli_end_to_end(tmp_path, monkeypatch, capsys):
     (frames / "0004.png").write_bytes(b"broken")
     with pytest.raises(UserError, match="cannot read image"):
         _cli(cli_track, ["--checkpoint", ck, "--frames", str(frames), "--init", "10,12,20,16", "--out", str(out)])
+
+
+def test_init_from_t1_inflates_per_timestep_modules(tmp_path):
+    """edge-t1 -> edge-t3: the MRM's per-timestep modules of t = 1, 2 start as copies of t = 0."""
+    from spiketrack.model.spiketrack import build_model
+
+    torch.manual_seed(0)
+    t1 = build_model("edge-t1")
+    with torch.no_grad():
+        for p in t1.parameters():
+            p.add_(torch.randn_like(p))     # distinguishable from any fresh initialisation
+    C.save_checkpoint_atomic(tmp_path / "t1.pt", C.make_payload(t1))
+    t3 = build_model("edge-t3")
+    info = init_from_checkpoint(t3, tmp_path / "t1.pt")
+    assert info["inflated"] and not info["shape_mismatch"]
+    assert not [k for k in info["new"] if "detail_" in k]
+    sd1, sd3 = t1.state_dict(), t3.state_dict()
+    for site in range(len(t3.backbone.mrm)):
+        for lst in ("detail_dw", "detail_pw"):
+            for t in range(3):
+                for name in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
+                    k = f"backbone.mrm.{site}.{lst}.{t}.{name}"
+                    assert torch.equal(sd3[k], sd1[k.replace(f".{lst}.{t}.", f".{lst}.0.")]), k
+    # copies, not shared storage: training timestep 1 leaves timestep 0 alone
+    w1 = t3.backbone.mrm[0].detail_dw[1].conv.weight
+    with torch.no_grad():
+        w1.add_(1.0)
+    assert not torch.equal(w1, t3.backbone.mrm[0].detail_dw[0].conv.weight)
