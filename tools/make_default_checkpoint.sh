@@ -6,7 +6,8 @@
 #            same run to its step count. The LR schedule is recomputed for each stage's total
 #            (LR 1e-3, x0.1 after 75 % of that total), so every stage restarts at 1e-3: this is
 #            exactly how the shipped run was trained, one stage at a time;
-#   phase 2: edge-t3 initialised from the final T1 checkpoint (the paper's two-phase recipe), T3 steps;
+#   phase 2: edge-t3 initialised from the final T1 checkpoint (the paper's two-phase recipe; the MRM's
+#            per-timestep modules of t = 1, 2 start as copies of t = 0), T3 steps;
 # then the weights (no optimizer state) are copied into the package. Every stage is scored on the
 # `synthetic` benchmark (runs/t1-<steps>[-ann]-eval.json, runs/t3-<T1 steps>-<T3 steps>[-ann]-eval.json)
 # with the variant's tracker defaults. A stage the run has already passed is skipped, so an
