@@ -24,9 +24,14 @@ and so on (the core reads out once per timestep); the timestep counter wraps aft
 
 Pipeline (4 stages, one beat per cycle, a single stall signal ``adv = ~o.valid | o.ready``):
 ``1`` input registered, membrane word and per-channel shifts read; ``2`` requantise and residual add
-(registered with the membrane word); ``3`` decay + input -> ``U``; ``4`` fire, soft reset, membrane
-write, output register. The membrane word of beat ``b`` is written 3 cycles after it is read, so with
-``T > 1`` and fewer than 4 beats per map the unit takes a beat only when stages 1-3 are empty.
+(registered with the membrane word); ``3`` decay + input -> ``U``; ``4`` fire, output register.
+With ``T > 1`` a write stage ``W`` follows stage 4 unconditionally in the next cycle: it forms the
+soft reset ``H = U - (k << (f_m - d))`` from registered ``U`` and ``k`` and writes it to the
+membrane memory (kept out of stage 4 for timing: the fire carry chain, the reset carry chain and
+the route to the block-RAM data port in one cycle limited the ECP5 Fmax to 98 MHz). The membrane
+word of beat ``b`` is thus written after the third advance that follows its read, plus one cycle;
+with ``T > 1`` and fewer than ``HAZARD_DEPTH`` = 5 beats per map, the unit takes a beat only when
+stages 1-3 and ``W`` are empty.
 Exact cycles: :mod:`spiketrack.hw.neuron_unit_cycles`.
 """
 
@@ -47,7 +52,7 @@ __all__ = ["NeuronUnit", "res_layout", "NEURON_COUNTERS", "LATENCY", "HAZARD_DEP
 
 NEURON_COUNTERS = ("busy", "stall_in", "stall_out", "events", "saturated")
 LATENCY = 4        #: cycles from taking a beat to its output beat being valid
-HAZARD_DEPTH = 4   #: maps of fewer beats than this (with T > 1) take one beat per 4 cycles
+HAZARD_DEPTH = 5   #: maps of fewer beats than this (with T > 1) take one beat per 5 cycles
 
 
 def res_layout(bits: int, lanes: int) -> data.StructLayout:
@@ -162,7 +167,8 @@ class NeuronUnit(wiring.Component):
 
         adv = ~o.valid | o.ready
         v1, v2, v3 = Signal(), Signal(), Signal()
-        ok = (~v1 & ~v2 & ~v3) if self.hazard else Const(1)
+        wv = Signal()   # membrane write stage W holds a beat (T > 1)
+        ok = (~v1 & ~v2 & ~v3 & ~wv) if self.hazard else Const(1)
         in_valid = i.valid & self.i_res.valid if self.residual else i.valid
         take = in_valid & adv & ok
         m.d.comb += i.ready.eq(adv & ok & (self.i_res.valid if self.residual else 1))
@@ -260,30 +266,47 @@ class NeuronUnit(wiring.Component):
         with m.If(adv):
             m.d.sync += [v3.eq(v2), meta3.eq(meta2), t3.eq(t2), a3.eq(a2)]
 
-        # ---- stage 4: fire, soft reset, membrane write, output register
-        new_h = []
+        # ---- stage 4: fire, output register
+        ks = []
         with m.If(adv):
             m.d.sync += [o.valid.eq(v3), o.payload.pos.eq(meta3.pos), o.payload.chan.eq(meta3.chan),
                          o.payload.mask.eq(meta3.mask if self.has_mask else (1 << P) - 1),
                          o.payload.last.eq(meta3.last)]
         for j in range(P):
-            u = u3[j]
-            q = (u + (1 << (f_m - 1))) >> f_m
+            q = (u3[j] + (1 << (f_m - 1))) >> f_m
             k = Mux(q < 0, 0, Mux(q > D, D, q))[:3]
-            hj = Signal(signed(Bh), name=f"new_h{j}")   # sign-extended to the stored width
-            m.d.comb += hj.eq(u - (k << (f_m - LEVEL_BITS)))
-            new_h.append(hj)
+            ks.append(k)
             with m.If(adv):
                 m.d.sync += o.payload.levels[j].eq(k)
-        if self.T > 1:
-            m.d.comb += [h_wr.addr.eq(a3), h_wr.data.eq(Cat(*new_h)), h_wr.en.eq(v3 & adv)]
 
-        busy = take | v1 | v2 | v3 | o.valid
+        # ---- stage W (T > 1): soft reset H = U - (k << (f_m - d)) from registers, membrane write
+        if self.T > 1:
+            uw = Signal(data.ArrayLayout(signed(Bm), P), reset_less=True)
+            kw = Signal(data.ArrayLayout(unsigned(3), P), reset_less=True)
+            aw = Signal.like(beat)
+            m.d.sync += [wv.eq(v3 & adv), aw.eq(a3)]
+            new_h = []
+            for j in range(P):
+                m.d.sync += [uw[j].eq(u3[j]), kw[j].eq(ks[j])]
+                hj = Signal(signed(Bh), name=f"new_h{j}")   # sign-extended to the stored width
+                m.d.comb += hj.eq(uw[j] - (kw[j] << (f_m - LEVEL_BITS)))
+                new_h.append(hj)
+            m.d.comb += [h_wr.addr.eq(aw), h_wr.data.eq(Cat(*new_h)), h_wr.en.eq(wv)]
+
+        # In hazard mode the cycle W writes is one the unit could not take a beat in anyway, so
+        # backpressure then costs nothing, except after the final beat of the pass (it holds busy).
+        free_stall = Const(0)
+        if self.hazard:
+            t4 = Signal.like(t)
+            with m.If(adv):
+                m.d.sync += t4.eq(t3)
+            free_stall = wv & ~(o.payload.last & (t4 == self.T - 1))
+        busy = take | v1 | v2 | v3 | o.valid | wv
         m.d.comb += [
             self.busy.eq(busy),
             ctr.inc.busy.eq(busy),
             ctr.inc.events.eq(take),
-            ctr.inc.stall_out.eq(o.valid & ~o.ready),
+            ctr.inc.stall_out.eq(o.valid & ~o.ready & ~free_stall),
             ctr.inc.stall_in.eq((v1 | v2 | v3 | o.valid) & adv & ok & ~in_valid & ~((t == 0) & (beat == 0))),
             ctr.inc.saturated.eq(Mux(adv & v1, _popcount(sat2), 0) + Mux(adv & v2, _popcount(sat3), 0)),
         ]

@@ -37,7 +37,7 @@ def test_template_build_then_T_retrievals(data):
     d_v = data.draw(st.sampled_from([4, 8]), label="d_v")
     lanes = data.draw(st.sampled_from([1, 2, 4]), label="lanes")
     T = data.draw(st.integers(1, 3), label="T")
-    n_tok = data.draw(st.integers(HAZARD_DEPTH, HAZARD_DEPTH + 3), label="n_tokens")   # >= 4 beats
+    n_tok = data.draw(st.integers(HAZARD_DEPTH, HAZARD_DEPTH + 3), label="n_tokens")   # >= HAZARD_DEPTH beats
     n_tpl = data.draw(st.integers(1, 6), label="template tokens")
     f_m = data.draw(st.integers(2, 6), label="f_m")
     bits = data.draw(st.integers(f_m + 3, f_m + 6), label="bits")
