@@ -22,17 +22,16 @@ The output is one beat of ``P`` spike levels per input beat (the ``level_word`` 
 The unit processes timestep after timestep: beats ``0..n_beats-1`` of timestep 0, then of timestep 1,
 and so on (the core reads out once per timestep); the timestep counter wraps after ``T``.
 
-Pipeline (5 stages, one beat per cycle, a single stall signal ``adv = ~o.valid | o.ready``):
+Pipeline (4 stages, one beat per cycle, a single stall signal ``adv = ~o.valid | o.ready``):
 ``1`` input registered, membrane word and per-channel shifts read; ``2`` requantise and residual add
-(registered with the membrane word); ``D`` the decay ``decay_t(H)`` registered; ``3`` ``U`` = decay
-+ input, clamped; ``4`` fire, output register. With ``T > 1`` a write stage ``W`` follows stage 4
-unconditionally in the next cycle: it forms the soft reset ``H = U - (k << (f_m - d))`` from
-registered ``U`` and ``k`` and writes it to the membrane memory. Stages ``D`` and ``W`` are there
-for timing (2026-11-29): with the decay, the add and the clamp in one stage, and the fire, the reset
-and the route to the block-RAM data port in another, the memory unit -> neuron unit chain reached
-98 MHz on the ECP5 (118.5 MHz with ``W`` alone). The membrane word of beat ``b`` is written one cycle
-after the fourth advance that follows its read; with ``T > 1`` and fewer than ``HAZARD_DEPTH`` = 6
-beats per map, the unit takes a beat only when stages 1-4 and ``W`` are empty.
+(registered with the membrane word); ``3`` decay + input -> ``U``; ``4`` fire, output register.
+With ``T > 1`` a write stage ``W`` follows stage 4 unconditionally in the next cycle: it forms the
+soft reset ``H = U - (k << (f_m - d))`` from registered ``U`` and ``k`` and writes it to the
+membrane memory (kept out of stage 4 for timing: the fire carry chain, the reset carry chain and
+the route to the block-RAM data port in one cycle limited the ECP5 Fmax to 98 MHz). The membrane
+word of beat ``b`` is thus written after the third advance that follows its read, plus one cycle;
+with ``T > 1`` and fewer than ``HAZARD_DEPTH`` = 5 beats per map, the unit takes a beat only when
+stages 1-3 and ``W`` are empty.
 Exact cycles: :mod:`spiketrack.hw.neuron_unit_cycles`.
 """
 
@@ -52,8 +51,8 @@ from spiketrack.quant.golden.neuron import LEVEL_BITS, D, Decay
 __all__ = ["NeuronUnit", "res_layout", "NEURON_COUNTERS", "LATENCY", "HAZARD_DEPTH"]
 
 NEURON_COUNTERS = ("busy", "stall_in", "stall_out", "events", "saturated")
-LATENCY = 5        #: cycles from taking a beat to its output beat being valid
-HAZARD_DEPTH = 6   #: maps of fewer beats than this (with T > 1) take one beat per 6 cycles
+LATENCY = 4        #: cycles from taking a beat to its output beat being valid
+HAZARD_DEPTH = 5   #: maps of fewer beats than this (with T > 1) take one beat per 5 cycles
 
 
 def res_layout(bits: int, lanes: int) -> data.StructLayout:
@@ -167,9 +166,9 @@ class NeuronUnit(wiring.Component):
             return meta.mask[j] if self.has_mask else Const(1)
 
         adv = ~o.valid | o.ready
-        v1, v2, vd, v3 = Signal(), Signal(), Signal(), Signal()
+        v1, v2, v3 = Signal(), Signal(), Signal()
         wv = Signal()   # membrane write stage W holds a beat (T > 1)
-        ok = (~v1 & ~v2 & ~vd & ~v3 & ~wv) if self.hazard else Const(1)
+        ok = (~v1 & ~v2 & ~v3 & ~wv) if self.hazard else Const(1)
         in_valid = i.valid & self.i_res.valid if self.residual else i.valid
         take = in_valid & adv & ok
         m.d.comb += i.ready.eq(adv & ok & (self.i_res.valid if self.residual else 1))
@@ -205,8 +204,8 @@ class NeuronUnit(wiring.Component):
         # ---- stage 1: registered input
         s1 = Signal(self.in_layout, reset_less=True)
         r1 = Signal(data.ArrayLayout(signed(Bm), P), reset_less=True)
-        t1, t2, td, t3 = Signal.like(t), Signal.like(t), Signal.like(t), Signal.like(t)
-        a1, a2, ad, a3 = Signal.like(beat), Signal.like(beat), Signal.like(beat), Signal.like(beat)
+        t1, t2, t3 = Signal.like(t), Signal.like(t), Signal.like(t)
+        a1, a2, a3 = Signal.like(beat), Signal.like(beat), Signal.like(beat)
         with m.If(adv):
             m.d.sync += [v1.eq(take), s1.eq(i.payload), t1.eq(t), a1.eq(beat)]
             if self.residual:
@@ -243,11 +242,12 @@ class NeuronUnit(wiring.Component):
             if self.T > 1:
                 m.d.sync += h2.eq(h_rd.data)
 
-        # ---- stage D: decay_t(H) registered (T > 1), X passed on   (§IS-7)
-        xd = Signal(data.ArrayLayout(signed(Bm), P), reset_less=True)
-        decd = Signal(data.ArrayLayout(signed(Bh + 2), P), reset_less=True)
-        metad = Signal(self.in_layout, reset_less=True)
+        # ---- stage 3: U = t == 0 ? X : clamp(decay_t(H) + X, B_m)   (§IS-7)
+        u3 = Signal(data.ArrayLayout(signed(Bm), P), reset_less=True)
+        meta3 = Signal(self.in_layout, reset_less=True)
+        sat3 = []
         for j in range(P):
+            x = x2[j]
             if self.T > 1:
                 h = h2[j * Bh:(j + 1) * Bh].as_signed()
                 dec = Const(0, signed(Bh + 2))
@@ -256,29 +256,15 @@ class NeuronUnit(wiring.Component):
                     for sg, sh in self.betas[tt - 1].terms:   # each term floored separately
                         d_t = d_t + (h >> sh) if sg > 0 else d_t - (h >> sh)
                     dec = Mux(t2 == tt, d_t, dec)
-                with m.If(adv):
-                    m.d.sync += decd[j].eq(dec)
-            with m.If(adv):
-                m.d.sync += xd[j].eq(x2[j])
-        with m.If(adv):
-            m.d.sync += [vd.eq(v2), metad.eq(meta2), td.eq(t2), ad.eq(a2)]
-
-        # ---- stage 3: U = t == 0 ? X : clamp(decay_t(H) + X, B_m)   (§IS-7)
-        u3 = Signal(data.ArrayLayout(signed(Bm), P), reset_less=True)
-        meta3 = Signal(self.in_layout, reset_less=True)
-        sat3 = []
-        for j in range(P):
-            x = xd[j]
-            if self.T > 1:
-                uc, su = _clamp(decd[j] + x, Bm)
-                u = Mux(td == 0, x, uc)
-                sat3.append(lane_on(metad, j) & su & (td != 0))
+                uc, su = _clamp(dec + x, Bm)
+                u = Mux(t2 == 0, x, uc)
+                sat3.append(lane_on(meta2, j) & su & (t2 != 0))
             else:
                 u = x
             with m.If(adv):
                 m.d.sync += u3[j].eq(u)
         with m.If(adv):
-            m.d.sync += [v3.eq(vd), meta3.eq(metad), t3.eq(td), a3.eq(ad)]
+            m.d.sync += [v3.eq(v2), meta3.eq(meta2), t3.eq(t2), a3.eq(a2)]
 
         # ---- stage 4: fire, output register
         ks = []
@@ -315,13 +301,13 @@ class NeuronUnit(wiring.Component):
             with m.If(adv):
                 m.d.sync += t4.eq(t3)
             free_stall = wv & ~(o.payload.last & (t4 == self.T - 1))
-        busy = take | v1 | v2 | vd | v3 | o.valid | wv
+        busy = take | v1 | v2 | v3 | o.valid | wv
         m.d.comb += [
             self.busy.eq(busy),
             ctr.inc.busy.eq(busy),
             ctr.inc.events.eq(take),
             ctr.inc.stall_out.eq(o.valid & ~o.ready & ~free_stall),
-            ctr.inc.stall_in.eq((v1 | v2 | vd | v3 | o.valid) & adv & ok & ~in_valid & ~((t == 0) & (beat == 0))),
-            ctr.inc.saturated.eq(Mux(adv & v1, _popcount(sat2), 0) + Mux(adv & vd, _popcount(sat3), 0)),
+            ctr.inc.stall_in.eq((v1 | v2 | v3 | o.valid) & adv & ok & ~in_valid & ~((t == 0) & (beat == 0))),
+            ctr.inc.saturated.eq(Mux(adv & v1, _popcount(sat2), 0) + Mux(adv & v2, _popcount(sat3), 0)),
         ]
         return m

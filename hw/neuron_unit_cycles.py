@@ -3,7 +3,7 @@
 ``counters.busy`` for ``T`` timesteps of ``n_beats`` beats offered back to back (no gaps, output
 always ready):
 
-* ``T · n_beats + LATENCY`` (one beat per cycle, ``LATENCY`` = 5 pipeline stages), or
+* ``T · n_beats + LATENCY`` (one beat per cycle, 4 pipeline stages), or
 * ``HAZARD_DEPTH · (T · n_beats - 1) + LATENCY + 1`` when ``T > 1`` and ``n_beats < HAZARD_DEPTH``
   (a beat waits until the membrane word of the previous beat is written: one beat per
   ``HAZARD_DEPTH`` cycles, the last one leaves ``LATENCY`` cycles after it was taken).
