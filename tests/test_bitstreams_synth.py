@@ -107,3 +107,18 @@ def test_missing_tool_names_tool_and_fix(monkeypatch):
 def test_out_dir_under_tmp_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="/tmp"):
         synthesize(Counter, name="t_tmp", family="ice40", out_dir=tmp_path)
+
+
+def test_yosys_check_problems_are_an_error(tmp_path):
+    """yosys exits 0 when its final CHECK finds multiple drivers; synthesize must stop and say so."""
+    from spiketrack.bitstreams.synth import ToolchainError, check_yosys_log
+
+    log = tmp_path / "yosys.log"
+    log.write_text("Checking module top...\nFound and reported 0 problems.\n")
+    check_yosys_log(log)
+    log.write_text("Found and reported 0 problems.\n...\nChecking module top...\n"
+                   "Warning: multiple conflicting drivers for top.\\inner.x2 [5]:\n"
+                   "    port Q[0] of cell a (TRELLIS_FF)\n    port Q[0] of cell b (TRELLIS_FF)\n"
+                   "Found and reported 1 problems.\n")
+    with pytest.raises(ToolchainError, match=r"1 problem.*\n.*conflicting drivers for top"):
+        check_yosys_log(log)
