@@ -66,9 +66,25 @@ def synth(lanes_list=(8, 16, 32)):
     return rows
 
 
+def synth_chain():
+    """ECP5 figures of the memory unit -> neuron unit chain at an edge MRM site (T = 3)."""
+    from spiketrack.bitstreams.synth import synthesize
+    from spiketrack.hw.retrieval_neuron import RetrievalNeuron
+    from spiketrack.quant.golden.neuron import Decay
+
+    f = synthesize(lambda: RetrievalNeuron(heads=4, d_h=16, d_v=32, n_max=64, n_tokens=64, sigma=1, f_m=8,
+                                           bits=16, n_slots=3, lanes=8, T=3,
+                                           betas=(Decay(((1, 1),)), Decay(((1, 1),)))),
+                   name="retrieval_neuron", family="ecp5", clock_mhz=120)
+    return [{"target": "ECP5-85k", "design": "memory unit -> neuron unit, 4 heads d_h 16 d_v 32, 64 tokens, "
+                                              "P=8, T=3",
+             **{k: f.get(k) for k in ("lut", "ff", "ebr", "dsp", "carry", "fmax_mhz")}}]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--synth", action="store_true")
+    ap.add_argument("--synth", action="store_true", help="ECP5 / iCE40 synthesis of the synaptic core")
+    ap.add_argument("--synth-chain", action="store_true", help="ECP5 synthesis of the memory->neuron chain")
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--out", default="runs/bench_cores.json")
     a = ap.parse_args(argv)
@@ -85,6 +101,10 @@ def main(argv=None):
     if a.synth:
         out["synth"] = synth()
         for r in out["synth"]:
+            print(r)
+    if a.synth_chain:
+        out["synth_chain"] = synth_chain()
+        for r in out["synth_chain"]:
             print(r)
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     prev = {}
