@@ -301,7 +301,7 @@ class NeuronUnit(wiring.Component):
             with m.If(adv):
                 m.d.sync += t4.eq(t3)
             free_stall = wv & ~(o.payload.last & (t4 == self.T - 1))
-        busy = take | v1 | v2 | v3 | o.valid | wv
+        busy = take | v1 | v2 | v3 | o.valid   # W's cycle always has o.valid (both follow v3 & adv)
         m.d.comb += [
             self.busy.eq(busy),
             ctr.inc.busy.eq(busy),

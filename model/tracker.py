@@ -77,7 +77,7 @@ class SpikeTrackTracker:
     def __init__(self, model, *, update_interval: int | None = None, update_threshold: float | None = None,
                  device: str | torch.device = "cpu", window: bool = True, size_lr: float | None = None):
         if size_lr is None:
-            size_lr = getattr(model.cfg, "size_lr", None) or 1.0
+            size_lr = getattr(model.cfg, "size_lr", 1.0)
         if not 0.0 < float(size_lr) <= 1.0:
             raise UserError(f"size_lr must be in (0, 1], got {size_lr}")
         self.size_lr = float(size_lr)

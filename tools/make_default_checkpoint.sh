@@ -4,8 +4,9 @@
 #   phase 1: edge-t1 from scratch on the synthetic data, trained in stages T1_STAGES (comma list,
 #            e.g. 4000,8000,16000): the first stage runs from step 0, each next stage resumes the
 #            same run to its step count. The LR schedule is recomputed for each stage's total
-#            (LR 1e-3, x0.1 after 75 % of that total), so every stage restarts at 1e-3: this is
-#            exactly how the shipped run was trained, one stage at a time;
+#            (LR 1e-3 before 75 % of that total, x0.1 after), so a stage that starts before its 75 %
+#            point goes back to 1e-3 (as all three shipped stages do); this is exactly how the
+#            shipped run was trained, one stage at a time;
 #   phase 2: edge-t3 initialised from the final T1 checkpoint (the paper's two-phase recipe; the MRM's
 #            per-timestep modules of t = 1, 2 start as copies of t = 0), T3 steps;
 # then the weights (no optimizer state) are copied into the package. Every stage is scored on the
@@ -30,7 +31,7 @@ COMMON="--batch 16 --backbone-lr-mult 1.0 --center-jitter 1.0 --scale-jitter 0.2
 OUT1=runs/default-t1$SUFFIX
 step_of() {  # the step stored in a run's last.pt (0 when there is none)
     if [ -f "$1/last.pt" ]; then
-        $PY -c "import torch,sys; print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['step'])" "$1/last.pt"
+        $PY -c "import sys; from spiketrack.model.checkpoint import load_checkpoint; print(load_checkpoint(sys.argv[1])['step'])" "$1/last.pt"
     else
         echo 0
     fi
