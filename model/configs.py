@@ -47,6 +47,9 @@ class SpikeTrackConfig:
         Temporal fusion in the MRM for T > 1: ``"gate"`` (paper channel gate) or ``"mean"``.
     upsample : str
         ``"bilinear"`` (paper) or ``"nearest"``.
+    head_channels, head_min_width : int
+        Centre-head branch widths ``head_channels >> i`` for ``i = 0..3``, each at least
+        ``head_min_width`` (1: the reference taper; edge: 16, see docs/model.md).
     pos_slots : int
         Template positional-embedding slots per attention block / MRM.
     ann : bool
@@ -74,6 +77,7 @@ class SpikeTrackConfig:
     stem_block: bool = True
     stage4_stride: int = 1
     head_channels: int = 192
+    head_min_width: int = 1
     search_size: int = 256
     template_size: int = 256
     timesteps: int = 1
@@ -149,9 +153,9 @@ def _edge(T: int) -> SpikeTrackConfig:
         name=f"edge-t{T}", dims=(16, 32, 48, 64), depths=(1, 2, 2, 1), stem_block=False,
         sep_kernels=(3, 3, 3, 3),
         mrm_sites=((2, 2), (3, 2), (4, 1)), heads=None, head_dim=16,
-        mlp_ratio=2, v_ratio=2, conv_ratio=2, sep_ratio=2, head_channels=32,
+        mlp_ratio=2, v_ratio=2, conv_ratio=2, sep_ratio=2, head_channels=32, head_min_width=16,
         search_size=128, template_size=128, timesteps=T, fusion="mean", upsample="nearest", pos_slots=3,
-        size_lr=0.25)
+        size_lr=0.15)
 
 
 _REGISTRY: dict[str, SpikeTrackConfig] = {}

@@ -11,11 +11,12 @@ SIGMOID_CLAMP = 1e-4
 
 
 class _Branch(nn.Module):
-    """4 x [ConvBN 3x3 (+bias) -> neuron] with widths cin -> ch -> ch/2 -> ch/4 -> ch/8, then 1x1 conv."""
+    """4 x [ConvBN 3x3 (+bias) -> neuron], widths cin -> ch -> ch/2 -> ch/4 -> ch/8 (each at least
+    ``min_width``), then a 1x1 conv."""
 
-    def __init__(self, cin: int, ch: int, cout: int, neuron):
+    def __init__(self, cin: int, ch: int, cout: int, neuron, min_width: int = 1):
         super().__init__()
-        widths = [cin, ch, ch // 2, ch // 4, ch // 8]
+        widths = [cin] + [max(ch >> i, min_width) for i in range(4)]
         self.convs = nn.ModuleList(ConvBN(widths[i], widths[i + 1], 3, bias=True) for i in range(4))
         self.sns = nn.ModuleList(neuron() for _ in range(4))
         self.out = nn.Conv2d(widths[-1], cout, 1)
@@ -41,6 +42,11 @@ class CenterHead(nn.Module):
         Branch width (``NUM_CHANNELS``).
     neuron : callable
         Neuron-layer constructor.
+    min_width : int
+        Floor on the tapering widths ``ch, ch/2, ch/4, ch/8`` (1: the reference taper). The last
+        spiking layer feeds the 1x1 output convs, so its width bounds how finely the box size and
+        offset can be resolved: 4 channels of 5 spike levels gave the edge model ~100 distinct
+        box widths (docs/model.md).
 
     Returns (forward)
     -----------------
@@ -48,12 +54,12 @@ class CenterHead(nn.Module):
     ``offset_map`` [B,2,h,w] raw (x, y order; size is w, h).
     """
 
-    def __init__(self, cin: int, ch: int, neuron):
+    def __init__(self, cin: int, ch: int, neuron, min_width: int = 1):
         super().__init__()
         self.sn_in = neuron()
-        self.ctr = _Branch(cin, ch, 1, neuron)
-        self.offset = _Branch(cin, ch, 2, neuron)
-        self.size = _Branch(cin, ch, 2, neuron)
+        self.ctr = _Branch(cin, ch, 1, neuron, min_width)
+        self.offset = _Branch(cin, ch, 2, neuron, min_width)
+        self.size = _Branch(cin, ch, 2, neuron, min_width)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # x: [T,B,C,h,w] real
         s = self.sn_in(x)

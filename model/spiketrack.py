@@ -40,7 +40,7 @@ class SpikeTrack(nn.Module):
         self.cfg = cfg
         neuron = neuron_factory(cfg.ann, cfg.levels)
         self.backbone = Backbone(cfg, neuron)
-        self.head = CenterHead(cfg.dims[3], cfg.head_channels, neuron)
+        self.head = CenterHead(cfg.dims[3], cfg.head_channels, neuron, cfg.head_min_width)
 
     # ------------------------------------------------------------ validation
     def _check_image(self, t: torch.Tensor, what: str, size: int) -> None:

@@ -53,6 +53,22 @@ def test_edge_budget_and_constraints():
         assert all(x.mode == "nearest" for x in mods if isinstance(x, Upsample))
 
 
+def _head_widths(model):
+    return {b: [c.conv.weight.shape[0] for c in getattr(model.head, b).convs] + [getattr(model.head, b).out.weight.shape[0]]
+            for b in ("ctr", "offset", "size")}
+
+
+def test_head_taper_reference_and_edge_floor():
+    # paper variants: the reference taper C -> C/2 -> C/4 -> C/8; edge: floored at 16 channels so the
+    # last spiking layer before the 1x1 box convs is not a 4-channel, 5-level bottleneck
+    paper = _head_widths(build_model("paper-s256-t1"))
+    assert paper == {"ctr": [192, 96, 48, 24, 1], "offset": [192, 96, 48, 24, 2], "size": [192, 96, 48, 24, 2]}
+    edge = _head_widths(build_model("edge-t1"))
+    assert edge == {"ctr": [32, 16, 16, 16, 1], "offset": [32, 16, 16, 16, 2], "size": [32, 16, 16, 16, 2]}
+    narrow = _head_widths(build_model(dataclasses.replace(get_config("edge-t1"), head_min_width=1)))
+    assert narrow["size"] == [32, 16, 8, 4, 2]
+
+
 def test_ann_twin_naming():
     a = get_config("edge-t3-ann")
     assert a.ann and a.name == "edge-t3-ann"
