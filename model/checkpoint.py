@@ -135,12 +135,28 @@ def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
         model = build_model(ck["variant"])
     except KeyError:
         raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise UserError(f"checkpoint {p} does not fit variant {ck['variant']!r}: "
-                        f"{str(e).splitlines()[0]}") from None
+    load_weights(model, ck, p)
     return model.to(device).eval(), ck
+
+
+def load_weights(model, ck: dict, path: str | Path) -> None:
+    """Load checkpoint ``ck`` (read from ``path``) into ``model``; UserError naming the first differing
+    tensor when the checkpoint was made by a different definition of the variant."""
+    problems = state_dict_mismatch(model.state_dict(), ck["model"])
+    if problems:
+        raise UserError(f"checkpoint {path} does not fit variant {ck['variant']!r} as this code defines it "
+                        f"({len(problems)} tensors differ; first: {problems[0]}); it was made by git revision "
+                        f"{ck.get('git_rev', 'unknown')}")
+    model.load_state_dict(ck["model"])
+
+
+def state_dict_mismatch(expected: dict, got: dict) -> list[str]:
+    """Human-readable differences between a model's state dict and a checkpoint's (empty: they fit)."""
+    out = [f"{k}: shape {list(got[k].shape)} in the checkpoint, {list(v.shape)} in the model"
+           for k, v in expected.items() if k in got and tuple(got[k].shape) != tuple(v.shape)]
+    out += [f"{k}: missing from the checkpoint" for k in expected if k not in got]
+    out += [f"{k}: not in the model" for k in got if k not in expected]
+    return out
 
 
 def export_weights(src: str | Path, dst: str | Path) -> Path:

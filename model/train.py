@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from spiketrack.cli import UserError
-from spiketrack.model.checkpoint import load_checkpoint, make_payload, save_checkpoint_atomic
+from spiketrack.model.checkpoint import load_checkpoint, load_weights, make_payload, save_checkpoint_atomic
 from spiketrack.model.mrm import PER_TIMESTEP_LISTS
 
 BASE_LR_KEYS = ("mrm", "decay", "pos_embed")
@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
     ck = None
     if cfg.resume and last.exists():
         ck = load_checkpoint(last, expect_variant=cfg.variant)
-        model.load_state_dict(ck["model"])
+        load_weights(model, ck, last)
         start = int(ck["step"])
         report["resumed_from"] = start
     elif cfg.resume and rank == 0:
