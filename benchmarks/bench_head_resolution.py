@@ -23,12 +23,12 @@ import sys
 
 import torch
 
+from spiketrack.atomic import write_text_atomic
 from spiketrack.model.checkpoint import model_from_checkpoint
 from spiketrack.model.data.sampler import TrackingPairs
 from spiketrack.model.data.synthetic import validation_sequences
 from spiketrack.model.head import decode_box
 from spiketrack.model.loss import gaussian_heatmap
-from spiketrack.atomic import write_text_atomic
 
 BRANCHES = ("ctr", "offset", "size")
 
@@ -41,8 +41,7 @@ def pairs(T: int, size: int, n: int):
 
 
 def measure(path: str, n: int) -> dict:
-    model = model_from_checkpoint(path)
-    model = (model[0] if isinstance(model, tuple) else model).eval()
+    model, _ = model_from_checkpoint(path)  # in eval mode
     cfg = model.cfg
     z, x, gt = pairs(int(cfg.timesteps), int(cfg.search_size), n)
     last = {}

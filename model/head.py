@@ -45,8 +45,8 @@ class CenterHead(nn.Module):
     min_width : int
         Floor on the tapering widths ``ch, ch/2, ch/4, ch/8`` (1: the reference taper). The last
         spiking layer feeds the 1x1 output convs, so its width bounds how finely the box size and
-        offset can be resolved: 4 channels of 5 spike levels gave the edge model ~100 distinct
-        box widths (docs/model.md).
+        offset can be resolved: 4 channels of 5 spike levels gave the edge model ~115 distinct
+        box widths (docs/tracking.md 2.1).
 
     Returns (forward)
     -----------------
