@@ -34,8 +34,11 @@ Figures (``dict``; also written atomically to ``<out_dir>/synth_report.json``):
 ``utilization``  nextpnr ``{bel: {"used", "available"}}``
 ``cells``    yosys cell counts by type; ``tools`` versions; ``seconds`` per step and total.
 
-YoWASP cannot see absolute ``/tmp`` paths (its sandbox mounts a private ``/tmp``), so all tool
-calls use relative file names with ``cwd=out_dir`` and ``out_dir`` must not be under ``/tmp``.
+YoWASP tools cannot see files by absolute ``/tmp`` paths (their sandbox mounts a private ``/tmp``),
+but they do see their working directory and its parents wherever it lives, ``/tmp`` included. So
+every tool call uses relative file names with ``cwd=out_dir``, and any ``out_dir`` works: a
+checkout under ``/tmp``, a path with spaces. A path with a character the tools cannot take as a
+file name (a newline or a NUL) is refused with a message naming it.
 """
 
 from __future__ import annotations
@@ -225,9 +228,12 @@ def _resolve_out_dir(out_dir: str | Path | None, default_sub: str) -> Path:
     if not p.is_absolute():
         p = PROJECT_ROOT / p
     p = p.resolve()
-    if p == Path("/tmp") or Path("/tmp") in p.parents:
-        raise ValueError(f"out_dir {p} is under /tmp, which the YoWASP sandbox cannot see; "
-                         "use a folder under build/ (git-ignored)")
+    # Tools get relative names with cwd=out_dir, so /tmp and spaces are fine; only characters no
+    # build script or log can carry are refused.
+    bad = [c for c in ("\n", "\r", "\0") if c in str(p)]
+    if bad:
+        raise ValueError(f"out_dir {str(p)!r} contains {bad[0]!r}, which the tool scripts cannot take; "
+                         "choose a folder without control characters")
     p.mkdir(parents=True, exist_ok=True)
     return p
 

@@ -104,9 +104,25 @@ def test_missing_tool_names_tool_and_fix(monkeypatch):
         synthesize(Counter, name="t_missing", family="ecp5")
 
 
-def test_out_dir_under_tmp_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match="/tmp"):
-        synthesize(Counter, name="t_tmp", family="ice40", out_dir=tmp_path)
+def test_builds_under_tmp_and_in_a_path_with_spaces(tmp_path):
+    """A checkout under /tmp (what many new users clone into) and a folder name with spaces.
+
+    The YoWASP tools mount a private /tmp inside their sandbox; they must still find their files,
+    because every call uses relative names with cwd set to the build folder.
+    """
+    assert str(tmp_path).startswith("/tmp/")  # pytest's tmp_path is the case being tested
+    out = tmp_path / "a checkout" / "build dir"
+    fig = synthesize(Counter, name="t_tmp", family="ice40", out_dir=out, clock_mhz=50)
+    assert fig["out_dir"] == str(out) and fig["ff"] == 16 and fig["fmax_mhz"] > 50
+    assert (out / "netlist.json").is_file() and (out / "synth_report.json").is_file()
+    bit = build_bitstream(Blinky(), "icebreaker", out_dir=tmp_path / "board build", name="t_blinky_tmp")
+    assert Path(bit["bitstream"]).parent == tmp_path / "board build"
+    assert bit["bitstream_bytes"] == 104090 and bit["timing_met"]
+
+
+def test_out_dir_with_a_newline_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"contains '\\n'"):
+        synthesize(Counter, name="t_nl", family="ice40", out_dir=tmp_path / "a\nb")
 
 
 def test_yosys_check_problems_are_an_error(tmp_path):
