@@ -29,7 +29,7 @@ from spiketrack.model.mrm import MeanFusion
 from spiketrack.quant.golden.memory import retrieval_shift
 from spiketrack.quant.golden.neuron import LEVEL_BITS
 from spiketrack.quant.golden.synapse import acc_bound
-from spiketrack.quant.ir import IntegerNetwork, Layer
+from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
 from spiketrack.quant.qat import (QuantAvgPool, QuantConvBN, QuantNILIF, QuantPosEmbed, QuantResidual, QuantRetrieve,
                                   UnsupportedLayerError)
 
@@ -118,7 +118,7 @@ class _Lowerer:
         return self.emit(self.name(mod, branch), "memory_build", [k, v], self.T(k), {"heads": mod.heads})
 
     def retrieve(self, mod: QuantRetrieve, q: str, m: str, branch: str) -> str:
-        r = self.emit(self.name(mod, branch, ".acc"), "retrieve", [q, m], self.T(q), {"heads": mod.heads})
+        r = self.emit(self.name(mod, branch, ".acc"), "retrieve", [q, m], self.T(q), {"heads": mod.heads, "sigma": mod.sigma})
         shift = retrieval_shift(mod.sigma, self.fmt.frac)
         return self.emit(self.name(mod, branch), "requant", [r], self.T(q), {"shift": shift, "bits": self.fmt.bits})
 
@@ -233,8 +233,10 @@ class _Lowerer:
             "weight_bits": self.fmt.weight_bits, "search_size": cfg.search_size, "template_size": cfg.template_size,
             "memories": memories, "score": heads["score"], "size": heads["size"], "offset": heads["offset"],
         }
+        pixels = lambda t, size: TensorType((t, 3, size, size), "pixels", 8, False, 0)
         net = IntegerNetwork(list(self.layers), ["template_pixels", "search_pixels"],
-                             memories + [heads["score"], heads["size"], heads["offset"]], meta)
+                             memories + [heads["score"], heads["size"], heads["offset"]], meta,
+                             {"template_pixels": pixels(T, cfg.template_size), "search_pixels": pixels(1, cfg.search_size)})
         net.validate()
         return net
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from spiketrack.quant.executor import run_network
 from spiketrack.quant.golden.memory import attention_acc
-from spiketrack.quant.ir import ArtifactError, IntegerNetwork, Layer, load_artifact, save_artifact
+from spiketrack.quant.ir import ArtifactError, IntegerNetwork, Layer, TensorType, load_artifact, save_artifact
 
 
 def _toy(rng):
@@ -15,18 +15,21 @@ def _toy(rng):
     w2 = rng.integers(-127, 128, (8, 4, 1, 1)).astype(np.int8)
     return IntegerNetwork(
         layers=[
-            Layer("stem", "stem_conv", ["pix"], {"stride": 2, "padding": 1}, {"weight": w1, "bias": np.zeros(4, np.int32)}),
+            Layer("stem", "stem_conv", ["pix"], {"stride": 2, "padding": 1, "groups": 1, "acc_bits": 20, "weight_bits": 8,
+                                                  "acc_exp": [10, 11, 10, 9]}, {"weight": w1, "bias": np.zeros(4, np.int32)}),
             Layer("stem_q", "requant", ["stem"], {"shift": [6, 7, 6, 5], "bits": 12}),
             Layer("n0", "neuron", ["stem_q"], {"f_m": 4, "bits": 12, "decays": [[[1, 2]], [[1, 1], [-1, 3]]]}),
-            Layer("pw", "conv", ["n0"], {"stride": 1, "padding": 0, "groups": 1}, {"weight": w2, "bias": np.arange(8, dtype=np.int32)}),
+            Layer("pw", "conv", ["n0"], {"stride": 1, "padding": 0, "groups": 1, "acc_bits": 14, "weight_bits": 8,
+                                         "acc_exp": [9] * 8}, {"weight": w2, "bias": np.arange(8, dtype=np.int32)}),
             Layer("pw_q", "requant", ["pw"], {"shift": 5, "bits": 12}),
             Layer("res", "add", ["pw_q", "pw_q"], {"bits": 12}),
             Layer("n1", "neuron", ["res"], {"f_m": 4, "bits": 12, "decays": [[[1, 2]], [[1, 2]]]}),
             Layer("kv", "memory_build", ["n0", "n1"], {"heads": 2}),
-            Layer("r", "retrieve", ["n0", "kv"], {"heads": 2}),
+            Layer("r", "retrieve", ["n0", "kv"], {"heads": 2, "sigma": 0}),
             Layer("fuse", "mean_fusion", ["n1"], {}),
         ],
         inputs=["pix"], outputs=["r", "fuse"], meta={"config": "toy"},
+        input_types={"pix": TensorType((3, 3, 8, 8), "pixels", 8, False, 0)},
     )
 
 

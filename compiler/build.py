@@ -1,0 +1,204 @@
+"""``spiketrack compile`` as build steps, and the compiled artifact.
+
+Steps (each recorded with its seconds in the report): ``load`` the integer network, ``fuse``
+(hardware ops), ``programs`` (template / search), ``calibrate`` (golden runs on synthetic-benchmark
+crops: the compiled programs must equal ``run_network``; their data gives the cycle counts),
+``cost`` (cycle model per node, dense and calibrated), ``memory_plan``, ``pack`` (memory images),
+``write``.
+
+The compiled artifact is a folder: ``images.npz`` (weight lines, tables and constants per node)
+and ``compiled.json`` (format name and version, the source artifact's parameter hash, engine,
+board, programs, memory plan, predicted cycles, and the SHA-256 of ``images.npz``), written
+atomically, manifest last. :func:`load_compiled` refuses a wrong version, a changed image or a
+program that names layers its network does not have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spiketrack.atomic import write_bytes_atomic
+from spiketrack.compiler.fuse import CompileError, fuse
+from spiketrack.compiler.hwops import REGISTRY, HwNode
+from spiketrack.compiler.memplan import BOARD_MEMORY, plan_memory
+from spiketrack.compiler.schedule import program_cost, programs, run_program
+from spiketrack.hw.engine_cycles import Engine
+from spiketrack.quant.executor import run_network
+from spiketrack.quant.ir import IntegerNetwork
+
+__all__ = ["COMPILED_FORMAT", "COMPILED_VERSION", "compile_network", "load_compiled", "lut_estimate"]
+
+COMPILED_FORMAT = "spiketrack-compiled"
+COMPILED_VERSION = 1
+LANE_CHOICES = (4, 8, 16, 32)
+
+
+def lut_estimate(lanes: int) -> int:
+    """LUT4 estimate of the conv engine from the measured synaptic-core syntheses (docs/hw_cores.md:
+    P = 8 / 16 / 32 -> 1245 / 2218 / 3718 LUT4): a least-squares line, ``330 + 103·P``."""
+    return 330 + 103 * lanes
+
+
+def _calibration_inputs(net: IntegerNetwork, frames: int):
+    from spiketrack.model.configs import get_config
+    from spiketrack.quant.compare import synthetic_frames
+
+    return list(synthetic_frames(get_config(net.meta["config"]), frames)) if frames else []
+
+
+def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None, target_fps: float | None = None,
+                    calibration_frames: int = 1, clock_mhz: float = 100.0) -> dict:
+    """Compile ``net`` for ``board``; returns the report and the packed images (not yet written)."""
+    if board not in BOARD_MEMORY:
+        raise CompileError(f"unknown board {board!r}; known: {', '.join(BOARD_MEMORY)}")
+    steps, t = {}, time.monotonic()
+
+    def step(name):
+        nonlocal t
+        now = time.monotonic()
+        steps[name] = round(now - t, 2)
+        t = now
+
+    graph, records = fuse(net)
+    step("fuse")
+    progs = programs(graph)
+    step("programs")
+    envs = []
+    for zp, xp in _calibration_inputs(net, calibration_frames):
+        zp, xp = zp[:, :1], xp[:, :1]
+        ref = run_network(net, {"template_pixels": zp, "search_pixels": xp}, dump=True).tensors
+        env = run_program(graph, progs["template_update"], {"template_pixels": zp})
+        env = run_program(graph, progs["search_frame"], {"search_pixels": xp, **{m: env[m] for m in progs["template_update"].outputs}}) | env
+        for name in progs["search_frame"].outputs + progs["template_update"].outputs:
+            if not torch.equal(env[name], ref[name]):
+                raise CompileError(f"compiled programs differ from the golden network at {name!r} (a fusion bug)")
+        envs.append(env)
+    step("calibrate")
+
+    def cycles_for(engine):
+        out = {}
+        for pname, prog in progs.items():
+            dense, _ = program_cost(graph, prog, engine)
+            cal = [program_cost(graph, prog, engine, e)[0] for e in envs]
+            out[pname] = {"dense": dense.cycles, "calibrated": max((c.cycles for c in cal), default=None),
+                          "cost": cal[0] if cal else dense}
+        return out
+
+    sweep = []
+    if lanes is None:
+        for p in LANE_CHOICES:
+            cyc = cycles_for(Engine(p))
+            frame = cyc["search_frame"]["calibrated"] or cyc["search_frame"]["dense"]
+            sweep.append({"lanes": p, "search_frame_cycles": frame, "fps": clock_mhz * 1e6 / frame,
+                          "lut_estimate": lut_estimate(p)})
+        ok = [s for s in sweep if target_fps is None or s["fps"] >= target_fps]
+        lanes = (ok[0] if ok else sweep[-1])["lanes"] if target_fps is not None else 8
+    engine = Engine(lanes)
+    cyc = cycles_for(engine)
+    step("cost")
+    plan = plan_memory(graph, progs, engine, board)
+    step("memory_plan")
+    images = {}
+    for i, node in enumerate(graph.nodes):
+        for mem, arr in REGISTRY[node.kind].pack(node, net, engine).items():
+            images[f"{i:04d}/{mem}"] = arr
+    step("pack")
+    frame = cyc["search_frame"]["calibrated"] or cyc["search_frame"]["dense"]
+    weight_bits = sorted({l.attrs["weight_bits"] for l in net.layers if "weight_bits" in l.attrs})
+    report = {
+        "board": board,
+        "config": net.meta.get("config"),
+        "layers": len(net.layers),
+        "nodes": len(graph.nodes),
+        "node_kinds": {k: sum(n.kind == k for n in graph.nodes) for k in REGISTRY if any(n.kind == k for n in graph.nodes)},
+        "ops_unplaced": [],
+        "memory": {"weights_bits": plan.bits("weights"), "tables_bits": plan.bits("tables"),
+                   "consts_bits": plan.bits("consts"), "activations_bits": plan.bits("activations"),
+                   "membranes_bits": plan.bits("membranes"), "template_memory_bits": plan.bits("template_memory"),
+                   "line_buffer_bits": plan.bits("pixel_line_buffer"),
+                   "ebr_used": plan.ebr_used, "ebr_total": plan.ebr_total,
+                   "buffers": plan.buffers, "activation_peak_at": plan.peak_tensors},
+        "fits": plan.fits,
+        "weight_bits": weight_bits[0] if len(weight_bits) == 1 else "mixed",
+        "predicted_cycles": {k: v["calibrated"] or v["dense"] for k, v in cyc.items()},
+        "dense_cycles": {k: v["dense"] for k, v in cyc.items()},
+        "calibration_frames": len(envs),
+        "fps_at_100mhz": round(100e6 / frame, 2),
+        "lanes": lanes,
+        "engine": asdict(engine),
+        "lane_sweep": sweep,
+        "traffic_bits": {k: {"reads": v["cost"].reads, "writes": v["cost"].writes, "adds": v["cost"].adds}
+                         for k, v in cyc.items()},
+        "passes": [{"pass": r.name, "changes": r.changes} for r in records],
+        "steps_seconds": steps,
+    }
+    return {"report": report, "images": images, "graph": graph, "programs": progs}
+
+
+def shortfall(report: dict) -> str:
+    """The refusal message of a design that does not fit: the largest buffers and the shortfall."""
+    m = report["memory"]
+    bufs = sorted(m["buffers"].items(), key=lambda kv: -kv[1]["ebr"])
+    parts = ", ".join(f"{k} {v['ebr']} EBR ({v['bits'] / 8192:.0f} KiB)" for k, v in bufs if v["ebr"])
+    return (f"the network does not fit {report['board']}: needs {m['ebr_used']} of {m['ebr_total']} block RAMs "
+            f"(short by {m['ebr_used'] - m['ebr_total']}); buffers: {parts}")
+
+
+def write_compiled(result: dict, net_sha: str, out: str | Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **result["images"])
+    blob = buf.getvalue()
+    manifest = {
+        "format": COMPILED_FORMAT, "version": COMPILED_VERSION, "artifact_params_sha256": net_sha,
+        "images_sha256": hashlib.sha256(blob).hexdigest(),
+        "programs": {name: [{"kind": n.kind, "layers": n.layers, "inputs": n.inputs} for n in p.nodes]
+                     for name, p in result["programs"].items()},
+        "report": result["report"],
+    }
+    write_bytes_atomic(out / "images.npz", blob)
+    write_bytes_atomic(out / "compiled.json", json.dumps(manifest, indent=1, default=str).encode())
+    return out
+
+
+def load_compiled(directory: str | Path, net: IntegerNetwork | None = None) -> dict:
+    """Read and check a compiled artifact (version, image hash, programs against ``net``)."""
+    d = Path(directory)
+    mpath, ipath = d / "compiled.json", d / "images.npz"
+    for p in (mpath, ipath):
+        if not p.is_file():
+            raise CompileError(f"compiled artifact {d}: missing {p.name}")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CompileError(f"{mpath}: not valid JSON ({e})") from None
+    if manifest.get("format") != COMPILED_FORMAT:
+        raise CompileError(f"{mpath}: not a spiketrack compiled artifact")
+    if manifest.get("version") != COMPILED_VERSION:
+        raise CompileError(f"{mpath}: compiled format version {manifest.get('version')} is not supported "
+                           f"(this code reads version {COMPILED_VERSION}); re-run `spiketrack compile`")
+    blob = ipath.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest.get("images_sha256"):
+        raise CompileError(f"{ipath}: SHA-256 does not match compiled.json (a changed or corrupted image)")
+    images = dict(np.load(io.BytesIO(blob), allow_pickle=False))
+    progs = {name: [HwNode(n["kind"], list(n["layers"]), list(n["inputs"])) for n in nodes]
+             for name, nodes in manifest["programs"].items()}
+    for name, nodes in progs.items():
+        for n in nodes:
+            if n.kind not in REGISTRY:
+                raise CompileError(f"{mpath}: program {name!r} has a node of unknown kind {n.kind!r}")
+            if net is not None:
+                known = {l.name for l in net.layers}
+                bad = [l for l in n.layers if l not in known]
+                if bad:
+                    raise CompileError(f"{mpath}: program {name!r} names layer {bad[0]!r}, which the network does not have")
+    return {"manifest": manifest, "images": images, "programs": progs}

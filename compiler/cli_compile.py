@@ -1,0 +1,72 @@
+"""``spiketrack compile``: integer-network artifact -> hardware programs, memory plan and images.
+
+Prints the report (``--json``: one JSON object with the keys of docs/compiler.md) and writes the
+compiled artifact to ``--out``. A network that does not fit the board is refused (exit 1) with the
+buffers and the shortfall named; with ``--json`` the report is still printed, ``"fits": false``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from spiketrack.cli import UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--artifact", default=None,
+                   help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+    p.add_argument("--board", default="ulx3s-85f", choices=("ulx3s-85f", "orangecrab-85f", "icebreaker"))
+    p.add_argument("--lanes", type=int, default=None, help="conv-engine lanes P (default 8, or the sweep's pick)")
+    p.add_argument("--target-fps", type=float, default=None, help="pick the fewest lanes reaching this fps at 100 MHz")
+    p.add_argument("--calibration-frames", type=int, default=1,
+                   help="synthetic crops whose golden runs give the data-dependent cycles (0: dense only)")
+    p.add_argument("--out", required=True, help="compiled artifact folder")
+    p.add_argument("--json", action="store_true")
+
+
+def _artifact(path):
+    from spiketrack.quant.ir import load_artifact
+
+    if path is not None:
+        return load_artifact(path)
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.quant.lower import lower
+    from spiketrack.quant.qat import QuantFormat, quantize_model
+
+    model, _ = model_from_checkpoint(None)
+    return lower(quantize_model(model.eval(), QuantFormat()))
+
+
+def run(args) -> int:
+    from spiketrack.compiler.build import compile_network, shortfall, write_compiled
+    from spiketrack.compiler.fuse import CompileError
+
+    if args.lanes is not None and args.lanes < 1:
+        raise UserError("--lanes must be >= 1")
+    net = _artifact(args.artifact)
+    sha = (hashlib.sha256((Path(args.artifact) / "params.npz").read_bytes()).hexdigest()
+           if args.artifact else "shipped-default")
+    try:
+        result = compile_network(net, board=args.board, lanes=args.lanes, target_fps=args.target_fps,
+                                 calibration_frames=args.calibration_frames)
+    except CompileError as e:
+        raise UserError(str(e)) from None
+    rep = result["report"]
+    write_compiled(result, sha, args.out)
+    if args.json:
+        print(json.dumps(rep, default=str))
+    else:
+        m = rep["memory"]
+        print(f"{rep['config']} on {rep['board']}: {rep['layers']} IR layers -> {rep['nodes']} hardware ops, "
+              f"P = {rep['lanes']}, int{rep['weight_bits']} weights")
+        print(f"  cycles: template update {rep['predicted_cycles']['template_update']}, search frame "
+              f"{rep['predicted_cycles']['search_frame']} ({rep['fps_at_100mhz']} fps at 100 MHz)")
+        print(f"  block RAM: {m['ebr_used']} / {m['ebr_total']} EBR -> {'fits' if rep['fits'] else 'does NOT fit'}")
+    if not rep["fits"]:
+        import sys
+
+        print(f"spiketrack compile: {shortfall(rep)}", file=sys.stderr)
+        return 1
+    return 0

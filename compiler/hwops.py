@@ -1,0 +1,304 @@
+"""One class per hardware operation (FINN's ``HWCustomOp`` idea, for the SpikeTrack accelerator).
+
+A hardware op is a group of consecutive IR layers (``quant.ir``) that one accelerator unit executes
+in one pass over its output, built by the fusion passes of :mod:`.fuse`. Each class holds, in one
+place, everything about its op:
+
+* ``pattern`` / :meth:`HwOp.match` — which IR layers it fuses;
+* :meth:`HwOp.golden` — execution by the golden functions (``quant.golden``, through the executor's
+  per-layer dispatch), so a compiled program runs bit-exactly like ``run_network``;
+* :meth:`HwOp.cost` — cycles and memory accesses, by the unit's cycle model
+  (:mod:`spiketrack.hw.engine_cycles`), from real data (a golden run) or dense (worst case);
+* :meth:`HwOp.pack` — its parameters as memory words (weights, per-channel tables, constants).
+
+:data:`REGISTRY` maps a kind to its class; the compiler refuses a network with a layer no class
+places, naming it.
+
+The dataflow behind the cycle models (docs/accelerator.md): **output-stationary**. The engine
+keeps ``P`` output-channel accumulators in registers for one output position, gathers the input
+spike words of the receptive field from the activation buffer and, per non-zero level, reads one
+``P``-lane weight line and adds ``k·w`` (shift-add). No partial sum ever goes to memory; the
+epilogue requantises, adds the residual and fires in the same pass. Time is the innermost loop,
+so NI-LIF membranes across ``T`` stay in registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from spiketrack.hw import engine_cycles as ec
+from spiketrack.quant.executor import _run_layer
+from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
+
+__all__ = ["HwNode", "HwOp", "REGISTRY", "register", "Cost"]
+
+
+@dataclass
+class HwNode:
+    """One hardware op instance: the IR layers it fuses and the tensors it reads and writes.
+
+    Members
+    -------
+    kind : key of :data:`REGISTRY` (``"ir:<op>"`` while a layer is not yet fused).
+    layers : IR layer names, in execution order; the last one's output is the node's output.
+    inputs : tensors read from buffers (outputs of earlier nodes or network inputs).
+    """
+
+    kind: str
+    layers: list[str]
+    inputs: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.layers[-1]
+
+    @property
+    def output(self) -> str:
+        return self.layers[-1]
+
+
+@dataclass
+class Cost:
+    """Cycles and memory traffic of one node (one frame/pass).
+
+    ``reads``/``writes`` count accesses in bits per memory: ``weights``, ``tables``, ``act``
+    (activation buffers), ``tmem`` (template memories), ``consts`` (positional tables).
+    ``adds`` counts lane additions (accumulate, requantise, residual, membrane).
+    """
+
+    cycles: int = 0
+    adds: int = 0
+    reads: dict = field(default_factory=dict)
+    writes: dict = field(default_factory=dict)
+
+    def add(self, other: "Cost") -> "Cost":
+        self.cycles += other.cycles
+        self.adds += other.adds
+        for mine, theirs in ((self.reads, other.reads), (self.writes, other.writes)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        return self
+
+
+REGISTRY: dict[str, type["HwOp"]] = {}
+
+
+def register(cls):
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+class HwOp:
+    """Base class: one hardware operation. Subclasses set ``kind``, ``unit``, ``pattern``."""
+
+    kind = ""
+    unit = ""            #: the accelerator unit that executes it
+    pattern: tuple = ()  #: IR ops: the first is the anchor; later ones are fused when they follow
+    view = False         #: folded into buffer addressing: no cycles, no storage of its own
+
+    # ------------------------------------------------------------------ fusion
+    @classmethod
+    def match(cls, net: IntegerNetwork, layer: Layer, consumers: dict[str, list[str]]) -> list[str] | None:
+        """IR layer names this op fuses starting at ``layer``, or None if it does not start here.
+
+        The default: the anchor op, then each further op of ``pattern`` (marked optional by a
+        ``?`` suffix) if it is the sole consumer of the previous layer's output.
+        """
+        if not cls.pattern or layer.op != cls.pattern[0]:
+            return None
+        names, cur = [layer.name], layer
+        for want in cls.pattern[1:]:
+            optional = want.endswith("?")
+            op = want.rstrip("?")
+            nxt = consumers.get(cur.name, [])
+            cand = net.layer(nxt[0]) if len(nxt) == 1 else None
+            if cand is None or cand.op != op or not cls.accepts(net, names, cand):
+                if optional:
+                    continue
+                return None
+            names.append(cand.name)
+            cur = cand
+        return names
+
+    @classmethod
+    def accepts(cls, net: IntegerNetwork, names: list[str], cand: Layer) -> bool:
+        """Extra fusion condition for ``cand`` after ``names`` (default: yes)."""
+        return True
+
+    # ------------------------------------------------------------------ execution
+    @classmethod
+    def golden(cls, node: HwNode, net: IntegerNetwork, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run the fused layers with the golden functions; returns every layer's output by name."""
+        out = {}
+        for name in node.layers:
+            layer = net.layer(name)
+            args = [out[s] if s in out else env[s] for s in layer.inputs]
+            out[name], _ = _run_layer(layer, net.params_of(layer), args)
+        return out
+
+    # ------------------------------------------------------------------ cost
+    @classmethod
+    def cost(cls, node: HwNode, net: IntegerNetwork, types: dict[str, TensorType], engine: "ec.Engine",
+             env: dict[str, torch.Tensor] | None = None) -> Cost:
+        """Cycles and traffic; from the data in ``env`` (batch 1) or dense when ``env`` is None."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def pack(cls, node: HwNode, net: IntegerNetwork, engine: "ec.Engine") -> dict[str, np.ndarray]:
+        """Parameters as memory images: ``{memory: int array}`` (default: none)."""
+        return {}
+
+
+def _levels(env, name) -> torch.Tensor | None:
+    return None if env is None else env[name][:, 0]  # [T, C, H, W] of batch 0
+
+
+@register
+class SpikeConv(HwOp):
+    """Spiking convolution: conv accumulate (§IS-4) -> requantise (§IS-5) -> residual add (§IS-6)
+    or NI-LIF (§IS-7), on the conv engine. Covers k×k, strided, grouped, depthwise and 1×1."""
+
+    kind, unit = "spike_conv", "conv_engine"
+    pattern = ("conv", "requant", "add?", "neuron?")
+
+    @classmethod
+    def accepts(cls, net, names, cand):
+        # the residual add and the neuron both follow the requantisation directly (a neuron after
+        # the add would need the add's output, which always has other readers)
+        return cand.op == "requant" or net.layer(names[-1]).op == "requant"
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        conv = net.layer(node.layers[0])
+        return ec.conv_cost(engine, conv, net.params_of(conv)["weight"].shape, types[conv.inputs[0]],
+                            types[node.output], _levels(env, conv.inputs[0]),
+                            residual=any(net.layer(n).op == "add" for n in node.layers))
+
+    @classmethod
+    def pack(cls, node, net, engine):
+        conv = net.layer(node.layers[0])
+        return ec.pack_conv(engine, conv, net.params_of(conv), net.layer(node.layers[1]))
+
+
+@register
+class Stem(SpikeConv):
+    """The stem: bit-plane convolution on uint8 pixels (§IS-11) -> requantise [-> NI-LIF]."""
+
+    kind = "stem"
+    pattern = ("stem_conv", "requant", "neuron?")
+
+
+@register
+class Retrieval(HwOp):
+    """Memory retrieval R = Q·M (§IS-8) -> requantise -> NI-LIF over T, on the memory unit."""
+
+    kind, unit = "retrieval", "memory_unit"
+    pattern = ("retrieve", "requant", "neuron?")
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        r = net.layer(node.layers[0])
+        return ec.retrieve_cost(engine, types[r.inputs[0]], types[r.inputs[1]], types[node.output],
+                                _levels(env, r.inputs[0]))
+
+
+@register
+class MemoryBuild(HwOp):
+    """Memory build M = Kᵀ·V per head (§IS-8), on the memory unit."""
+
+    kind, unit = "memory_build", "memory_unit"
+    pattern = ("memory_build",)
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        m = net.layer(node.layers[0])
+        return ec.memory_build_cost(engine, types[m.inputs[0]], types[m.inputs[1]], types[node.output],
+                                    _levels(env, m.inputs[0]))
+
+
+@register
+class Neuron(HwOp):
+    """Stream -> spike levels on the vector unit: [positional table add (§IS-6)] -> NI-LIF (§IS-7)."""
+
+    kind, unit = "neuron", "vector_unit"
+    pattern = ("add_const?", "neuron")
+
+    @classmethod
+    def match(cls, net, layer, consumers):
+        if layer.op == "neuron":
+            return [layer.name]
+        if layer.op == "add_const":
+            nxt = consumers.get(layer.name, [])
+            if len(nxt) == 1 and net.layer(nxt[0]).op == "neuron":
+                return [layer.name, nxt[0]]
+        return None
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        has_const = net.layer(node.layers[0]).op == "add_const"
+        return ec.vector_cost(engine, types[node.output], [types[net.layer(node.layers[0]).inputs[0]]],
+                              const_bits=ec.const_bits(net.params_of(net.layer(node.layers[0]))["value"]) if has_const else 0)
+
+    @classmethod
+    def pack(cls, node, net, engine):
+        first = net.layer(node.layers[0])
+        if first.op != "add_const":
+            return {}
+        return {"consts": net.params_of(first)["value"][:, 0].reshape(-1)}
+
+
+@register
+class Add(HwOp):
+    """Saturating residual add (§IS-6) on the vector unit; an upsampled operand (§IS-10) is read
+    through nearest-neighbour addressing, so the upsample itself costs nothing."""
+
+    kind, unit = "add", "vector_unit"
+    pattern = ("add",)
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        return ec.vector_cost(engine, types[node.output], [types[node.output]] * 2)
+
+
+class _OneInputVector(HwOp):
+    """A one-input elementwise op on the vector unit."""
+
+    unit = "vector_unit"
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        return ec.vector_cost(engine, types[node.output], [types[net.layer(node.layers[0]).inputs[0]]])
+
+
+@register
+class AvgPool(_OneInputVector):
+    """Power-of-two average pooling (§IS-10) on the vector unit."""
+
+    kind, pattern = "avg_pool", ("avg_pool",)
+
+
+@register
+class MeanFusion(_OneInputVector):
+    """Compare-only mean over template timesteps (§IS-10) on the vector unit."""
+
+    kind, pattern = "mean_fusion", ("mean_fusion",)
+
+
+@register
+class TimeView(HwOp):
+    """select_time / concat_time / repeat_time / upsample: folded into buffer addressing."""
+
+    kind, unit, view = "view", "addressing", True
+    ops = ("select_time", "concat_time", "repeat_time", "upsample")
+
+    @classmethod
+    def match(cls, net, layer, consumers):
+        return [layer.name] if layer.op in cls.ops else None
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        return Cost()

@@ -1,0 +1,224 @@
+"""Cycle and memory-traffic model of the accelerator's units for whole-network compilation.
+
+This is the contract the accelerator's run-time-configured units are built to (docs/accelerator.md):
+the compiler's schedule and memory plan use it, and the RTL of each unit is tested for equality
+with it, as every ``hw/<unit>_cycles.py`` model is. Dataflow: **output-stationary**, time
+innermost.
+
+Conv engine (``P`` = ``lanes`` accumulators in registers, one output position × ``P`` output
+channels at a time; activation words of ``G`` = ``word`` channel levels of one position):
+
+* spiking conv (groups ``g``, ``cig = C_in/g``): per timestep, output position ``o``, group and
+  ``P``-chunk of the group's output channels, for every valid kernel tap and every input word of
+  the group at the tap's input position: ``max(1, nnz(word))`` cycles (a word read; one weight
+  line read and ``P`` shift-add accumulations per non-zero level). Zero levels cost nothing
+  beyond their word's one cycle.
+* depthwise (``g = C_in = C_out``): lanes run over channels; one cycle per valid tap.
+* stem (uint8 pixels, §IS-11): one cycle per valid tap; the 8 bit planes × 3 channels are
+  added in that cycle (shifted adds, no multiplier).
+* epilogue (requantise, residual add, NI-LIF) is pipelined behind the accumulation.
+
+Memory unit: retrieval per timestep, token, head and ``P``-chunk of ``d_v``: ``max(1, nnz)``
+cycles per query word of the head's ``d_h`` channels; memory build per timestep, token and head:
+``max(1, nnz)`` per key word, times the ``P``-chunks of ``d_v``.
+
+Vector unit (stream -> levels neurons, residual adds, pooling, fusion): ``ceil(elements/P)``
+cycles per timestep.
+
+Every op adds :data:`OP_OVERHEAD` cycles (descriptor fetch and pipeline fill/drain).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Engine", "OP_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+           "const_bits", "LEVEL_BITS_STORED"]
+
+OP_OVERHEAD = 8        #: per op: descriptor fetch (4) + pipeline fill and drain (4)
+LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Parameters of the accelerator's datapath.
+
+    Parameters
+    ----------
+    lanes : int
+        ``P``: accumulators of the conv engine and the memory unit, and vector-unit lanes.
+    word : int
+        ``G``: channel levels per activation word (``3·G`` bits).
+    """
+
+    lanes: int = 8
+    word: int = 8
+
+    def __post_init__(self):
+        if self.lanes < 1 or self.word < 1:
+            raise ValueError(f"lanes and word must be >= 1, got {self.lanes}, {self.word}")
+
+
+def _cost(cycles=0, adds=0, reads=None, writes=None):
+    from spiketrack.compiler.hwops import Cost
+
+    return Cost(int(cycles), int(adds), {k: int(v) for k, v in (reads or {}).items()},
+                {k: int(v) for k, v in (writes or {}).items()})
+
+
+def _tap_sum(per_pos: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor:
+    """Σ over the valid taps of each output position of a per-input-position value: [..., H, W]."""
+    x = per_pos.to(torch.float64).reshape(-1, 1, *per_pos.shape[-2:])
+    ones = torch.ones(1, 1, k, k, dtype=torch.float64)
+    return F.conv2d(x, ones, stride=stride, padding=padding).reshape(*per_pos.shape[:-2], -1)
+
+
+def _word_nnz(levels: torch.Tensor, word: int) -> torch.Tensor:
+    """[T, C, H, W] levels -> [T, ceil(C/word), H, W] count of non-zero levels per word."""
+    t, c, h, w = levels.shape
+    nz = (levels != 0).to(torch.int64)
+    pad = (-c) % word
+    if pad:
+        nz = torch.cat([nz, torch.zeros(t, pad, h, w, dtype=torch.int64)], dim=1)
+    return nz.reshape(t, -1, word, h, w).sum(dim=2)
+
+
+def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | None, residual: bool):
+    """Cost of one conv-engine op (spiking conv, depthwise or stem); see the module docstring."""
+    P, G = engine.lanes, engine.word
+    co, cig, k, _ = wshape
+    a = conv.attrs
+    groups, stride, pad = a["groups"], a["stride"], a["padding"]
+    T, C, H, W = in_t.shape
+    ho, wo = out_t.shape[2:]
+    n_out = ho * wo
+    ones = torch.ones(T, H, W)
+    taps = float(_tap_sum(ones, k, stride, pad).sum())  # Σ_t Σ_o valid taps
+    wb = a["weight_bits"]
+    out_bits = out_t.bits * co * n_out * T
+    res_bits = 16 * co * n_out * T if residual else 0
+    tables = co * (a["acc_bits"] + 6)  # bias + shift per output channel, once per op
+    if in_t.kind == "pixels":  # stem: every tap in one cycle, 3 channels x 8 planes
+        chunks = math.ceil(co / P)
+        cycles = chunks * taps
+        if levels is None:
+            planes = 8 * C * taps
+        else:
+            pop = sum(((levels >> b) & 1) for b in range(8)).sum(dim=1)  # [T, H, W]
+            planes = float(_tap_sum(pop, k, stride, pad).sum())
+        return _cost(cycles + OP_OVERHEAD, chunks * P * planes,
+                     {"weights": cycles * C * P * wb, "act": cycles * C * 8, "tables": tables, "act_res": res_bits},
+                     {"act": out_bits})
+    if groups == C == co and cig == 1:  # depthwise: lanes over channels
+        chunks = math.ceil(C / P)
+        cycles = chunks * taps
+        return _cost(cycles + OP_OVERHEAD, cycles * P,
+                     {"weights": cycles * P * wb, "act": cycles * P * LEVEL_BITS_STORED, "tables": tables,
+                      "act_res": res_bits}, {"act": out_bits})
+    cog = co // groups
+    chunks = math.ceil(cog / P)
+    cycles = events = words = 0.0
+    for g in range(groups):
+        if levels is None:
+            nnz = torch.zeros(T, math.ceil(cig / G), H, W, dtype=torch.int64)
+            for wi in range(nnz.shape[1]):
+                nnz[:, wi] = min(G, cig - wi * G)
+        else:
+            nnz = _word_nnz(levels[:, g * cig:(g + 1) * cig], G)
+        per_pos_cycles = nnz.clamp(min=1).sum(dim=1)
+        cycles += chunks * float(_tap_sum(per_pos_cycles, k, stride, pad).sum())
+        events += chunks * float(_tap_sum(nnz.sum(dim=1), k, stride, pad).sum())
+        words += chunks * nnz.shape[1] * taps
+    return _cost(cycles + OP_OVERHEAD, events * P,
+                 {"weights": events * P * wb, "act": words * G * LEVEL_BITS_STORED, "tables": tables,
+                  "act_res": res_bits}, {"act": out_bits})
+
+
+def _head_words(engine: Engine, levels, m_shape, n_tok: int) -> tuple[int, int, int]:
+    """Memory unit: per timestep, token, head and ``P``-chunk of ``d_v``, ``max(1, nnz)`` cycles per
+    word of the head's ``d_h`` levels (query or key). Returns (cycles, non-zero events, words)."""
+    P, G = engine.lanes, engine.word
+    T, heads, d_h, d_v = m_shape
+    chunks = math.ceil(d_v / P)
+    cycles = events = words = 0
+    for h in range(heads):
+        if levels is None:
+            nnz = torch.full((T, math.ceil(d_h / G), n_tok), min(G, d_h))
+        else:
+            nnz = _word_nnz(levels[:, h * d_h:(h + 1) * d_h], G).reshape(T, -1, n_tok)
+        cycles += chunks * int(nnz.clamp(min=1).sum())
+        events += chunks * int(nnz.sum())
+        words += chunks * nnz.numel()
+    return cycles, events, words
+
+
+def retrieve_cost(engine: Engine, q_t, m_t, out_t, levels: torch.Tensor | None):
+    """Retrieval R = Q·M on the memory unit (output-stationary over tokens)."""
+    P, G = engine.lanes, engine.word
+    T, heads, d_h, d_v = m_t.shape
+    cycles, events, words = _head_words(engine, levels, m_t.shape, q_t.shape[2] * q_t.shape[3])
+    return _cost(cycles + OP_OVERHEAD, events * P,
+                 {"tmem": events * P * m_t.bits, "act": words * G * LEVEL_BITS_STORED},
+                 {"act": out_t.bits * out_t.elements * T})
+
+
+def memory_build_cost(engine: Engine, k_t, v_t, m_t, levels: torch.Tensor | None):
+    """Memory build M = Kᵀ·V on the memory unit: per token, the key's non-zero levels each add a
+    ``P``-lane chunk of the value word into the head's memory rows (kept in the unit)."""
+    P = engine.lanes
+    T, heads, d_h, d_v = m_t.shape
+    cycles, events, _ = _head_words(engine, levels, m_t.shape, k_t.shape[2] * k_t.shape[3])
+    m_bits = m_t.bits * heads * d_h * d_v * T
+    return _cost(cycles + OP_OVERHEAD, events * P,
+                 {"act": (k_t.elements + v_t.elements) * T * LEVEL_BITS_STORED, "tmem": events * P * m_t.bits},
+                 {"tmem": events * P * m_t.bits + m_bits})
+
+
+def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0):
+    """An elementwise op on the vector unit: ``ceil(elements/P)`` cycles per timestep."""
+    T = out_t.shape[0]
+    cycles = T * math.ceil(out_t.elements / engine.lanes)
+    reads = {"act": sum(t.bits * t.elements * t.shape[0] for t in in_ts)}
+    if const_bits:
+        reads["consts"] = const_bits * out_t.elements * T
+    return _cost(cycles + OP_OVERHEAD, out_t.elements * T * (1 + len(in_ts)), reads,
+                 {"act": out_t.bits * out_t.elements * T})
+
+
+def const_bits(value: np.ndarray) -> int:
+    """Signed width that holds every value of a constant table (positional embeddings)."""
+    m = int(np.abs(value).max()) if value.size else 0
+    return m.bit_length() + 1
+
+
+def pack_conv(engine: Engine, conv, params: dict, requant) -> dict[str, np.ndarray]:
+    """Weights as ``P``-lane lines in the order the engine reads them, and the per-channel tables.
+
+    Line order: group, output chunk, input channel of the group, tap (ky, kx); depthwise: chunk,
+    tap. Lanes past the output channels are zero. Tables: one row per output channel
+    ``[bias, shift]``.
+    """
+    P = engine.lanes
+    w = np.asarray(params["weight"], dtype=np.int64)
+    co, cig, k, _ = w.shape
+    groups = conv.attrs["groups"]
+    if groups == co and cig == 1 and groups > 1:  # depthwise
+        chunks = math.ceil(co / P)
+        wp = np.zeros((chunks * P, k * k), dtype=np.int64)
+        wp[:co] = w.reshape(co, k * k)
+        lines = wp.reshape(chunks, P, k * k).transpose(0, 2, 1).reshape(-1, P)
+    else:
+        cog = co // groups
+        chunks = math.ceil(cog / P)
+        wg = np.zeros((groups, chunks * P, cig, k * k), dtype=np.int64)
+        wg[:, :cog] = w.reshape(groups, cog, cig, k * k)
+        lines = wg.reshape(groups, chunks, P, cig, k * k).transpose(0, 1, 3, 4, 2).reshape(-1, P)
+    shift = requant.attrs["shift"]
+    shifts = np.asarray(shift if isinstance(shift, list) else [shift] * co, dtype=np.int64)
+    tables = np.stack([np.asarray(params["bias"], dtype=np.int64), shifts], axis=1)
+    return {"weights": lines.astype(np.int8), "tables": tables}
