@@ -25,7 +25,11 @@ cycles per query word of the head's ``d_h`` channels; memory build per timestep,
 Vector unit (stream -> levels neurons, residual adds, pooling, fusion): ``ceil(elements/P)``
 cycles per timestep.
 
-Every op adds :data:`OP_OVERHEAD` cycles (descriptor fetch and pipeline fill/drain).
+Every conv-engine op adds :data:`CONV_OVERHEAD` cycles (measured on the RTL,
+``hw/conv_engine.py``: descriptor take and window setup, two cycles of word fetch, the scanner
+register, weight read, product, accumulate, requantise, neuron and write stages). Memory-unit and
+vector-unit ops add :data:`OP_OVERHEAD`; those two units are not yet built to this model, so their
+figures are predictions.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "OP_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+__all__ = ["Engine", "OP_OVERHEAD", "CONV_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
-OP_OVERHEAD = 8        #: per op: descriptor fetch (4) + pipeline fill and drain (4)
+CONV_OVERHEAD = 10     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
+OP_OVERHEAD = 8        #: per memory-unit / vector-unit op (planned units: a prediction)
 LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
 
 
@@ -111,13 +116,13 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
         else:
             pop = sum(((levels >> b) & 1) for b in range(8)).sum(dim=1)  # [T, H, W]
             planes = float(_tap_sum(pop, k, stride, pad).sum())
-        return _cost(cycles + OP_OVERHEAD, chunks * P * planes,
+        return _cost(cycles + CONV_OVERHEAD, chunks * P * planes,
                      {"weights": cycles * C * P * wb, "act": cycles * C * 8, "tables": tables, "act_res": res_bits},
                      {"act": out_bits})
     if groups == C == co and cig == 1:  # depthwise: lanes over channels
         chunks = math.ceil(C / P)
         cycles = chunks * taps
-        return _cost(cycles + OP_OVERHEAD, cycles * P,
+        return _cost(cycles + CONV_OVERHEAD, cycles * P,
                      {"weights": cycles * P * wb, "act": cycles * P * LEVEL_BITS_STORED, "tables": tables,
                       "act_res": res_bits}, {"act": out_bits})
     cog = co // groups
@@ -134,7 +139,7 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
         cycles += chunks * float(_tap_sum(per_pos_cycles, k, stride, pad).sum())
         events += chunks * float(_tap_sum(nnz.sum(dim=1), k, stride, pad).sum())
         words += chunks * nnz.shape[1] * taps
-    return _cost(cycles + OP_OVERHEAD, events * P,
+    return _cost(cycles + CONV_OVERHEAD, events * P,
                  {"weights": events * P * wb, "act": words * G * LEVEL_BITS_STORED, "tables": tables,
                   "act_res": res_bits}, {"act": out_bits})
 
@@ -199,7 +204,8 @@ def const_bits(value: np.ndarray) -> int:
 def pack_conv(engine: Engine, conv, params: dict, requant) -> dict[str, np.ndarray]:
     """Weights as ``P``-lane lines in the order the engine reads them, and the per-channel tables.
 
-    Line order: group, output chunk, input channel of the group, tap (ky, kx); depthwise: chunk,
+    Line order: group, output chunk, tap (ky, kx), input channel of the group (so every address
+    step of the engine is an addition: ``+1`` per channel, ``+C_in`` per tap); depthwise: chunk,
     tap. Lanes past the output channels are zero. Tables: one row per output channel
     ``[bias, shift]``.
     """
@@ -217,7 +223,7 @@ def pack_conv(engine: Engine, conv, params: dict, requant) -> dict[str, np.ndarr
         chunks = math.ceil(cog / P)
         wg = np.zeros((groups, chunks * P, cig, k * k), dtype=np.int64)
         wg[:, :cog] = w.reshape(groups, cog, cig, k * k)
-        lines = wg.reshape(groups, chunks, P, cig, k * k).transpose(0, 1, 3, 4, 2).reshape(-1, P)
+        lines = wg.reshape(groups, chunks, P, cig, k * k).transpose(0, 1, 4, 3, 2).reshape(-1, P)
     shift = requant.attrs["shift"]
     shifts = np.asarray(shift if isinstance(shift, list) else [shift] * co, dtype=np.int64)
     tables = np.stack([np.asarray(params["bias"], dtype=np.int64), shifts], axis=1)

@@ -13,7 +13,7 @@ from spiketrack.compiler.fuse import CompileError, fuse
 from spiketrack.compiler.hwops import REGISTRY, HwNode
 from spiketrack.compiler.memplan import ebr_count
 from spiketrack.compiler.schedule import program_cost, programs, run_program
-from spiketrack.hw.engine_cycles import OP_OVERHEAD, Engine, pack_conv
+from spiketrack.hw.engine_cycles import CONV_OVERHEAD, Engine, pack_conv
 from spiketrack.quant.executor import run_network
 from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType, save_artifact
 from spiketrack.quant.lower import lower
@@ -85,21 +85,21 @@ def test_conv_cycle_model_by_hand():
     types = net.types
     zeros = {"x": torch.zeros(1, 1, 16, 4, 4, dtype=torch.int64)}
     # 1x1, 16 channels = 2 words per position, all zero: one cycle per word read
-    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P), zeros).cycles == 16 * 2 + OP_OVERHEAD
+    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P), zeros).cycles == 16 * 2 + CONV_OVERHEAD
     x = torch.zeros(1, 1, 16, 4, 4, dtype=torch.int64)
     x[0, 0, 0:3, 1, 1] = 2   # three non-zero levels in word 0 of one position: 3 cycles instead of 1
     x[0, 0, 9, 2, 2] = 4     # one in word 1 of another: 1 cycle (as when zero)
     c = REGISTRY["spike_conv"].cost(node, net, types, Engine(P), {"x": x})
-    assert c.cycles == 16 * 2 + 2 + OP_OVERHEAD
+    assert c.cycles == 16 * 2 + 2 + CONV_OVERHEAD
     assert c.reads["weights"] == 4 * P * 8 and c.adds == 4 * P
     # dense: every level non-zero: 16 cycles per position
-    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P)).cycles == 16 * 16 + OP_OVERHEAD
+    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P)).cycles == 16 * 16 + CONV_OVERHEAD
     # 3x3 pad 1 on 4x4: 36 valid taps per map (4 corners x4, 8 edges x6, 4 inner x9 = 16+48+36 = 100)
     net, node = _conv_node(3, 8, 8, padding=1)
-    assert REGISTRY["spike_conv"].cost(node, net, net.types, Engine(P)).cycles == 100 * 8 + OP_OVERHEAD
+    assert REGISTRY["spike_conv"].cost(node, net, net.types, Engine(P)).cycles == 100 * 8 + CONV_OVERHEAD
     # depthwise 16 channels, P = 8: two chunks, one cycle per valid tap
     net, node = _conv_node(3, 16, 16, groups=16, padding=1)
-    assert REGISTRY["spike_conv"].cost(node, net, net.types, Engine(P)).cycles == 2 * 100 + OP_OVERHEAD
+    assert REGISTRY["spike_conv"].cost(node, net, net.types, Engine(P)).cycles == 2 * 100 + CONV_OVERHEAD
 
 
 def test_weight_lines_follow_the_engine_read_order():
@@ -109,11 +109,11 @@ def test_weight_lines_follow_the_engine_read_order():
     q = Layer("q", "requant", ["c"], {"shift": [1] * 12, "bits": 16})
     packed = pack_conv(Engine(8), conv, {"weight": w, "bias": np.arange(12)}, q)
     lines = packed["weights"]
-    assert lines.shape == (2 * 5 * 9, 8)  # 2 chunks x 5 input channels x 9 taps, 8 lanes
+    assert lines.shape == (2 * 9 * 5, 8)  # 2 chunks x 9 taps x 5 input channels, 8 lanes
     for ch in range(2):
         for ci in range(5):
             for tap in range(9):
-                row = lines[(ch * 5 + ci) * 9 + tap]
+                row = lines[(ch * 9 + tap) * 5 + ci]
                 for lane in range(8):
                     o = ch * 8 + lane
                     assert row[lane] == (w[o, ci, tap // 3, tap % 3] if o < 12 else 0)

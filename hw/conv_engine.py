@@ -1,0 +1,371 @@
+"""Output-stationary spiking conv engine, configured at run time by a layer descriptor (§IS-4..7).
+
+One :class:`ConvEngine` runs every spiking convolution of a network, one layer (descriptor) at a
+time: the layer's geometry, bases and epilogue come from the descriptor (``i_desc``), its weights
+and per-channel tables from the weight and table memories the compiler fills
+(:func:`spiketrack.hw.engine_cycles.pack_conv` layout), its input spike levels from the
+activation memory. No geometry or weight is an elaboration-time constant.
+
+Dataflow (the contract of :mod:`spiketrack.hw.engine_cycles`): for each ``P``-chunk of output
+channels, output row, output column and timestep (time innermost), ``P`` accumulators in
+registers gather the receptive field: every valid tap's input words (``G = P`` levels of one
+position) are read once; each non-zero level ``k`` of a word reads one ``P``-lane weight line and
+adds ``k · w`` (shift-add, no multiplier) to the accumulators: ``max(1, nnz)`` cycles per word.
+Depthwise layers run lanes over channels (one word and one weight line per tap, one cycle).
+The epilogue is pipelined behind: ``+ bias``, requantise by the channel's shift (§IS-5),
+``+ residual`` (§IS-6), NI-LIF over the ``T`` timesteps with the membrane in registers (§IS-7),
+and one output word per (timestep, position, chunk). No partial sum goes to memory.
+
+Address arithmetic uses only adds and compares: every product (row strides, per-chunk weight
+strides) is a descriptor field the compiler computes (:func:`conv_descriptor`).
+
+Memory ports (synchronous reads: data one cycle after the address)
+------------------------------------------------------------------
+``in``: activation words, ``3·G`` bits, address ``in_base + t·in_t + iy·in_row + ix·n_words + g``.
+``w``: weight lines, ``P × 8`` bits, address ``w_base + chunk·w_chunk + (ky·k + kx)·w_col + ci``
+(conv: ``w_col = C_in``; depthwise: ``w_col = 1``, no ``ci``).
+``tab``: one row per chunk: ``P × (24-bit bias, 6-bit shift)``, address ``t_base + chunk``.
+``res``: residual words, ``P × 16`` bits, and ``out``: output words (``P × 16`` stream values or
+``P × 3`` levels in the low bits), both at ``base + t·o_t + (oy·wo + ox)·chunks + chunk``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, shift_round_var
+from spiketrack.hw.counters import CounterBank, counters_layout
+
+__all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
+           "STREAM_BITS", "MAX_T"]
+
+ENGINE_COUNTERS = ("busy", "words", "events", "saturated")
+FIFO_DEPTH = 4     #: fetched input words waiting for the level scanner
+BIAS_BITS = 24     #: bias and accumulator width
+STREAM_BITS = 16   #: stream values, residuals, membranes
+MAX_T = 4          #: timesteps per op (decays for t = 1..3)
+SHIFT_BITS = 6
+
+
+def desc_layout(addr_bits: int = 16) -> data.StructLayout:
+    """The layer descriptor (one per op; every field an unsigned or signed integer)."""
+    A = addr_bits
+    term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
+    return data.StructLayout({
+        "depthwise": 1, "residual": 1, "neuron": 1,
+        "k": 4, "stride": 3, "pad": 3, "T": 3, "f_m": 5,
+        "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
+        "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8,
+        "in_base": A, "in_row": A, "in_t": A,
+        "w_base": A, "w_chunk": A, "w_row": A, "w_col": A,
+        "t_base": A, "res_base": A, "out_base": A, "o_t": A,
+    })
+
+
+def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
+                    res_base=None, out_base=0, neuron=False, f_m=8, decays=()) -> dict:
+    """Descriptor field values for one layer (the products the RTL must not compute)."""
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    chunks = -(-c_out // lanes)
+    n_words = chunks if depthwise else -(-c_in // lanes)
+    terms = []
+    for t in range(MAX_T - 1):
+        d = list(decays[t]) if t < len(decays) else []
+        terms.append([{"en": int(i < len(d)), "neg": int(i < len(d) and d[i][0] < 0),
+                       "sh": (d[i][1] if i < len(d) else 0)} for i in range(2)])
+    return {
+        "depthwise": int(depthwise), "residual": int(res_base is not None), "neuron": int(neuron),
+        "k": k, "stride": stride, "pad": pad, "T": T, "f_m": f_m, "decays": terms,
+        "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks,
+        "in_base": in_base, "in_row": w * n_words, "in_t": h * w * n_words,
+        "w_base": w_base, "w_chunk": k * k * (1 if depthwise else c_in), "w_row": k * (1 if depthwise else c_in),
+        "w_col": 1 if depthwise else c_in,
+        "t_base": t_base, "res_base": res_base or 0, "out_base": out_base, "o_t": ho * wo * chunks,
+    }
+
+
+def _times_small(n, x):
+    """``n · x`` for a small unsigned ``n`` (<= 7) by shift-add (address arithmetic only)."""
+    return Mux(n[0], x, 0) + Mux(n[1], x << 1, 0) + Mux(n[2], x << 2, 0)
+
+
+def _assign(view, values: dict) -> list:
+    """``eq`` statements setting the named fields of a struct view (values may be expressions)."""
+    return [getattr(view, k).eq(v) for k, v in values.items()]
+
+
+def _lowest(mask, width):
+    """Index of the lowest set bit of ``mask`` (0 if none): a priority encoder."""
+    idx = Const(0, range(width))
+    for j in reversed(range(width)):
+        idx = Mux(mask[j], j, idx)
+    return idx
+
+
+class ConvEngine(wiring.Component):
+    """The conv engine (see the module docstring).
+
+    Parameters
+    ----------
+    lanes : int
+        ``P`` (= ``G``, the levels per activation word).
+    addr_bits : int
+        Width of every memory address and descriptor base/stride.
+
+    Members
+    -------
+    i_desc : In(stream.Signature(desc_layout))
+        One descriptor per layer; taken when the engine is idle.
+    in_addr, w_addr, tab_addr, res_addr : Out(addr_bits)
+        Read addresses (read every cycle; data expected one cycle later).
+    in_data : In(3·P), w_data : In(8·P), tab_data : In(30·P), res_data : In(16·P)
+        Read data.
+    out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
+        Output word writes.
+    busy : Out(1)
+        A layer is in progress (from the cycle its descriptor is taken to its last write).
+    counters : Out(StructLayout)
+        ``busy`` cycles, input ``words`` read, non-zero ``events``, ``saturated`` elements.
+    """
+
+    def __init__(self, lanes: int = 8, addr_bits: int = 16):
+        self.lanes, self.addr_bits = lanes, addr_bits
+        P, A = lanes, addr_bits
+        super().__init__({
+            "i_desc": In(stream.Signature(desc_layout(A))),
+            "in_addr": Out(A), "in_data": In(3 * P),
+            "w_addr": Out(A), "w_data": In(8 * P),
+            "tab_addr": Out(A), "tab_data": In((BIAS_BITS + SHIFT_BITS) * P),
+            "res_addr": Out(A), "res_data": In(STREAM_BITS * P),
+            "out_addr": Out(A), "out_data": Out(STREAM_BITS * P), "out_en": Out(1),
+            "busy": Out(1),
+            "counters": Out(counters_layout(ENGINE_COUNTERS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, A = self.lanes, self.addr_bits
+        m.submodules.ctr = ctr = CounterBank(ENGINE_COUNTERS, inc_widths={"saturated": 6})
+        m.d.comb += self.counters.eq(ctr.counts)
+
+        d = Signal(desc_layout(A))          # the running layer's descriptor
+        setup, running, active = Signal(), Signal(), Signal()
+        take = self.i_desc.valid & ~active
+        m.d.comb += self.i_desc.ready.eq(~active)
+
+        # ---------------------------------------------------------------- sequencer
+        chunk, oy, ox, t = Signal(8), Signal(9), Signal(9), Signal(3)
+        iy0, ix0 = Signal(signed(11)), Signal(signed(11))   # top-left input row / column of the window
+        ky_i, kx_i, g = Signal(4), Signal(4), Signal(8)
+        ny, nx = Signal(4), Signal(4)
+        in_pos, in_rowa, in_tap = Signal(A), Signal(A), Signal(A)
+        in_r, in_c = Signal(signed(A + 2)), Signal(signed(A + 2))   # iy0·in_row, ix0·n_words
+        w_chunkb, w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_chunkb", "w_pos", "w_rowa", "w_tap", "w_g"))
+        o_pos, o_toff = Signal(A), Signal(A)   # (position, chunk) offset; t·o_t
+        neg_pad = Signal(signed(5))
+        m.d.comb += neg_pad.eq(-d.pad.as_signed())
+
+        def window(i0, n_in):
+            lo = Mux(i0 < 0, -i0, 0)[:4]
+            end = n_in.as_signed() - i0
+            hi = Mux(end < d.k, end, d.k)[:5]
+            return lo, (hi - lo)[:4]
+
+        def pos_setup(iy0_v, ix0_v, in_r_v, in_c_v, wchunk_v):
+            ky_lo, ny_v = window(iy0_v, d.h)
+            kx_lo, nx_v = window(ix0_v, d.w)
+            in_off = (d.in_base + Mux(iy0_v < 0, 0, in_r_v) + Mux(ix0_v < 0, 0, in_c_v))[:A]
+            w_off = (wchunk_v + _times_small(ky_lo, d.w_row) + _times_small(kx_lo, d.w_col))[:A]
+            return [ny.eq(ny_v), nx.eq(nx_v), ky_i.eq(0), kx_i.eq(0), g.eq(0), t.eq(0), o_toff.eq(0),
+                    in_pos.eq(in_off), in_rowa.eq(in_off), in_tap.eq(in_off),
+                    w_pos.eq(w_off), w_rowa.eq(w_off), w_tap.eq(w_off), w_g.eq(w_off)]
+
+        fifo_level = Signal(range(FIFO_DEPTH + 1))
+        f1_valid = Signal()
+        issue = running & (fifo_level + f1_valid <= FIFO_DEPTH - 2)
+        last_g = d.depthwise | (g == d.n_words - 1)
+        last_kx, last_ky, last_t = kx_i == nx - 1, ky_i == ny - 1, t == d.T - 1
+        last_ox, last_oy, last_chunk = ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
+        group_end = last_g & last_kx & last_ky
+        op_end = group_end & last_t & last_ox & last_oy & last_chunk
+        m.d.comb += self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g))
+
+        with m.If(take):
+            p = self.i_desc.payload
+            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0),
+                         iy0.eq(-p.pad.as_signed()), ix0.eq(-p.pad.as_signed()),
+                         in_r.eq(-_times_small(p.pad, p.in_row)), in_c.eq(-_times_small(p.pad, p.n_words)),
+                         w_chunkb.eq(p.w_base), o_pos.eq(0)]
+        with m.If(setup):   # the first window, from the registered descriptor
+            m.d.sync += [setup.eq(0), running.eq(1)]
+            m.d.sync += pos_setup(iy0, ix0, in_r, in_c, w_chunkb)
+
+        with m.If(issue):
+            with m.If(~last_g):
+                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P)]
+            with m.Elif(~last_kx):
+                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(in_tap + d.n_words),
+                             w_tap.eq(w_tap + d.w_col), w_g.eq(w_tap + d.w_col)]
+            with m.Elif(~last_ky):
+                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(ky_i + 1),
+                             in_rowa.eq(in_rowa + d.in_row), in_tap.eq(in_rowa + d.in_row),
+                             w_rowa.eq(w_rowa + d.w_row), w_tap.eq(w_rowa + d.w_row), w_g.eq(w_rowa + d.w_row)]
+            with m.Elif(~last_t):
+                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_toff.eq(o_toff + d.o_t),
+                             in_pos.eq(in_pos + d.in_t), in_rowa.eq(in_pos + d.in_t), in_tap.eq(in_pos + d.in_t),
+                             w_rowa.eq(w_pos), w_tap.eq(w_pos), w_g.eq(w_pos)]
+            with m.Elif(~last_ox):
+                nix0 = ix0 + d.stride
+                nin_c = in_c + _times_small(d.stride, d.n_words)
+                m.d.sync += [ox.eq(ox + 1), ix0.eq(nix0), in_c.eq(nin_c), o_pos.eq(o_pos + d.chunks)]
+                m.d.sync += pos_setup(iy0, nix0, in_r, nin_c, w_chunkb)
+            with m.Elif(~last_oy):
+                niy0 = iy0 + d.stride
+                nin_r = in_r + _times_small(d.stride, d.in_row)
+                nin_c = -_times_small(d.pad, d.n_words)
+                m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(niy0), ix0.eq(neg_pad), in_r.eq(nin_r),
+                             in_c.eq(nin_c), o_pos.eq(o_pos + d.chunks)]
+                m.d.sync += pos_setup(niy0, neg_pad, nin_r, nin_c, w_chunkb)
+            with m.Elif(~last_chunk):
+                nin_r, nin_c = -_times_small(d.pad, d.in_row), -_times_small(d.pad, d.n_words)
+                nwc = w_chunkb + d.w_chunk
+                m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
+                             in_r.eq(nin_r), in_c.eq(nin_c), w_chunkb.eq(nwc), o_pos.eq(chunk + 1)]
+                m.d.sync += pos_setup(neg_pad, neg_pad, nin_r, nin_c, nwc)
+            with m.Else():
+                m.d.sync += running.eq(0)
+
+        # ---------------------------------------------------------------- fetch -> FIFO
+        tag = data.StructLayout({"w": A, "group_end": 1, "op_end": 1, "t": 3, "o": A, "chunk": 8})
+        f1_tag = Signal(tag)
+        m.d.sync += [f1_valid.eq(issue),
+                     *_assign(f1_tag, {"w": Mux(d.depthwise, w_tap, w_g), "group_end": group_end, "op_end": op_end,
+                                       "t": t, "o": o_toff + o_pos, "chunk": chunk})]
+        fw = [Signal(3 * P, name=f"fifo_w{i}") for i in range(FIFO_DEPTH)]
+        ft = [Signal(tag, name=f"fifo_t{i}") for i in range(FIFO_DEPTH)]
+        rd, wr = Signal(range(FIFO_DEPTH)), Signal(range(FIFO_DEPTH))
+        pop = Signal()
+        with m.If(f1_valid):
+            for i in range(FIFO_DEPTH):
+                with m.If(wr == i):
+                    m.d.sync += [fw[i].eq(self.in_data), ft[i].eq(f1_tag)]
+            m.d.sync += wr.eq(wr + 1)
+        with m.If(pop):
+            m.d.sync += rd.eq(rd + 1)
+        m.d.sync += fifo_level.eq(fifo_level + f1_valid - pop)
+        head_w = Signal(3 * P)
+        head_t = Signal(tag)
+        for i in range(FIFO_DEPTH):
+            with m.If(rd == i):
+                m.d.comb += [head_w.eq(fw[i]), head_t.eq(ft[i])]
+
+        # ---------------------------------------------------------------- level scanner -> e1
+        levels = [head_w[3 * j:3 * j + 3] for j in range(P)]
+        nz = Cat(*[lv != 0 for lv in levels])
+        started, rem = Signal(), Signal(P)
+        mask = Mux(started, rem, nz)
+        j = _lowest(mask, P)
+        rest = mask & ~(Const(1, P) << j)
+        have = fifo_level != 0
+        is_ev = Mux(d.depthwise, 1, mask != 0)
+        done_word = d.depthwise | (rest == 0)
+        m.d.comb += pop.eq(have & done_word)
+        with m.If(have):
+            m.d.sync += [started.eq(~done_word), rem.eq(rest)]
+
+        e1 = Signal(data.StructLayout({"valid": 1, "ev": 1, "level": 3, "levels": 3 * P, "tag": tag}))
+        lv_sel = Signal(3)
+        for jj in range(P):
+            with m.If(j == jj):
+                m.d.comb += lv_sel.eq(levels[jj])
+        e1_tag = Signal(tag)
+        m.d.comb += _assign(e1_tag, {"t": head_t.t, "o": head_t.o, "chunk": head_t.chunk,
+                                     "group_end": head_t.group_end & done_word, "op_end": head_t.op_end & done_word,
+                                     "w": head_t.w + Mux(d.depthwise, 0, j)})
+        m.d.sync += _assign(e1, {"valid": have, "ev": have & is_ev, "level": lv_sel, "levels": head_w, "tag": e1_tag})
+
+        # ---------------------------------------------------------------- e2: weight/table/residual read data
+        m.d.comb += [self.w_addr.eq(e1.tag.w), self.tab_addr.eq(d.t_base + e1.tag.chunk),
+                     self.res_addr.eq(d.res_base + e1.tag.o)]
+        e2 = Signal.like(e1)
+        m.d.sync += e2.eq(e1)
+        Ba = BIAS_BITS
+        prod = Signal(data.ArrayLayout(signed(Ba), P))
+        for lane in range(P):
+            w = self.w_data[8 * lane:8 * lane + 8].as_signed()
+            k = Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level)
+            # k·w by shift-add (§IS-4): 1·w, 2·w = w << 1, 3·w = (w << 1) + w, 4·w = w << 2
+            m.d.comb += prod[lane].eq(Mux(k[2], w << 2, 0) + Mux(k[1], w << 1, 0) + Mux(k[0], w, 0))
+        e3 = Signal(data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "prod": data.ArrayLayout(signed(Ba), P),
+                                       "tab": (BIAS_BITS + SHIFT_BITS) * P, "res": STREAM_BITS * P}))
+        m.d.sync += _assign(e3, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "prod": prod, "tab": self.tab_data,
+                                 "res": self.res_data})
+
+        # ---------------------------------------------------------------- e3: accumulate (registers)
+        acc = Signal(data.ArrayLayout(signed(Ba), P))
+        r1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(Ba + 1), P),
+                                       "shift": data.ArrayLayout(signed(SHIFT_BITS), P),
+                                       "res": data.ArrayLayout(signed(STREAM_BITS), P)}))
+        m.d.sync += r1.valid.eq(e3.valid & e3.tag.group_end)
+        for lane in range(P):
+            s = (acc[lane] + Mux(e3.ev, e3.prod[lane], 0))[:Ba].as_signed()
+            row = e3.tab[(Ba + SHIFT_BITS) * lane:(Ba + SHIFT_BITS) * (lane + 1)]
+            with m.If(e3.valid):
+                with m.If(e3.tag.group_end):
+                    m.d.sync += [acc[lane].eq(0), r1.x[lane].eq(s + row[:Ba].as_signed()),
+                                 r1.shift[lane].eq(row[Ba:].as_signed()),
+                                 r1.res[lane].eq(e3.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
+                with m.Else():
+                    m.d.sync += acc[lane].eq(s)
+        m.d.sync += r1.tag.eq(e3.tag)
+
+        # ---------------------------------------------------------------- r2: requantise + residual (§IS-5, §IS-6)
+        B = STREAM_BITS
+        r2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(B), P)}))
+        m.d.sync += [r2.valid.eq(r1.valid), r2.tag.eq(r1.tag)]
+        sat2 = []
+        for lane in range(P):
+            q, sq = clamp(shift_round_var(r1.x[lane], r1.shift[lane]), B)
+            qr, sr = clamp(q + r1.res[lane], B)
+            m.d.sync += r2.x[lane].eq(Mux(d.residual, qr, q))
+            sat2 += [r1.valid & sq, r1.valid & d.residual & sr]
+
+        # ---------------------------------------------------------------- r3: NI-LIF over T in registers (§IS-7)
+        h = Signal(data.ArrayLayout(signed(B + 2), P))
+        wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": STREAM_BITS * P}))
+        sat3 = []
+        out_words = []
+        for lane in range(P):
+            terms = []
+            for i in range(2):
+                sel = [d.decays[tt][i] for tt in range(MAX_T - 1)]
+                en = Mux(r2.tag.t == 1, sel[0].en, Mux(r2.tag.t == 2, sel[1].en, sel[2].en))
+                neg = Mux(r2.tag.t == 1, sel[0].neg, Mux(r2.tag.t == 2, sel[1].neg, sel[2].neg))
+                sh = Mux(r2.tag.t == 1, sel[0].sh, Mux(r2.tag.t == 2, sel[1].sh, sel[2].sh))
+                terms.append((en, neg, sh))
+            uc, su = clamp(decay_var(h[lane], terms) + r2.x[lane], B)
+            u = Mux(r2.tag.t == 0, r2.x[lane], uc)
+            k = fire_var(u, d.f_m)
+            with m.If(r2.valid & d.neuron):
+                m.d.sync += h[lane].eq(reset_var(u, k, d.f_m))
+            sat3.append(r2.valid & d.neuron & (r2.tag.t != 0) & su)
+            out_words.append(Mux(d.neuron, k, r2.x[lane].as_unsigned()))
+        lv_word = Cat(*[Mux(d.neuron, out_words[lane][:3], 0) for lane in range(P)])
+        st_word = Cat(*[r2.x[lane] for lane in range(P)])
+        m.d.sync += _assign(wst, {"valid": r2.valid, "op_end": r2.valid & r2.tag.op_end,
+                                  "addr": d.out_base + r2.tag.o, "data": Mux(d.neuron, lv_word, st_word)})
+        m.d.comb += [self.out_en.eq(wst.valid), self.out_addr.eq(wst.addr), self.out_data.eq(wst.data)]
+        with m.If(wst.op_end):
+            m.d.sync += active.eq(0)
+
+        popcnt = sum((s.as_unsigned() for s in sat2 + sat3), Const(0, 6))
+        m.d.comb += [
+            self.busy.eq(active | take),
+            ctr.inc.busy.eq(active | take),
+            ctr.inc.words.eq(f1_valid),
+            ctr.inc.events.eq(e1.valid & e1.ev & ~d.depthwise | (e1.valid & d.depthwise)),
+            ctr.inc.saturated.eq(popcnt),
+        ]
+        return m

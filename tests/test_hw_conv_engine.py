@@ -1,0 +1,66 @@
+"""The run-time-configured conv engine against the golden functions, bit for bit, and against its
+cycle model (hw/engine_cycles.conv_cost), cycle for cycle. One elaborated design serves every
+layer shape below: only the descriptor and the memory contents change."""
+
+import pytest
+import torch
+
+from spiketrack.hw.engine_cycles import Engine, conv_cost
+from spiketrack.quant.golden.arith import requantize, saturate
+from spiketrack.quant.golden.neuron import Decay, neuron_layer
+from spiketrack.quant.golden.synapse import conv2d_acc
+from spiketrack.quant.ir import Layer, TensorType
+from spiketrack.sim.conv_engine_sim import run_conv_layer
+from spiketrack.sim.cores_sim import random_levels
+
+DECAYS = [[[1, 1]], [[1, 2], [-1, 4]], [[-1, 1], [1, 3]]]
+
+# (T, C_in, H, W, C_out, k, stride, pad, depthwise, residual, neuron, density)
+CASES = {
+    "1x1": (1, 8, 4, 4, 8, 1, 1, 0, False, False, False, 0.4),
+    "3x3_two_words": (1, 16, 5, 5, 8, 3, 1, 1, False, False, False, 0.4),
+    "3x3_stride2_two_chunks": (1, 8, 6, 6, 16, 3, 2, 1, False, False, False, 0.4),
+    "depthwise": (1, 16, 6, 6, 16, 3, 1, 1, True, False, False, 0.4),
+    "residual_partial_chunk": (1, 8, 4, 4, 12, 1, 1, 0, False, True, False, 0.4),
+    "neuron_T3_decays": (3, 12, 5, 5, 8, 3, 1, 1, False, False, True, 0.4),
+    "7x7_stride2_pad3": (1, 8, 9, 9, 8, 7, 2, 3, False, False, False, 0.3),
+    "all_zero_T2": (2, 8, 4, 4, 8, 1, 1, 0, False, False, False, 0.0),
+    "dense_three_words": (1, 20, 4, 4, 8, 1, 1, 0, False, False, False, 1.0),
+    "residual_neuron_T2": (2, 8, 4, 4, 8, 3, 1, 1, False, True, True, 0.5),
+}
+
+
+def _golden(lv, w, b, shifts, stride, pad, groups, res, decays, neuron):
+    acc = conv2d_acc(lv, w, b, stride, pad, groups)
+    s = torch.tensor(shifts).view(1, -1, 1, 1)
+    if neuron:
+        k, _, n = neuron_layer(acc, s, 8, 16, res, tuple(Decay(tuple(map(tuple, d))) for d in decays))
+        return k, n
+    x, n = requantize(acc, s, 16)
+    if res is not None:
+        x, n2 = saturate(x + res, 16)
+        n += n2
+    return x, n
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_engine_equals_golden_and_cycle_model(name):
+    T, C, H, W, co, k, stride, pad, dw, residual, neuron, density = CASES[name]
+    g = torch.Generator().manual_seed(sum(map(ord, name)))
+    lv = random_levels(g, (T, C, H, W), density)
+    w = torch.randint(-127, 128, (co, 1 if dw else C, k, k), generator=g)
+    b = torch.randint(-3000, 3000, (co,), generator=g)
+    shifts = [int(s) for s in torch.randint(-2, 9, (co,), generator=g)]  # negative shifts saturate
+    ho, wo = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    res = torch.randint(-20000, 20000, (T, co, ho, wo), generator=g) if residual else None
+    decays = DECAYS[:T - 1]
+    out = run_conv_layer(lv, w, b, shifts, stride=stride, padding=pad, depthwise=dw, residual=res,
+                         neuron=(8, decays) if neuron else None)
+    ref, n_sat = _golden(lv, w, b, shifts, stride, pad, C if dw else 1, res, decays, neuron)
+    assert torch.equal(out["out"], ref), (out["out"] != ref).nonzero()[:3].tolist()
+    assert out["saturated"] == n_sat
+    conv = Layer("c", "conv", ["x"], {"stride": stride, "padding": pad, "groups": C if dw else 1,
+                                      "acc_bits": 20, "weight_bits": 8, "acc_exp": [0] * co})
+    model = conv_cost(Engine(8), conv, tuple(w.shape), TensorType((T, C, H, W), "levels", 3, False, 2),
+                      TensorType((T, co, ho, wo), "levels", 3, False, 2), lv, residual=residual)
+    assert out["cycles"] == model.cycles
