@@ -54,7 +54,7 @@ def desc_layout(addr_bits: int = 16) -> data.StructLayout:
     A = addr_bits
     term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
     return data.StructLayout({
-        "depthwise": 1, "residual": 1, "neuron": 1,
+        "depthwise": 1, "stem": 1, "residual": 1, "neuron": 1,
         "k": 4, "stride": 3, "pad": 3, "T": 3, "f_m": 5,
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
         "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8,
@@ -65,18 +65,20 @@ def desc_layout(addr_bits: int = 16) -> data.StructLayout:
 
 
 def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
-                    res_base=None, out_base=0, neuron=False, f_m=8, decays=()) -> dict:
+                    res_base=None, out_base=0, neuron=False, f_m=8, decays=(), stem=False) -> dict:
     """Descriptor field values for one layer (the products the RTL must not compute)."""
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     chunks = -(-c_out // lanes)
-    n_words = chunks if depthwise else -(-c_in // lanes)
+    if stem and c_in != 3:
+        raise ValueError(f"the stem reads 3 pixel channels (one word per position), got {c_in}")
+    n_words = chunks if depthwise else 1 if stem else -(-c_in // lanes)
     terms = []
     for t in range(MAX_T - 1):
         d = list(decays[t]) if t < len(decays) else []
         terms.append([{"en": int(i < len(d)), "neg": int(i < len(d) and d[i][0] < 0),
                        "sh": (d[i][1] if i < len(d) else 0)} for i in range(2)])
     return {
-        "depthwise": int(depthwise), "residual": int(res_base is not None), "neuron": int(neuron),
+        "depthwise": int(depthwise), "stem": int(stem), "residual": int(res_base is not None), "neuron": int(neuron),
         "k": k, "stride": stride, "pad": pad, "T": T, "f_m": f_m, "decays": terms,
         "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks,
         "in_base": in_base, "in_row": w * n_words, "in_t": h * w * n_words,
@@ -263,7 +265,8 @@ class ConvEngine(wiring.Component):
 
         # ---------------------------------------------------------------- level scanner -> e1
         levels = [head_w[3 * j:3 * j + 3] for j in range(P)]
-        nz = Cat(*[lv != 0 for lv in levels])
+        pixels = [head_w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
+        nz = Mux(d.stem, Cat(*[px != 0 for px in pixels]), Cat(*[lv != 0 for lv in levels]))
         started, rem = Signal(), Signal(P)
         mask = Mux(started, rem, nz)
         j = _lowest(mask, P)
@@ -275,11 +278,11 @@ class ConvEngine(wiring.Component):
         with m.If(have):
             m.d.sync += [started.eq(~done_word), rem.eq(rest)]
 
-        e1 = Signal(data.StructLayout({"valid": 1, "ev": 1, "level": 3, "levels": 3 * P, "tag": tag}))
-        lv_sel = Signal(3)
+        e1 = Signal(data.StructLayout({"valid": 1, "ev": 1, "level": 8, "levels": 3 * P, "tag": tag}))
+        lv_sel = Signal(8)
         for jj in range(P):
             with m.If(j == jj):
-                m.d.comb += lv_sel.eq(levels[jj])
+                m.d.comb += lv_sel.eq(levels[jj] if jj >= 3 else Mux(d.stem, pixels[jj], levels[jj]))
         e1_tag = Signal(tag)
         m.d.comb += _assign(e1_tag, {"t": head_t.t, "o": head_t.o, "chunk": head_t.chunk,
                                      "group_end": head_t.group_end & done_word, "op_end": head_t.op_end & done_word,
@@ -296,8 +299,9 @@ class ConvEngine(wiring.Component):
         for lane in range(P):
             w = self.w_data[8 * lane:8 * lane + 8].as_signed()
             k = Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level)
-            # k·w by shift-add (§IS-4): 1·w, 2·w = w << 1, 3·w = (w << 1) + w, 4·w = w << 2
-            m.d.comb += prod[lane].eq(Mux(k[2], w << 2, 0) + Mux(k[1], w << 1, 0) + Mux(k[0], w, 0))
+            # k·w by shift-add (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w, 4·w = w << 2; the
+            # stem's pixel p: Σ_β p_β · (w << β), its bit planes added in one cycle, §IS-11)
+            m.d.comb += prod[lane].eq(sum((Mux(k[b], w << b, 0) for b in range(8)), Const(0, signed(Ba))))
         e3 = Signal(data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "prod": data.ArrayLayout(signed(Ba), P),
                                        "tab": (BIAS_BITS + SHIFT_BITS) * P, "res": STREAM_BITS * P}))
         m.d.sync += _assign(e3, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "prod": prod, "tab": self.tab_data,

@@ -14,8 +14,8 @@ channels at a time; activation words of ``G`` = ``word`` channel levels of one p
   line read and ``P`` shift-add accumulations per non-zero level). Zero levels cost nothing
   beyond their word's one cycle.
 * depthwise (``g = C_in = C_out``): lanes run over channels; one cycle per valid tap.
-* stem (uint8 pixels, §IS-11): one cycle per valid tap; the 8 bit planes × 3 channels are
-  added in that cycle (shifted adds, no multiplier).
+* stem (uint8 pixels, §IS-11): a word holds a position's 3 pixels; ``max(1, non-zero pixels)``
+  cycles per word, each pixel's 8 bit planes added in one cycle (shifted adds, no multiplier).
 * epilogue (requantise, residual add, NI-LIF) is pipelined behind the accumulation.
 
 Memory unit: retrieval per timestep, token, head and ``P``-chunk of ``d_v``: ``max(1, nnz)``
@@ -108,17 +108,19 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
     out_bits = out_t.bits * co * n_out * T
     res_bits = 16 * co * n_out * T if residual else 0
     tables = co * (a["acc_bits"] + 6)  # bias + shift per output channel, once per op
-    if in_t.kind == "pixels":  # stem: every tap in one cycle, 3 channels x 8 planes
+    if in_t.kind == "pixels":  # stem: one word of 3 pixels per position; max(1, non-zero pixels)
         chunks = math.ceil(co / P)
-        cycles = chunks * taps
+        nnz = (torch.full((T, H, W), C) if levels is None else (levels != 0).sum(dim=1))
+        cycles = chunks * float(_tap_sum(nnz.clamp(min=1), k, stride, pad).sum())
+        events = chunks * float(_tap_sum(nnz, k, stride, pad).sum())
         if levels is None:
-            planes = 8 * C * taps
+            planes = 8 * events
         else:
             pop = sum(((levels >> b) & 1) for b in range(8)).sum(dim=1)  # [T, H, W]
-            planes = float(_tap_sum(pop, k, stride, pad).sum())
-        return _cost(cycles + CONV_OVERHEAD, chunks * P * planes,
-                     {"weights": cycles * C * P * wb, "act": cycles * C * 8, "tables": tables, "act_res": res_bits},
-                     {"act": out_bits})
+            planes = chunks * float(_tap_sum(pop, k, stride, pad).sum())
+        return _cost(cycles + CONV_OVERHEAD, P * planes,
+                     {"weights": events * P * wb, "act": chunks * taps * C * 8, "tables": tables,
+                      "act_res": res_bits}, {"act": out_bits})
     if groups == C == co and cig == 1:  # depthwise: lanes over channels
         chunks = math.ceil(C / P)
         cycles = chunks * taps

@@ -57,12 +57,12 @@ def _words(values: np.ndarray, bits: int) -> list[int]:
 
 def run_conv_layer(levels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, shift, *, stride: int = 1,
                    padding: int = 0, depthwise: bool = False, residual: torch.Tensor | None = None,
-                   neuron: tuple | None = None, lanes: int = 8, vcd: str | None = None) -> dict:
+                   neuron: tuple | None = None, stem: bool = False, lanes: int = 8, vcd: str | None = None) -> dict:
     """Run one layer on the engine.
 
     Parameters
     ----------
-    levels : [T, C_in, H, W] spike levels.
+    levels : [T, C_in, H, W] spike levels (``stem``: [T, 3, H, W] uint8 pixels).
     weight : [C_out, C_in (or 1 if depthwise), k, k]; bias : [C_out] at the accumulator exponent.
     shift : int or per-channel list (§IS-5, ``f_acc - f_m``).
     residual : optional [T, C_out, Ho, Wo] stream values (§IS-6).
@@ -80,12 +80,13 @@ def run_conv_layer(levels: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     co, _, k, _ = w.shape
     desc = conv_descriptor(depthwise=depthwise, k=k, stride=stride, pad=padding, T=T, h=H, w=W, c_in=C, c_out=co,
                            lanes=P, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
-                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None)
+                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None, stem=stem)
     n_words, chunks, ho, wo = desc["n_words"], desc["chunks"], desc["ho"], desc["wo"]
-    # input words [T, H, W, n_words] of P levels
-    cpad = torch.zeros(T, n_words * P, H, W, dtype=torch.int64)
+    # input words [T, H, W, n_words] of P levels (stem: one word of 3 pixels)
+    per_word, bits_in = (3, 8) if stem else (P, 3)
+    cpad = torch.zeros(T, n_words * per_word, H, W, dtype=torch.int64)
     cpad[:, :C] = levels
-    lv = cpad.reshape(T, n_words, P, H, W).permute(0, 3, 4, 1, 2).reshape(-1, P)
+    lv = cpad.reshape(T, n_words, per_word, H, W).permute(0, 3, 4, 1, 2).reshape(-1, per_word)
     shifts = list(shift) if not isinstance(shift, int) else [shift] * co
     conv = type("L", (), {"attrs": {"groups": C if depthwise else 1}})()
     req = type("L", (), {"attrs": {"shift": shifts}})()
@@ -94,7 +95,7 @@ def run_conv_layer(levels: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     tab[:co] = packed["tables"]
     tab_rows = [sum(((int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & 63) << BIAS_BITS)) << ((BIAS_BITS + SHIFT_BITS) * i)
                     for i, (b, s) in enumerate(tab[c * P:(c + 1) * P])) for c in range(chunks)]
-    images = {"in": _words(lv.numpy(), 3), "w": _words(packed["weights"], 8), "tab": tab_rows}
+    images = {"in": _words(lv.numpy(), bits_in), "w": _words(packed["weights"], 8), "tab": tab_rows}
     if residual is not None:
         r = torch.zeros(T, chunks * P, ho, wo, dtype=torch.int64)
         r[:, :co] = torch.as_tensor(residual)

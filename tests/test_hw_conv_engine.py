@@ -8,7 +8,7 @@ import torch
 from spiketrack.hw.engine_cycles import Engine, conv_cost
 from spiketrack.quant.golden.arith import requantize, saturate
 from spiketrack.quant.golden.neuron import Decay, neuron_layer
-from spiketrack.quant.golden.synapse import conv2d_acc
+from spiketrack.quant.golden.synapse import conv2d_acc, stem_bitplane_acc
 from spiketrack.quant.ir import Layer, TensorType
 from spiketrack.sim.conv_engine_sim import run_conv_layer
 from spiketrack.sim.cores_sim import random_levels
@@ -41,6 +41,25 @@ def _golden(lv, w, b, shifts, stride, pad, groups, res, decays, neuron):
         x, n2 = saturate(x + res, 16)
         n += n2
     return x, n
+
+
+def test_stem_on_pixels_equals_golden_bitplanes_and_cycle_model():
+    """§IS-11: the stem's bit-plane accumulation on uint8 pixels, 7x7 stride 2 pad 3, two chunks."""
+    g = torch.Generator().manual_seed(11)
+    px = torch.randint(0, 256, (2, 3, 10, 10), generator=g)
+    px[:, :, :2] = 0   # zero pixels cost one cycle per word like zero levels
+    w = torch.randint(-127, 128, (12, 3, 7, 7), generator=g)
+    b = torch.randint(-30000, 30000, (12,), generator=g)
+    shifts = [int(s) for s in torch.randint(6, 12, (12,), generator=g)]
+    out = run_conv_layer(px, w, b, shifts, stride=2, padding=3, stem=True, neuron=(8, DECAYS[:1]))
+    acc = stem_bitplane_acc(px, w, b, 2, 3)
+    ref, _, n_sat = neuron_layer(acc, torch.tensor(shifts).view(1, -1, 1, 1), 8, 16, None, (Decay(((1, 1),)),))
+    assert torch.equal(out["out"], ref) and out["saturated"] == n_sat
+    conv = Layer("c", "stem_conv", ["x"], {"stride": 2, "padding": 3, "groups": 1, "acc_bits": 24, "weight_bits": 8,
+                                           "acc_exp": [0] * 12})
+    model = conv_cost(Engine(8), conv, tuple(w.shape), TensorType((2, 3, 10, 10), "pixels", 8, False, 0),
+                      TensorType((2, 12, 5, 5), "levels", 3, False, 2), px, residual=False)
+    assert out["cycles"] == model.cycles
 
 
 @pytest.mark.parametrize("name", list(CASES))
