@@ -194,9 +194,10 @@ class Stem(SpikeConv):
 
 @register
 class Retrieval(HwOp):
-    """Memory retrieval R = Q·M (§IS-8) -> requantise -> NI-LIF over T, on the memory unit."""
+    """Memory retrieval R = Q·M (§IS-8) -> requantise -> NI-LIF over T, on the conv engine (a grouped
+    1×1 conv, one group per head, weight lines from the template memory)."""
 
-    kind, unit = "retrieval", "memory_unit"
+    kind, unit = "retrieval", "conv_engine"
     pattern = ("retrieve", "requant", "neuron?")
 
     @classmethod
@@ -264,28 +265,29 @@ class Add(HwOp):
         return ec.vector_cost(engine, types[node.output], [types[node.output]] * 2)
 
 
-class _OneInputVector(HwOp):
-    """A one-input elementwise op on the vector unit."""
+@register
+class AvgPool(HwOp):
+    """Power-of-two average pooling (§IS-10) on the vector unit: ``p²`` reads per output word."""
 
-    unit = "vector_unit"
+    kind, unit, pattern = "avg_pool", "vector_unit", ("avg_pool",)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
-        return ec.vector_cost(engine, types[node.output], [types[net.layer(node.layers[0]).inputs[0]]])
+        layer = net.layer(node.layers[0])
+        return ec.vector_cost(engine, types[node.output], [types[layer.inputs[0]]],
+                              reads_per_word=layer.attrs["size"] ** 2)
 
 
 @register
-class AvgPool(_OneInputVector):
-    """Power-of-two average pooling (§IS-10) on the vector unit."""
+class MeanFusion(HwOp):
+    """Compare-only mean over template timesteps (§IS-10) on the vector unit: ``T`` reads per word."""
 
-    kind, pattern = "avg_pool", ("avg_pool",)
+    kind, unit, pattern = "mean_fusion", "vector_unit", ("mean_fusion",)
 
-
-@register
-class MeanFusion(_OneInputVector):
-    """Compare-only mean over template timesteps (§IS-10) on the vector unit."""
-
-    kind, pattern = "mean_fusion", ("mean_fusion",)
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        src = types[net.layer(node.layers[0]).inputs[0]]
+        return ec.vector_cost(engine, types[node.output], [src], reads_per_word=src.shape[0])
 
 
 @register

@@ -23,7 +23,10 @@ Memory ports (synchronous reads: data one cycle after the address)
 ------------------------------------------------------------------
 ``in``: activation words, ``3·G`` bits, address ``in_base + t·in_t + iy·in_row + ix·n_words + g``.
 ``w``: weight lines, ``P × 8`` bits, address ``w_base + chunk·w_chunk + (ky·k + kx)·w_col + ci``
-(conv: ``w_col = C_in``; depthwise: ``w_col = 1``, no ``ci``).
+(conv: ``w_col = C_in``; depthwise: ``w_col = 1``, no ``ci``; grouped: per group, ``ci`` of
+the group). ``tm``: template-memory lines, ``P × 12`` bits unsigned, read instead of ``w`` by a
+retrieval (``R = Q·M`` is a grouped 1×1 conv, one group per head, §IS-8), with one set of lines
+per timestep (``+ t·w_t``).
 ``tab``: one row per chunk: ``P × (24-bit bias, 6-bit shift)``, address ``t_base + chunk``.
 ``res``: residual words, ``P × 16`` bits, and ``out``: output words (``P × 16`` stream values or
 ``P × 3`` levels in the low bits), both at ``base + t·o_t + (oy·wo + ox)·chunks + chunk``.
@@ -38,14 +41,15 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, shift_round_var
 from spiketrack.hw.counters import CounterBank, counters_layout
 
-__all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
-           "STREAM_BITS", "MAX_T"]
+__all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
+           "STREAM_BITS", "MAX_T", "TM_BITS"]
 
 ENGINE_COUNTERS = ("busy", "words", "events", "saturated")
 FIFO_DEPTH = 4     #: fetched input words waiting for the level scanner
 BIAS_BITS = 24     #: bias and accumulator width
 STREAM_BITS = 16   #: stream values, residuals, membranes
 MAX_T = 4          #: timesteps per op (decays for t = 1..3)
+TM_BITS = 12       #: template-memory lanes: unsigned M values (§IS-8, <= D²·N for N <= 256 tokens)
 SHIFT_BITS = 6
 
 
@@ -54,36 +58,69 @@ def desc_layout(addr_bits: int = 16) -> data.StructLayout:
     A = addr_bits
     term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
     return data.StructLayout({
-        "depthwise": 1, "stem": 1, "residual": 1, "neuron": 1,
+        "depthwise": 1, "stem": 1, "tmem": 1, "residual": 1, "neuron": 1,
         "k": 4, "stride": 3, "pad": 3, "T": 3, "f_m": 5,
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
-        "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8,
+        "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8, "wpg": 8, "cpg": 8,
         "in_base": A, "in_row": A, "in_t": A,
-        "w_base": A, "w_chunk": A, "w_row": A, "w_col": A,
+        "w_base": A, "w_chunk": A, "w_row": A, "w_col": A, "w_t": A,
         "t_base": A, "res_base": A, "out_base": A, "o_t": A,
     })
 
 
-def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
-                    res_base=None, out_base=0, neuron=False, f_m=8, decays=(), stem=False) -> dict:
-    """Descriptor field values for one layer (the products the RTL must not compute)."""
-    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    chunks = -(-c_out // lanes)
-    if stem and c_in != 3:
-        raise ValueError(f"the stem reads 3 pixel channels (one word per position), got {c_in}")
-    n_words = chunks if depthwise else 1 if stem else -(-c_in // lanes)
-    terms = []
+def decay_fields(decays) -> list:
+    """The descriptor's ``decays`` field from the IR attribute (per step t = 1..T-1, a list of
+    ``[sign, shift]`` terms, §IS-7): ``MAX_T - 1`` entries of two ``{en, neg, sh}`` terms."""
+    out = []
     for t in range(MAX_T - 1):
         d = list(decays[t]) if t < len(decays) else []
-        terms.append([{"en": int(i < len(d)), "neg": int(i < len(d) and d[i][0] < 0),
-                       "sh": (d[i][1] if i < len(d) else 0)} for i in range(2)])
+        out.append([{"en": int(i < len(d)), "neg": int(i < len(d) and d[i][0] < 0),
+                     "sh": (d[i][1] if i < len(d) else 0)} for i in range(2)])
+    return out
+
+
+def decay_terms(decays, t) -> list:
+    """The two ``(enable, negative, shift)`` decay terms of timestep ``t`` (a signal, 1..MAX_T-1)
+    from a descriptor's ``decays`` view."""
+    terms = []
+    for i in range(2):
+        def pick(f):
+            v = getattr(decays[MAX_T - 2][i], f)
+            for tt in range(MAX_T - 2, 0, -1):
+                v = Mux(t == tt, getattr(decays[tt - 1][i], f), v)
+            return v
+        terms.append((pick("en"), pick("neg"), pick("sh")))
+    return terms
+
+
+def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
+                    res_base=None, out_base=0, neuron=False, f_m=8, decays=(), stem=False, groups=1,
+                    tmem=False) -> dict:
+    """Descriptor field values for one layer (the products the RTL must not compute).
+
+    ``groups > 1`` (not depthwise) needs ``C_in / groups`` and ``C_out / groups`` to be multiples of
+    ``lanes`` (each group's channels start a word, in the input and in the output). ``tmem``: the weight lines come from the template memory
+    (unsigned ``M`` values, one set of lines per timestep: retrieval, §IS-8).
+    """
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    chunks = -(-c_out // lanes) if groups == 1 or depthwise else groups * -(-(c_out // groups) // lanes)
+    if stem and c_in != 3:
+        raise ValueError(f"the stem reads 3 pixel channels (one word per position), got {c_in}")
+    if groups > 1 and not depthwise and ((c_in // groups) % lanes or (c_out // groups) % lanes):
+        raise ValueError(f"grouped conv needs C_in/groups = {c_in // groups} and C_out/groups = {c_out // groups} "
+                         f"to be multiples of {lanes} lanes (each group starts a word)")
+    n_words = chunks if depthwise else 1 if stem else -(-c_in // lanes)
+    wpg = 1 if depthwise else n_words // groups
+    cpg = chunks if depthwise else chunks // groups
+    cig = 1 if depthwise else c_in // groups
+    terms = decay_fields(decays)
     return {
         "depthwise": int(depthwise), "stem": int(stem), "residual": int(res_base is not None), "neuron": int(neuron),
         "k": k, "stride": stride, "pad": pad, "T": T, "f_m": f_m, "decays": terms,
-        "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks,
+        "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks, "wpg": wpg, "cpg": cpg,
         "in_base": in_base, "in_row": w * n_words, "in_t": h * w * n_words,
-        "w_base": w_base, "w_chunk": k * k * (1 if depthwise else c_in), "w_row": k * (1 if depthwise else c_in),
-        "w_col": 1 if depthwise else c_in,
+        "w_base": w_base, "w_chunk": k * k * cig, "w_row": k * cig, "w_col": cig,
+        "w_t": chunks * k * k * cig if tmem else 0, "tmem": int(tmem),
         "t_base": t_base, "res_base": res_base or 0, "out_base": out_base, "o_t": ho * wo * chunks,
     }
 
@@ -120,9 +157,9 @@ class ConvEngine(wiring.Component):
     -------
     i_desc : In(stream.Signature(desc_layout))
         One descriptor per layer; taken when the engine is idle.
-    in_addr, w_addr, tab_addr, res_addr : Out(addr_bits)
+    in_addr, w_addr, tm_addr, tab_addr, res_addr : Out(addr_bits)
         Read addresses (read every cycle; data expected one cycle later).
-    in_data : In(3·P), w_data : In(8·P), tab_data : In(30·P), res_data : In(16·P)
+    in_data : In(3·P), w_data : In(8·P), tm_data : In(12·P), tab_data : In(30·P), res_data : In(16·P)
         Read data.
     out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
         Output word writes.
@@ -137,8 +174,8 @@ class ConvEngine(wiring.Component):
         P, A = lanes, addr_bits
         super().__init__({
             "i_desc": In(stream.Signature(desc_layout(A))),
-            "in_addr": Out(A), "in_data": In(3 * P),
-            "w_addr": Out(A), "w_data": In(8 * P),
+            "in_addr": Out(A), "in_data": In(3 * P), "tm_addr": Out(A),
+            "w_addr": Out(A), "w_data": In(8 * P), "tm_data": In(TM_BITS * P),
             "tab_addr": Out(A), "tab_data": In((BIAS_BITS + SHIFT_BITS) * P),
             "res_addr": Out(A), "res_data": In(STREAM_BITS * P),
             "out_addr": Out(A), "out_data": Out(STREAM_BITS * P), "out_en": Out(1),
@@ -164,6 +201,7 @@ class ConvEngine(wiring.Component):
         ny, nx = Signal(4), Signal(4)
         in_pos, in_rowa, in_tap = Signal(A), Signal(A), Signal(A)
         in_r, in_c = Signal(signed(A + 2)), Signal(signed(A + 2))   # iy0·in_row, ix0·n_words
+        g_base, cig_i = Signal(8), Signal(8)   # first input word of the chunk's group; chunk within group
         w_chunkb, w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_chunkb", "w_pos", "w_rowa", "w_tap", "w_g"))
         o_pos, o_toff = Signal(A), Signal(A)   # (position, chunk) offset; t·o_t
         neg_pad = Signal(signed(5))
@@ -187,19 +225,19 @@ class ConvEngine(wiring.Component):
         fifo_level = Signal(range(FIFO_DEPTH + 1))
         f1_valid = Signal()
         issue = running & (fifo_level + f1_valid <= FIFO_DEPTH - 2)
-        last_g = d.depthwise | (g == d.n_words - 1)
+        last_g = d.depthwise | (g == d.wpg - 1)
         last_kx, last_ky, last_t = kx_i == nx - 1, ky_i == ny - 1, t == d.T - 1
         last_ox, last_oy, last_chunk = ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
         group_end = last_g & last_kx & last_ky
         op_end = group_end & last_t & last_ox & last_oy & last_chunk
-        m.d.comb += self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g))
+        m.d.comb += self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g_base + g))
 
         with m.If(take):
             p = self.i_desc.payload
             m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0),
                          iy0.eq(-p.pad.as_signed()), ix0.eq(-p.pad.as_signed()),
                          in_r.eq(-_times_small(p.pad, p.in_row)), in_c.eq(-_times_small(p.pad, p.n_words)),
-                         w_chunkb.eq(p.w_base), o_pos.eq(0)]
+                         w_chunkb.eq(p.w_base), o_pos.eq(0), g_base.eq(0), cig_i.eq(0)]
         with m.If(setup):   # the first window, from the registered descriptor
             m.d.sync += [setup.eq(0), running.eq(1)]
             m.d.sync += pos_setup(iy0, ix0, in_r, in_c, w_chunkb)
@@ -215,9 +253,10 @@ class ConvEngine(wiring.Component):
                              in_rowa.eq(in_rowa + d.in_row), in_tap.eq(in_rowa + d.in_row),
                              w_rowa.eq(w_rowa + d.w_row), w_tap.eq(w_rowa + d.w_row), w_g.eq(w_rowa + d.w_row)]
             with m.Elif(~last_t):
+                nw = w_pos + d.w_t   # template-memory weights: one set of lines per timestep
                 m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_toff.eq(o_toff + d.o_t),
                              in_pos.eq(in_pos + d.in_t), in_rowa.eq(in_pos + d.in_t), in_tap.eq(in_pos + d.in_t),
-                             w_rowa.eq(w_pos), w_tap.eq(w_pos), w_g.eq(w_pos)]
+                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
             with m.Elif(~last_ox):
                 nix0 = ix0 + d.stride
                 nin_c = in_c + _times_small(d.stride, d.n_words)
@@ -235,6 +274,10 @@ class ConvEngine(wiring.Component):
                 nwc = w_chunkb + d.w_chunk
                 m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
                              in_r.eq(nin_r), in_c.eq(nin_c), w_chunkb.eq(nwc), o_pos.eq(chunk + 1)]
+                with m.If(cig_i == d.cpg - 1):
+                    m.d.sync += [cig_i.eq(0), g_base.eq(g_base + d.wpg)]
+                with m.Else():
+                    m.d.sync += cig_i.eq(cig_i + 1)
                 m.d.sync += pos_setup(neg_pad, neg_pad, nin_r, nin_c, nwc)
             with m.Else():
                 m.d.sync += running.eq(0)
@@ -290,14 +333,15 @@ class ConvEngine(wiring.Component):
         m.d.sync += _assign(e1, {"valid": have, "ev": have & is_ev, "level": lv_sel, "levels": head_w, "tag": e1_tag})
 
         # ---------------------------------------------------------------- e2: weight/table/residual read data
-        m.d.comb += [self.w_addr.eq(e1.tag.w), self.tab_addr.eq(d.t_base + e1.tag.chunk),
+        m.d.comb += [self.w_addr.eq(e1.tag.w), self.tm_addr.eq(e1.tag.w), self.tab_addr.eq(d.t_base + e1.tag.chunk),
                      self.res_addr.eq(d.res_base + e1.tag.o)]
         e2 = Signal.like(e1)
         m.d.sync += e2.eq(e1)
         Ba = BIAS_BITS
         prod = Signal(data.ArrayLayout(signed(Ba), P))
         for lane in range(P):
-            w = self.w_data[8 * lane:8 * lane + 8].as_signed()
+            w = Mux(d.tmem, self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
+                    self.w_data[8 * lane:8 * lane + 8].as_signed())
             k = Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level)
             # k·w by shift-add (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w, 4·w = w << 2; the
             # stem's pixel p: Σ_β p_β · (w << β), its bit planes added in one cycle, §IS-11)
@@ -342,14 +386,7 @@ class ConvEngine(wiring.Component):
         sat3 = []
         out_words = []
         for lane in range(P):
-            terms = []
-            for i in range(2):
-                sel = [d.decays[tt][i] for tt in range(MAX_T - 1)]
-                en = Mux(r2.tag.t == 1, sel[0].en, Mux(r2.tag.t == 2, sel[1].en, sel[2].en))
-                neg = Mux(r2.tag.t == 1, sel[0].neg, Mux(r2.tag.t == 2, sel[1].neg, sel[2].neg))
-                sh = Mux(r2.tag.t == 1, sel[0].sh, Mux(r2.tag.t == 2, sel[1].sh, sel[2].sh))
-                terms.append((en, neg, sh))
-            uc, su = clamp(decay_var(h[lane], terms) + r2.x[lane], B)
+            uc, su = clamp(decay_var(h[lane], decay_terms(d.decays, r2.tag.t)) + r2.x[lane], B)
             u = Mux(r2.tag.t == 0, r2.x[lane], uc)
             k = fire_var(u, d.f_m)
             with m.If(r2.valid & d.neuron):

@@ -18,18 +18,19 @@ channels at a time; activation words of ``G`` = ``word`` channel levels of one p
   cycles per word, each pixel's 8 bit planes added in one cycle (shifted adds, no multiplier).
 * epilogue (requantise, residual add, NI-LIF) is pipelined behind the accumulation.
 
-Memory unit: retrieval per timestep, token, head and ``P``-chunk of ``d_v``: ``max(1, nnz)``
-cycles per query word of the head's ``d_h`` channels; memory build per timestep, token and head:
-``max(1, nnz)`` per key word, times the ``P``-chunks of ``d_v``.
+Retrieval ``R = Q·M`` runs on the conv engine as a grouped 1×1 conv (one group per head, weight
+lines from the template memory): per timestep, token, head and ``P``-chunk of ``d_v``,
+``max(1, nnz)`` cycles per query word of the head's ``d_h`` channels. Memory build (memory unit):
+per timestep, token and head, ``max(1, nnz)`` per key word, times the ``P``-chunks of ``d_v``.
 
-Vector unit (stream -> levels neurons, residual adds, pooling, fusion): ``ceil(elements/P)``
-cycles per timestep.
+Vector unit (stream -> levels neurons, residual adds, pooling, fusion): ``R`` cycles per output
+word of ``P`` lanes (``R`` reads: 1, ``p²`` for pooling, ``T_in`` for fusion).
 
-Every conv-engine op adds :data:`CONV_OVERHEAD` cycles (measured on the RTL,
+Every conv-engine op (convolutions, stem, retrieval) adds :data:`CONV_OVERHEAD` cycles (measured on the RTL,
 ``hw/conv_engine.py``: descriptor take and window setup, two cycles of word fetch, the scanner
-register, weight read, product, accumulate, requantise, neuron and write stages). Memory-unit and
-vector-unit ops add :data:`OP_OVERHEAD`; those two units are not yet built to this model, so their
-figures are predictions.
+register, weight read, product, accumulate, requantise, neuron and write stages); vector-unit ops
+add :data:`VECTOR_OVERHEAD`. Memory-build ops add :data:`OP_OVERHEAD`; no RTL is built to that
+part of the model yet, so its figures are predictions.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "OP_OVERHEAD", "CONV_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+__all__ = ["Engine", "OP_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
 CONV_OVERHEAD = 10     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
-OP_OVERHEAD = 8        #: per memory-unit / vector-unit op (planned units: a prediction)
+VECTOR_OVERHEAD = 4    #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
+OP_OVERHEAD = 8        #: per memory-build op (the memory unit is not yet built to this model: a prediction)
 LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
 
 
@@ -169,7 +171,7 @@ def retrieve_cost(engine: Engine, q_t, m_t, out_t, levels: torch.Tensor | None):
     P, G = engine.lanes, engine.word
     T, heads, d_h, d_v = m_t.shape
     cycles, events, words = _head_words(engine, levels, m_t.shape, q_t.shape[2] * q_t.shape[3])
-    return _cost(cycles + OP_OVERHEAD, events * P,
+    return _cost(cycles + CONV_OVERHEAD, events * P,
                  {"tmem": events * P * m_t.bits, "act": words * G * LEVEL_BITS_STORED},
                  {"act": out_t.bits * out_t.elements * T})
 
@@ -186,14 +188,17 @@ def memory_build_cost(engine: Engine, k_t, v_t, m_t, levels: torch.Tensor | None
                  {"tmem": events * P * m_t.bits + m_bits})
 
 
-def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0):
-    """An elementwise op on the vector unit: ``ceil(elements/P)`` cycles per timestep."""
+def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0, reads_per_word: int = 1):
+    """An element-wise op on the vector unit (``hw/vector_unit.py``): ``reads_per_word`` input reads
+    (``R``: 1 for NI-LIF and add, ``p²`` for pooling, ``T_in`` for fusion) per output word of
+    ``P`` lanes, plus :data:`VECTOR_OVERHEAD`."""
     T = out_t.shape[0]
-    cycles = T * math.ceil(out_t.elements / engine.lanes)
+    out_words = T * math.ceil(out_t.shape[1] / engine.lanes) * int(np.prod(out_t.shape[2:]))
+    cycles = out_words * reads_per_word
     reads = {"act": sum(t.bits * t.elements * t.shape[0] for t in in_ts)}
     if const_bits:
         reads["consts"] = const_bits * out_t.elements * T
-    return _cost(cycles + OP_OVERHEAD, out_t.elements * T * (1 + len(in_ts)), reads,
+    return _cost(cycles + VECTOR_OVERHEAD, out_t.elements * T * (1 + len(in_ts)), reads,
                  {"act": out_t.bits * out_t.elements * T})
 
 

@@ -1,58 +1,132 @@
-"""amaranth.sim driver of the conv engine: one layer through :class:`~spiketrack.hw.conv_engine.ConvEngine`.
+"""amaranth.sim driver of the conv engine: layers through one :class:`~spiketrack.hw.conv_engine.ConvEngine`.
 
-:func:`run_conv_layer` packs a layer's input levels, weights (``engine_cycles.pack_conv``), tables and
-residual into the engine's memory layouts (docs in ``hw/conv_engine.py``), runs the engine from its
-descriptor until it goes idle, and unpacks the output memory. It computes no reference: tests
-compare its output with ``quant.golden`` and its busy cycles with ``hw.engine_cycles``.
+:func:`conv_job` packs one layer's input levels (or stem pixels), weights
+(``engine_cycles.pack_conv``), tables and residual into the engine's memory layouts (docs in
+``hw/conv_engine.py``); :func:`run_jobs` runs any number of jobs through one elaborated engine
+(``sim/unit_sim.py``: memories loaded at run time). It computes no
+reference: tests compare its outputs with ``quant.golden`` and its busy cycles with
+``hw.engine_cycles``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
-from amaranth import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
-from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, ConvEngine, conv_descriptor, desc_layout
+from spiketrack.hw.conv_engine import (BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, conv_descriptor,
+                                       desc_layout)
 from spiketrack.hw.engine_cycles import Engine, pack_conv
+from spiketrack.sim.unit_sim import run_unit_jobs, words
 
-__all__ = ["run_conv_layer", "EngineHarness"]
-
-
-class EngineHarness(wiring.Component):
-    """The engine with its five memories (init contents given), for simulation."""
-
-    def __init__(self, lanes, images: dict[str, list[int]], out_depth: int, addr_bits: int = 16):
-        self.lanes, self.images, self.out_depth, self.addr_bits = lanes, images, out_depth, addr_bits
-        self.engine = ConvEngine(lanes, addr_bits)
-        super().__init__({"i_desc": wiring.In(stream.Signature(desc_layout(addr_bits))), "busy": wiring.Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        P = self.lanes
-        m.submodules.engine = e = self.engine
-        widths = {"in": 3 * P, "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "res": STREAM_BITS * P}
-        for name, width in widths.items():
-            init = self.images.get(name) or [0]
-            mem = Memory(shape=width, depth=len(init), init=init)
-            m.submodules[f"{name}_mem"] = mem
-            rd = mem.read_port()
-            m.d.comb += [rd.addr.eq(getattr(e, f"{name}_addr")), getattr(e, f"{name}_data").eq(rd.data)]
-        self.out_mem = Memory(shape=STREAM_BITS * P, depth=self.out_depth, init=[])
-        m.submodules.out_mem = self.out_mem
-        wr = self.out_mem.write_port()
-        m.d.comb += [wr.addr.eq(e.out_addr), wr.data.eq(e.out_data), wr.en.eq(e.out_en)]
-        wiring.connect(m, wiring.flipped(self.i_desc), e.i_desc)
-        m.d.comb += self.busy.eq(e.busy)
-        return m
+__all__ = ["ConvJob", "level_words", "conv_job", "retrieval_job", "run_jobs", "run_conv_layer"]
 
 
-def _words(values: np.ndarray, bits: int) -> list[int]:
-    """Rows of lane values -> integers, lane 0 in the low bits (two's complement per lane)."""
-    mask = (1 << bits) - 1
-    return [sum((int(v) & mask) << (bits * i) for i, v in enumerate(row)) for row in values]
+def _table_rows(tables: np.ndarray, chunks: int, P: int) -> list[int]:
+    """Per-channel ``[bias, shift]`` rows -> one table word per chunk of ``P`` channels."""
+    tab = np.zeros((chunks * P, 2), dtype=np.int64)
+    tab[:len(tables)] = tables
+    return [sum(((int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & 63) << BIAS_BITS)) << ((BIAS_BITS + SHIFT_BITS) * i)
+                for i, (b, s) in enumerate(tab[c * P:(c + 1) * P])) for c in range(chunks)]
+
+
+def level_words(levels: torch.Tensor, n_words: int, per_word: int) -> np.ndarray:
+    """[T, C, H, W] -> rows of ``per_word`` values in (t, y, x, word) order (zero-padded channels)."""
+    T, C, H, W = levels.shape
+    cpad = torch.zeros(T, n_words * per_word, H, W, dtype=torch.int64)
+    cpad[:, :C] = levels
+    return cpad.reshape(T, n_words, per_word, H, W).permute(0, 3, 4, 1, 2).reshape(-1, per_word).numpy()
+
+
+@dataclass
+class ConvJob:
+    """One layer for the engine: descriptor, memory images and how to read the output."""
+
+    desc: dict
+    images: dict[str, list[int]]
+    out_shape: tuple          #: (T, C_out, Ho, Wo)
+    levels_out: bool          #: output words hold levels (3 bits a lane), else stream values
+    name: str = ""
+    result: dict = field(default_factory=dict)
+
+    @property
+    def out_depth(self) -> int:
+        T, _, ho, wo = self.out_shape
+        return T * ho * wo * self.desc["chunks"]
+
+    def decode(self, raw: list[int], lanes: int) -> torch.Tensor:
+        T, co, ho, wo = self.out_shape
+        chunks = self.desc["chunks"]
+        bits = 3 if self.levels_out else STREAM_BITS
+        vals = np.array([[(word >> (bits * i)) & ((1 << bits) - 1) for i in range(lanes)] for word in raw], dtype=np.int64)
+        if not self.levels_out:
+            vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
+        out = torch.from_numpy(vals).reshape(T, ho, wo, chunks, lanes).permute(0, 3, 4, 1, 2)
+        return out.reshape(T, chunks * lanes, ho, wo)[:, :co]
+
+
+def conv_job(levels: torch.Tensor, weight, bias, shift, *, stride: int = 1, padding: int = 0, depthwise: bool = False,
+             residual: torch.Tensor | None = None, neuron: tuple | None = None, stem: bool = False, lanes: int = 8,
+             name: str = "") -> ConvJob:
+    """Pack one layer (see :func:`run_conv_layer` for the parameters)."""
+    P = lanes
+    levels = torch.as_tensor(levels).to(torch.int64)
+    w = torch.as_tensor(weight).to(torch.int64)
+    T, C, H, W = levels.shape
+    co, _, k, _ = w.shape
+    desc = conv_descriptor(depthwise=depthwise, k=k, stride=stride, pad=padding, T=T, h=H, w=W, c_in=C, c_out=co,
+                           lanes=P, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
+                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None, stem=stem)
+    n_words, chunks, ho, wo = desc["n_words"], desc["chunks"], desc["ho"], desc["wo"]
+    per_word, bits_in = (3, 8) if stem else (P, 3)   # stem: one word of 3 pixels
+    lv = level_words(levels, n_words, per_word)
+    shifts = list(shift) if not isinstance(shift, int) else [shift] * co
+    conv = type("L", (), {"attrs": {"groups": C if depthwise else 1}})()
+    req = type("L", (), {"attrs": {"shift": shifts}})()
+    packed = pack_conv(Engine(P), conv, {"weight": w.numpy(), "bias": torch.as_tensor(bias).numpy()}, req)
+    images = {"in": words(lv, bits_in), "w": words(packed["weights"], 8),
+              "tab": _table_rows(packed["tables"], chunks, P)}
+    if residual is not None:
+        r = torch.zeros(T, chunks * P, ho, wo, dtype=torch.int64)
+        r[:, :co] = torch.as_tensor(residual)
+        images["res"] = words(r.reshape(T, chunks, P, ho, wo).permute(0, 3, 4, 1, 2).reshape(-1, P).numpy(), STREAM_BITS)
+    return ConvJob(desc, images, (T, co, ho, wo), neuron is not None, name)
+
+
+def retrieval_job(query: torch.Tensor, memory: torch.Tensor, shift: int, *, neuron: tuple | None = None,
+                  lanes: int = 8, name: str = "") -> ConvJob:
+    """Pack a retrieval ``R = Q·M`` (§IS-8) -> requantise -> [NI-LIF]: a grouped 1×1 conv, one group
+    per head, its weight lines ``M[t, h, c, chunk·P : (chunk+1)·P]`` in the template memory.
+
+    query : [T, heads·d_h, H, W] levels; memory : [T, heads, d_h, d_v] (unsigned).
+    """
+    P = lanes
+    q = torch.as_tensor(query).to(torch.int64)
+    mem = torch.as_tensor(memory).to(torch.int64)
+    T, C, H, W = q.shape
+    _, heads, d_h, d_v = mem.shape
+    desc = conv_descriptor(depthwise=False, k=1, stride=1, pad=0, T=T, h=H, w=W, c_in=C, c_out=heads * d_v, lanes=P,
+                           groups=heads, tmem=True, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
+                           decays=neuron[1] if neuron else ())
+    cpg = desc["cpg"]
+    mp = torch.zeros(T, heads, d_h, cpg * P, dtype=torch.int64)
+    mp[..., :d_v] = mem
+    lines = mp.reshape(T, heads, d_h, cpg, P).permute(0, 1, 3, 2, 4).reshape(-1, P)  # t, h, chunk, c
+    if mem.numel() and (int(mem.max()) >= 1 << TM_BITS or int(mem.min()) < 0):
+        raise ValueError(f"memory values must be unsigned {TM_BITS}-bit")
+    images = {"in": words(level_words(q, desc["n_words"], P), 3), "tm": words(lines.numpy(), TM_BITS),
+              "tab": _table_rows(np.array([[0, shift]] * (heads * d_v)), desc["chunks"], P)}
+    return ConvJob(desc, images, (T, heads * d_v, H, W), neuron is not None, name)
+
+
+def run_jobs(jobs: list[ConvJob], lanes: int = 8, vcd: str | None = None) -> list[ConvJob]:
+    """Run ``jobs`` one after another through one elaborated engine; fills each ``job.result``
+    with ``out`` (tensor), ``cycles`` (busy counter delta), ``events`` and ``saturated``."""
+    P = lanes
+    reads = {"in": 3 * P, "w": 8 * P, "tm": TM_BITS * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "res": STREAM_BITS * P}
+    return run_unit_jobs(ConvEngine(P), reads, STREAM_BITS * P, desc_layout(16), jobs, P,
+                         counters=("busy", "events", "saturated"), vcd=vcd)
 
 
 def run_conv_layer(levels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, shift, *, stride: int = 1,
@@ -71,73 +145,10 @@ def run_conv_layer(levels: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
     Returns
     -------
-    dict with ``out`` [T, C_out, Ho, Wo] and ``cycles`` (the engine's busy counter).
+    dict with ``out`` [T, C_out, Ho, Wo], ``cycles`` (the engine's busy counter), ``events``,
+    ``saturated`` and the ``descriptor``.
     """
-    P = lanes
-    levels = torch.as_tensor(levels).to(torch.int64)
-    w = torch.as_tensor(weight).to(torch.int64)
-    T, C, H, W = levels.shape
-    co, _, k, _ = w.shape
-    desc = conv_descriptor(depthwise=depthwise, k=k, stride=stride, pad=padding, T=T, h=H, w=W, c_in=C, c_out=co,
-                           lanes=P, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
-                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None, stem=stem)
-    n_words, chunks, ho, wo = desc["n_words"], desc["chunks"], desc["ho"], desc["wo"]
-    # input words [T, H, W, n_words] of P levels (stem: one word of 3 pixels)
-    per_word, bits_in = (3, 8) if stem else (P, 3)
-    cpad = torch.zeros(T, n_words * per_word, H, W, dtype=torch.int64)
-    cpad[:, :C] = levels
-    lv = cpad.reshape(T, n_words, per_word, H, W).permute(0, 3, 4, 1, 2).reshape(-1, per_word)
-    shifts = list(shift) if not isinstance(shift, int) else [shift] * co
-    conv = type("L", (), {"attrs": {"groups": C if depthwise else 1}})()
-    req = type("L", (), {"attrs": {"shift": shifts}})()
-    packed = pack_conv(Engine(P), conv, {"weight": w.numpy(), "bias": torch.as_tensor(bias).numpy()}, req)
-    tab = np.zeros((chunks * P, 2), dtype=np.int64)
-    tab[:co] = packed["tables"]
-    tab_rows = [sum(((int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & 63) << BIAS_BITS)) << ((BIAS_BITS + SHIFT_BITS) * i)
-                    for i, (b, s) in enumerate(tab[c * P:(c + 1) * P])) for c in range(chunks)]
-    images = {"in": _words(lv.numpy(), bits_in), "w": _words(packed["weights"], 8), "tab": tab_rows}
-    if residual is not None:
-        r = torch.zeros(T, chunks * P, ho, wo, dtype=torch.int64)
-        r[:, :co] = torch.as_tensor(residual)
-        images["res"] = _words(r.reshape(T, chunks, P, ho, wo).permute(0, 3, 4, 1, 2).reshape(-1, P).numpy(), STREAM_BITS)
-    out_depth = T * ho * wo * chunks
-    dut = EngineHarness(P, images, out_depth)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    result = {}
-
-    async def tb(ctx):
-        payload = dut.i_desc.payload
-        for name, value in desc.items():
-            if name == "decays":
-                for t_i, terms in enumerate(value):
-                    for i, term in enumerate(terms):
-                        for f, v in term.items():
-                            ctx.set(getattr(payload.decays[t_i][i], f), v)
-            else:
-                ctx.set(getattr(payload, name), value)
-        busy0 = ctx.get(dut.engine.counters.busy)
-        ctx.set(dut.i_desc.valid, 1)
-        await ctx.tick().until(dut.i_desc.ready)
-        ctx.set(dut.i_desc.valid, 0)
-        await ctx.tick().until(~dut.busy)
-        await ctx.tick().repeat(3)  # counter lag
-        result["cycles"] = ctx.get(dut.engine.counters.busy) - busy0
-        result["events"] = ctx.get(dut.engine.counters.events)
-        result["saturated"] = ctx.get(dut.engine.counters.saturated)
-        result["raw"] = [ctx.get(dut.out_mem.data[i]) for i in range(out_depth)]
-
-    sim.add_testbench(tb)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    bits = 3 if neuron else STREAM_BITS
-    vals = np.array([[(word >> (bits * i)) & ((1 << bits) - 1) for i in range(P)] for word in result["raw"]],
-                    dtype=np.int64)
-    if not neuron:
-        vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
-    out = torch.from_numpy(vals).reshape(T, ho, wo, chunks, P).permute(0, 3, 4, 1, 2).reshape(T, chunks * P, ho, wo)
-    return {"out": out[:, :co], "cycles": result["cycles"], "events": result["events"],
-            "saturated": result["saturated"], "descriptor": desc}
+    job = conv_job(levels, weight, bias, shift, stride=stride, padding=padding, depthwise=depthwise,
+                   residual=residual, neuron=neuron, stem=stem, lanes=lanes)
+    run_jobs([job], lanes, vcd)
+    return {**job.result, "descriptor": job.desc}

@@ -5,12 +5,13 @@ layer shape below: only the descriptor and the memory contents change."""
 import pytest
 import torch
 
-from spiketrack.hw.engine_cycles import Engine, conv_cost
+from spiketrack.hw.engine_cycles import Engine, conv_cost, retrieve_cost
 from spiketrack.quant.golden.arith import requantize, saturate
+from spiketrack.quant.golden.memory import retrieve
 from spiketrack.quant.golden.neuron import Decay, neuron_layer
 from spiketrack.quant.golden.synapse import conv2d_acc, stem_bitplane_acc
 from spiketrack.quant.ir import Layer, TensorType
-from spiketrack.sim.conv_engine_sim import run_conv_layer
+from spiketrack.sim.conv_engine_sim import conv_job, retrieval_job, run_conv_layer, run_jobs
 from spiketrack.sim.cores_sim import random_levels
 
 DECAYS = [[[1, 1]], [[1, 2], [-1, 4]], [[-1, 1], [1, 3]]]
@@ -83,3 +84,41 @@ def test_engine_equals_golden_and_cycle_model(name):
     model = conv_cost(Engine(8), conv, tuple(w.shape), TensorType((T, C, H, W), "levels", 3, False, 2),
                       TensorType((T, co, ho, wo), "levels", 3, False, 2), lv, residual=residual)
     assert out["cycles"] == model.cycles
+
+
+def test_one_design_runs_several_layers_back_to_back():
+    """Memories are loaded at run time: three different layers through one elaborated engine."""
+    g = torch.Generator().manual_seed(5)
+    jobs, refs = [], []
+    for k, pad, c_in, co, dw in ((1, 0, 8, 16, False), (3, 1, 16, 16, True), (3, 1, 12, 8, False)):
+        lv = random_levels(g, (1, c_in, 4, 4), 0.5)
+        w = torch.randint(-127, 128, (co, 1 if dw else c_in, k, k), generator=g)
+        b = torch.randint(-500, 500, (co,), generator=g)
+        jobs.append(conv_job(lv, w, b, 3, padding=pad, depthwise=dw))
+        refs.append(requantize(conv2d_acc(lv, w, b, 1, pad, c_in if dw else 1), 3, 16)[0])
+    run_jobs(jobs)
+    for job, ref in zip(jobs, refs):
+        assert torch.equal(job.result["out"], ref)
+
+
+def test_retrieval_on_the_engine_equals_golden_and_cycle_model():
+    """R = Q·M per head (§IS-8) as a grouped 1×1 conv with template-memory weights, T = 3 with one
+    memory per timestep, then requantise and NI-LIF over T (the MRM's retrieve -> sn_r)."""
+    g = torch.Generator().manual_seed(8)
+    T, heads, d_h, d_v, H, W = 3, 2, 16, 16, 3, 4
+    q = random_levels(g, (T, heads * d_h, H, W), 0.4)
+    mem = torch.randint(0, 1 << 11, (T, heads, d_h, d_v), generator=g)
+    job = retrieval_job(q, mem, 7, neuron=(8, DECAYS[:2]))
+    run_jobs([job])
+    r = torch.stack([retrieve(q[t].reshape(heads, d_h, -1), mem[t]) for t in range(T)]).reshape(T, heads * d_v, H, W)
+    ref, _, n_sat = neuron_layer(r, 7, 8, 16, None, tuple(Decay(tuple(map(tuple, d))) for d in DECAYS[:2]))
+    assert torch.equal(job.result["out"], ref) and job.result["saturated"] == n_sat
+    model = retrieve_cost(Engine(8), TensorType((T, heads * d_h, H, W), "levels", 3, False, 2),
+                          TensorType((T, heads, d_h, d_v), "memory", 11, False, 4),
+                          TensorType((T, heads * d_v, H, W), "acc", 20, False, 7), q)
+    assert job.result["cycles"] == model.cycles
+
+
+def test_grouped_layout_that_would_misalign_words_is_refused():
+    with pytest.raises(ValueError, match="C_out/groups = 12 to be multiples of 8"):
+        retrieval_job(torch.zeros(1, 32, 2, 2, dtype=torch.int64), torch.zeros(1, 2, 16, 12, dtype=torch.int64), 7)

@@ -1,0 +1,196 @@
+"""Vector unit: the element-wise ops of the network, configured at run time by a descriptor.
+
+Modes (one output word of ``P`` lanes per ``R`` cycles, ``R`` reads of the input memory ``a``):
+
+* ``NEURON`` (§IS-6, §IS-7): ``x = sat(a [+ c])`` (``c``: the positional table, memory ``c``),
+  then NI-LIF over ``T`` with the membrane in registers (time innermost): levels out. ``R = 1``.
+* ``ADD`` (§IS-6, §IS-10): ``sat(a + b)``; ``a`` may be one timestep broadcast over ``T``
+  (``a_t = 0``), ``b`` may be read through nearest-neighbour upsampling by ``2**up``. ``R = 1``.
+* ``POOL`` (§IS-10): the ``p × p`` window sum of ``a``, requantised by ``2·log2 p``. ``R = p²``.
+* ``FUSION`` (§IS-10): compare-only mean of ``T_in`` timesteps of levels. ``R = T_in``.
+
+Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks + chunk``, ``P`` lanes
+(16-bit stream values, or 3-bit levels in the low bits). Exact cycles:
+``hw/engine_cycles.vector_cost`` (``R`` per output word, plus :data:`VECTOR_OVERHEAD`).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, shift_round_var
+from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
+from spiketrack.hw.counters import CounterBank, counters_layout
+from spiketrack.quant.golden.neuron import D
+
+__all__ = ["VectorUnit", "VecMode", "vec_desc_layout", "VECTOR_COUNTERS"]
+
+VECTOR_COUNTERS = ("busy", "reads", "saturated")
+
+
+class VecMode(enum.Enum, shape=2):
+    NEURON = 0
+    ADD = 1
+    POOL = 2
+    FUSION = 3
+
+
+def vec_desc_layout(addr_bits: int = 16) -> data.StructLayout:
+    A = addr_bits
+    term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
+    return data.StructLayout({
+        "mode": VecMode, "const": 1, "T": 3, "f_m": 5,
+        "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
+        "ho": 9, "wo": 9, "chunks": 8, "r_y": 3, "r_x": 3,     # reduction window (POOL), or r_y = T_in (FUSION)
+        "up": 2, "shift": 6,
+        "a_base": A, "a_t": A, "a_row": A, "a_col": A,        # a: per output t, per output row / column
+        "a_ry": A, "a_rx": A,                                  # a: per reduction row / column step
+        "b_base": A, "b_t": A, "b_row": A,
+        "c_base": A, "o_base": A, "o_t": A,
+    })
+
+
+class VectorUnit(wiring.Component):
+    """The vector unit (see the module docstring).
+
+    Members
+    -------
+    i_desc : In(stream.Signature(vec_desc_layout))
+    a_addr, b_addr, c_addr : Out(addr_bits); a_data, b_data, c_data : In(16·P)
+        Synchronous reads (data one cycle after the address).
+    out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
+    busy : Out(1)
+    counters : Out(StructLayout)  ``busy``, ``reads`` (of ``a``), ``saturated``.
+    """
+
+    def __init__(self, lanes: int = 8, addr_bits: int = 16):
+        self.lanes, self.addr_bits = lanes, addr_bits
+        P, A, B = lanes, addr_bits, STREAM_BITS
+        super().__init__({
+            "i_desc": In(stream.Signature(vec_desc_layout(A))),
+            "a_addr": Out(A), "a_data": In(B * P), "b_addr": Out(A), "b_data": In(B * P),
+            "c_addr": Out(A), "c_data": In(B * P),
+            "out_addr": Out(A), "out_data": Out(B * P), "out_en": Out(1),
+            "busy": Out(1), "counters": Out(counters_layout(VECTOR_COUNTERS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, A, B = self.lanes, self.addr_bits, STREAM_BITS
+        m.submodules.ctr = ctr = CounterBank(VECTOR_COUNTERS, inc_widths={"saturated": 5})
+        m.d.comb += self.counters.eq(ctr.counts)
+        d = Signal(vec_desc_layout(A))
+        running, active = Signal(), Signal()
+        take = self.i_desc.valid & ~active
+        m.d.comb += self.i_desc.ready.eq(~active)
+
+        # ---------------------------------------------------------------- sequencer (one read per cycle)
+        chunk, oy, ox, t, ry, rx = Signal(8), Signal(9), Signal(9), Signal(3), Signal(3), Signal(3)
+        uy, ux = Signal(4), Signal(4)                     # position inside the upsampling block
+        a_cpos, a_rpos, a_row0, a_t0 = Signal(A), Signal(A), Signal(A), Signal(A)
+        a_cur = Signal(A)
+        b_cpos, b_row0, b_t0 = Signal(A), Signal(A), Signal(A)
+        o_pos, o_t0 = Signal(A), Signal(A)
+        n_r_y = Mux(d.mode == VecMode.POOL, d.r_y, Mux(d.mode == VecMode.FUSION, d.r_y, 1))
+        n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, 1)
+        T_out = Mux(d.mode == VecMode.FUSION, 1, d.T)
+        last_rx, last_ry = rx == n_r_x - 1, ry == n_r_y - 1
+        last_t, last_ox, last_oy, last_ch = t == T_out - 1, ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
+        word_end = last_rx & last_ry
+        op_end = word_end & last_t & last_ox & last_oy & last_ch
+        up_last_x = ux == (Const(1, 4) << d.up) - 1
+        up_last_y = uy == (Const(1, 4) << d.up) - 1
+        m.d.comb += [self.a_addr.eq(a_cur), self.b_addr.eq(b_t0 + b_cpos), self.c_addr.eq(d.c_base + o_t0 + o_pos)]
+
+        with m.If(take):
+            p = self.i_desc.payload
+            m.d.sync += [d.eq(p), running.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
+                         rx.eq(0), uy.eq(0), ux.eq(0), a_cpos.eq(p.a_base), a_rpos.eq(p.a_base), a_row0.eq(p.a_base),
+                         a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
+                         o_pos.eq(0), o_t0.eq(0)]
+        issue = running
+        with m.If(issue):
+            with m.If(~last_rx):
+                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + d.a_rx)]
+            with m.Elif(~last_ry):
+                m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(a_rpos + d.a_ry), a_cur.eq(a_rpos + d.a_ry)]
+            with m.Elif(~last_t):
+                nt = a_t0 + d.a_t
+                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1), a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
+                             b_t0.eq(b_t0 + d.b_t), o_t0.eq(o_t0 + d.o_t)]
+            with m.Else():
+                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(0), b_t0.eq(0), o_t0.eq(0)]
+                with m.If(~last_ox):
+                    na = a_cpos + d.a_col
+                    m.d.sync += [ox.eq(ox + 1), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
+                                 o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1))]
+                    with m.If(up_last_x):
+                        m.d.sync += b_cpos.eq(b_cpos + d.chunks)
+                with m.Elif(~last_oy):
+                    na = a_row0 + d.a_row
+                    nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
+                                 a_cur.eq(na), o_pos.eq(o_pos + d.chunks), ux.eq(0),
+                                 uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb)]
+                with m.Elif(~last_ch):
+                    na = d.a_base + chunk + 1
+                    nb = d.b_base + chunk + 1
+                    m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na),
+                                 a_rpos.eq(na), a_cur.eq(na), o_pos.eq(chunk + 1), ux.eq(0), uy.eq(0),
+                                 b_row0.eq(nb), b_cpos.eq(nb)]
+                with m.Else():
+                    m.d.sync += running.eq(0)
+
+        # ---------------------------------------------------------------- read data -> reduction
+        tag = data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "t": 3, "o": A})
+        s1 = Signal(tag)
+        m.d.sync += _assign(s1, {"valid": issue, "first": (rx == 0) & (ry == 0), "end": word_end,
+                                 "op_end": op_end, "t": t, "o": o_t0 + o_pos})
+        lane = lambda word, i: word[B * i:B * (i + 1)].as_signed()
+        lev = lambda word, i: word[3 * i:3 * i + 3]
+        acc = Signal(data.ArrayLayout(signed(B + 8), P))
+        r2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A,
+                                       "x": data.ArrayLayout(signed(B + 8), P),
+                                       "b": data.ArrayLayout(signed(B), P), "c": data.ArrayLayout(signed(B), P)}))
+        m.d.sync += _assign(r2, {"valid": s1.valid & s1.end, "op_end": s1.valid & s1.op_end, "t": s1.t, "o": s1.o})
+        for i in range(P):
+            v = Mux(d.mode == VecMode.FUSION, lev(self.a_data, i), lane(self.a_data, i))
+            s = Mux(s1.first, v, acc[i] + v)
+            with m.If(s1.valid):
+                m.d.sync += acc[i].eq(s)
+            m.d.sync += [r2.x[i].eq(s), r2.b[i].eq(lane(self.b_data, i)), r2.c[i].eq(lane(self.c_data, i))]
+
+        # ---------------------------------------------------------------- epilogue
+        h = Signal(data.ArrayLayout(signed(B + 2), P))
+        wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": B * P}))
+        outs, sats = [], []
+        for i in range(P):
+            x = r2.x[i]
+            added, s_add = clamp(x + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i]), B)
+            xin = Mux(d.const, added, x)
+            uc, su = clamp(decay_var(h[i], decay_terms(d.decays, r2.t)) + xin, B)
+            u = Mux(r2.t == 0, xin, uc)
+            k = fire_var(u, d.f_m)
+            with m.If(r2.valid & (d.mode == VecMode.NEURON)):
+                m.d.sync += h[i].eq(reset_var(u, k, d.f_m))
+            pooled, s_pool = clamp(shift_round_var(x, d.shift.as_signed()), B)
+            fused = sum(((x << 1) >= (2 * j - 1) * d.r_y for j in range(1, D + 1)), Const(0, 3))
+            word = Mux(d.mode == VecMode.NEURON, k, Mux(d.mode == VecMode.ADD, added[:B],
+                                                       Mux(d.mode == VecMode.POOL, pooled[:B], fused)))
+            outs.append(word)
+            sats += [r2.valid & (d.mode == VecMode.NEURON) & d.const & s_add,
+                     r2.valid & (d.mode == VecMode.NEURON) & (r2.t != 0) & su,
+                     r2.valid & (d.mode == VecMode.ADD) & s_add, r2.valid & (d.mode == VecMode.POOL) & s_pool]
+        levels_out = (d.mode == VecMode.NEURON) | (d.mode == VecMode.FUSION)
+        lv_word = Cat(*[o[:3] for o in outs])
+        st_word = Cat(*[o[:B] for o in outs])
+        m.d.sync += _assign(wst, {"valid": r2.valid, "op_end": r2.op_end, "addr": d.o_base + r2.o,
+                                  "data": Mux(levels_out, lv_word, st_word)})
+        m.d.comb += [self.out_en.eq(wst.valid), self.out_addr.eq(wst.addr), self.out_data.eq(wst.data)]
+        with m.If(wst.op_end):
+            m.d.sync += active.eq(0)
+        m.d.comb += [self.busy.eq(active | take), ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(issue),
+                     ctr.inc.saturated.eq(sum((s.as_unsigned() for s in sats), Const(0, 5)))]
+        return m
