@@ -296,6 +296,13 @@ def run_fuzz(n: int, seed: int = 0, types=None, sim: str = "amaranth") -> dict:
 
 
 def add_arguments(p):
+    p.add_argument("--network", action="store_true",
+                   help="run a real frame node by node on the run-time-configured RTL (sim/network_verify.py)")
+    p.add_argument("--artifact", default=None, help="--network: integer-network artifact (default: the shipped edge-t3)")
+    p.add_argument("--frames", type=int, default=1, help="--network: search frames after the template pass")
+    p.add_argument("--max-nodes", type=int, default=None, help="--network: check at most this many nodes")
+    p.add_argument("--max-node-cycles", type=int, default=None,
+                   help="--network: check only nodes of at most this many predicted cycles (quick runs)")
     p.add_argument("--fuzz", type=int, default=20, metavar="N", help="random cases to run (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sim", choices=("amaranth", "icarus", "verilator"), default="amaranth",
@@ -304,7 +311,33 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _run_network(args) -> int:
+    from spiketrack.compiler.cli_compile import _artifact
+    from spiketrack.model.configs import get_config
+    from spiketrack.quant.compare import synthetic_frames
+    from spiketrack.sim.network_verify import verify_network
+
+    if args.sim != "amaranth":
+        raise ValueError(f"--network runs on amaranth.sim only so far (got --sim {args.sim})")
+    if args.frames < 1:
+        raise ValueError("--frames must be >= 1")
+    net = _artifact(args.artifact)
+    frames = list(synthetic_frames(get_config(net.meta["config"]), args.frames))
+    out = verify_network(net, frames, max_nodes=args.max_nodes, max_node_cycles=args.max_node_cycles)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['nodes_checked']} nodes ({out['layers_checked']} of {out['layers_total']} layers) on the RTL, "
+              f"{out['mismatches']} mismatches, cycle model exact: {out['cycle_model_exact']}, "
+              f"unchecked: {out['unchecked_nodes']}, {out['seconds']} s")
+        if out["first_mismatch"]:
+            print("  first mismatch:", out["first_mismatch"], file=sys.stderr)
+    return 0 if out["mismatches"] == 0 and out["cycle_model_exact"] else 1
+
+
 def run(args) -> int:
+    if args.network:
+        return _run_network(args)
     types = args.types.split(",") if args.types else None
     out = run_fuzz(args.fuzz, args.seed, types, args.sim)
     if args.json:
