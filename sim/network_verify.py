@@ -69,7 +69,6 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
         return neuron_job(_b0(env, first.inputs[0]), nparams[0], nparams[1], const=const, lanes=lanes)
     if node.kind == "add":
         a_name, b_name = layers[0].inputs
-        up = 0
         srcs = []
         for name in (a_name, b_name):
             try:
