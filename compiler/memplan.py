@@ -25,8 +25,11 @@ and the external memory):
   is written once and read once by each node that reads it, through an on-chip staging window
   (``k + stride`` input rows per input and one output row, inside the on-chip activation pool);
 * ``template_consts`` (once per template update): read once per update;
-* ``weights`` (every frame): streamed layer by layer into an on-chip ``weight_cache`` of twice the
-  largest layer (double-buffered), so each pass reads the weights of its layers once.
+* ``weights`` (every frame): streamed into an on-chip ``weight_cache`` holding the lines of one
+  ``P``-chunk of output channels (``C_in/g · k²`` lines, depthwise ``k²``; the largest over the
+  layers), double-buffered. This assumes the engine sweeps every output position for one chunk
+  before the next (the order the lines are packed in; the cycle model already reads the input
+  words once per chunk), so each pass reads the weights of its layers once.
 
 Placement (``external="auto"``) is rule-based: on-chip first; when the design does not fit and
 the board has external memory, candidates move out in order: those used once per template
@@ -189,6 +192,7 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
 
     # ---- sizes (independent of placement)
     key_rows: dict[str, int] = {}
+    chunk_rows = 0
     prog_keys = {name: set() for name in progs}
     table_rows = table_width = 0
     consts = {"consts": [0, 0], "template_consts": [0, 0]}  # [depth, width]
@@ -202,7 +206,12 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
                     prog_keys[pname].add(key)
             if key not in key_rows:
                 lines = packed["weights"].shape[0]
-                key_rows[key] = lines if first.attrs["weight_bits"] == 8 else math.ceil(lines / 2)
+                per_row = 1 if first.attrs["weight_bits"] == 8 else 2
+                key_rows[key] = math.ceil(lines / per_row)
+                # lines of one output chunk (the engine's outer loop): depthwise k*k, else C_in/g * k*k
+                co, cig, k, _ = net.params_of(first)["weight"].shape
+                chunk_lines = k * k if (first.attrs["groups"] == co and cig == 1 and co > 1) else cig * k * k
+                chunk_rows = max(chunk_rows, math.ceil(chunk_lines / per_row))
                 table_rows += packed["tables"].shape[0]
                 table_width = max(table_width, first.attrs["acc_bits"] + 6)
         if "consts" in packed:
@@ -285,7 +294,7 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
         if "weights" in ext:
             bits = {p: sum(key_rows[k] for k in keys) * line_width for p, keys in prog_keys.items()}
             put("weights", line_width, weight_rows, "external", bits)
-            put("weight_cache", line_width, 2 * max(key_rows.values(), default=0))
+            put("weight_cache", line_width, 2 * chunk_rows)
         else:
             put("weights", line_width, weight_rows)
         put("tables", table_width, table_rows)
