@@ -35,8 +35,9 @@ Placement (``external="auto"``) is rule-based: on-chip first; when the design do
 the board has external memory, candidates move out in order: those used once per template
 update before those used every frame, and within a class the largest first, until it fits. Then
 each moved buffer, the most traffic per search frame first (then per template update), comes
-back on chip if the design still fits. ``external="none"`` keeps everything on chip; a list of names places exactly those
-buffers externally.
+back on chip if the design still fits; a design that does not fit even so keeps out only the
+buffers whose move saves block RAM. ``external="none"`` keeps everything on chip; a list of
+names places exactly those buffers externally.
 
 ECP5 EBR: 18 Kbit, as 16K×1, 8K×2, 4K×4, 2K×9, 1K×18 or 512×36. iCE40 UP5K: 30 EBR of 4 Kbit
 (256×16 … 2K×2) and 4 SPRAM of 256 Kbit (16K×16), SPRAM counted as 64 EBR-equivalents each.
@@ -346,6 +347,12 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
             for name in sorted(moved, key=cost):
                 trial = place(set(moved) - {name})
                 if trial.fits:
+                    moved.remove(name)
+                    plan = trial
+        else:  # refused anyway: keep out only what saves block RAM (e.g. not the template pass of T = 1)
+            for name in list(moved):
+                trial = place(set(moved) - {name})
+                if trial.ebr_used <= plan.ebr_used:
                     moved.remove(name)
                     plan = trial
     plan.placement = "auto"

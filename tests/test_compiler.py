@@ -264,6 +264,10 @@ def test_external_capacity_and_boards_without_external_memory(small_net, small_g
     rep = compile_network(small_net[0], board=board, lanes=8, calibration_frames=0)["report"]
     assert rep["fits"] is False and rep["external"]["buffers"] and rep["external_bits"] > 1000
     assert "external buffers need" in shortfall(rep) and "test RAM" in shortfall(rep)
+    # far too few block RAMs: refused with every buffer that saves block RAM moved out
+    _test_board(monkeypatch, 10)
+    plan = plan_memory(graph, progs, e, board)
+    assert not plan.fits and sorted(plan.external_buffers) == ["template_activations", "template_consts", "weights"]
     # no external memory: nothing moves, refused with the shortfall
     _test_board(monkeypatch, need, ext_bits=0)
     plan = plan_memory(graph, progs, e, board)
