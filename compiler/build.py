@@ -136,7 +136,7 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
                    "template_consts_bits": plan.bits("template_consts"),
                    "buffers": plan.buffers, "activation_peak_at": plan.peak_tensors},
         "external_bits": plan.external_bits,
-        "external": _external_report(plan, cyc, clock_mhz),
+        "external": _external_report(plan, cyc),
         "fits": plan.fits,
         "weight_bits": weight_bits[0] if len(weight_bits) == 1 else "mixed",
         "predicted_cycles": {k: v["calibrated"] or v["dense"] for k, v in cyc.items()},
@@ -154,7 +154,7 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
     return {"report": report, "images": images, "graph": graph, "programs": progs}
 
 
-def _external_report(plan, cyc: dict, clock_mhz: float) -> dict:
+def _external_report(plan, cyc: dict) -> dict:
     """The external-memory part of the report: part, capacity, placed buffers and their traffic."""
     ext = plan.external
     traffic = plan.external_traffic()
@@ -178,11 +178,13 @@ def shortfall(report: dict) -> str:
     ext = report.get("external", {})
     where = (f"; in {ext['memory']}: {', '.join(ext['buffers']) or 'nothing'}" if ext.get("memory")
              else f"; {report['board']} has no external memory")
-    msg = (f"the network does not fit {report['board']}: needs {m['ebr_used']} of {m['ebr_total']} block RAMs "
-           f"(short by {max(0, m['ebr_used'] - m['ebr_total'])}); on-chip buffers: {parts}{where}")
+    short = []
+    if m["ebr_used"] > m["ebr_total"]:
+        short.append(f"needs {m['ebr_used']} of {m['ebr_total']} block RAMs (short by {m['ebr_used'] - m['ebr_total']})")
     if ext.get("memory") and ext["bits"] > ext["capacity_bits"]:
-        msg += f"; external buffers need {ext['bits']} of {ext['capacity_bits']} bits"
-    return msg
+        short.append(f"external buffers need {ext['bits']} of {ext['capacity_bits']} bits of {ext['memory']}")
+    return (f"the network does not fit {report['board']}: {'; '.join(short)}; on-chip buffers "
+            f"({m['ebr_used']} EBR): {parts}{where}")
 
 
 def write_compiled(result: dict, net_sha: str, out: str | Path) -> Path:

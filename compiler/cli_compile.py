@@ -49,19 +49,17 @@ def run(args) -> int:
 
     if args.lanes is not None and args.lanes < 1:
         raise UserError("--lanes must be >= 1")
+    from spiketrack.compiler.memplan import check_external
+
     external = args.external.strip()
     if external not in ("auto", "none"):
         external = [n.strip() for n in external.split(",") if n.strip()]
-        from spiketrack.compiler.memplan import EXTERNAL_CANDIDATES, EXTERNAL_MEMORY
-
         if not external:
             raise UserError("--external needs auto, none or buffer names")
-        bad = [n for n in external if n not in EXTERNAL_CANDIDATES]
-        if bad:
-            raise UserError(f"--external: buffer {bad[0]!r} cannot be placed in external memory; "
-                            f"candidates: {', '.join(EXTERNAL_CANDIDATES)}")
-        if EXTERNAL_MEMORY.get(args.board) is None:
-            raise UserError(f"--external: board {args.board} has no external memory")
+    try:  # before the minutes of compilation
+        external = check_external(args.board, external)
+    except ValueError as e:
+        raise UserError(f"--external: {e}") from None
     net = _artifact(args.artifact)
     sha = (hashlib.sha256((Path(args.artifact) / "params.npz").read_bytes()).hexdigest()
            if args.artifact else "shipped-default")

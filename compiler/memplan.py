@@ -54,7 +54,7 @@ from spiketrack.compiler.schedule import Program
 from spiketrack.hw.engine_cycles import LEVEL_BITS_STORED, Engine, const_bits
 
 __all__ = ["BOARD_MEMORY", "EXTERNAL_MEMORY", "EXTERNAL_CANDIDATES", "ExternalMemory", "MemoryPlan", "plan_memory",
-           "ebr_count"]
+           "check_external", "ebr_count"]
 
 #: block RAM per board: (ebr bits, ((width, depth) configurations), ebr count)
 _ECP5 = (18432, ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)), 208)
@@ -156,6 +156,31 @@ def _stored_bits(t) -> int:
     return LEVEL_BITS_STORED if t.kind == "levels" else t.bits
 
 
+def check_external(board: str, external):
+    """Validate a placement request for ``board``: ``"auto"``, ``"none"`` or the list of buffer names.
+
+    Raises
+    ------
+    ValueError
+        An unknown board, an unknown placement or buffer name, or external buffers on a board
+        without external memory; the message names it.
+    """
+    if board not in BOARD_MEMORY:
+        raise ValueError(f"no memory model for board {board!r}; known: {', '.join(BOARD_MEMORY)}")
+    if isinstance(external, str):
+        if external not in ("auto", "none"):
+            raise ValueError(f"external placement must be 'auto', 'none' or a list of buffer names, got {external!r}")
+        return external
+    external = list(external)
+    bad = [n for n in external if n not in EXTERNAL_CANDIDATES]
+    if bad:
+        raise ValueError(f"buffer {bad[0]!r} cannot be placed in external memory; "
+                         f"candidates: {', '.join(EXTERNAL_CANDIDATES)}")
+    if external and EXTERNAL_MEMORY.get(board) is None:
+        raise ValueError(f"board {board} has no external memory (buffers asked for it: {', '.join(external)})")
+    return external
+
+
 def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board: str,
                 external="auto") -> MemoryPlan:
     """Size every buffer of the compiled network for ``board`` and place it.
@@ -172,19 +197,8 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
     ValueError
         An unknown board or buffer name, or external buffers on a board without external memory.
     """
-    if board not in BOARD_MEMORY:
-        raise ValueError(f"no memory model for board {board!r}; known: {', '.join(BOARD_MEMORY)}")
+    external = check_external(board, external)
     ext_mem = EXTERNAL_MEMORY.get(board)
-    if isinstance(external, str) and external not in ("auto", "none"):
-        raise ValueError(f"external placement must be 'auto', 'none' or a list of buffer names, got {external!r}")
-    if not isinstance(external, str):
-        external = list(external)
-        bad = [n for n in external if n not in EXTERNAL_CANDIDATES]
-        if bad:
-            raise ValueError(f"buffer {bad[0]!r} cannot be placed in external memory; "
-                             f"candidates: {', '.join(EXTERNAL_CANDIDATES)}")
-        if external and ext_mem is None:
-            raise ValueError(f"board {board} has no external memory (buffers asked for it: {', '.join(external)})")
     ebr_bits, configs, total = BOARD_MEMORY[board]
     net, types = graph.net, graph.net.types
     P = engine.lanes
