@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -55,8 +56,12 @@ def _calibration_inputs(net: IntegerNetwork, frames: int):
 
 
 def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None, target_fps: float | None = None,
-                    calibration_frames: int = 1, clock_mhz: float = 100.0) -> dict:
-    """Compile ``net`` for ``board``; returns the report and the packed images (not yet written)."""
+                    calibration_frames: int = 1, clock_mhz: float = 100.0, external="auto") -> dict:
+    """Compile ``net`` for ``board``; returns the report and the packed images (not yet written).
+
+    ``external`` is the memory plan's placement (:func:`~spiketrack.compiler.memplan.plan_memory`):
+    ``"auto"``, ``"none"`` or a list of buffer names for the board's external memory.
+    """
     if board not in BOARD_MEMORY:
         raise CompileError(f"unknown board {board!r}; known: {', '.join(BOARD_MEMORY)}")
     steps, t = {}, time.monotonic()
@@ -104,7 +109,10 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
     engine = Engine(lanes)
     cyc = cycles_for(engine)
     step("cost")
-    plan = plan_memory(graph, progs, engine, board)
+    try:
+        plan = plan_memory(graph, progs, engine, board, external)
+    except ValueError as e:
+        raise CompileError(str(e)) from None
     step("memory_plan")
     images = {}
     for i, node in enumerate(graph.nodes):
@@ -125,7 +133,10 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
                    "membranes_bits": plan.bits("membranes"), "template_memory_bits": plan.bits("template_memory"),
                    "line_buffer_bits": plan.bits("pixel_line_buffer"),
                    "ebr_used": plan.ebr_used, "ebr_total": plan.ebr_total,
+                   "template_consts_bits": plan.bits("template_consts"),
                    "buffers": plan.buffers, "activation_peak_at": plan.peak_tensors},
+        "external_bits": plan.external_bits,
+        "external": _external_report(plan, cyc),
         "fits": plan.fits,
         "weight_bits": weight_bits[0] if len(weight_bits) == 1 else "mixed",
         "predicted_cycles": {k: v["calibrated"] or v["dense"] for k, v in cyc.items()},
@@ -143,13 +154,37 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
     return {"report": report, "images": images, "graph": graph, "programs": progs}
 
 
+def _external_report(plan, cyc: dict) -> dict:
+    """The external-memory part of the report: part, capacity, placed buffers and their traffic."""
+    ext = plan.external
+    traffic = plan.external_traffic()
+    out = {"memory": ext.name if ext else None, "capacity_bits": ext.bits if ext else 0,
+           "placement": plan.placement, "buffers": plan.external_buffers, "bits": plan.external_bits,
+           "traffic_bits": traffic}
+    if ext:
+        # lower bound on the bus cycles the traffic takes (bus_bits per cycle), against the pass
+        out["bus_bits_per_cycle"] = ext.bus_bits
+        out["min_bus_cycles"] = {k: math.ceil(v / ext.bus_bits) for k, v in traffic.items()}
+        frame = cyc["search_frame"]["calibrated"] or cyc["search_frame"]["dense"]
+        out["search_frame_bus_share"] = round(out["min_bus_cycles"]["search_frame"] / frame, 4)
+    return out
+
+
 def shortfall(report: dict) -> str:
     """The refusal message of a design that does not fit: the largest buffers and the shortfall."""
     m = report["memory"]
-    bufs = sorted(m["buffers"].items(), key=lambda kv: -kv[1]["ebr"])
+    bufs = sorted(((k, v) for k, v in m["buffers"].items() if v["place"] == "ebr"), key=lambda kv: -kv[1]["ebr"])
     parts = ", ".join(f"{k} {v['ebr']} EBR ({v['bits'] / 8192:.0f} KiB)" for k, v in bufs if v["ebr"])
-    return (f"the network does not fit {report['board']}: needs {m['ebr_used']} of {m['ebr_total']} block RAMs "
-            f"(short by {m['ebr_used'] - m['ebr_total']}); buffers: {parts}")
+    ext = report.get("external", {})
+    where = (f"; in {ext['memory']}: {', '.join(ext['buffers']) or 'nothing'}" if ext.get("memory")
+             else f"; {report['board']} has no external memory")
+    short = []
+    if m["ebr_used"] > m["ebr_total"]:
+        short.append(f"needs {m['ebr_used']} of {m['ebr_total']} block RAMs (short by {m['ebr_used'] - m['ebr_total']})")
+    if ext.get("memory") and ext["bits"] > ext["capacity_bits"]:
+        short.append(f"external buffers need {ext['bits']} of {ext['capacity_bits']} bits of {ext['memory']}")
+    return (f"the network does not fit {report['board']}: {'; '.join(short)}; on-chip buffers "
+            f"({m['ebr_used']} EBR): {parts}{where}")
 
 
 def write_compiled(result: dict, net_sha: str, out: str | Path) -> Path:

@@ -22,6 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--target-fps", type=float, default=None, help="pick the fewest lanes reaching this fps at 100 MHz")
     p.add_argument("--calibration-frames", type=int, default=1,
                    help="synthetic crops whose golden runs give the data-dependent cycles (0: dense only)")
+    p.add_argument("--external", default="auto",
+                   help="buffers in the board's external memory: auto (the placement rule, docs/compiler.md), "
+                        "none (all on chip) or a comma-separated list of template_activations, template_consts, "
+                        "weights")
     p.add_argument("--out", required=True, help="compiled artifact folder")
     p.add_argument("--json", action="store_true")
 
@@ -45,12 +49,23 @@ def run(args) -> int:
 
     if args.lanes is not None and args.lanes < 1:
         raise UserError("--lanes must be >= 1")
+    from spiketrack.compiler.memplan import check_external
+
+    external = args.external.strip()
+    if external not in ("auto", "none"):
+        external = [n.strip() for n in external.split(",") if n.strip()]
+        if not external:
+            raise UserError("--external needs auto, none or buffer names")
+    try:  # before the minutes of compilation
+        external = check_external(args.board, external)
+    except ValueError as e:
+        raise UserError(f"--external: {e}") from None
     net = _artifact(args.artifact)
     sha = (hashlib.sha256((Path(args.artifact) / "params.npz").read_bytes()).hexdigest()
            if args.artifact else "shipped-default")
     try:
         result = compile_network(net, board=args.board, lanes=args.lanes, target_fps=args.target_fps,
-                                 calibration_frames=args.calibration_frames)
+                                 calibration_frames=args.calibration_frames, external=external)
     except CompileError as e:
         raise UserError(str(e)) from None
     rep = result["report"]
@@ -64,6 +79,11 @@ def run(args) -> int:
         print(f"  cycles: template update {rep['predicted_cycles']['template_update']}, search frame "
               f"{rep['predicted_cycles']['search_frame']} ({rep['fps_at_100mhz']} fps at 100 MHz)")
         print(f"  block RAM: {m['ebr_used']} / {m['ebr_total']} EBR -> {'fits' if rep['fits'] else 'does NOT fit'}")
+        ext = rep["external"]
+        if ext["buffers"]:
+            t = ext["traffic_bits"]
+            print(f"  {ext['memory']}: {', '.join(ext['buffers'])} ({ext['bits']} bits); traffic "
+                  f"{t['search_frame']} bits per search frame, {t['template_update']} per template update")
     if not rep["fits"]:
         import sys
 

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="absent-target frames: skip them (default) or count them as failures")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
+    p.add_argument("--artifact", default=None,
+                   help="evaluate a saved integer-network artifact (spiketrack quantize --out DIR) instead of a checkpoint")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
@@ -39,6 +41,18 @@ def quantize_hook():
     return getattr(quant, "tracking_model", None)
 
 
+def _artifact_model(args):
+    """``--artifact DIR``: the integer network behind the tracker interface, and a checkpoint-like label."""
+    if args.checkpoint is not None or args.quantized:
+        raise UserError("--artifact is an integer network already: it excludes --checkpoint and --quantized")
+    if args.device != "cpu":
+        raise UserError("--artifact runs the integer golden executor on the CPU: --device must be cpu")
+    from spiketrack.quant.tracking import artifact_tracking_model
+
+    model = artifact_tracking_model(args.artifact)
+    return model, {"variant": model.cfg.name}
+
+
 def run(args) -> int:
     import torch
 
@@ -51,8 +65,11 @@ def run(args) -> int:
         raise UserError("--max-seqs must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, ck = model_from_checkpoint(args.checkpoint, args.device)
-    if args.quantized:
+    if args.artifact is not None:
+        model, ck = _artifact_model(args)
+    else:
+        model, ck = model_from_checkpoint(args.checkpoint, args.device)
+    if args.quantized and args.artifact is None:
         hook = quantize_hook()
         if hook is None:
             raise UserError("--quantized is not available yet: spiketrack.quant provides no tracking_model hook")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from spiketrack.cli import main
-from spiketrack.compiler.build import compile_network, load_compiled, write_compiled
+from spiketrack.compiler.build import compile_network, load_compiled, shortfall, write_compiled
 from spiketrack.compiler.fuse import CompileError, fuse
 from spiketrack.compiler.hwops import REGISTRY, HwNode
-from spiketrack.compiler.memplan import ebr_count
+from spiketrack.compiler.memplan import BOARD_MEMORY, EXTERNAL_MEMORY, ExternalMemory, ebr_count, plan_memory
 from spiketrack.compiler.schedule import program_cost, programs, run_program
 from spiketrack.hw.engine_cycles import CONV_OVERHEAD, Engine, pack_conv
 from spiketrack.quant.executor import run_network
@@ -23,8 +23,9 @@ from test_quant_golden_model import _pixels, _trained_like
 
 
 @pytest.fixture(scope="module")
-def small_net():
-    """edge-t3 at 64x64 crops: every op kind of the shipped network, a quarter of the work."""
+def small_q():
+    """edge-t3 at 64x64 crops: every op kind of the shipped network, a quarter of the work.
+    Returns (integer network, config, quantisation-aware model)."""
     from spiketrack.model import build_model
     from spiketrack.model.configs import get_config
 
@@ -35,7 +36,13 @@ def small_net():
     small.load_state_dict({k: v for k, v in model.state_dict().items() if k in small.state_dict()
                            and small.state_dict()[k].shape == v.shape}, strict=False)
     # int4 weights (§IS-3): the int8 weights of edge alone exceed an ECP5-85F's block RAM
-    return lower(quantize_model(small, QuantFormat(8, 16, 4))), cfg
+    qmodel = quantize_model(small, QuantFormat(8, 16, 4))
+    return lower(qmodel), cfg, qmodel
+
+
+@pytest.fixture(scope="module")
+def small_net(small_q):
+    return small_q[:2]
 
 
 def test_every_layer_is_placed_and_programs_equal_the_golden_network(small_net):
@@ -188,3 +195,210 @@ def test_real_frame_nodes_on_the_rtl_equal_golden(small_net):
     nodes = [n for p in programs(graph).values() for n in p.nodes if not REGISTRY[n.kind].view]
     assert sum(r["unchecked_nodes"].values()) + r["nodes_checked"] == len(nodes)
     assert r["layers_total"] == sum(len(n.layers) for n in nodes)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory plan: external memory placement, mixed weight precision
+
+
+@pytest.fixture(scope="module")
+def small_graph(small_net):
+    graph, _ = fuse(small_net[0])
+    return graph, programs(graph)
+
+
+_ECP5_CONFIGS = BOARD_MEMORY["ulx3s-85f"][1]
+
+
+def _test_board(monkeypatch, ebr, ext_bits=2 ** 30):
+    """A board with ``ebr`` ECP5 block RAMs and ``ext_bits`` of external memory (0: none)."""
+    monkeypatch.setitem(BOARD_MEMORY, "test-board", (18432, _ECP5_CONFIGS, ebr))
+    monkeypatch.setitem(EXTERNAL_MEMORY, "test-board", ExternalMemory("test RAM", ext_bits, 16) if ext_bits else None)
+    return "test-board"
+
+
+def test_placement_is_on_chip_first_then_largest_once_per_update_buffer_out(small_graph, monkeypatch):
+    graph, progs = small_graph
+    e = Engine(8)
+    board = _test_board(monkeypatch, 100000)
+    onchip = plan_memory(graph, progs, e, board)
+    assert onchip.fits and onchip.external_buffers == [] and onchip.external_traffic() == {
+        "search_frame": 0, "template_update": 0}
+    assert all(b["place"] == "ebr" for b in onchip.buffers.values())
+    b = onchip.buffers
+    assert onchip.peak_tensors[0] == "template_update"  # T = 3 template streams are the largest working set
+    t_peak = b["activations"]["bits"]
+    first = "template_activations" if t_peak >= b["template_consts"]["bits"] else "template_consts"
+    # one block RAM short: the largest once-per-update buffer leaves, nothing else
+    board = _test_board(monkeypatch, onchip.ebr_used - 1)
+    p1 = plan_memory(graph, progs, e, board)
+    assert first == "template_activations" and p1.external_buffers == [first] and p1.fits
+    a1 = p1.buffers["activations"]
+    assert a1["bits"] < t_peak and p1.peak_tensors[0] in ("search_frame", "template_update")
+    assert p1.ebr_used == onchip.ebr_used - b["activations"]["ebr"] + a1["ebr"]
+    ta = p1.buffers["template_activations"]
+    # every template tensor is written once and read at least once: more traffic than the peak
+    assert ta["place"] == "external" and ta["ebr"] == 0 and ta["traffic_bits"]["template_update"] > ta["bits"]
+    assert p1.external_traffic()["search_frame"] == 0
+    assert p1.external_bits == ta["bits"] >= t_peak - 36
+
+
+def test_weights_go_out_only_when_the_template_buffers_are_not_enough(small_graph, monkeypatch):
+    graph, progs = small_graph
+    e = Engine(8)
+    board = _test_board(monkeypatch, 100000)
+    both_t = plan_memory(graph, progs, e, board, ["template_activations", "template_consts"])
+    w_only = plan_memory(graph, progs, e, board, ["weights"])
+    assert w_only.ebr_used < both_t.ebr_used  # precondition of the case: int4 weights outweigh the template
+    # room for exactly the weights-out design: all three leave, then the template buffers come back
+    board = _test_board(monkeypatch, w_only.ebr_used)
+    plan = plan_memory(graph, progs, e, board)
+    assert plan.fits and plan.external_buffers == ["weights"] and plan.ebr_used == w_only.ebr_used
+    w, cache = plan.buffers["weights"], plan.buffers["weight_cache"]
+    assert cache["place"] == "ebr" and 0 < cache["bits"] < w["bits"] and cache["width"] == 8 * 8
+    # double-buffered lines of the largest output chunk: C_in/g * k^2 (depthwise k^2), two int4 lines a row
+    net = graph.net
+    shapes = [(net.params_of(l)["weight"].shape, l.attrs["groups"]) for l in net.layers
+              if l.op in ("conv", "stem_conv") and "params_from" not in l.attrs]
+    chunk = max((k * k if g == co and cig == 1 and g > 1 else cig * k * k) for (co, cig, k, _), g in shapes)
+    assert cache["depth"] == 2 * ((chunk + 1) // 2)
+    t = w["traffic_bits"]
+    # each pass streams the weights of its own layers once; together they touch every layer
+    assert 0 < t["search_frame"] <= w["bits"] and 0 < t["template_update"] <= w["bits"]
+    assert t["search_frame"] + t["template_update"] >= w["bits"]
+    # "none" keeps everything on chip and is refused on the same board
+    none = plan_memory(graph, progs, e, board, "none")
+    assert not none.fits and none.external_buffers == [] and none.placement == "none"
+
+
+def test_external_capacity_and_boards_without_external_memory(small_net, small_graph, monkeypatch):
+    graph, progs = small_graph
+    e = Engine(8)
+    board = _test_board(monkeypatch, 100000)
+    need = plan_memory(graph, progs, e, board, ["weights"]).ebr_used
+    # external memory too small for the weights: refused, the message names it
+    _test_board(monkeypatch, need, ext_bits=1000)
+    rep = compile_network(small_net[0], board=board, lanes=8, calibration_frames=0)["report"]
+    assert rep["fits"] is False and rep["external"]["buffers"] and rep["external_bits"] > 1000
+    assert "external buffers need" in shortfall(rep) and "test RAM" in shortfall(rep)
+    # far too few block RAMs: refused with every buffer that saves block RAM moved out
+    _test_board(monkeypatch, 10)
+    plan = plan_memory(graph, progs, e, board)
+    assert not plan.fits and sorted(plan.external_buffers) == ["template_activations", "template_consts", "weights"]
+    # no external memory: nothing moves, refused with the shortfall
+    _test_board(monkeypatch, need, ext_bits=0)
+    plan = plan_memory(graph, progs, e, board)
+    assert not plan.fits and plan.external_buffers == [] and plan.ebr_used > need
+    with pytest.raises(ValueError, match="board test-board has no external memory"):
+        plan_memory(graph, progs, e, board, ["weights"])
+    with pytest.raises(ValueError, match="'line_buffer' cannot be placed in external memory"):
+        plan_memory(graph, progs, e, "ulx3s-85f", ["line_buffer"])
+    with pytest.raises(ValueError, match="'auto', 'none' or a list"):
+        plan_memory(graph, progs, e, "ulx3s-85f", "everything")
+
+
+def test_mixed_weight_bits_are_sized_per_layer(small_net, small_graph, monkeypatch):
+    net, _ = small_net
+    graph, progs = small_graph
+    e = Engine(8)
+    base = plan_memory(graph, progs, e, "ulx3s-85f", "none").buffers["weights"]
+    node = next(n for n in graph.nodes if n.kind == "spike_conv"
+                and "params_from" not in net.layer(n.layers[0]).attrs)
+    lines = REGISTRY["spike_conv"].pack(node, net, e)["weights"].shape[0]
+    monkeypatch.setitem(net.layer(node.layers[0]).attrs, "weight_bits", 8)  # this one layer at int8
+    mixed = plan_memory(graph, progs, e, "ulx3s-85f", "none").buffers["weights"]
+    assert mixed["depth"] - base["depth"] == lines - (lines + 1) // 2 > 0
+
+
+def test_compile_cli_external_option_errors(small_net, tmp_path, capsys):
+    art = save_artifact(small_net[0], tmp_path / "art")
+    base = ["compile", "--artifact", str(art), "--calibration-frames", "0", "--out", str(tmp_path / "o")]
+    assert main(base + ["--external", "weights,bogus"]) == 2
+    assert "'bogus' cannot be placed in external memory" in capsys.readouterr().err
+    assert main(base + ["--board", "icebreaker", "--external", "weights"]) == 2
+    assert "board icebreaker has no external memory" in capsys.readouterr().err
+    assert main(base + ["--external", "template_consts", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["external"]["buffers"] == ["template_consts"] and rep["external"]["placement"] == "explicit"
+    assert rep["external_bits"] == rep["memory"]["template_consts_bits"] > 0
+    assert rep["external"]["traffic_bits"] == {"search_frame": 0, "template_update": rep["external_bits"]}
+    for key in ("board", "layers", "ops_unplaced", "fits", "weight_bits", "fps_at_100mhz", "lanes"):
+        assert key in rep
+    assert set(rep["predicted_cycles"]) == {"template_update", "search_frame"}
+    for key in ("weights_bits", "tables_bits", "activations_bits", "membranes_bits", "template_memory_bits",
+                "ebr_used", "ebr_total"):
+        assert key in rep["memory"]
+
+
+# ---------------------------------------------------------------------------------------------
+# spiketrack eval --artifact
+
+
+def _short_sequence(n=5):
+    from spiketrack.model.data.sequence import Sequence
+    from spiketrack.model.data.synthetic import benchmark_sequences
+
+    seq = benchmark_sequences(1)[0]
+    return Sequence(seq.name, seq.frame, seq.boxes[:n], seq.visible[:n], n, dict(seq.meta))
+
+
+def _track(model, seq):
+    from spiketrack.model.evaluate import run_sequence
+    from spiketrack.model.tracker import SpikeTrackTracker
+
+    return run_sequence(SpikeTrackTracker(model), seq)[0]
+
+
+@pytest.fixture(scope="module")
+def quantised_boxes(small_q):
+    """Boxes of the quantisation-aware model (``eval --quantized``'s tracker) on five frames."""
+    from spiketrack.quant.tracking import QuantizedTracking
+
+    return _track(QuantizedTracking(small_q[2]), _short_sequence())
+
+
+def test_artifact_tracking_equals_the_quantised_model(small_q, quantised_boxes):
+    from spiketrack.quant.compare import normalise_pixels, synthetic_frames
+    from spiketrack.quant.tracking import ArtifactTracking, QuantizedTracking
+
+    net, cfg, qmodel = small_q
+    art, q = ArtifactTracking(net), QuantizedTracking(qmodel)
+    assert art.cfg.search_size == 64 and art.cfg.timesteps == 3
+    zp, xp = synthetic_frames(cfg, 1)[0]
+    z, x = normalise_pixels(zp).float(), normalise_pixels(xp)[0].float()
+    out_a = art.encode_search(x, art.encode_template(z))
+    out_q = q.encode_search(x, q.encode_template(z))
+    assert set(out_a) == set(out_q)
+    for k in out_q:
+        assert out_a[k].dtype == out_q[k].dtype and torch.equal(out_a[k], out_q[k]), k
+    assert out_a["score_map"].abs().sum() > 0
+    boxes = _track(art, _short_sequence())
+    assert np.array_equal(boxes, quantised_boxes)
+    with pytest.raises(ValueError, match="search crop must be"):
+        art.encode_search(x[..., :32, :32], art.encode_template(z))
+
+
+def test_eval_artifact_cli(small_net, quantised_boxes, tmp_path, capsys, monkeypatch):
+    from spiketrack.model.data import datasets
+
+    art = save_artifact(small_net[0], tmp_path / "art")
+    seq = _short_sequence()
+    monkeypatch.setattr(datasets, "load_eval_dataset", lambda spec, max_seqs=None: ("synthetic", [seq]))
+    out = tmp_path / "ev"
+    assert main(["eval", "--artifact", str(art), "--out-dir", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["sequences"] == 1 and 0.0 <= rep["auc"] <= 1.0
+    boxes = np.loadtxt(out / "lasot" / f"{seq.name}.txt", delimiter=",")
+    np.testing.assert_allclose(boxes, quantised_boxes, atol=6e-4)
+    # bad inputs: clear one-line errors
+    assert main(["eval", "--artifact", str(tmp_path / "nope")]) == 2
+    assert "missing manifest.json" in capsys.readouterr().err
+    assert main(["eval", "--artifact", str(art), "--quantized"]) == 2
+    assert "excludes --checkpoint and --quantized" in capsys.readouterr().err
+    p = art / "params.npz"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    p.write_bytes(bytes(data))
+    assert main(["eval", "--artifact", str(art)]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-256 does not match" in err and "Traceback" not in err
