@@ -80,6 +80,10 @@ def run(args) -> int:
             fmt = QuantFormat(8 if args.frac is None else args.frac, 16 if args.width is None else args.width,
                               args.weight_bits or "8")
         model = hook(model, fmt)
+    elif getattr(model, "quant_format", None) is not None:  # a QAT checkpoint is its integer network
+        from spiketrack.quant.tracking import QuantizedTracking
+
+        model = QuantizedTracking(model)
     kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
     out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)

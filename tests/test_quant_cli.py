@@ -158,3 +158,29 @@ def test_tracking_agreement_is_one_for_identical_models_and_counts_frames(checkp
     assert same["float_auc"] == same["integer_auc"]
     diff = tracking_agreement(model, tracking_model(model), seqs)
     assert diff["frames"] == 7 and 0.0 <= diff["p5_iou"] <= diff["median_iou"] <= 1.0
+
+
+def test_track_runs_a_qat_checkpoint_as_its_integer_network(qat_checkpoint, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from spiketrack.model.data.synthetic import make_sequence
+    from spiketrack.quant import tracking
+
+    seq = make_sequence(3, 3)
+    for i in range(3):
+        Image.fromarray(seq.frame(i)).save(tmp_path / f"{i:04d}.png")
+    wrapped = []
+    real = tracking.QuantizedTracking.__init__
+
+    def spy(self, qmodel):
+        wrapped.append(qmodel)
+        real(self, qmodel)
+
+    monkeypatch.setattr(tracking.QuantizedTracking, "__init__", spy)
+    box = ",".join(f"{v:.1f}" for v in seq.boxes[0])
+    out = tmp_path / "boxes.txt"
+    assert main(["track", "--checkpoint", str(qat_checkpoint), "--frames", str(tmp_path), "--init", box,
+                 "--out", str(out)]) == 0
+    assert len(wrapped) == 1 and wrapped[0].quant_format is not None
+    assert np.loadtxt(out, delimiter=",").shape == (3, 4)
