@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         row = {"row": name, "stem_sqnr_db": layers[0]["sqnr_db"], "mean_spike_match": round(float(np.mean(neurons)), 4),
                "min_spike_match": min(neurons), **c}
         rows.append(row)
-        print(f"{name:20s} stem {row['stem_sqnr_db']:6.2f} dB  spikes equal {row['mean_spike_match']:.4f} "
+        print(f"{name:20s} stem {row['stem_sqnr_db'] if row['stem_sqnr_db'] is not None else float('inf'):6.2f} dB  spikes equal {row['mean_spike_match']:.4f} "
               f"(min {row['min_spike_match']:.4f})  score map {c['score_sqnr_db']:6.2f} dB  "
               f"box IoU median {c['median_iou']:.3f} p5 {c['p5_iou']:.3f}", flush=True)
     if wanted is None or {"float32", "pixel+-1"} & set(wanted):

@@ -49,7 +49,8 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         sm = "" if r["spike_match"] is None else f"{r['spike_match']:.4f}"
         sat = "" if r["saturations"] is None else str(r["saturations"])
-        lines.append(f"{r['name'][:60]:60s} {r['kind']:12s} {r['sqnr_db']:8.2f} {sm:>9s} {sat:>6s}")
+        sq = "exact" if r["exact"] else ("" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}")
+        lines.append(f"{r['name'][:60]:60s} {r['kind']:12s} {sq:>8s} {sm:>9s} {sat:>6s}")
     return "\n".join(lines)
 
 
@@ -111,7 +112,7 @@ def run(args) -> int:
               "float_stem_pad": getattr(fmodel.backbone.stem, "pad", "zero"), "format": qmodel.quant_format.spec(),
               "weight_storage": weight_bytes(qmodel), "crops": crop_agreement(fmodel, qmodel, pairs),
               "layers": layers}
-    finite = [r for r in layers if r["sqnr_db"] not in (float("inf"), float("-inf"))]
+    finite = [r for r in layers if r["sqnr_db"] is not None]
     report["summary"] = {
         "golden_mismatches": int(sum(r["golden_mismatches"] or 0 for r in layers)),
         "saturations": int(sum(r["saturations"] or 0 for r in layers)),
@@ -121,7 +122,7 @@ def run(args) -> int:
     }
     if not args.no_tracking:
         report["tracking"] = tracking_agreement(fmodel, QuantizedTracking(qmodel), seqs, size_lr=args.size_lr)
-    text = json.dumps(report, allow_nan=True)
+    text = json.dumps(report)
     if args.out:
         from spiketrack.atomic import write_text_atomic
 
@@ -132,7 +133,7 @@ def run(args) -> int:
         print(_table(layers))
         c = report["crops"]
         print(f"open loop ({c['crops']} crops): box IoU float vs integer median {c['median_iou']:.3f}, "
-              f"5th percentile {c['p5_iou']:.3f}; score-map SQNR {c['score_sqnr_db']:.1f} dB")
+              f"5th percentile {c['p5_iou']:.3f}; score-map SQNR {c['score_sqnr_db']} dB")
         t = report.get("tracking")
         if t:
             print(f"closed loop ({t['frames']} frames of {args.dataset}): box IoU float vs integer median "

@@ -164,8 +164,8 @@ def layer_agreement(model, qmodel, pairs, net: IntegerNetwork | None = None) -> 
     -------
     list of dict
         One entry per recorded layer output in execution order: ``name``, ``kind``, ``elements``,
-        ``sqnr_db`` (10 log10 of float energy over error energy; stream values, membranes' spike
-        outputs included), ``spike_match`` (neurons: fraction of equal spike levels), ``max_abs_err``,
+        ``sqnr_db`` (10 log10 of float energy over error energy; None when the outputs are equal,
+        ``exact``, or the float output is all zero), ``spike_match`` (neurons: fraction of equal spike levels), ``max_abs_err``,
         ``saturations`` (integer run, when ``net`` is given) and ``golden_mismatches``.
     """
     import copy
@@ -220,8 +220,10 @@ def layer_agreement(model, qmodel, pairs, net: IntegerNetwork | None = None) -> 
     out = []
     for name in order:
         a = acc[name]
+        sq = _sqnr_db(a["signal"], a["noise"])
         row = {"name": name, "kind": a["kind"], "elements": a["elements"],
-               "sqnr_db": round(_sqnr_db(a["signal"], a["noise"]), 2), "max_abs_err": round(a["max_abs_err"], 6),
+               "sqnr_db": round(sq, 2) if np.isfinite(sq) else None, "exact": a["noise"] == 0,
+               "max_abs_err": round(a["max_abs_err"], 6),
                "spike_match": round(a["match"] / a["elements"], 5) if a["kind"] == "neuron" else None,
                "saturations": a["saturations"], "golden_mismatches": a["golden_mismatches"]}
         out.append(row)
@@ -243,7 +245,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def crop_agreement(model, qmodel, pairs) -> dict:
     """Open-loop agreement: the box each model decodes from the same crop, IoU float vs integer.
 
-    Returns ``{"crops", "median_iou", "p5_iou", "mean_iou", "score_sqnr_db"}``.
+    Returns ``{"crops", "median_iou", "p5_iou", "mean_iou", "score_sqnr_db"}`` (the SQNR is None when
+    the score maps are equal).
     """
     import copy
 
@@ -266,7 +269,7 @@ def crop_agreement(model, qmodel, pairs) -> dict:
     v = np.asarray(ious)
     return {"crops": int(v.size), "median_iou": round(float(np.median(v)), 4),
             "p5_iou": round(float(np.percentile(v, 5)), 4), "mean_iou": round(float(v.mean()), 4),
-            "score_sqnr_db": round(_sqnr_db(sig, noise), 2)}
+            "score_sqnr_db": round(_sqnr_db(sig, noise), 2) if noise > 0 and sig > 0 else None}
 
 
 def tracking_agreement(float_model, int_model, sequences, size_lr: float | None = None) -> dict:
