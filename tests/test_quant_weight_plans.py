@@ -63,6 +63,7 @@ def test_format_spec_round_trip_and_requantisation_refused():
         quantize_model(q, QuantFormat())
 
 
+@torch.no_grad()
 def test_black_stem_padding_is_what_the_integer_stem_computes():
     m = _trained_like("edge-t1")
     q = quantize_model(m).double()
