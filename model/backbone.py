@@ -90,14 +90,35 @@ class Downsample(nn.Module):
 
 
 class Stem(nn.Module):
-    """ConvBN 7x7 s2 (+bias) on real pixels: the only layer without a neuron in front."""
+    """ConvBN 7x7 s2 (+bias) on real pixels: the only layer without a neuron in front.
 
-    def __init__(self, cout: int, kernel: int):
+    ``pad``: what the convolution sees outside the image. ``"zero"``: zeros of the normalised
+    input (the mean colour). ``"black"``: the normalised value of pixel 0, which is what the
+    integer stem sees: it reads raw uint8 pixels with zero padding (§IS-4, §IS-11), so with
+    ``"black"`` the float stem and the integer stem agree at the border as well.
+    """
+
+    PADS = ("zero", "black")
+
+    def __init__(self, cout: int, kernel: int, pad: str = "zero"):
         super().__init__()
+        if pad not in self.PADS:
+            raise ValueError(f"stem padding must be one of {', '.join(self.PADS)}, got {pad!r}")
         self.conv = ConvBN(3, cout, kernel, 2, bias=True)
+        self.pad = pad
 
     def forward(self, x: torch.Tensor, branch: str) -> torch.Tensor:
+        if self.pad == "black" and isinstance(self.conv, ConvBN):  # a quantised stem pads with pixel 0 itself
+            return self.conv(x, pad_value=black_level(x))
         return self.conv(x)
+
+
+def black_level(x: torch.Tensor) -> torch.Tensor:
+    """The ImageNet-normalised value of pixel 0 per RGB channel, shaped to broadcast over ``x`` [..., 3, H, W]."""
+    from spiketrack.model.data.crops import IMAGENET_MEAN, IMAGENET_STD
+
+    v = torch.tensor(-IMAGENET_MEAN / IMAGENET_STD, dtype=x.dtype, device=x.device)
+    return v.view((1,) * (x.dim() - 3) + (3, 1, 1))
 
 
 class Backbone(nn.Module):
@@ -114,7 +135,7 @@ class Backbone(nn.Module):
         super().__init__()
         d = cfg.dims
         d_stem = d[0] // 2
-        self.stem = Stem(d_stem, cfg.stem_kernel)
+        self.stem = Stem(d_stem, cfg.stem_kernel, getattr(cfg, "stem_pad", "zero"))
         self.stem_block = (ConvBlock(d_stem, cfg.sep_kernels[0], cfg.sep_ratio, cfg.conv_ratio, neuron)
                            if cfg.stem_block else None)
         self.stages = nn.ModuleList()

@@ -126,13 +126,25 @@ def load_checkpoint(path: str | Path, expect_variant: str | None = None) -> dict
 
 
 def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
-    """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt)."""
+    """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt).
+
+    A quantisation-aware (QAT) checkpoint (``extra["quant"]`` holds its format, see
+    ``spiketrack.quant.qat.qat_payload``) gives the quantisation-aware model.
+    """
     p = resolve_checkpoint(path)
     ck = load_checkpoint(p)
     from spiketrack.model import build_model
 
     try:
-        model = build_model(ck["variant"])
+        if (ck.get("extra") or {}).get("quant") is not None:
+            from spiketrack.quant.qat import quantized_from_payload
+
+            try:
+                model = quantized_from_payload(ck, build_model)
+            except ValueError as e:
+                raise UserError(f"checkpoint {p}: bad quantisation format ({e})") from None
+        else:
+            model = build_model(ck["variant"])
     except KeyError:
         raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
     load_weights(model, ck, p)

@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
     p.add_argument("--dataset", default="synthetic",
-                   help="synthetic | synthetic-val | lasot:DIR | got10k:DIR[:split] | otb:DIR (default: synthetic)")
+                   help="synthetic | synthetic-val | synthetic-hard | synthetic-hard-val | lasot:DIR | got10k:DIR[:split] | "
+                        "otb:DIR (default: synthetic)")
     p.add_argument("--max-seqs", type=int, default=None, help="evaluate only the first N sequences")
     p.add_argument("--out-dir", default=None, help="result files folder (default: runs/eval/<dataset>-<time>)")
     p.add_argument("--plot", default=None, help="success plot path (precision plot written next to it)")
@@ -27,6 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
     p.add_argument("--artifact", default=None,
                    help="evaluate a saved integer-network artifact (spiketrack quantize --out DIR) instead of a checkpoint")
+    p.add_argument("--weight-bits", default=None, choices=("8", "4", "mixed"),
+                   help="with --quantized: weight precision, int8, int4 or the mixed plan (default 8; a QAT "
+                        "checkpoint keeps its own)")
+    p.add_argument("--frac", type=int, default=None, help="with --quantized: stream fractional bits (default 8)")
+    p.add_argument("--width", type=int, default=None, help="with --quantized: stream width in bits (default 16)")
+    p.add_argument("--stem-pad", default=None, choices=("zero", "black"),
+                   help="float model: pad the stem input with zeros of the normalised image or with black (pixel "
+                        "0, as the integer stem does); default: the variant's stem_pad")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
@@ -65,15 +74,33 @@ def run(args) -> int:
         raise UserError("--max-seqs must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    fmt_args = (args.weight_bits, args.frac, args.width)
+    if not args.quantized and any(a is not None for a in fmt_args):
+        raise UserError("--weight-bits, --frac and --width need --quantized")
     if args.artifact is not None:
         model, ck = _artifact_model(args)
     else:
         model, ck = model_from_checkpoint(args.checkpoint, args.device)
+    if args.stem_pad is not None:
+        if args.quantized or args.artifact is not None:
+            raise UserError("--stem-pad sets the float model's stem padding; the integer stem always pads with "
+                            "pixel 0 (black)")
+        model.backbone.stem.pad = args.stem_pad
     if args.quantized and args.artifact is None:
         hook = quantize_hook()
         if hook is None:
             raise UserError("--quantized is not available yet: spiketrack.quant provides no tracking_model hook")
-        model = hook(model)
+        fmt = None
+        if any(a is not None for a in fmt_args):
+            from spiketrack.quant.qat import QuantFormat
+
+            fmt = QuantFormat(8 if args.frac is None else args.frac, 16 if args.width is None else args.width,
+                              args.weight_bits or "8")
+        model = hook(model, fmt)
+    elif args.artifact is None and getattr(model, "quant_format", None) is not None:  # a QAT checkpoint: its integer network
+        from spiketrack.quant.tracking import QuantizedTracking
+
+        model = QuantizedTracking(model)
     kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
     out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)

@@ -108,6 +108,10 @@ def run(args) -> int:
     except StopIteration:
         raise UserError(f"empty sequence: {args.frames}") from None
     model, _ = model_from_checkpoint(args.checkpoint, args.device)
+    if getattr(model, "quant_format", None) is not None:  # a QAT checkpoint: run its integer network
+        from spiketrack.quant.tracking import QuantizedTracking
+
+        model = QuantizedTracking(model)
     tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)
     tracker.init(first, box)
     writer = None

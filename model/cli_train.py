@@ -11,7 +11,8 @@ from spiketrack.cli import UserError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="variant name, e.g. edge-t1 or edge-t3")
     p.add_argument("--data", default="synthetic",
-                   help="synthetic | lasot:DIR | got10k:DIR | otb:DIR | mix:SPEC@W,SPEC@W (default synthetic)")
+                   help="synthetic[:N] | synthetic-hard[:N] | lasot:DIR | got10k:DIR | otb:DIR | mix:SPEC@W,SPEC@W "
+                        "(default synthetic)")
     p.add_argument("--out", required=True, help="run folder; the checkpoint is OUT/last.pt")
     p.add_argument("--steps", type=int, default=1000, help="total optimisation steps (default 1000)")
     p.add_argument("--batch", type=int, default=16, help="batch size per process (default 16)")

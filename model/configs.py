@@ -56,6 +56,10 @@ class SpikeTrackConfig:
         ANN twin: ReLU (clip to [0, D] / D) instead of NI-LIF everywhere.
     update_interval, update_threshold : int, float
         Tracker template-update gate (spec §7.2).
+    stem_pad : str
+        What the stem convolution sees outside the image: ``"zero"`` (zeros of the normalised
+        input, the mean colour) or ``"black"`` (normalised pixel 0, what the integer stem's zero
+        padding of raw pixels means; see ``backbone.Stem``).
     size_lr : float
         Tracker scale damping (``SpikeTrackTracker(size_lr=...)``): 1.0 for the paper variants
         (reference behaviour); the edge variants use the value chosen on ``synthetic-val``
@@ -89,10 +93,13 @@ class SpikeTrackConfig:
     update_interval: int = 25
     update_threshold: float = 0.7
     size_lr: float = 1.0
+    stem_pad: str = "zero"
 
     def __post_init__(self):
         if not 1 <= self.timesteps <= 3:
             raise ValueError(f"{self.name}: timesteps must be 1..3, got {self.timesteps}")
+        if self.stem_pad not in ("zero", "black"):
+            raise ValueError(f"{self.name}: stem_pad must be 'zero' or 'black', got {self.stem_pad!r}")
         if self.fusion not in ("gate", "mean"):
             raise ValueError(f"{self.name}: fusion must be 'gate' or 'mean', got {self.fusion!r}")
         if (self.heads is None) == (self.head_dim is None):

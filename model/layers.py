@@ -41,8 +41,20 @@ class ConvBN(nn.Module):
         self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=bias)
         self.bn = nn.BatchNorm2d(cout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T,B,Cin,H,W] -> [T,B,Cout,H',W']
-        return _per_frame(lambda y: self.bn(self.conv(y)), x)
+    def forward(self, x: torch.Tensor, pad_value: torch.Tensor | None = None) -> torch.Tensor:
+        """[T,B,Cin,H,W] -> [T,B,Cout,H',W']; ``pad_value`` (one value per input channel): pad with it
+        instead of zeros."""
+        if pad_value is None:
+            return _per_frame(lambda y: self.bn(self.conv(y)), x)
+        c = self.conv
+        v = pad_value.reshape(1, -1, 1, 1)
+        p = c.padding
+
+        def padded(y):
+            y = F.pad(y - v, (p[1], p[1], p[0], p[0])) + v
+            return self.bn(F.conv2d(y, c.weight, c.bias, c.stride, 0, c.dilation, c.groups))
+
+        return _per_frame(padded, x)
 
     @torch.no_grad()
     def fold(self) -> nn.Conv2d:

@@ -62,7 +62,7 @@ class TrainConfig:
     stop_after: int | None = None  # run at most this many steps in this invocation (time-sliced training)
     init_from: str | None = None
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # merged into every checkpoint's ``extra`` (e.g. a QAT format)
 
 
 def param_groups(model: torch.nn.Module, lr: float, mult: float, timesteps: int) -> list[dict]:
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
 
     def save(step: int) -> None:
         if rank == 0:
-            save_checkpoint_atomic(last, make_payload(model, opt, step, {"train": train_args}))
+            save_checkpoint_atomic(last, make_payload(model, opt, step, {**cfg.extra, "train": train_args}))
         if world > 1:
             dist.barrier()
 

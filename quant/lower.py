@@ -70,7 +70,7 @@ class _Lowerer:
         d = 0 if mod.pixels else LEVEL_BITS
         bound = int(acc_bound(w, b, 255 if mod.pixels else 4).max())
         attrs = {"stride": c.stride[0], "padding": c.padding[0], "groups": c.groups,
-                 "acc_bits": bound.bit_length() + 1, "weight_bits": self.fmt.weight_bits,
+                 "acc_bits": bound.bit_length() + 1, "weight_bits": mod.weight_bits,
                  "acc_exp": [e + d for e in ip["exp"]]}
         params = {}
         if id(mod) in self.shared:

@@ -51,7 +51,7 @@ from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint  # noqa: E
 from brevitas.quant.scaled_int import Int32Bias  # noqa: E402
 from brevitas.quant.solver.act import ActQuantSolver  # noqa: E402
 
-__all__ = ["QuantFormat", "quantize_model", "QuantConvBN", "QuantNILIF", "QuantResidual", "QuantPosEmbed",
+__all__ = ["QuantFormat", "WEIGHT_PLANS", "QAT_KEY", "qat_payload", "quantized_from_payload", "mixed_weight_bits", "weight_bytes", "quantize_model", "QuantConvBN", "QuantNILIF", "QuantResidual", "QuantPosEmbed",
            "QuantAvgPool", "QuantRetrieve", "UnsupportedLayerError", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,15 +88,97 @@ class Int4WeightPerChannelFixedPoint(Int8WeightPerChannelFixedPoint):
     bit_width = 4
 
 
-class QuantFormat:
-    """The stream/membrane fixed-point format ``(frac, bits)`` and the weight width."""
+WEIGHT_PLANS = ("8", "4", "mixed")
+"""Named weight-precision plans: int8 everywhere, int4 everywhere, or :func:`mixed_weight_bits`."""
 
-    def __init__(self, frac: int = 8, bits: int = 16, weight_bits: int = 8, levels: int = 4):
+
+def mixed_weight_bits(path: str, conv: nn.Conv2d) -> int:
+    """The ``mixed`` plan: int4 for dense 1x1 convolutions in the backbone and MRMs, int8 elsewhere.
+
+    Dense 1x1 convolutions (SepConv pointwise, MLP, attention and MRM projections) hold most of
+    the weights; the stem, depthwise, k x k and prediction-head convolutions stay int8.
+
+    Parameters
+    ----------
+    path : the module path of the ``ConvBN`` in the float model (e.g. ``backbone.stages.0.1.sep.pw1``).
+    conv : the (folded) convolution.
+
+    Returns
+    -------
+    int
+        4 or 8.
+    """
+    head = path.startswith(("head.", "decoder."))
+    one_by_one = tuple(conv.kernel_size) == (1, 1) and conv.groups == 1
+    return 4 if one_by_one and not head else 8
+
+
+class QuantFormat:
+    """The stream/membrane fixed-point format ``(frac, bits)`` and the weight width(s).
+
+    Parameters
+    ----------
+    frac : fractional bits ``f`` of the stream, membranes and requantised accumulators.
+    bits : their signed width ``B``.
+    weight_bits : 8 or 4, the weight width of every convolution; or ``"mixed"`` for
+        :func:`mixed_weight_bits` (then ``weight_bits`` reads 8, the widest width used).
+    levels : spike levels ``D``.
+    layer_weight_bits : optional per-layer plan, ``callable(path, conv) -> 4 | 8`` (``path`` is the
+        float model's module path of the convolution); overrides ``weight_bits`` per layer.
+    """
+
+    def __init__(self, frac: int = 8, bits: int = 16, weight_bits: int | str = 8, levels: int = 4,
+                 layer_weight_bits=None):
+        if isinstance(weight_bits, str):
+            if weight_bits not in WEIGHT_PLANS:
+                raise ValueError(f"weight plan must be one of {', '.join(WEIGHT_PLANS)}, got {weight_bits!r}")
+            if weight_bits == "mixed":
+                if layer_weight_bits is not None:
+                    raise ValueError("weight plan 'mixed' and an explicit layer_weight_bits are exclusive")
+                layer_weight_bits = mixed_weight_bits
+                weight_bits = 8
+            weight_bits = int(weight_bits)
         if weight_bits not in (4, 8):
             raise ValueError(f"weight bits must be 8 or 4, got {weight_bits}")
         if frac < 2:
             raise ValueError(f"stream exponent must be >= 2 to hold spikes k/4, got {frac}")
+        if layer_weight_bits is not None and not callable(layer_weight_bits):
+            raise ValueError("layer_weight_bits must be a callable (path, conv) -> 4 or 8")
         self.frac, self.bits, self.weight_bits, self.levels = frac, bits, weight_bits, levels
+        self.layer_weight_bits = layer_weight_bits
+        self.plan = "mixed" if layer_weight_bits is mixed_weight_bits else (
+            "custom" if layer_weight_bits is not None else str(weight_bits))
+
+    def spec(self) -> dict:
+        """The format as a plain dict (stored in QAT checkpoints; :meth:`from_spec` reads it back).
+
+        Raises
+        ------
+        ValueError
+            For a custom per-layer plan, which has no stored form.
+        """
+        if self.plan == "custom":
+            raise ValueError("a custom layer_weight_bits plan cannot be stored; use weight bits 8, 4 or 'mixed'")
+        return {"frac": self.frac, "bits": self.bits, "weight_bits": self.plan, "levels": self.levels}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "QuantFormat":
+        """The format stored by :meth:`spec`; ValueError naming a missing or bad field."""
+        if not isinstance(spec, dict):
+            raise ValueError(f"quantisation format must be a dict, got {type(spec).__name__}")
+        missing = [k for k in ("frac", "bits", "weight_bits") if k not in spec]
+        if missing:
+            raise ValueError(f"quantisation format lacks {', '.join(missing)}")
+        return cls(int(spec["frac"]), int(spec["bits"]), str(spec["weight_bits"]), int(spec.get("levels", 4)))
+
+    def weight_bits_for(self, path: str, conv: nn.Conv2d) -> int:
+        """The weight width of the convolution at module ``path``."""
+        if self.layer_weight_bits is None:
+            return self.weight_bits
+        b = self.layer_weight_bits(path, conv)
+        if b not in (4, 8):
+            raise ValueError(f"{path}: weight bits must be 8 or 4, got {b!r}")
+        return int(b)
 
     def fixed_point(self) -> FixedPoint:
         return FixedPoint(self.bits, self.frac, self.frac)
@@ -117,10 +199,14 @@ class QuantConvBN(nn.Module):
         uint8 pixels and folds the normalisation into weights and bias (§IS-11).
     """
 
-    def __init__(self, convbn: ConvBN | nn.Conv2d, fmt: QuantFormat, pixels: bool = False):
+    def __init__(self, convbn: ConvBN | nn.Conv2d, fmt: QuantFormat, pixels: bool = False,
+                 weight_bits: int | None = None):
         super().__init__()
         folded = convbn.fold() if isinstance(convbn, ConvBN) else convbn
         self.pixels = pixels
+        self.weight_bits = int(weight_bits or fmt.weight_bits)
+        if self.weight_bits not in (4, 8):
+            raise ValueError(f"weight bits must be 8 or 4, got {self.weight_bits}")
         weight = folded.weight.detach().clone()
         bias = folded.bias.detach().clone() if folded.bias is not None else torch.zeros(folded.out_channels)
         if pixels:  # (p/255 - mean)/std = p * a_c + b_c
@@ -128,7 +214,7 @@ class QuantConvBN(nn.Module):
             b = torch.tensor([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)], dtype=weight.dtype)
             bias = bias + (weight * b.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
             weight = weight * a.view(1, -1, 1, 1)
-        wq = Int8WeightPerChannelFixedPoint if fmt.weight_bits == 8 else Int4WeightPerChannelFixedPoint
+        wq = Int8WeightPerChannelFixedPoint if self.weight_bits == 8 else Int4WeightPerChannelFixedPoint
         c = folded
         self.conv = QuantConv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups,
                                 bias=True, weight_quant=wq, bias_quant=Int32Bias,
@@ -272,20 +358,74 @@ class QuantRetrieve(Retrieve):
 def quantize_model(model: nn.Module, fmt: QuantFormat | None = None) -> nn.Module:
     """A quantisation-aware copy of a float SpikeTrack model (the original is untouched).
 
+    A model that is already quantisation-aware (it has ``quant_format``, e.g. loaded from a QAT
+    checkpoint) is copied as it is; asking for a different ``fmt`` is a ValueError.
+
     Raises
     ------
     UnsupportedLayerError
         For an ANN twin, the paper's softmax gate, bilinear upsampling or a non-power-of-two pool.
     """
+    existing = getattr(model, "quant_format", None)
+    if existing is not None:  # already quantisation-aware (e.g. a QAT checkpoint): keep its format
+        if fmt is not None and fmt.spec() != existing.spec():
+            raise ValueError(f"the model is already quantised with {existing.spec()}; cannot requantise it "
+                             f"with {fmt.spec()}")
+        return copy.deepcopy(model).eval()
     fmt = fmt or QuantFormat()
     cfg = getattr(model, "cfg", None)
     if cfg is not None and getattr(cfg, "ann", False):
         raise UnsupportedLayerError("an ANN twin has no spiking neurons to quantise; quantise the spiking variant")
     q = copy.deepcopy(model).eval()
     stem = _find_stem(q)
-    _swap(q, fmt, stem)
+    _swap(q, fmt, stem, "")
     q.quant_format = fmt
     return q
+
+
+QAT_KEY = "quant"  #: the ``extra`` entry that marks a checkpoint as quantisation-aware (its format spec)
+
+
+def qat_payload(qmodel: nn.Module, step: int, info: dict | None = None) -> dict:
+    """A checkpoint dict holding a quantisation-aware model (``extra["quant"]`` = its format spec).
+
+    ``spiketrack.model.checkpoint.model_from_checkpoint`` rebuilds such a checkpoint with
+    :func:`quantized_from_payload`, so eval, track, quantize and energy run the QAT model as it is.
+    ``info`` (e.g. the float parent checkpoint and the QAT recipe) goes to ``extra["qat"]``.
+    """
+    from spiketrack.model.checkpoint import make_payload
+
+    return make_payload(qmodel, None, step, {QAT_KEY: qmodel.quant_format.spec(), "qat": dict(info or {})})
+
+
+def quantized_from_payload(ck: dict, build) -> nn.Module:
+    """The quantisation-aware model of a :func:`qat_payload` checkpoint, without its weights loaded.
+
+    ``build(variant)`` makes the float model; the structure is :func:`quantize_model` of it with the
+    stored format. The caller loads ``ck["model"]`` into it.
+    """
+    fmt = QuantFormat.from_spec(ck["extra"][QAT_KEY])
+    return quantize_model(build(ck["variant"]).eval(), fmt)
+
+
+def weight_bytes(qmodel: nn.Module) -> dict:
+    """Weight storage of a quantised model: bytes at each layer's own width, and per width.
+
+    Shared modules count once (weight sharing between the branches). Biases are not included.
+
+    Returns
+    -------
+    dict
+        ``{"bytes": total, "by_bits": {"8": bytes, "4": bytes}, "weights": count}``.
+    """
+    by_bits: dict[str, float] = {}
+    count = 0
+    for m in {id(m): m for m in qmodel.modules() if isinstance(m, QuantConvBN)}.values():
+        n = m.conv.weight.numel()
+        count += n
+        by_bits[str(m.weight_bits)] = by_bits.get(str(m.weight_bits), 0) + n * m.weight_bits / 8
+    return {"bytes": int(math.ceil(sum(by_bits.values()))), "by_bits": {k: int(math.ceil(v)) for k, v in by_bits.items()},
+            "weights": count}
 
 
 def _find_stem(model: nn.Module) -> ConvBN:
@@ -296,13 +436,15 @@ def _find_stem(model: nn.Module) -> ConvBN:
     raise UnsupportedLayerError("model has no ConvBN stem: quantize_model needs a SpikeTrack model built from model/layers.py")
 
 
-def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN) -> None:
+def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN, prefix: str) -> None:
     from spiketrack.model.mrm import GateFusion
 
     for name, child in list(module.named_children()):
         new = None
+        path = f"{prefix}{name}"
         if isinstance(child, (ConvBN, nn.Conv2d)):
-            new = QuantConvBN(child, fmt, pixels=child is stem)
+            conv = child.conv if isinstance(child, ConvBN) else child
+            new = QuantConvBN(child, fmt, pixels=child is stem, weight_bits=fmt.weight_bits_for(path, conv))
         elif isinstance(child, ReLUNeuron):
             raise UnsupportedLayerError(f"{name}: ReLU neurons (ANN twin) have no integer form")
         elif isinstance(child, NILIF):
@@ -324,4 +466,4 @@ def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN) -> None:
         if new is not None:
             setattr(module, name, new)
         else:
-            _swap(child, fmt, stem)
+            _swap(child, fmt, stem, path + ".")

@@ -36,7 +36,10 @@ class QuantizedTracking(nn.Module):
 
 
 def tracking_model(model: nn.Module, fmt: QuantFormat | None = None) -> QuantizedTracking:
-    """Post-training quantisation of a float model (``quantize_model``) ready for the tracker."""
+    """Post-training quantisation of a float model (``quantize_model``) ready for the tracker.
+
+    A model that is already quantisation-aware (from a QAT checkpoint) is used as it is.
+    """
     return QuantizedTracking(quantize_model(model, fmt))
 
 

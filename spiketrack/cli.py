@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("spiketrack.sim.verify", "fuzz the RTL against the golden model"),
     "quantize": ("spiketrack.quant.cli_quantize", "quantise a checkpoint to the integer network and check it"),
     "energy": ("spiketrack.quant.cli_energy", "synaptic operations, firing rates and energy on real frames"),
+    "compare": ("spiketrack.quant.cli_compare", "float vs integer network: per-layer SQNR, spikes, box IoU"),
     "compile": ("spiketrack.compiler.cli_compile", "compile an integer network for the accelerator: hardware ops, memory plan, cycles"),
 }
 

@@ -14,14 +14,24 @@
 # with the variant's tracker defaults. A stage the run has already passed is skipped, so an
 # interrupted script can simply be started again.
 #
-# Usage: bash tools/make_default_checkpoint.sh [T1_STAGES] [T3] [SUFFIX]
-#   defaults 4000,8000,16000 2000 (the shipped run). SUFFIX "-ann" trains the ANN twin
+#   phase 3 (only with QAT > 0): Brevitas quantisation-aware fine-tuning of the final float edge-t3
+#            (`spiketrack quantize --qat-steps QAT`, weight plan QAT_BITS, LR 1e-4, x0.1 at 50 %) on
+#            mix:synthetic@1,synthetic-hard@1, time-sliced and resumable like the float stages; the QAT
+#            checkpoint runs/default-qat<bits>-<QAT>/qat.pt is scored as the integer network on synthetic,
+#            synthetic-val, synthetic-hard and synthetic-hard-val next to its float parent. It is not
+#            copied into the package: the shipped default stays the float edge-t3 (docs/quant.md,
+#            "Quantisation-aware training").
+#
+# Usage: bash tools/make_default_checkpoint.sh [T1_STAGES] [T3] [SUFFIX] [QAT] [QAT_BITS]
+#   defaults 4000,8000,16000 2000 "" 0 8 (the shipped run). SUFFIX "-ann" trains the ANN twin
 #   (edge-t1-ann -> edge-t3-ann) with the identical recipe and ships nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T1_STAGES=${1:-4000,8000,16000}
 T3=${2:-2000}
 SUFFIX=${3:-}
+QAT=${4:-0}
+QAT_BITS=${5:-8}
 export OMP_NUM_THREADS=1
 ST=.venv/bin/spiketrack
 PY=.venv/bin/python
@@ -52,4 +62,18 @@ $ST eval --checkpoint $OUT3/last.pt --dataset synthetic --json > runs/t3-$T1-$T3
 if [ -z "$SUFFIX" ]; then
     $PY -c "from spiketrack.model.checkpoint import export_weights as e; e('$OUT3/last.pt', 'model/checkpoints/edge-t3.pt')"
     echo "wrote model/checkpoints/edge-t3.pt"
+fi
+if [ -z "$SUFFIX" ] && [ "$QAT" -gt 0 ]; then
+    OUTQ=runs/default-qat$QAT_BITS-$QAT
+    QARGS="--checkpoint $OUT3/last.pt --out $OUTQ --qat-steps $QAT --bits $QAT_BITS --qat-lr 1e-4
+           --data mix:synthetic@1,synthetic-hard@1 --batch 16 --center-jitter 1.0 --scale-jitter 0.25
+           --scene-cache 5000 --threads 1 --check-frames 2 --save-checkpoint $OUTQ/qat.pt"
+    if [ -f "$OUTQ/qat-run/last.pt" ]; then QARGS="$QARGS --resume"; fi
+    $ST quantize $QARGS --json > runs/qat$QAT_BITS-$QAT-quantize.json
+    for D in synthetic synthetic-val synthetic-hard synthetic-hard-val; do
+        $ST eval --checkpoint $OUT3/last.pt --dataset $D --json > runs/qat-parent-$D-eval.json
+        $ST eval --checkpoint $OUT3/last.pt --dataset $D --quantized --weight-bits $QAT_BITS --json \
+            > runs/ptq$QAT_BITS-$D-eval.json
+        $ST eval --checkpoint $OUTQ/qat.pt --dataset $D --quantized --json > runs/qat$QAT_BITS-$QAT-$D-eval.json
+    done
 fi

@@ -181,8 +181,10 @@ def load_otb(root: str | Path) -> list[Sequence]:
 
 # ----------------------------------------------------------------------------- specs
 def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list[Sequence]]:
-    """Parse ``synthetic | synthetic-val | lasot:DIR | got10k:DIR[:split] | otb:DIR`` into (kind, sequences)."""
-    from spiketrack.model.data.synthetic import benchmark_sequences, validation_sequences
+    """Parse ``synthetic | synthetic-val | synthetic-hard | synthetic-hard-val | lasot:DIR | got10k:DIR[:split] |
+    otb:DIR`` into (kind, sequences)."""
+    from spiketrack.model.data.synthetic import (benchmark_sequences, hard_sequences, hard_validation_sequences,
+                                                  validation_sequences)
 
     kind, _, rest = spec.partition(":")
     kind = kind.lower()
@@ -190,6 +192,10 @@ def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list
         seqs = benchmark_sequences(max_seqs)
     elif kind == "synthetic-val":
         seqs = validation_sequences(max_seqs)
+    elif kind == "synthetic-hard":
+        seqs = hard_sequences(max_seqs)
+    elif kind == "synthetic-hard-val":
+        seqs = hard_validation_sequences(max_seqs)
     elif kind == "lasot" and rest:
         seqs = load_lasot(rest)
     elif kind == "got10k" and rest:
@@ -201,7 +207,8 @@ def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list
     elif kind == "otb" and rest:
         seqs = load_otb(rest)
     else:
-        raise ValueError(f"unknown dataset spec {spec!r}; use synthetic, synthetic-val, lasot:DIR, got10k:DIR or otb:DIR")
+        raise ValueError(f"unknown dataset spec {spec!r}; use synthetic, synthetic-val, synthetic-hard, "
+                         "synthetic-hard-val, lasot:DIR, got10k:DIR or otb:DIR")
     if max_seqs is not None:
         seqs = seqs[:max_seqs]
     return kind, seqs

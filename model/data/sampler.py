@@ -3,7 +3,7 @@
 One sample is a pure function of (seed, epoch, index), so training is reproducible and
 resumable: the same step always sees the same batch, in one process or many.
 
-``--data`` specs: ``synthetic``, ``lasot:DIR``, ``got10k:DIR``, ``otb:DIR`` or
+``--data`` specs: ``synthetic[:N]``, ``synthetic-hard[:N]``, ``lasot:DIR``, ``got10k:DIR``, ``otb:DIR`` or
 ``mix:SPEC@W,SPEC@W,...`` (weights default to 1), e.g.
 ``mix:synthetic@1,got10k:/data/got10k@2``.
 """
@@ -53,9 +53,14 @@ def load_source(spec: str, scene_cache: int = 32):
 
     kind, _, path = spec.partition(":")
     kind = kind.lower()
-    if kind == "synthetic":
-        n = int(path) if path else 5000
-        return SyntheticTrainSource(n_sequences=n, cache=scene_cache)
+    if kind in ("synthetic", "synthetic-hard"):
+        try:
+            n = int(path) if path else 5000
+        except ValueError:
+            raise ValueError(f"bad scene count {path!r} in {spec!r}; use {kind} or {kind}:N") from None
+        if n < 1:
+            raise ValueError(f"scene count must be >= 1 in {spec!r}")
+        return SyntheticTrainSource(n_sequences=n, cache=scene_cache, hard=kind == "synthetic-hard")
     if kind == "lasot" and path:
         return datasets.load_lasot(path)
     if kind == "got10k" and path:
@@ -65,7 +70,8 @@ def load_source(spec: str, scene_cache: int = 32):
         return datasets.load_got10k(path, split)
     if kind == "otb" and path:
         return datasets.load_otb(path)
-    raise ValueError(f"unknown data source {spec!r}; use synthetic, lasot:DIR, got10k:DIR, otb:DIR or mix:...")
+    raise ValueError(f"unknown data source {spec!r}; use synthetic[:N], synthetic-hard[:N], lasot:DIR, got10k:DIR, "
+                     "otb:DIR or mix:...")
 
 
 def _flip_box(box: np.ndarray, width: float) -> np.ndarray:

@@ -25,6 +25,12 @@ The fixed evaluation benchmark ``synthetic`` is :func:`benchmark_sequences`:
 ``BENCHMARK_SEQUENCES`` (24) sequences of ``BENCHMARK_FRAMES`` (100) frames of
 256 x 256 pixels, scene seeds ``BENCHMARK_SEED + i``. Training scenes use the disjoint
 seed range starting at ``TRAIN_SEED_BASE``.
+
+``synthetic-hard`` (:class:`HardSyntheticScene`, :func:`hard_sequences`, validation twin
+:func:`hard_validation_sequences`, training seeds from ``HARD_TRAIN_SEED_BASE``) adds the cases
+the plain scenes rarely hold: near-identical distractors that walk beside the target or cross
+it, a partial occluder that stays on part of the target, low contrast, fast scale change,
+truncation at the image border and uneven motion (jumps of 15-20 px).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ BENCHMARK_FRAMES = 100
 BENCHMARK_SEED = 20_260_000
 TRAIN_SEED_BASE = 1_000_000
 VALIDATION_SEED = 30_260_000  #: ``synthetic-val``: same size as the benchmark, disjoint seeds (for tuning)
+HARD_SEED = 40_260_000  #: ``synthetic-hard`` benchmark seeds
+HARD_VALIDATION_SEED = 50_260_000  #: ``synthetic-hard-val``: its disjoint validation twin
+HARD_TRAIN_SEED_BASE = 2_000_000  #: ``synthetic-hard`` training scenes
+HARD_CASES = ("beside", "cross", "partial_occlusion", "low_contrast", "fast_scale", "border", "jumps")
 VISIBLE_FRACTION = 0.1
 _PAN = 24  # background margin for camera pan
 _TEX = 32  # texture side
@@ -284,18 +294,167 @@ class SyntheticScene:
         return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_sequence(seed: int, n_frames: int, name: str | None = None, size: int = FRAME_SIZE) -> Sequence:
-    """A synthetic :class:`Sequence` whose frames render on demand."""
-    scene = SyntheticScene(seed, size)
+class _Jumpy:
+    """A mover whose position jumps by 15-20 px at random frames (uneven motion).
+
+    The offset is piecewise constant in whole frames: every 4-12 frames it jumps by a vector of
+    length 15-20 px, pointing back toward the smooth path once the offset exceeds 30 px.
+    """
+
+    def __init__(self, base: _Mover, rng: np.random.Generator, horizon: int = 1000):
+        self.base = base
+        self.shape, self.tex = base.shape, base.tex
+        self.offsets = np.zeros((horizon + 1, 2))
+        off, t = np.zeros(2), 0
+        while t <= horizon:
+            gap = int(rng.integers(4, 13))
+            self.offsets[t:t + gap] = off
+            t += gap
+            a = rng.uniform(0, 2 * math.pi)
+            step = rng.uniform(15, 20) * np.array([math.cos(a), math.sin(a)])
+            if np.hypot(*off) > 30 and step @ off > 0:
+                step = -step
+            off = off + step
+
+    def state(self, t: float) -> tuple[float, float, float, float, float]:
+        cx, cy, w, h, ang = self.base.state(t)
+        i = min(max(int(math.floor(t)), 0), len(self.offsets) - 1)
+        return cx + float(self.offsets[i, 0]), cy + float(self.offsets[i, 1]), w, h, ang
+
+
+class _Companion:
+    """A distractor tied to the target: walks beside it, or crosses it during a window of frames.
+
+    ``beside``: a fixed offset of 1.0-1.6 target sizes in a random direction plus a slow wobble.
+    ``cross``: the offset sweeps linearly from one side of the target to the other between
+    ``t0`` and ``t0 + dur`` (passing under the target), and stays beside it outside that window.
+    """
+
+    def __init__(self, target, tex: np.ndarray, shape: str, rng: np.random.Generator, mode: str):
+        self.target, self.tex, self.shape, self.mode = target, tex, shape, mode
+        a = rng.uniform(0, 2 * math.pi)
+        self.dir = np.array([math.cos(a), math.sin(a)])
+        self.dist = rng.uniform(1.0, 1.6)
+        self.scale = rng.uniform(0.9, 1.1)
+        self.wobble_amp, self.wobble_per = rng.uniform(0, 0.3), rng.uniform(30, 90)
+        self.t0, self.dur = rng.uniform(10, 60), rng.uniform(15, 35)
+
+    def state(self, t: float) -> tuple[float, float, float, float, float]:
+        cx, cy, w, h, ang = self.target.state(t)
+        size = math.sqrt(max(w * h, 1.0))
+        k = self.dist + self.wobble_amp * math.sin(2 * math.pi * t / self.wobble_per)
+        if self.mode == "cross":
+            p = min(max((t - self.t0) / self.dur, 0.0), 1.0)
+            k = self.dist * (1 - 2 * p)
+        dx, dy = self.dir * k * size
+        return cx + float(dx), cy + float(dy), w * self.scale, h * self.scale, -ang
+
+
+class HardSyntheticScene(SyntheticScene):
+    """A :class:`SyntheticScene` with two to four hard cases of :data:`HARD_CASES`.
+
+    Cases (each scene draws a random subset; ``self.cases`` lists them):
+
+    - ``beside`` / ``cross``: a near-identical distractor (the target's texture with a colour
+      shift of sigma 8, same shape, 0.9-1.1 x its size) walks beside the target at 1.0-1.6 target
+      sizes, or crosses under it within 15-35 frames;
+    - ``partial_occlusion``: an occluder covers 30-60 % of the target's width or height for
+      30-70 frames, moving with it;
+    - ``low_contrast``: the target's texture is pulled 55-75 % toward the background mean and
+      the whole frame's contrast is reduced to 45-70 %;
+    - ``fast_scale``: scale changes by e^(±0.6-0.9) with periods of 25-50 frames;
+    - ``border``: the trajectory runs along an image border so the target is truncated;
+    - ``jumps``: uneven motion, jumps of 15-20 px every 4-12 frames (:class:`_Jumpy`).
+    """
+
+    def __init__(self, seed: int, size: int = FRAME_SIZE):
+        super().__init__(seed, size)
+        rng = np.random.default_rng((self.seed, 7))
+        n_cases = int(rng.integers(2, 5))
+        cases = list(rng.choice(HARD_CASES, size=n_cases, replace=False))
+        if "beside" not in cases and "cross" not in cases and rng.random() < 0.6:
+            cases[0] = "beside" if rng.random() < 0.5 else "cross"
+        self.cases = sorted((str(c) for c in cases), key=HARD_CASES.index)
+        tg = self.target
+        self.exits = False
+        tg.amp = np.minimum(tg.amp, 0.22 * size)  # keep the target mostly in view (border case aside)
+        tg.c0 = np.clip(tg.c0, 0.3 * size, 0.7 * size)
+        self.contrast = 1.0
+        if "low_contrast" in self.cases:
+            mean = self.bg.reshape(-1, 3).mean(axis=0)
+            pull = rng.uniform(0.55, 0.75)
+            tg.tex = (tg.tex * (1 - pull) + mean * pull).astype(np.float32)
+            self.contrast = rng.uniform(0.45, 0.7)
+        if "fast_scale" in self.cases:
+            tg.scale_amp, tg.scale_per = rng.uniform(0.6, 0.9), rng.uniform(25, 50)
+            tg.size = min(tg.size, 40.0)
+        if "border" in self.cases:
+            axis = int(rng.integers(2))
+            edge = 0.0 if rng.random() < 0.5 else float(size)
+            tg.c0 = tg.c0.copy()
+            tg.c0[axis] = edge + (0.15 if edge == 0 else -0.15) * tg.size
+            tg.amp = tg.amp.copy()
+            tg.amp[axis] = np.minimum(tg.amp[axis], 0.15 * tg.size)
+        self.occ = None
+        if "partial_occlusion" in self.cases:
+            self.occ = dict(t0=rng.uniform(5, 40), dur=rng.uniform(30, 70), cover=rng.uniform(0.3, 0.6),
+                            horizontal=bool(rng.random() < 0.5), side=1 if rng.random() < 0.5 else -1,
+                            tex=_texture(rng, "noise"))
+        if "jumps" in self.cases:
+            self.target = _Jumpy(tg, rng)
+        for mode in ("beside", "cross"):
+            if mode in self.cases:
+                t = np.clip(tg.tex + rng.normal(0, 8, size=(1, 1, 3)).astype(np.float32), 0, 255)
+                self.distractors.append(_Companion(self.target, t, tg.shape, rng, mode))
+
+    def _occluder(self, t: float) -> tuple[float, float, float, float] | None:
+        o = self.occ
+        if o is None or not (o["t0"] <= t <= o["t0"] + o["dur"]):
+            return None
+        cx, cy, w, h, ang = self.target.state(t)
+        ex, ey = _half_extents(self.target.shape, w, h, ang)
+        # a block of 2 x the target's extent whose inner edge covers ``cover`` of it
+        if o["horizontal"]:
+            ow, oh = 2 * ex, 2.4 * ey
+            return cx + o["side"] * (ex + ow / 2 - o["cover"] * 2 * ex), cy, ow, oh
+        ow, oh = 2.4 * ex, 2 * ey
+        return cx, cy + o["side"] * (ey + oh / 2 - o["cover"] * 2 * ey), ow, oh
+
+    def render(self, t: int) -> np.ndarray:
+        img = super().render(t)
+        if self.contrast == 1.0:
+            return img
+        f = img.astype(np.float32)
+        m = f.mean(axis=(0, 1), keepdims=True)
+        return np.clip(m + (f - m) * self.contrast, 0, 255).astype(np.uint8)
+
+
+def make_sequence(seed: int, n_frames: int, name: str | None = None, size: int = FRAME_SIZE,
+                  hard: bool = False) -> Sequence:
+    """A synthetic :class:`Sequence` whose frames render on demand (``hard``: a :class:`HardSyntheticScene`)."""
+    scene = (HardSyntheticScene if hard else SyntheticScene)(seed, size)
     boxes, vis = scene.ground_truth(n_frames)
-    return Sequence(name=name or f"synth-{seed}", frames=scene.render, boxes=boxes, visible=vis,
-                    n_frames=n_frames, meta={"dataset": "synthetic", "seed": seed, "resolution": (size, size)})
+    meta = {"dataset": "synthetic-hard" if hard else "synthetic", "seed": seed, "resolution": (size, size)}
+    if hard:
+        meta["cases"] = list(scene.cases)
+    return Sequence(name=name or f"synth{'-hard' if hard else ''}-{seed}", frames=scene.render, boxes=boxes,
+                    visible=vis, n_frames=n_frames, meta=meta)
 
 
-def _fixed_set(seed: int, prefix: str, max_seqs: int | None) -> list[Sequence]:
+def _fixed_set(seed: int, prefix: str, max_seqs: int | None, hard: bool = False) -> list[Sequence]:
     """``BENCHMARK_SEQUENCES`` x ``BENCHMARK_FRAMES`` sequences, seeds ``seed + i``, names ``prefix-NNN``."""
     n = BENCHMARK_SEQUENCES if max_seqs is None else min(max_seqs, BENCHMARK_SEQUENCES)
-    return [make_sequence(seed + i, BENCHMARK_FRAMES, name=f"{prefix}-{i:03d}") for i in range(n)]
+    return [make_sequence(seed + i, BENCHMARK_FRAMES, name=f"{prefix}-{i:03d}", hard=hard) for i in range(n)]
+
+
+def hard_sequences(max_seqs: int | None = None) -> list[Sequence]:
+    """``synthetic-hard``: 24 x 100 hard frames (:class:`HardSyntheticScene`), seeds ``HARD_SEED + i``."""
+    return _fixed_set(HARD_SEED, "synthetic-hard", max_seqs, hard=True)
+
+
+def hard_validation_sequences(max_seqs: int | None = None) -> list[Sequence]:
+    """``synthetic-hard-val``: the disjoint validation twin of ``synthetic-hard`` (seeds ``HARD_VALIDATION_SEED + i``)."""
+    return _fixed_set(HARD_VALIDATION_SEED, "synthetic-hard-val", max_seqs, hard=True)
 
 
 def benchmark_sequences(max_seqs: int | None = None) -> list[Sequence]:
@@ -313,23 +472,27 @@ def validation_sequences(max_seqs: int | None = None) -> list[Sequence]:
 
 
 class SyntheticTrainSource:
-    """An indexable collection of training scenes (seeds ``TRAIN_SEED_BASE + i``), built lazily.
+    """An indexable collection of training scenes (seeds ``TRAIN_SEED_BASE + i``, or
+    ``HARD_TRAIN_SEED_BASE + i`` with ``hard``), built lazily.
 
     Building a scene costs ~13 ms and holding one ~1.1 MB (its float32 background); the
     ``cache`` most recently used scenes are kept. The cache changes speed only, never the
     samples: a scene is a pure function of its seed.
     """
 
-    def __init__(self, n_sequences: int = 5000, n_frames: int = 300, seed_base: int = TRAIN_SEED_BASE,
-                 cache: int = 32):
+    def __init__(self, n_sequences: int = 5000, n_frames: int = 300, seed_base: int | None = None,
+                 cache: int = 32, hard: bool = False):
         if cache < 0:
             raise ValueError(f"scene cache must be >= 0, got {cache}")
-        self.n_sequences, self.n_frames, self.seed_base = n_sequences, n_frames, seed_base
+        if seed_base is None:
+            seed_base = HARD_TRAIN_SEED_BASE if hard else TRAIN_SEED_BASE
+        self.n_sequences, self.n_frames, self.seed_base, self.hard = n_sequences, n_frames, seed_base, hard
         self._get = lru_cache(maxsize=cache)(self._build)
-        self.name = "synthetic"
+        self.name = "synthetic-hard" if hard else "synthetic"
 
     def _build(self, i: int) -> Sequence:
-        return make_sequence(self.seed_base + i, self.n_frames, name=f"synth-train-{i}")
+        return make_sequence(self.seed_base + i, self.n_frames, hard=self.hard,
+                             name=f"synth{'-hard' if self.hard else ''}-train-{i}")
 
     def __len__(self) -> int:
         return self.n_sequences
