@@ -69,13 +69,20 @@ def variant_name(cfg) -> str:
 def make_payload(model, optimizer=None, step: int = 0, extra: dict | None = None) -> dict:
     """The checkpoint dict for ``model`` (unwraps DDP)."""
     m = getattr(model, "module", model)
+    return state_payload(m.cfg, m.state_dict(), optimizer.state_dict() if optimizer is not None else None,
+                         step, extra)
+
+
+def state_payload(cfg, state: dict, optimizer_state: dict | None = None, step: int = 0,
+                  extra: dict | None = None) -> dict:
+    """The checkpoint dict for model config ``cfg`` and its state dict ``state``."""
     return {
         "format": FORMAT,
         "version": VERSION,
-        "variant": variant_name(m.cfg),
-        "config": config_dict(m.cfg),
-        "model": m.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "variant": variant_name(cfg),
+        "config": config_dict(cfg),
+        "model": state,
+        "optimizer": optimizer_state,
         "step": int(step),
         "git_rev": git_revision(),
         "extra": extra or {},
@@ -132,11 +139,27 @@ def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
     from spiketrack.model import build_model
 
     try:
-        model = build_model(ck["variant"])
+        model = build_model(checkpoint_config(ck))
     except KeyError:
         raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
+    except ValueError as e:
+        raise UserError(f"checkpoint {p}: {e}") from None
     load_weights(model, ck, p)
     return model.to(device).eval(), ck
+
+
+BEHAVIOUR_FIELDS = ("rounding",)
+"""Config fields a checkpoint may set apart from its registered variant (shapes always come from the
+registry; ``load_weights`` checks them). A checkpoint without them gets the registry's values."""
+
+
+def checkpoint_config(ck: dict):
+    """The model config of checkpoint ``ck``: its registered variant with the stored
+    :data:`BEHAVIOUR_FIELDS` (e.g. ``rounding="half_even"`` of an imported official checkpoint)."""
+    from spiketrack.model.configs import get_config
+
+    stored = ck.get("config") or {}
+    return get_config(ck["variant"], **{k: stored[k] for k in BEHAVIOUR_FIELDS if k in stored})
 
 
 def load_weights(model, ck: dict, path: str | Path) -> None:

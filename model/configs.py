@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 ANN_SUFFIX = "-ann"
+ROUNDINGS = ("half_up", "half_even")
+"""NI-LIF fire rounding modes (implemented in ``model/neuron.py``, §IS-7)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class SpikeTrackConfig:
         ANN twin: ReLU (clip to [0, D] / D) instead of NI-LIF everywhere.
     update_interval, update_threshold : int, float
         Tracker template-update gate (spec §7.2).
+    rounding : str
+        NI-LIF fire rounding: ``"half_up"`` (``floor(u + 1/2)``, the hardware default) or
+        ``"half_even"`` (ties to even, ``torch.round``: the reference implementation; imported
+        official checkpoints use it). docs/integer_semantics.md §IS-7.
     size_lr : float
         Tracker scale damping (``SpikeTrackTracker(size_lr=...)``): 1.0 for the paper variants
         (reference behaviour); the edge variants use the value chosen on ``synthetic-val``
@@ -89,8 +95,11 @@ class SpikeTrackConfig:
     update_interval: int = 25
     update_threshold: float = 0.7
     size_lr: float = 1.0
+    rounding: str = "half_up"
 
     def __post_init__(self):
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"{self.name}: rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         if not 1 <= self.timesteps <= 3:
             raise ValueError(f"{self.name}: timesteps must be 1..3, got {self.timesteps}")
         if self.fusion not in ("gate", "mean"):
