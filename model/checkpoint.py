@@ -132,14 +132,18 @@ def load_checkpoint(path: str | Path, expect_variant: str | None = None) -> dict
     return ck
 
 
-def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
-    """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt)."""
+def model_from_checkpoint(path: str | Path | None, device: str = "cpu", **overrides):
+    """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt).
+
+    ``overrides``: :data:`BEHAVIOUR_FIELDS` to set instead of the checkpoint's (``None`` values are
+    ignored), e.g. ``rounding="half_even"``.
+    """
     p = resolve_checkpoint(path)
     ck = load_checkpoint(p)
     from spiketrack.model import build_model
 
     try:
-        model = build_model(checkpoint_config(ck))
+        model = build_model(checkpoint_config(ck, **overrides))
     except KeyError:
         raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
     except ValueError as e:
@@ -153,13 +157,20 @@ BEHAVIOUR_FIELDS = ("rounding",)
 registry; ``load_weights`` checks them). A checkpoint without them gets the registry's values."""
 
 
-def checkpoint_config(ck: dict):
+def checkpoint_config(ck: dict, **overrides):
     """The model config of checkpoint ``ck``: its registered variant with the stored
-    :data:`BEHAVIOUR_FIELDS` (e.g. ``rounding="half_even"`` of an imported official checkpoint)."""
+    :data:`BEHAVIOUR_FIELDS` (e.g. ``rounding="half_even"`` of an imported official checkpoint), then
+    ``overrides`` (behaviour fields only; ``None`` values are ignored)."""
     from spiketrack.model.configs import get_config
 
     stored = ck.get("config") or {}
-    return get_config(ck["variant"], **{k: stored[k] for k in BEHAVIOUR_FIELDS if k in stored})
+    fields = {k: stored[k] for k in BEHAVIOUR_FIELDS if k in stored}
+    for k, v in overrides.items():
+        if k not in BEHAVIOUR_FIELDS:
+            raise ValueError(f"{k} is not a behaviour field a checkpoint may override ({', '.join(BEHAVIOUR_FIELDS)})")
+        if v is not None:
+            fields[k] = v
+    return get_config(ck["variant"], **fields)
 
 
 def load_weights(model, ck: dict, path: str | Path) -> None:

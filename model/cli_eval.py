@@ -28,6 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
+    add_rounding_argument(p)
+
+
+def add_rounding_argument(p: argparse.ArgumentParser) -> None:
+    """``--rounding`` (shared by eval and track)."""
+    from spiketrack.model.configs import ROUNDINGS
+
+    p.add_argument("--rounding", choices=ROUNDINGS, default=None,
+                   help="NI-LIF fire rounding (default: the checkpoint's; half_up unless imported from an "
+                        "official checkpoint, which uses half_even)")
 
 
 def quantize_hook():
@@ -51,7 +61,7 @@ def run(args) -> int:
         raise UserError("--max-seqs must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, ck = model_from_checkpoint(args.checkpoint, args.device)
+    model, ck = model_from_checkpoint(args.checkpoint, args.device, rounding=args.rounding)
     if args.quantized:
         hook = quantize_hook()
         if hook is None:
