@@ -57,7 +57,12 @@ class SpikeTrackConfig:
     ann : bool
         ANN twin: ReLU (clip to [0, D] / D) instead of NI-LIF everywhere.
     update_interval, update_threshold : int, float
-        Tracker template-update gate (spec §7.2).
+        Tracker template-update gate (spec §7.3): every ``update_interval`` frames, if the
+        windowed peak score exceeds ``update_threshold``. These apply to every dataset not in
+        ``update_by_dataset``.
+    update_by_dataset : tuple of (str, int, float)
+        Per-dataset gates ``(dataset, interval, threshold)`` (the reference's test settings:
+        LaSOT 40 / 0.8); see :meth:`update_gate`.
     rounding : str
         NI-LIF fire rounding: ``"half_up"`` (``floor(u + 1/2)``, the hardware default) or
         ``"half_even"`` (ties to even, ``torch.round``: the reference implementation; imported
@@ -94,6 +99,7 @@ class SpikeTrackConfig:
     ann: bool = False
     update_interval: int = 25
     update_threshold: float = 0.7
+    update_by_dataset: tuple = (("lasot", 40, 0.8),)
     size_lr: float = 1.0
     rounding: str = "half_up"
 
@@ -118,6 +124,14 @@ class SpikeTrackConfig:
                 raise ValueError(f"{self.name}: dim {d} not divisible into heads of {dh}")
 
     # ---------------------------------------------------------------- derived
+    def update_gate(self, dataset: str | None = None) -> tuple[int, float]:
+        """``(interval, threshold)`` of the template-update gate on ``dataset`` (``"lasot"``,
+        ``"got10k"``, ...; None: the default)."""
+        for name, interval, threshold in self.update_by_dataset:
+            if dataset is not None and name == dataset.lower():
+                return int(interval), float(threshold)
+        return int(self.update_interval), float(self.update_threshold)
+
     @property
     def stride(self) -> int:
         """Total backbone stride (16 with the paper's stage-4 stride 1)."""
