@@ -222,3 +222,30 @@ def test_track_keeps_boxes_before_an_unreadable_frame(tmp_path, capsys, monkeypa
     boxes = np.loadtxt(out, delimiter=",")
     assert boxes.shape == (2, 4)
     np.testing.assert_allclose(boxes[0], [40, 30, 20, 20])
+
+
+def test_got10k_adapter_equals_eval(tmp_path):
+    """The got10k Tracker adapter, driven by the toolkit's own ``track``, gives eval's boxes."""
+    from PIL import Image
+
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.data.synthetic import make_sequence
+    from spiketrack.model.evaluate import run_sequence
+    from spiketrack.model.got10k_tracker import GOT10kTracker
+
+    import got10k.trackers as got10k   # a pinned test dependency (pyproject.toml)
+
+    torch.set_num_threads(1)
+    model, _ = model_from_checkpoint(None)
+    seq = make_sequence(3, 8)
+    files = []
+    for i in range(len(seq)):
+        files.append(tmp_path / f"{i:03d}.png")
+        Image.fromarray(seq.frame(i)).save(files[-1])
+    adapter = GOT10kTracker(model, name="spiketrack", dataset="got10k")
+    assert isinstance(adapter, got10k.Tracker)
+    boxes, times = adapter.track([str(f) for f in files], seq.boxes[0])
+    want, _ = run_sequence(SpikeTrackTracker(model, dataset="got10k"), seq)
+    assert boxes.shape == (8, 4) and len(times) == 8
+    np.testing.assert_array_equal(boxes, want)
+    assert not np.allclose(want[1:], want[0])   # the target moves: the boxes are not all the first one
