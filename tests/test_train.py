@@ -195,7 +195,7 @@ def test_checkpoint_of_an_older_variant_definition(tmp_path):
 # process group it created, so the gloo context was torn down at interpreter exit, when the peer rank may
 # already have exited and closed its sockets: gloo's background thread then throws on the closed
 # connection and the process aborts. train() now calls destroy_process_group() after the final barrier.
-# The abort was not reproduced (10 earlier runs and the runs since passed), so the fix is not proven by a
+# The abort was not reproduced (9 reruns before the change and 1 after it passed), so the fix is not proven by a
 # failing-then-passing run. It stays slow because it costs two Python processes importing torch and
 # training: 25 s CPU, about 65 s wall on the shared 2-core machine, half the default suite's time.
 @pytest.mark.slow
