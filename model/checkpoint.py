@@ -160,7 +160,8 @@ registry; ``load_weights`` checks them). A checkpoint without them gets the regi
 def checkpoint_config(ck: dict, **overrides):
     """The model config of checkpoint ``ck``: its registered variant with the stored
     :data:`BEHAVIOUR_FIELDS` (e.g. ``rounding="half_even"`` of an imported official checkpoint), then
-    ``overrides`` (behaviour fields only; ``None`` values are ignored)."""
+    ``overrides`` (behaviour fields only; ``None`` values are ignored). Without any such field: the
+    variant name itself (what ``build_model`` takes)."""
     from spiketrack.model.configs import get_config
 
     stored = ck.get("config") or {}
@@ -170,7 +171,7 @@ def checkpoint_config(ck: dict, **overrides):
             raise ValueError(f"{k} is not a behaviour field a checkpoint may override ({', '.join(BEHAVIOUR_FIELDS)})")
         if v is not None:
             fields[k] = v
-    return get_config(ck["variant"], **fields)
+    return get_config(ck["variant"], **fields) if fields else ck["variant"]
 
 
 def load_weights(model, ck: dict, path: str | Path) -> None:
