@@ -26,9 +26,14 @@ def shift_round_var(y, s):
     return ((y + half) >> sp) << sn
 
 
-def fire_var(u, f_m):
-    """NI-LIF fire with a run-time membrane exponent: ``clamp((u + 2**(f_m-1)) >> f_m, 0, D)`` (§IS-7)."""
-    q = (u + (Const(1, unsigned(32)) << (f_m - 1)[:5])) >> f_m
+def fire_var(u, f_m, half_even=0):
+    """NI-LIF fire with a run-time membrane exponent: ``clamp((u + 2**(f_m-1)) >> f_m, 0, D)``; with
+    ``half_even`` set, an exact tie (low ``f_m`` bits of ``u`` equal to ``2**(f_m-1)``) drops an odd
+    result by one (ties to even, §IS-7)."""
+    half = Const(1, unsigned(32)) << (f_m - 1)[:5]
+    q = (u + half) >> f_m
+    tie = (u.as_unsigned() & ((Const(1, unsigned(33)) << f_m) - 1)) == half
+    q = q - (q[0] & tie & half_even)
     return Mux(q < 0, 0, Mux(q > D, D, q))[:3]
 
 

@@ -58,7 +58,7 @@ def desc_layout(addr_bits: int = 16) -> data.StructLayout:
     A = addr_bits
     term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
     return data.StructLayout({
-        "depthwise": 1, "stem": 1, "tmem": 1, "residual": 1, "neuron": 1,
+        "depthwise": 1, "stem": 1, "tmem": 1, "residual": 1, "neuron": 1, "half_even": 1,
         "k": 4, "stride": 3, "pad": 3, "T": 3, "f_m": 5,
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
         "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8, "wpg": 8, "cpg": 8,
@@ -95,7 +95,7 @@ def decay_terms(decays, t) -> list:
 
 def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
                     res_base=None, out_base=0, neuron=False, f_m=8, decays=(), stem=False, groups=1,
-                    tmem=False) -> dict:
+                    tmem=False, rounding="half_up") -> dict:
     """Descriptor field values for one layer (the products the RTL must not compute).
 
     ``groups > 1`` (not depthwise) needs ``C_in / groups`` and ``C_out / groups`` to be multiples of
@@ -116,6 +116,7 @@ def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, i
     terms = decay_fields(decays)
     return {
         "depthwise": int(depthwise), "stem": int(stem), "residual": int(res_base is not None), "neuron": int(neuron),
+        "half_even": int(rounding == "half_even"),
         "k": k, "stride": stride, "pad": pad, "T": T, "f_m": f_m, "decays": terms,
         "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks, "wpg": wpg, "cpg": cpg,
         "in_base": in_base, "in_row": w * n_words, "in_t": h * w * n_words,
@@ -388,7 +389,7 @@ class ConvEngine(wiring.Component):
         for lane in range(P):
             uc, su = clamp(decay_var(h[lane], decay_terms(d.decays, r2.tag.t)) + r2.x[lane], B)
             u = Mux(r2.tag.t == 0, r2.x[lane], uc)
-            k = fire_var(u, d.f_m)
+            k = fire_var(u, d.f_m, d.half_even)
             with m.If(r2.valid & d.neuron):
                 m.d.sync += h[lane].eq(reset_var(u, k, d.f_m))
             sat3.append(r2.valid & d.neuron & (r2.tag.t != 0) & su)

@@ -12,7 +12,9 @@ accumulators already include the bias, §IS-4), exactly
    ``U[t] = clamp(decay_t(H[t-1]) + X[t], B_m)`` with the shift-add decay
    ``decay(h) = Σ_j σ_j (h >> a_j)`` (:class:`~spiketrack.quant.golden.neuron.Decay` terms,
    elaboration-time per timestep); fire ``k = clamp((U + 2**(f_m-1)) >> f_m, 0, D)`` (the
-   multi-level threshold compare); soft reset ``H = U - (k << (f_m - d))`` is what is stored.
+   multi-level threshold compare; with ``rounding="half_even"`` an exact tie, low ``f_m`` bits of
+   ``U`` equal to ``2**(f_m-1)``, drops an odd result by one: an ``f_m``-bit compare and a
+   subtract of one bit per lane); soft reset ``H = U - (k << (f_m - d))`` is what is stored.
    With ``T = 1`` there is no membrane memory (stateless neuron).
 
 Every clamped element is counted (``counters.saturated``), as in the golden model.
@@ -46,7 +48,7 @@ from amaranth.utils import ceil_log2
 
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.spike_encoder import level_word_layout
-from spiketrack.quant.golden.neuron import LEVEL_BITS, D, Decay
+from spiketrack.quant.golden.neuron import LEVEL_BITS, ROUNDINGS, D, Decay
 
 __all__ = ["NeuronUnit", "res_layout", "NEURON_COUNTERS", "LATENCY", "HAZARD_DEPTH"]
 
@@ -97,6 +99,9 @@ class NeuronUnit(wiring.Component):
         One decay constant per step ``t = 1..T-1`` (§IS-7).
     residual : bool
         Add a residual stream ``i_res`` (§IS-6).
+    rounding : str
+        Fire rounding, ``"half_up"`` or ``"half_even"`` (§IS-7,
+        :func:`spiketrack.quant.golden.neuron.fire`).
 
     Members
     -------
@@ -114,7 +119,10 @@ class NeuronUnit(wiring.Component):
     """
 
     def __init__(self, in_layout: data.StructLayout, *, n_beats: int, c_out: int, shift, f_m: int, bits: int,
-                 T: int = 1, betas: tuple[Decay, ...] = (), residual: bool = False):
+                 T: int = 1, betas: tuple[Decay, ...] = (), residual: bool = False, rounding: str = "half_up"):
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+        self.rounding = rounding
         if f_m < LEVEL_BITS:
             raise ValueError(f"f_m={f_m} must be >= {LEVEL_BITS} (§IS-7)")
         if T < 1 or len(betas) < T - 1:
@@ -274,6 +282,8 @@ class NeuronUnit(wiring.Component):
                          o.payload.last.eq(meta3.last)]
         for j in range(P):
             q = (u3[j] + (1 << (f_m - 1))) >> f_m
+            if self.rounding == "half_even":   # exact tie with an odd result: round down to even
+                q = q - (q[0] & (u3[j][:f_m] == (1 << (f_m - 1))))
             k = Mux(q < 0, 0, Mux(q > D, D, q))[:3]
             ks.append(k)
             with m.If(adv):

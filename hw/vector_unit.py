@@ -41,7 +41,7 @@ def vec_desc_layout(addr_bits: int = 16) -> data.StructLayout:
     A = addr_bits
     term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
     return data.StructLayout({
-        "mode": VecMode, "const": 1, "T": 3, "f_m": 5,
+        "mode": VecMode, "const": 1, "half_even": 1, "T": 3, "f_m": 5,
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
         "ho": 9, "wo": 9, "chunks": 8, "r_y": 3, "r_x": 3,     # reduction window (POOL), or r_y = T_in (FUSION)
         "up": 2, "shift": 6,
@@ -172,7 +172,7 @@ class VectorUnit(wiring.Component):
             xin = Mux(d.const, added, x)
             uc, su = clamp(decay_var(h[i], decay_terms(d.decays, r2.t)) + xin, B)
             u = Mux(r2.t == 0, xin, uc)
-            k = fire_var(u, d.f_m)
+            k = fire_var(u, d.f_m, d.half_even)
             with m.If(r2.valid & (d.mode == VecMode.NEURON)):
                 m.d.sync += h[i].eq(reset_var(u, k, d.f_m))
             pooled, s_pool = clamp(shift_round_var(x, d.shift.as_signed()), B)

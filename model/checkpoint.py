@@ -69,13 +69,20 @@ def variant_name(cfg) -> str:
 def make_payload(model, optimizer=None, step: int = 0, extra: dict | None = None) -> dict:
     """The checkpoint dict for ``model`` (unwraps DDP)."""
     m = getattr(model, "module", model)
+    return state_payload(m.cfg, m.state_dict(), optimizer.state_dict() if optimizer is not None else None,
+                         step, extra)
+
+
+def state_payload(cfg, state: dict, optimizer_state: dict | None = None, step: int = 0,
+                  extra: dict | None = None) -> dict:
+    """The checkpoint dict for model config ``cfg`` and its state dict ``state``."""
     return {
         "format": FORMAT,
         "version": VERSION,
-        "variant": variant_name(m.cfg),
-        "config": config_dict(m.cfg),
-        "model": m.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "variant": variant_name(cfg),
+        "config": config_dict(cfg),
+        "model": state,
+        "optimizer": optimizer_state,
         "step": int(step),
         "git_rev": git_revision(),
         "extra": extra or {},
@@ -125,11 +132,13 @@ def load_checkpoint(path: str | Path, expect_variant: str | None = None) -> dict
     return ck
 
 
-def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
+def model_from_checkpoint(path: str | Path | None, device: str = "cpu", **overrides):
     """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt).
 
-    A quantisation-aware (QAT) checkpoint (``extra["quant"]`` holds its format, see
-    ``spiketrack.quant.qat.qat_payload``) gives the quantisation-aware model.
+    ``overrides``: :data:`BEHAVIOUR_FIELDS` to set instead of the checkpoint's (``None`` values are
+    ignored), e.g. ``rounding="half_even"``. A quantisation-aware (QAT) checkpoint
+    (``extra["quant"]`` holds its format, see ``spiketrack.quant.qat.qat_payload``) gives the
+    quantisation-aware model.
     """
     p = resolve_checkpoint(path)
     ck = load_checkpoint(p)
@@ -140,15 +149,39 @@ def model_from_checkpoint(path: str | Path | None, device: str = "cpu"):
             from spiketrack.quant.qat import quantized_from_payload
 
             try:
-                model = quantized_from_payload(ck, build_model)
+                model = quantized_from_payload(ck, lambda _variant: build_model(checkpoint_config(ck, **overrides)))
             except ValueError as e:
                 raise UserError(f"checkpoint {p}: bad quantisation format ({e})") from None
         else:
-            model = build_model(ck["variant"])
+            model = build_model(checkpoint_config(ck, **overrides))
     except KeyError:
         raise UserError(f"checkpoint {p} holds unknown variant {ck['variant']!r}") from None
+    except ValueError as e:
+        raise UserError(f"checkpoint {p}: {e}") from None
     load_weights(model, ck, p)
     return model.to(device).eval(), ck
+
+
+BEHAVIOUR_FIELDS = ("rounding",)
+"""Config fields a checkpoint may set apart from its registered variant (shapes always come from the
+registry; ``load_weights`` checks them). A checkpoint without them gets the registry's values."""
+
+
+def checkpoint_config(ck: dict, **overrides):
+    """The model config of checkpoint ``ck``: its registered variant with the stored
+    :data:`BEHAVIOUR_FIELDS` (e.g. ``rounding="half_even"`` of an imported official checkpoint), then
+    ``overrides`` (behaviour fields only; ``None`` values are ignored). Without any such field: the
+    variant name itself (what ``build_model`` takes)."""
+    from spiketrack.model.configs import get_config
+
+    stored = ck.get("config") or {}
+    fields = {k: stored[k] for k in BEHAVIOUR_FIELDS if k in stored}
+    for k, v in overrides.items():
+        if k not in BEHAVIOUR_FIELDS:
+            raise ValueError(f"{k} is not a behaviour field a checkpoint may override ({', '.join(BEHAVIOUR_FIELDS)})")
+        if v is not None:
+            fields[k] = v
+    return get_config(ck["variant"], **fields) if fields else ck["variant"]
 
 
 def load_weights(model, ck: dict, path: str | Path) -> None:

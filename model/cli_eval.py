@@ -39,6 +39,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
+    add_tracker_arguments(p)
+
+
+def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
+    """``--rounding``, ``--update-interval``, ``--update-threshold`` (shared by eval and track)."""
+    from spiketrack.model.configs import ROUNDINGS
+
+    p.add_argument("--rounding", choices=ROUNDINGS, default=None,
+                   help="NI-LIF fire rounding (default: the checkpoint's; half_up unless imported from an "
+                        "official checkpoint, which uses half_even)")
+    p.add_argument("--update-interval", type=int, default=None,
+                   help="template update every N frames (T > 1; default: 40 on LaSOT, 25 elsewhere)")
+    p.add_argument("--update-threshold", type=float, default=None,
+                   help="template update only when the windowed peak score exceeds this "
+                        "(default: 0.8 on LaSOT, 0.7 elsewhere)")
 
 
 def quantize_hook():
@@ -78,9 +93,11 @@ def run(args) -> int:
     if not args.quantized and any(a is not None for a in fmt_args):
         raise UserError("--weight-bits, --frac and --width need --quantized")
     if args.artifact is not None:
+        if args.rounding is not None:
+            raise UserError("--rounding sets a checkpoint's fire rounding; an artifact's neurons carry their own")
         model, ck = _artifact_model(args)
     else:
-        model, ck = model_from_checkpoint(args.checkpoint, args.device)
+        model, ck = model_from_checkpoint(args.checkpoint, args.device, rounding=args.rounding)
     if args.stem_pad is not None:
         if args.quantized or args.artifact is not None:
             raise UserError("--stem-pad sets the float model's stem padding; the integer stem always pads with "
@@ -103,7 +120,8 @@ def run(args) -> int:
         model = QuantizedTracking(model)
     kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
     out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)
+    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr, dataset=kind,
+                                update_interval=args.update_interval, update_threshold=args.update_threshold)
     summary = evaluate(tracker, seqs, out, absent=args.absent, plot=args.plot, progress=sys.stderr.isatty(),
                        label=ck["variant"])
     if args.json:

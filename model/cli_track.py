@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
 
+from spiketrack.atomic import write_bytes_atomic
 from spiketrack.cli import UserError
+from spiketrack.model.cli_eval import add_tracker_arguments
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
@@ -23,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
+    p.add_argument("--dataset-settings", default=None, metavar="DATASET",
+                   help="use this benchmark's template-update gate (lasot: 40 frames / 0.8; default 25 / 0.7)")
+    add_tracker_arguments(p)
 
 
 def parse_box(text: str) -> list[float]:
@@ -51,11 +57,12 @@ def iter_frames(src: str):
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMG_EXT)
         if not files:
             raise UserError(f"no images ({', '.join(IMG_EXT)}) in {p}")
-        for f in files:
+        for i, f in enumerate(files):
             try:
-                yield read_image(f)
+                img = read_image(f)
             except ValueError as e:
-                raise UserError(str(e)) from None
+                raise UserError(f"frame {i} ({f.name}) cannot be read: {e}") from None
+            yield img
         return
     if not p.exists():
         raise UserError(f"frames folder or video not found: {p}")
@@ -107,12 +114,13 @@ def run(args) -> int:
         first = next(frames)
     except StopIteration:
         raise UserError(f"empty sequence: {args.frames}") from None
-    model, _ = model_from_checkpoint(args.checkpoint, args.device)
+    model, _ = model_from_checkpoint(args.checkpoint, args.device, rounding=args.rounding)
     if getattr(model, "quant_format", None) is not None:  # a QAT checkpoint: run its integer network
         from spiketrack.quant.tracking import QuantizedTracking
 
         model = QuantizedTracking(model)
-    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr)
+    tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr, dataset=args.dataset_settings,
+                                update_interval=args.update_interval, update_threshold=args.update_threshold)
     tracker.init(first, box)
     writer = None
     if args.video:
@@ -120,17 +128,24 @@ def run(args) -> int:
         writer = iio.get_writer(args.video, fps=25, macro_block_size=1)
         writer.append_data(draw_box(first, box))
     boxes = [np.asarray(box, float)]
+    failed = None
     try:
         for img in frames:
             b = tracker.update(img)
             boxes.append(b)
             if writer is not None:
                 writer.append_data(draw_box(img, b))
+    except UserError as e:   # an unreadable frame: keep the boxes of the frames before it
+        failed = e
     finally:
         if writer is not None:
             writer.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(out, np.array(boxes), fmt="%.2f", delimiter=",")
+    buf = io.StringIO()
+    np.savetxt(buf, np.array(boxes), fmt="%.2f", delimiter=",")
+    write_bytes_atomic(out, buf.getvalue().encode())
+    if failed is not None:
+        raise UserError(f"{failed}; the boxes of the {len(boxes)} frames before it are in {out}")
     print(f"tracked {len(boxes)} frames -> {out}" + (f", video {args.video}" if args.video else ""))
     return 0

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 ANN_SUFFIX = "-ann"
+ROUNDINGS = ("half_up", "half_even")
+"""NI-LIF fire rounding modes (implemented in ``model/neuron.py``, §IS-7)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,16 @@ class SpikeTrackConfig:
     ann : bool
         ANN twin: ReLU (clip to [0, D] / D) instead of NI-LIF everywhere.
     update_interval, update_threshold : int, float
-        Tracker template-update gate (spec §7.2).
+        Tracker template-update gate (spec §7.3): every ``update_interval`` frames, if the
+        windowed peak score exceeds ``update_threshold``. These apply to every dataset not in
+        ``update_by_dataset``.
+    update_by_dataset : tuple of (str, int, float)
+        Per-dataset gates ``(dataset, interval, threshold)`` (the reference's test settings:
+        LaSOT 40 / 0.8); see :meth:`update_gate`.
+    rounding : str
+        NI-LIF fire rounding: ``"half_up"`` (``floor(u + 1/2)``, the hardware default) or
+        ``"half_even"`` (ties to even, ``torch.round``: the reference implementation; imported
+        official checkpoints use it). docs/integer_semantics.md §IS-7.
     stem_pad : str
         What the stem convolution sees outside the image: ``"zero"`` (zeros of the normalised
         input, the mean colour) or ``"black"`` (normalised pixel 0, what the integer stem's zero
@@ -92,10 +103,14 @@ class SpikeTrackConfig:
     ann: bool = False
     update_interval: int = 25
     update_threshold: float = 0.7
+    update_by_dataset: tuple = (("lasot", 40, 0.8),)
     size_lr: float = 1.0
+    rounding: str = "half_up"
     stem_pad: str = "zero"
 
     def __post_init__(self):
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"{self.name}: rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         if not 1 <= self.timesteps <= 3:
             raise ValueError(f"{self.name}: timesteps must be 1..3, got {self.timesteps}")
         if self.stem_pad not in ("zero", "black"):
@@ -116,6 +131,14 @@ class SpikeTrackConfig:
                 raise ValueError(f"{self.name}: dim {d} not divisible into heads of {dh}")
 
     # ---------------------------------------------------------------- derived
+    def update_gate(self, dataset: str | None = None) -> tuple[int, float]:
+        """``(interval, threshold)`` of the template-update gate on ``dataset`` (``"lasot"``,
+        ``"got10k"``, ...; None: the default)."""
+        for name, interval, threshold in self.update_by_dataset:
+            if dataset is not None and name == dataset.lower():
+                return int(interval), float(threshold)
+        return int(self.update_interval), float(self.update_threshold)
+
     @property
     def stride(self) -> int:
         """Total backbone stride (16 with the paper's stage-4 stride 1)."""

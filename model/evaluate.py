@@ -110,6 +110,8 @@ def evaluate(tracker: SpikeTrackTracker, sequences: list[Sequence], out_dir: str
             scores.append(s)
     summary = M.summarize(scores)
     summary["fps"] = total_frames / total_time if total_time > 0 else float("nan")
+    summary["tracker"] = {k: getattr(tracker, k) for k in ("update_interval", "update_threshold", "size_lr")
+                          if hasattr(tracker, k)}
     summary["frames"] = int(sum(s.n_frames for s in scores))
     summary["evaluated_frames"] = int(sum(s.n_evaluated for s in scores))
     summary["skipped_sequences"] = skipped

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from spiketrack.model.configs import ROUNDINGS
 from spiketrack.model.hooks import ForwardHooks
 
 LEVELS = 4  # D: spike levels, S = k / D with k in {0..D}
@@ -23,20 +24,36 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
+def round_half_even(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest, ties to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2): ``torch.round``, the reference's NI-LIF."""
+    return torch.round(x)
+
+
+ROUNDING = dict(zip(ROUNDINGS, (round_half_up, round_half_even)))
+"""Fire-stage rounding modes (``SpikeTrackConfig.rounding``; docs/integer_semantics.md §IS-7)."""
+
+
+def check_rounding(rounding: str) -> str:
+    """``rounding`` if it names a mode of :data:`ROUNDING`, else ValueError listing them."""
+    if rounding not in ROUNDING:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, got {rounding!r}")
+    return rounding
+
+
 class _MultiLevelSTE(torch.autograd.Function):
-    """S = round_half_up(clip(U, 0, D)) / D; dS/dU = 1/D inside [0, D], 0 outside."""
+    """S = round(clip(U, 0, D)) / D (``round`` from :data:`ROUNDING`); dS/dU = 1/D inside [0, D], 0 outside."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, levels: int) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, levels: int, rounding: str = "half_up") -> torch.Tensor:
         ctx.save_for_backward(u)
         ctx.levels = levels
-        return round_half_up(torch.clamp(u, 0, levels)) / levels
+        return ROUNDING[rounding](torch.clamp(u, 0, levels)) / levels
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (u,) = ctx.saved_tensors
         window = (u >= 0) & (u <= ctx.levels)
-        return grad * window.to(grad.dtype) / ctx.levels, None
+        return grad * window.to(grad.dtype) / ctx.levels, None, None
 
 
 def check_timesteps(T: int, what: str = "input") -> None:
@@ -52,12 +69,13 @@ class NILIF(nn.Module):
 
         U[0] = X[0]
         U[t] = decay(H[t-1], t) + X[t]          decay(h, t) = beta_t * h,  beta_t = sigmoid(theta_t)
-        S[t] = quantize(U[t]) = floor(clip(U[t], 0, D) + 1/2) / D
+        S[t] = quantize(U[t]) = round(clip(U[t], 0, D)) / D
         H[t] = U[t] - S[t]                      soft reset by the normalised spike (as the reference)
 
-    Rounding is round-half-up ``floor(x + 1/2)``, **not** ``torch.round`` (half to even): the
-    integer hardware (``docs/integer_semantics.md`` §IS-7) compares against the thresholds
-    0.5, 1.5, 2.5, 3.5 and reproduces this exactly. The backward pass is a straight-through
+    ``round`` is set by ``rounding``: ``"half_up"`` ``floor(x + 1/2)`` (the default; ties 0.5,
+    1.5, 2.5, 3.5 go up) or ``"half_even"`` (``torch.round``, ties to even: 0.5 -> 0, 1.5 -> 2,
+    2.5 -> 2, 3.5 -> 4), which is what the reference NI-LIF does. The integer hardware
+    (``docs/integer_semantics.md`` §IS-7) implements both exactly. The backward pass is a straight-through
     estimator with a rectangular window: ``dS/dU = 1/D`` for ``0 <= U <= D`` and 0 outside. The
     reset subtracts ``S.detach()`` (the reference does the same). With ``T = 1`` the neuron is a
     stateless quantiser.
@@ -74,11 +92,14 @@ class NILIF(nn.Module):
     ----------
     levels : int
         ``D``, the number of spike levels (4).
+    rounding : str
+        Fire rounding, ``"half_up"`` or ``"half_even"`` (see :data:`ROUNDING`).
     """
 
-    def __init__(self, levels: int = LEVELS):
+    def __init__(self, levels: int = LEVELS, rounding: str = "half_up"):
         super().__init__()
         self.levels = int(levels)
+        self.rounding = check_rounding(rounding)
         init = math.log(DECAY_INIT / (1 - DECAY_INIT))
         self.decay_logit = nn.Parameter(torch.full((MAX_TIMESTEPS - 1,), init))
 
@@ -91,8 +112,8 @@ class NILIF(nn.Module):
         return self.beta(t) * h
 
     def quantize(self, u: torch.Tensor) -> torch.Tensor:
-        """Fire: normalised multi-level spike ``round_half_up(clip(u, 0, D)) / D``."""
-        return _MultiLevelSTE.apply(u, self.levels)
+        """Fire: normalised multi-level spike ``round(clip(u, 0, D)) / D`` with this layer's rounding."""
+        return _MultiLevelSTE.apply(u, self.levels, self.rounding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, ...] -> [T, B, ...]
         T = x.shape[0]
@@ -109,7 +130,7 @@ class NILIF(nn.Module):
         return torch.stack(out)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}"
+        return f"levels={self.levels}, rounding={self.rounding}"
 
 
 class ReLUNeuron(NILIF):
@@ -128,10 +149,11 @@ class ReLUNeuron(NILIF):
         return self.quantize(x)
 
 
-def neuron_factory(ann: bool = False, levels: int = LEVELS):
+def neuron_factory(ann: bool = False, levels: int = LEVELS, rounding: str = "half_up"):
     """A zero-argument constructor for the model's neuron layers (NI-LIF, or ReLU when ``ann``)."""
     cls = ReLUNeuron if ann else NILIF
-    return lambda: cls(levels)
+    check_rounding(rounding)
+    return lambda: cls(levels, rounding)
 
 
 class FiringRateMonitor(ForwardHooks):

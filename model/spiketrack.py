@@ -38,7 +38,7 @@ class SpikeTrack(nn.Module):
     def __init__(self, cfg: SpikeTrackConfig):
         super().__init__()
         self.cfg = cfg
-        neuron = neuron_factory(cfg.ann, cfg.levels)
+        neuron = neuron_factory(cfg.ann, cfg.levels, cfg.rounding)
         self.backbone = Backbone(cfg, neuron)
         self.head = CenterHead(cfg.dims[3], cfg.head_channels, neuron, cfg.head_min_width)
 

@@ -62,8 +62,10 @@ class SpikeTrackTracker:
     Parameters
     ----------
     model : the SpikeTrack model (``encode_template``, ``encode_search``, ``decode_box``, ``cfg``)
-    update_interval, update_threshold : template-update gate; default from ``model.cfg``
-        (``update_interval`` / ``update_threshold`` if present), else 25 / 0.7
+    update_interval, update_threshold : template-update gate; default ``model.cfg.update_gate(dataset)``
+        (the reference's test settings: 40 / 0.8 on LaSOT, 25 / 0.7 elsewhere); a config without
+        ``update_gate`` gives 25 / 0.7
+    dataset : benchmark name (``"lasot"``, ``"got10k"``, ``"otb"``, ...) selecting the default gate
     device : torch device for the model inputs
     window : apply the Hanning window to the score map (spec: always on)
     size_lr : scale damping in (0, 1]: the new width/height is ``prev + size_lr · (pred - prev)``
@@ -75,7 +77,8 @@ class SpikeTrackTracker:
     name = "SpikeTrack"
 
     def __init__(self, model, *, update_interval: int | None = None, update_threshold: float | None = None,
-                 device: str | torch.device = "cpu", window: bool = True, size_lr: float | None = None):
+                 device: str | torch.device = "cpu", window: bool = True, size_lr: float | None = None,
+                 dataset: str | None = None):
         if size_lr is None:
             size_lr = getattr(model.cfg, "size_lr", 1.0)
         if not 0.0 < float(size_lr) <= 1.0:
@@ -86,10 +89,12 @@ class SpikeTrackTracker:
         self.T = int(cfg.timesteps)
         self.template_size = int(cfg.template_size)
         self.search_size = int(cfg.search_size)
-        self.update_interval = int(update_interval if update_interval is not None
-                                   else getattr(cfg, "update_interval", None) or DEFAULT_UPDATE_INTERVAL)
-        self.update_threshold = float(update_threshold if update_threshold is not None
-                                      else getattr(cfg, "update_threshold", None) or DEFAULT_UPDATE_THRESHOLD)
+        gate = (cfg.update_gate(dataset) if hasattr(cfg, "update_gate")
+                else (DEFAULT_UPDATE_INTERVAL, DEFAULT_UPDATE_THRESHOLD))
+        self.update_interval = int(update_interval if update_interval is not None else gate[0])
+        self.update_threshold = float(update_threshold if update_threshold is not None else gate[1])
+        if self.update_interval < 1:
+            raise UserError(f"update interval must be at least 1, got {self.update_interval}")
         self.device = torch.device(device)
         self.window = hann2d(int(cfg.feat_size)).to(self.device) if window else None
         self.state: np.ndarray | None = None

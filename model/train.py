@@ -147,10 +147,6 @@ def _dist_env() -> tuple[int, int, int]:
 
 def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
     """Run (or resume) training; returns a small report dict. ``build`` overrides build_model."""
-    from spiketrack.model.data.sampler import TrackingPairs
-
-    if build is None:
-        from spiketrack.model import build_model as build
     world, rank, local = _dist_env()
     device = torch.device(cfg.device)
     if device.type == "cuda":
@@ -158,8 +154,24 @@ def train(cfg: TrainConfig, build=None, loss_fn=None) -> dict:
             raise UserError("--device cuda requested but no CUDA device is available")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(cfg, build, loss_fn, world, rank, device)
+    finally:
+        # Tear the group down before the interpreter exits: left to interpreter shutdown, a rank whose
+        # peer already exited can see the closed gloo connection in a background thread and abort (SIGABRT).
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, build, loss_fn, world: int, rank: int, device: torch.device) -> dict:
+    """The body of :func:`train` once the process group (if any) exists."""
+    from spiketrack.model.data.sampler import TrackingPairs
+
+    if build is None:
+        from spiketrack.model import build_model as build
     if cfg.steps < 1 or cfg.batch < 1:
         raise UserError("--steps and --batch must be positive")
     out = Path(cfg.out)

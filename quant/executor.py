@@ -81,7 +81,7 @@ def _run_layer(layer: Layer, p: dict, args: list[torch.Tensor]) -> tuple[torch.T
         return saturate(args[0] + value, a["bits"])
     if op == "neuron":
         decays = tuple(Decay(tuple(tuple(term) for term in d)) for d in a["decays"])
-        k, _, n = ni_lif(args[0], a["f_m"], a["bits"], decays)
+        k, _, n = ni_lif(args[0], a["f_m"], a["bits"], decays, a.get("rounding", "half_up"))
         return k, n
     if op == "memory_build":
         kk, kv = args

@@ -131,7 +131,7 @@ OP_SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "requant": {"shift": ("int_or_ints", True), "bits": ("int", True)},
     "add": {"bits": ("int", True)},
     "add_const": {"bits": ("int", True)},
-    "neuron": {"f_m": ("int", True), "bits": ("int", True), "decays": ("decays", True)},
+    "neuron": {"f_m": ("int", True), "bits": ("int", True), "decays": ("decays", True), "rounding": ("str", False)},
     "memory_build": {"heads": ("int", True)},
     "retrieve": {"heads": ("int", True), "sigma": ("int", True)},
     "avg_pool": {"size": ("int", True), "bits": ("int", True)},
@@ -231,6 +231,8 @@ def _infer(layer: "Layer", params: dict, args: list[TensorType]) -> TensorType:
         x = need(0, "stream")
         if x.exp != a["f_m"]:
             raise ArtifactError(f"layer {name!r}: input exponent {x.exp} is not the membrane exponent f_m={a['f_m']}")
+        if a.get("rounding", "half_up") not in ("half_up", "half_even"):
+            raise ArtifactError(f"layer {name!r}: rounding {a['rounding']!r} is not half_up or half_even")
         if len(a["decays"]) < x.shape[0] - 1:
             raise ArtifactError(f"layer {name!r}: {x.shape[0]} timesteps need {x.shape[0] - 1} decays")
         return TensorType(x.shape, "levels", LEVEL_BITS + 1, False, LEVEL_BITS)

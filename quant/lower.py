@@ -89,7 +89,7 @@ class _Lowerer:
         T = self.T(x)
         decays = [[list(term) for term in mod.shift_add(t).terms] for t in range(1, T)]
         return self.emit(self.name(mod, branch), "neuron", [x], T,
-                         {"f_m": self.fmt.frac, "bits": self.fmt.bits, "decays": decays})
+                         {"f_m": self.fmt.frac, "bits": self.fmt.bits, "decays": decays, "rounding": mod.rounding})
 
     def residual(self, mod: QuantResidual, x: str, y: str, branch: str) -> str:
         return self.emit(self.name(mod, branch), "add", [x, y], max(self.T(x), self.T(y)), {"bits": self.fmt.bits})

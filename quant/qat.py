@@ -260,7 +260,7 @@ class QuantNILIF(NILIF):
     """
 
     def __init__(self, src: NILIF, fmt: QuantFormat):
-        super().__init__(src.levels)
+        super().__init__(src.levels, src.rounding)
         self.decay_logit = src.decay_logit
         self.fmt = fmt
         self._constants: dict[int, Decay] = {}

@@ -68,7 +68,7 @@ class ConvJob:
 
 def conv_job(levels: torch.Tensor, weight, bias, shift, *, stride: int = 1, padding: int = 0, depthwise: bool = False,
              residual: torch.Tensor | None = None, neuron: tuple | None = None, stem: bool = False, lanes: int = 8,
-             name: str = "") -> ConvJob:
+             name: str = "", rounding: str = "half_up") -> ConvJob:
     """Pack one layer (see :func:`run_conv_layer` for the parameters)."""
     P = lanes
     levels = torch.as_tensor(levels).to(torch.int64)
@@ -77,7 +77,8 @@ def conv_job(levels: torch.Tensor, weight, bias, shift, *, stride: int = 1, padd
     co, _, k, _ = w.shape
     desc = conv_descriptor(depthwise=depthwise, k=k, stride=stride, pad=padding, T=T, h=H, w=W, c_in=C, c_out=co,
                            lanes=P, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
-                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None, stem=stem)
+                           decays=neuron[1] if neuron else (), res_base=0 if residual is not None else None, stem=stem,
+                           rounding=rounding)
     n_words, chunks, ho, wo = desc["n_words"], desc["chunks"], desc["ho"], desc["wo"]
     per_word, bits_in = (3, 8) if stem else (P, 3)   # stem: one word of 3 pixels
     lv = level_words(levels, n_words, per_word)
@@ -95,7 +96,7 @@ def conv_job(levels: torch.Tensor, weight, bias, shift, *, stride: int = 1, padd
 
 
 def retrieval_job(query: torch.Tensor, memory: torch.Tensor, shift: int, *, neuron: tuple | None = None,
-                  lanes: int = 8, name: str = "") -> ConvJob:
+                  lanes: int = 8, name: str = "", rounding: str = "half_up") -> ConvJob:
     """Pack a retrieval ``R = Q·M`` (§IS-8) -> requantise -> [NI-LIF]: a grouped 1×1 conv, one group
     per head, its weight lines ``M[t, h, c, chunk·P : (chunk+1)·P]`` in the template memory.
 
@@ -108,7 +109,7 @@ def retrieval_job(query: torch.Tensor, memory: torch.Tensor, shift: int, *, neur
     _, heads, d_h, d_v = mem.shape
     desc = conv_descriptor(depthwise=False, k=1, stride=1, pad=0, T=T, h=H, w=W, c_in=C, c_out=heads * d_v, lanes=P,
                            groups=heads, tmem=True, neuron=neuron is not None, f_m=neuron[0] if neuron else 8,
-                           decays=neuron[1] if neuron else ())
+                           decays=neuron[1] if neuron else (), rounding=rounding)
     cpg = desc["cpg"]
     mp = torch.zeros(T, heads, d_h, cpg * P, dtype=torch.int64)
     mp[..., :d_v] = mem

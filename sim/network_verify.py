@@ -42,6 +42,7 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
     ops = {l.op: l for l in layers}
     neuron = ops.get("neuron")
     nparams = (neuron.attrs["f_m"], neuron.attrs["decays"]) if neuron else None
+    rounding = neuron.attrs.get("rounding", "half_up") if neuron else "half_up"
     if node.kind in ("stem", "spike_conv"):
         conv, req = layers[0], layers[1]
         p = net.params_of(conv)
@@ -56,17 +57,18 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
             res = _b0(env, next(s for s in add.inputs if s != req.name))
         return conv_job(x, w, torch.from_numpy(p["bias"]).to(torch.int64), req.attrs["shift"],
                         stride=conv.attrs["stride"], padding=conv.attrs["padding"], depthwise=dw, residual=res,
-                        neuron=nparams, stem=node.kind == "stem", lanes=lanes, name=node.name)
+                        neuron=nparams, stem=node.kind == "stem", lanes=lanes, name=node.name, rounding=rounding)
     if node.kind == "retrieval":
         r, req = layers[0], layers[1]
         return retrieval_job(_b0(env, r.inputs[0]), _b0(env, r.inputs[1]), req.attrs["shift"], neuron=nparams,
-                             lanes=lanes, name=node.name)
+                             lanes=lanes, name=node.name, rounding=rounding)
     if node.kind == "neuron":
         first = layers[0]
         const = None
         if first.op == "add_const":
             const = torch.from_numpy(net.params_of(first)["value"][:, 0]).to(torch.int64)
-        return neuron_job(_b0(env, first.inputs[0]), nparams[0], nparams[1], const=const, lanes=lanes)
+        return neuron_job(_b0(env, first.inputs[0]), nparams[0], nparams[1], const=const, lanes=lanes,
+                          rounding=rounding)
     if node.kind == "add":
         a_name, b_name = layers[0].inputs
         srcs = []

@@ -48,7 +48,7 @@ def _stream(x, chunks, P, bits=STREAM_BITS):
 
 def _base(mode, T, c, ho, wo, P, **fields):
     chunks = -(-c // P)
-    desc = {"mode": mode, "const": 0, "T": T, "f_m": 8, "decays": decay_fields(()), "ho": ho, "wo": wo,
+    desc = {"mode": mode, "const": 0, "half_even": 0, "T": T, "f_m": 8, "decays": decay_fields(()), "ho": ho, "wo": wo,
             "chunks": chunks, "r_y": 1, "r_x": 1, "up": 0, "shift": 0, "a_base": 0, "a_t": ho * wo * chunks,
             "a_row": wo * chunks, "a_col": chunks, "a_ry": 0, "a_rx": 0, "b_base": 0, "b_t": 0, "b_row": 0,
             "c_base": 0, "o_base": 0, "o_t": ho * wo * chunks}
@@ -56,11 +56,11 @@ def _base(mode, T, c, ho, wo, P, **fields):
     return desc, chunks
 
 
-def neuron_job(x, f_m: int, decays, const=None, lanes: int = 8) -> VecJob:
+def neuron_job(x, f_m: int, decays, const=None, lanes: int = 8, rounding: str = "half_up") -> VecJob:
     """NI-LIF (§IS-7) over ``x`` [T, C, H, W] at ``(f_m, 16)``, after ``+ const`` (§IS-6) if given."""
     T, c, h, w = x.shape
     desc, chunks = _base(VecMode.NEURON, T, c, h, w, lanes, const=int(const is not None), f_m=f_m,
-                         decays=decay_fields(decays))
+                         decays=decay_fields(decays), half_even=int(rounding == "half_even"))
     images = {"a": _stream(x, chunks, lanes)}
     if const is not None:
         images["c"] = _stream(const, chunks, lanes)

@@ -156,8 +156,11 @@ for _kind in ("conv", "depthwise", "grouped", "1x1", "linear", "stem"):
 
 def neuron_case(*, c: int, n: int, lanes: int, T: int, shift, f_m: int, bits: int, residual: bool,
                 betas, seed: int = 0, valid_prob: float = 1.0, ready_prob: float = 1.0,
-                acc_bits: int = 16) -> dict:
-    """One neuron-unit case on random accumulators: RTL vs ``neuron_layer`` and the cycle model."""
+                acc_bits: int = 16, rounding: str = "half_up") -> dict:
+    """One neuron-unit case on random accumulators: RTL vs ``neuron_layer`` and the cycle model.
+
+    ``rounding_matters``: the other fire rounding would give other levels on this data (ties fired).
+    """
     from spiketrack.hw.neuron_unit import NeuronUnit
     from spiketrack.hw.neuron_unit_cycles import neuron_cycles
     from spiketrack.quant.golden.neuron import neuron_layer
@@ -182,7 +185,7 @@ def neuron_case(*, c: int, n: int, lanes: int, T: int, shift, f_m: int, bits: in
                 if residual:
                     rbeats.append({"res": [int(res[t, j, pos]) if j < c else 0 for j in lanes_]})
     dut = NeuronUnit(lay, n_beats=n * nch, c_out=c, shift=shift, f_m=f_m, bits=bits, T=T, betas=betas,
-                     residual=residual)
+                     residual=residual, rounding=rounding)
 
     def unpack(p):
         return int(p.pos), int(p.chan), [int(p.levels[i]) for i in range(P)], int(p.mask)
@@ -195,12 +198,14 @@ def neuron_case(*, c: int, n: int, lanes: int, T: int, shift, f_m: int, bits: in
             if mask >> i & 1:
                 k[idx // (n * nch), chan + i, pos] = lv[i]
     sh = shift if isinstance(shift, int) else torch.as_tensor(shift).view(-1, 1)
-    gk, _, gsat = neuron_layer(acc, sh, f_m, bits, res, tuple(betas))
+    gk, _, gsat = neuron_layer(acc, sh, f_m, bits, res, tuple(betas), rounding)
+    other = neuron_layer(acc, sh, f_m, bits, res, tuple(betas), "half_even" if rounding == "half_up" else "half_up")[0]
     cn = r.counters
     model = neuron_cycles(n * nch, T)
     return {"type": "neuron", "match": bool(torch.equal(k, gk)) and cn["saturated"] == gsat,
             "cycles_exact": cn["busy"] == model + cn["stall_in"] + cn["stall_out"],
-            "busy": cn["busy"], "model": model, "saturated": cn["saturated"], "golden_saturated": gsat}
+            "busy": cn["busy"], "model": model, "saturated": cn["saturated"], "golden_saturated": gsat,
+            "rounding_matters": not torch.equal(gk, other)}
 
 
 @register("neuron")

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("spiketrack.model.cli_track", "track one target through a frame folder or video"),
     "eval": ("spiketrack.model.cli_eval", "one-pass evaluation on a benchmark (AUC, precision, AO, SR)"),
     "verify": ("spiketrack.sim.verify", "fuzz the RTL against the golden model"),
+    "import": ("spiketrack.model.cli_import", "convert an official SpikeTrack checkpoint (paper variants)"),
     "quantize": ("spiketrack.quant.cli_quantize", "quantise a checkpoint to the integer network and check it"),
     "energy": ("spiketrack.quant.cli_energy", "synaptic operations, firing rates and energy on real frames"),
     "compare": ("spiketrack.quant.cli_compare", "float vs integer network: per-layer SQNR, spikes, box IoU"),

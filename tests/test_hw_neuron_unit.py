@@ -34,3 +34,15 @@ def test_neuron_property(c, n, lanes, T, shift, f_m, extra, residual, a1, bp, se
     r = neuron_case(c=c, n=n, lanes=lanes, T=T, shift=shift, f_m=f_m, bits=f_m + extra, residual=residual,
                     betas=betas, seed=seed, valid_prob=0.6 if bp else 1.0, ready_prob=0.6 if bp else 1.0)
     assert r["match"] and r["cycles_exact"], r
+
+
+@pytest.mark.parametrize("kw", [
+    dict(c=6, n=5, lanes=4, T=1, shift=3, f_m=2, bits=10, residual=False, betas=()),
+    dict(c=5, n=3, lanes=4, T=3, shift=[3, -1, 4, 0, 2], f_m=2, bits=6, residual=True, betas=(B1, B2),
+         valid_prob=0.6, ready_prob=0.6),
+])
+def test_neuron_half_even_matches_golden(kw):
+    """Ties-to-even fire (§IS-7) on data where it differs from half-up (exact ties occur)."""
+    r = neuron_case(seed=5, rounding="half_even", **kw)
+    assert r["rounding_matters"], "no tie with an odd result in the data: the case cannot tell the modes apart"
+    assert r["match"] and r["cycles_exact"], r

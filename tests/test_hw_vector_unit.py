@@ -46,3 +46,12 @@ def test_vector_ops_equal_golden_and_cycle_model():
     fused = mean_fusion(lv).unsqueeze(0)
     assert torch.equal(jobs[3].result["out"], fused)
     assert jobs[3].result["cycles"] == vector_cost(e, _t(fused, "levels"), [_t(lv, "levels")], reads_per_word=3).cycles
+
+
+def test_neuron_ties_round_to_even_when_asked():
+    """§IS-7 half_even (imported official models): exact ties at f_m = 8 fire to the even level."""
+    x = (torch.arange(-2, 10) * 256 + 128).reshape(1, 12, 1, 1).repeat(1, 1, 2, 2)  # every value a tie
+    jobs = run_vector_jobs([neuron_job(x, 8, [], rounding="half_even"), neuron_job(x, 8, [], rounding="half_up")])
+    even, up = (ni_lif(x, 8, 16, (), r)[0] for r in ("half_even", "half_up"))
+    assert not torch.equal(even, up)
+    assert torch.equal(jobs[0].result["out"], even) and torch.equal(jobs[1].result["out"], up)

@@ -176,3 +176,76 @@ def test_video_frames_roundtrip(tmp_path):
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(UserError, match="neither"):
         list(iter_frames(str(tmp_path / "notes.txt")))
+
+
+def test_update_gate_per_dataset():
+    """Reference test settings: LaSOT 40 frames / 0.8, every other dataset 25 / 0.7; flags override."""
+    from spiketrack.model import get_config
+
+    cfg = get_config("paper-s256-t3")
+    assert cfg.update_gate("lasot") == (40, 0.8) and cfg.update_gate("LaSOT") == (40, 0.8)
+    assert cfg.update_gate("got10k") == (25, 0.7) and cfg.update_gate(None) == (25, 0.7)
+    m = TinyModel(T=3)
+    m.cfg.update_gate = cfg.update_gate
+    tr = SpikeTrackTracker(m, dataset="lasot")
+    assert (tr.update_interval, tr.update_threshold) == (40, 0.8)
+    tr = SpikeTrackTracker(m, dataset="otb", update_threshold=0.5)
+    assert (tr.update_interval, tr.update_threshold) == (25, 0.5)
+    # the gate decides: score 0.75 updates at 0.7 (other datasets) but not at 0.8 (LaSOT)
+    for dataset, updates in (("got10k", 1), ("lasot", 0)):
+        m = TinyModel(T=3, score=0.75)
+        m.cfg.update_gate = cfg.update_gate
+        tr = SpikeTrackTracker(m, dataset=dataset, update_interval=1)
+        tr.init(_img(), [40, 30, 20, 20])
+        tr.update(_img())
+        assert tr.n_updates == updates
+    with pytest.raises(UserError, match="at least 1"):
+        SpikeTrackTracker(TinyModel(), update_interval=0)
+
+
+def test_track_keeps_boxes_before_an_unreadable_frame(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from spiketrack import cli
+    from spiketrack.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "model_from_checkpoint", lambda *a, **k: (TinyModel(T=1), {}))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.fromarray(_img()).save(frames / f"{i:04d}.png")
+    (frames / "0002.png").write_bytes(b"not a png")
+    out = tmp_path / "boxes.txt"
+    rc = cli.main(["track", "--frames", str(frames), "--init", "40,30,20,20", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "frame 2 (0002.png) cannot be read" in err and str(out) in err
+    boxes = np.loadtxt(out, delimiter=",")
+    assert boxes.shape == (2, 4)
+    np.testing.assert_allclose(boxes[0], [40, 30, 20, 20])
+
+
+def test_got10k_adapter_equals_eval(tmp_path):
+    """The got10k Tracker adapter, driven by the toolkit's own ``track``, gives eval's boxes."""
+    from PIL import Image
+
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.data.synthetic import make_sequence
+    from spiketrack.model.evaluate import run_sequence
+    from spiketrack.model.got10k_tracker import GOT10kTracker
+
+    import got10k.trackers as got10k   # a pinned test dependency (pyproject.toml)
+
+    torch.set_num_threads(1)
+    model, _ = model_from_checkpoint(None)
+    seq = make_sequence(3, 8)
+    files = []
+    for i in range(len(seq)):
+        files.append(tmp_path / f"{i:03d}.png")
+        Image.fromarray(seq.frame(i)).save(files[-1])
+    adapter = GOT10kTracker(model, name="spiketrack", dataset="got10k")
+    assert isinstance(adapter, got10k.Tracker)
+    boxes, times = adapter.track([str(f) for f in files], seq.boxes[0])
+    want, _ = run_sequence(SpikeTrackTracker(model, dataset="got10k"), seq)
+    assert boxes.shape == (8, 4) and len(times) == 8
+    np.testing.assert_array_equal(boxes, want)
+    assert not np.allclose(want[1:], want[0])   # the target moves: the boxes are not all the first one

@@ -11,7 +11,7 @@ import torch
 
 from spiketrack.quant.golden.arith import check_int, requantize, saturate
 
-__all__ = ["D", "LEVEL_BITS", "Decay", "fire", "decay", "ni_lif", "neuron_layer", "mean_fusion"]
+__all__ = ["D", "LEVEL_BITS", "ROUNDINGS", "Decay", "fire", "decay", "ni_lif", "neuron_layer", "mean_fusion"]
 
 D = 4          #: spike levels (§IS-1)
 LEVEL_BITS = 2  #: d = log2(D)
@@ -39,10 +39,24 @@ class Decay:
         return sum(s * 2.0 ** -a for s, a in self.terms)
 
 
-def fire(u: torch.Tensor, f_m: int) -> torch.Tensor:
-    """Spike level of membrane ``u`` (exponent ``f_m``): ``clamp((u + 2**(f_m-1)) >> f_m, 0, D)``."""
+ROUNDINGS = ("half_up", "half_even")  #: fire rounding modes (§IS-7)
+
+
+def fire(u: torch.Tensor, f_m: int, rounding: str = "half_up") -> torch.Tensor:
+    """Spike level of membrane ``u`` (exponent ``f_m``), §IS-7.
+
+    ``half_up``: ``clamp((u + 2**(f_m-1)) >> f_m, 0, D)``. ``half_even``: the same except that an
+    exact tie (``u mod 2**f_m == 2**(f_m-1)``) rounds to the even level:
+    ``r = (u + 2**(f_m-1)) >> f_m; r -= (r & 1) & [u mod 2**f_m == 2**(f_m-1)]``.
+    """
     u = check_int(u, "u")
-    return ((u + (1 << (f_m - 1))) >> f_m).clamp(0, D)
+    r = (u + (1 << (f_m - 1))) >> f_m
+    if rounding == "half_even":
+        tie = (u & ((1 << f_m) - 1)) == (1 << (f_m - 1))
+        r = r - (r & 1) * tie.to(r.dtype)
+    elif rounding != "half_up":
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    return r.clamp(0, D)
 
 
 def decay(h: torch.Tensor, beta: Decay) -> torch.Tensor:
@@ -54,7 +68,8 @@ def decay(h: torch.Tensor, beta: Decay) -> torch.Tensor:
     return out
 
 
-def ni_lif(x: torch.Tensor, f_m: int, bits: int, betas: tuple[Decay, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, int]:
+def ni_lif(x: torch.Tensor, f_m: int, bits: int, betas: tuple[Decay, ...] = (),
+           rounding: str = "half_up") -> tuple[torch.Tensor, torch.Tensor, int]:
     """Run the NI-LIF neuron over time-first input ``x`` [T, ...] at exponent ``f_m`` (§IS-7).
 
     Parameters
@@ -63,6 +78,7 @@ def ni_lif(x: torch.Tensor, f_m: int, bits: int, betas: tuple[Decay, ...] = ()) 
     f_m : membrane fractional bits, ``f_m >= LEVEL_BITS``.
     bits : membrane width ``B_m``.
     betas : one :class:`Decay` per step ``t = 1..T-1``.
+    rounding : fire rounding, ``"half_up"`` or ``"half_even"`` (:func:`fire`).
 
     Returns
     -------
@@ -81,18 +97,18 @@ def ni_lif(x: torch.Tensor, f_m: int, bits: int, betas: tuple[Decay, ...] = ()) 
             h = u - (ks[-1] << (f_m - LEVEL_BITS))
             u, n = saturate(decay(h, betas[t - 1]) + x[t], bits)
             n_sat += n
-        ks.append(fire(u, f_m))
+        ks.append(fire(u, f_m, rounding))
         us.append(u)
     return torch.stack(ks), torch.stack(us), n_sat
 
 
 def neuron_layer(acc: torch.Tensor, shift, f_m: int, bits: int, residual: torch.Tensor | None = None,
-                 betas: tuple[Decay, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, int]:
+                 betas: tuple[Decay, ...] = (), rounding: str = "half_up") -> tuple[torch.Tensor, torch.Tensor, int]:
     """What the hardware neuron unit computes from a synaptic core's accumulators.
 
     ``acc`` [T, C, ...] already includes the bias (§IS-4). Per timestep: requantise by ``shift``
     (``f_acc - f_m``, int or per-channel tensor broadcastable to ``acc[t]``) to ``(f_m, bits)``,
-    add ``residual`` [T, C, ...] with saturation (§IS-6), then run :func:`ni_lif`.
+    add ``residual`` [T, C, ...] with saturation (§IS-6), then run :func:`ni_lif` (``rounding``: its fire rounding).
     Returns ``(k, u, n_saturated)``.
     """
     acc = check_int(acc, "acc")
@@ -100,7 +116,7 @@ def neuron_layer(acc: torch.Tensor, shift, f_m: int, bits: int, residual: torch.
     if residual is not None:
         x, n = saturate(x + check_int(residual, "residual"), bits)
         n_sat += n
-    k, u, n = ni_lif(x, f_m, bits, betas)
+    k, u, n = ni_lif(x, f_m, bits, betas, rounding)
     return k, u, n_sat + n
 
 
