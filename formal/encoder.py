@@ -10,7 +10,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.hdl import Assert, Assume
 
 from spiketrack.hw.counters import COUNTER_LAG
-from spiketrack.formal.harness import StreamCheck, any_environment, cycles_since_busy, past
+from spiketrack.formal.harness import cycles_since_busy, output_rules, past, under_proof
 
 __all__ = ["GEOMETRY", "stream_rules", "transfers", "counters"]
 
@@ -31,19 +31,14 @@ def _nonzero_lanes(word, width):
 
 def stream_rules(hw) -> Module:
     """(a) ``o_events`` keeps ``valid`` until ready and its payload stable, any environment."""
-    m = Module()
-    m.submodules.dut = dut = _unit(hw)
-    any_environment(m, dut)
-    StreamCheck(m, dut.o_events, "o_events")
-    return m
+    return output_rules(_unit(hw), "o_events")
 
 
 def transfers(hw) -> Module:
     """(a) No event is lost or duplicated: every non-zero lane taken leaves as one event, every
     map's last word as one ``last`` event; never more out than in, equal whenever idle."""
-    m = Module()
-    m.submodules.dut = dut = _unit(hw)
-    any_environment(m, dut)
+    dut = _unit(hw)
+    m = under_proof(dut)
     i, o = dut.i_levels, dut.o_events
     take, sent = i.valid & i.ready, o.valid & o.ready
     lanes_in, events_out = Signal(8), Signal(8)
@@ -67,9 +62,8 @@ def counters(hw) -> Module:
     per map. Environment: one map at a time (after a map's last word no word is offered until the
     encoder is idle); gaps inside a map and backpressure are free.
     """
-    m = Module()
-    m.submodules.dut = dut = _unit(hw)
-    any_environment(m, dut)
+    dut = _unit(hw)
+    m = under_proof(dut)
     i = dut.i_levels
     take = i.valid & i.ready
     closed = Signal()            # the map's last word is taken

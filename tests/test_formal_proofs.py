@@ -20,9 +20,14 @@ def test_proof_holds(proof):
     assert res.mode == proof.mode and res.depth == proof.depth
 
 
-@pytest.mark.parametrize("proof", _params())
-def test_mutant_is_caught(proof):
-    res = run_mutant(proof)
+def _mutant_params():
+    return [pytest.param(p, mu, id=f"{p.name}-{mu.name}", marks=() if p.fast else pytest.mark.formal)
+            for p in PROOFS.values() for mu in p.mutants]
+
+
+@pytest.mark.parametrize("proof, mutant", _mutant_params())
+def test_mutant_is_caught(proof, mutant):
+    res = run_mutant(proof, mutant)
     assert res.status == "FAIL", res.describe()
     assert res.failed, f"FAIL without a named property:\n{res.describe()}"
     assert all(t.exists() for t in res.traces) and res.traces, res.describe()
