@@ -8,12 +8,14 @@ and the event stream are free.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.hdl import Assert, Assume
 
-from spiketrack.formal.harness import any_environment, elaborate_with_probes, output_rules, submodule, under_proof
+from spiketrack.formal.harness import (any_environment, cycles_since_busy, elaborate_with_probes, output_rules,
+                                      submodule, under_proof)
+from spiketrack.hw.counters import COUNTER_LAG
 
-__all__ = ["GEOMETRY", "template_write", "stream_rules", "transfers"]
+__all__ = ["GEOMETRY", "template_write", "stream_rules", "transfers", "counters"]
 
 GEOMETRY = "heads=1, d_h=d_v=2, n_max=2, 2 slots, P=2"
 
@@ -75,4 +77,32 @@ def transfers(hw) -> Module:
         m.d.comb += Assert(o.payload.last == (beats == expect - 1), "o_acc.last_on_final_beat")
     with m.If(~dut.busy):
         m.d.comb += [Assert(beats == expect, "o_acc.no_lost_beat"), Assert(lasts == retrieves, "o_acc.no_lost_last")]
+    return m
+
+
+def counters(hw) -> Module:
+    """(e) ``busy == model + stall_in + stall_out`` after every command, any stream timing.
+
+    Model (:mod:`spiketrack.hw.memory_unit_cycles`, ``C = d_v/P = 1`` chunk, so every event costs
+    one cycle): CLEAR ``clear_cycles(N)`` and K drain ``DRAIN`` for BUILD/ATTEND, Q drain ``DRAIN``
+    and readout ``out_beats(N) + OUT_LATENCY`` for RETRIEVE/ATTEND, plus one cycle per event.
+    """
+    dut = _unit(hw)
+    m = under_proof(dut)
+    _commands(m, hw, dut)
+    g, cmd, ev = dut.geom, dut.cmd, dut.i_events
+    assert g.n_chunks == 1, "the model below charges one cycle per event"
+    build = lambda n: g.clear_cycles(n) + hw.DRAIN
+    search = lambda n: hw.DRAIN + g.out_beats(n) + hw.OUT_LATENCY
+    fixed = {hw.Op.BUILD: build, hw.Op.RETRIEVE: search, hw.Op.ATTEND: lambda n: build(n) + search(n)}
+    cost = 0
+    for op, f in fixed.items():
+        for n in range(1, g.n_max + 1):
+            cost = Mux((cmd.payload.op == op) & (cmd.payload.n_tokens == n), f(n), cost)
+    model = Signal(32)
+    m.d.sync += model.eq(model + Mux(cmd.valid & cmd.ready, cost, 0) + (ev.valid & ev.ready))
+    idle = cycles_since_busy(m, dut.busy)
+    c = dut.counters
+    with m.If(~dut.busy & (idle >= COUNTER_LAG - 1)):
+        m.d.comb += Assert(c.busy == (model + c.stall_in + c.stall_out)[:32], "counters.busy_identity")
     return m
