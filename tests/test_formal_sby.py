@@ -24,7 +24,8 @@ def test_pass_by_induction():
 
 
 def test_fail_names_property_and_trace():
-    res = sby.run_sby("selftest_fail", _counter(5), mode="bmc", depth=8)
+    # a folder name with spaces: the tools run with relative names from inside it
+    res = sby.run_sby("selftest fail", _counter(5), mode="bmc", depth=8, root=sby.formal_root() / "with space")
     assert res.status == "FAIL"
     assert res.failed == [("counter.below_limit", 5)], res.describe()
     assert res.traces and all(t.suffix == ".vcd" and t.exists() for t in res.traces)
