@@ -200,8 +200,8 @@ def run_sby(name: str, harness, *, mode: str = "bmc", depth: int = 20, solver: s
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    env = _environment(workdir, solver)
     il = rtlil.convert(harness, name="top", ports=[])
+    env = _environment(workdir, solver)
     (workdir / "design.il").write_text(il)
     (workdir / "proof.sby").write_text(
         f"[options]\nmode {mode}\ndepth {depth}\ntimeout {timeout}\n\n"
