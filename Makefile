@@ -11,7 +11,7 @@ export ICEPACK := yowasp-icepack
 export OPENFPGALOADER := true
 export DFU_SUFFIX := true
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench formal clean
 
 setup:
 	@bash tools/setup.sh
@@ -24,6 +24,10 @@ demo: setup
 
 bench: setup
 	$(PY) -m pytest -q -m slow
+
+# every SymbiYosys proof and its mutant (docs/formal.md); one solver run at a time
+formal: setup
+	$(PY) -m pytest -q -m "formal or not formal" tests/test_formal_proofs.py tests/test_formal_sby.py
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis

@@ -1,0 +1,168 @@
+"""The registry of proofs: what each proves, on which unit and geometry, how, and its mutant.
+
+Each :class:`Proof` builds its harness from a ``spiketrack.hw`` module object (the real one, or a
+mutated copy from :func:`spiketrack.formal.mutants.load`), so re-pointing a proof at a rewritten
+unit means changing its ``build`` function only. Each proof runs in its own folder
+``build/formal/<name>/`` (its mutant in ``build/formal/<name>__<mutant>/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from spiketrack.formal import encoder, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
+from spiketrack.formal.mutants import Mutant, load
+from spiketrack.formal.sby import ProofResult, run_sby
+
+__all__ = ["Proof", "PROOFS", "run_proof", "run_mutant"]
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One formal proof.
+
+    Attributes
+    ----------
+    name : str
+        Proof (and folder) name.
+    prop : str
+        The property in words, with its item of issue 16 (a)-(e).
+    unit : str
+        The ``spiketrack.hw`` module of the unit under proof.
+    geometry : str
+        The elaborated geometry the proof covers.
+    build : callable
+        ``build(hw_module) -> harness``.
+    mode : str
+        ``"prove"`` (k-induction, unbounded) or ``"bmc"`` (bounded).
+    depth : int
+        Induction length or BMC depth.
+    mutants : tuple of Mutant
+        Broken variants of the unit this proof must catch (one per property it carries).
+    cut : tuple of str
+        Submodules replaced by free values (see :func:`spiketrack.formal.sby.run_sby`).
+    solver : str
+        SMT solver.
+    mutant_depth : int
+        BMC depth of the mutation checks. A mutant must fail in the base case (a real
+        counterexample from reset), so mutants always run as BMC, deep enough to reach the bug.
+    fast : bool
+        Runs in the default test suite (a few seconds); the others carry the ``formal`` marker.
+    """
+
+    name: str
+    prop: str
+    unit: str
+    geometry: str
+    build: Callable
+    mode: str
+    depth: int
+    mutants: tuple
+    cut: tuple = ()
+    solver: str = "yices"
+    mutant_depth: int = 20
+    fast: bool = False
+
+
+def run_proof(proof: Proof, *, timeout: int = 600) -> ProofResult:
+    """Run ``proof`` on the real unit."""
+    return run_sby(proof.name, proof.build(load(proof.unit)), mode=proof.mode, depth=proof.depth,
+                   solver=proof.solver, timeout=timeout, cut=proof.cut)
+
+
+def run_mutant(proof: Proof, mutant: Mutant, *, timeout: int = 600) -> ProofResult:
+    """Run ``proof`` on ``mutant`` (one of ``proof.mutants``; expected verdict: ``FAIL``)."""
+    depth = proof.depth if proof.mode == "bmc" else proof.mutant_depth
+    return run_sby(f"{proof.name}__{mutant.name}", proof.build(load(proof.unit, mutant)),
+                   mode="bmc", depth=depth, solver=proof.solver, timeout=timeout, cut=proof.cut)
+
+
+ENC = "spiketrack.hw.spike_encoder"
+CORE = "spiketrack.hw.synaptic_core"
+MEM = "spiketrack.hw.memory_unit"
+NEU = "spiketrack.hw.neuron_unit"
+RN = "spiketrack.hw.retrieval_neuron"
+STREAM = "(a) {}: valid held until ready, payload stable while stalled"
+IGNORES_READY = "the output register advances under backpressure"
+
+
+def mutant(*args) -> tuple:
+    """A one-mutant tuple (``Mutant(*args)``)."""
+    return (Mutant(*args),)
+
+
+
+PROOFS = {p.name: p for p in [
+    Proof("encoder_stream", STREAM.format("o_events"),
+          ENC, encoder.GEOMETRY, encoder.stream_rules, "prove", 4, fast=True, cut=("dut.ctr",),
+          mutants=mutant("valid_falls_early", "the held event is dropped whenever valid is high, ready or not",
+                        "with m.Elif(sent):\n            m.d.sync += [pend_valid.eq(0), final.eq(0)]",
+                        "with m.Elif(o.valid):\n            m.d.sync += [pend_valid.eq(0), final.eq(0)]")),
+    Proof("encoder_transfers", "(a) o_events: every non-zero lane leaves as exactly one event, every map "
+          "as one last event (never more out than in; equal when idle)",
+          ENC, encoder.GEOMETRY, encoder.transfers, "bmc", 14, cut=("dut.ctr",),
+          mutants=mutant("drop_lane", "only lane 0 of a word is queued (lane 1's events are lost)",
+                        "rem.eq(sum((b << j for j, b in enumerate(nz)), 0))", "rem.eq(nz[0])")),
+    Proof("encoder_counters", "(e) counters: busy == model + stall_in + stall_out after each map",
+          ENC, encoder.GEOMETRY, encoder.counters, "bmc", 14,
+          mutants=mutant("no_stall_out", "backpressure cycles are not counted",
+                        "ctr.inc.stall_out.eq(o.valid & ~o.ready)", "ctr.inc.stall_out.eq(0)")),
+    Proof("core_stream", STREAM.format("o_acc"),
+          CORE, synaptic_core.GEOMETRY, synaptic_core.stream_rules, "prove", 3, cut=("dut.ctr",),
+          mutants=mutant("ignores_ready", IGNORES_READY,
+                         "adv = ~o.valid | o.ready", "adv = Const(1)")),
+    Proof("core_transfers", "(a) o_acc: each packet is read out once, n_acc beats, last on the final beat",
+          CORE, synaptic_core.GEOMETRY, synaptic_core.transfers, "bmc", 18, cut=("dut.ctr",),
+          mutants=mutant("early_last", "last is set one beat early (the final beat is lost)",
+                         "r1_last.eq(r_idx == p.n_acc - 1)", "r1_last.eq(r_idx == p.n_acc - 2)")),
+    Proof("core_accumulate", "(c) no accumulator wraps and (d) no update is lost: each beat lane == "
+          "bias + sum of level*w of its packet",
+          CORE, synaptic_core.GEOMETRY, synaptic_core.accumulate, "bmc", 18, cut=("dut.ctr",),
+          mutants=(Mutant("forward_3", "forwarding keeps 3 sums instead of 4 (a stage dropped)",
+                          "FORWARD = 4      #:", "FORWARD = 3      #:"),
+                   Mutant("acc_bits_minus_1", "the accumulator is one bit narrower than the worst case",
+                          "self.acc_bits = need if acc_bits is None else acc_bits\n        if self.acc_bits < need:",
+                          "self.acc_bits = need - 1 if acc_bits is None else acc_bits\n        if self.acc_bits < need - 1:"))),
+    Proof("memory_template_write", "(b) the template memory is written only during a BUILD and only with "
+          "template_mode high (never during RETRIEVE or ATTEND)",
+          MEM, memory_unit.GEOMETRY, memory_unit.template_write, "bmc", 40, cut=("dut.ctr",),
+          mutants=(Mutant("attend_writes_m", "ATTEND's build updates also write the template memory",
+                          'd_we_m.eq(Dd["valid"] & Dd["build"] & ~Dd["scr"])', 'd_we_m.eq(Dd["valid"] & Dd["build"])'),
+                   Mutant("retrieve_writes_m", "RETRIEVE's accumulator updates also write the template memory",
+                          "build_m_we.eq(d_we_m | clr_m)", "build_m_we.eq(d_we_m | clr_m | d_we_r)"),
+                   Mutant("no_template_gate", "the template_mode gate is dropped",
+                          "m_wr.en.eq(build_m_we & self.template_mode)", "m_wr.en.eq(build_m_we)"))),
+    Proof("memory_stream", STREAM.format("o_acc"), MEM, memory_unit.GEOMETRY, memory_unit.stream_rules, "prove", 3,
+          cut=("dut.ctr",), mutants=mutant("ignores_ready", IGNORES_READY,
+                                           "advance = ~o_valid | self.o_acc.ready", "advance = Const(1)")),
+    Proof("memory_transfers", "(a) o_acc: a RETRIEVE/ATTEND of N tokens gives N*H*d_v/P beats, last on the "
+          "final one; a BUILD none", MEM, memory_unit.GEOMETRY, memory_unit.transfers, "bmc", 24, cut=("dut.ctr",),
+          mutants=mutant("extra_beat", "the readout runs one token past n_tokens",
+                         "last_n = on == ntok - 1", "last_n = on == ntok")),
+    Proof("neuron_stream", STREAM.format("o_spk"), NEU, neuron_unit.GEOMETRY, neuron_unit.stream_rules, "prove", 3,
+          cut=("dut.ctr",), mutants=mutant("ignores_ready", IGNORES_READY, "        adv = ~o.valid | o.ready\n",
+                                           "        adv = Const(1)\n")),
+    Proof("neuron_transfers", "(a) o_spk: one output beat per input beat (never more; equal when idle)",
+          NEU, neuron_unit.GEOMETRY, neuron_unit.transfers, "bmc", 16, cut=("dut.ctr",),
+          mutants=mutant("drop_last_beat", "the map's last beat is dropped in stage 3",
+                         "m.d.sync += [v3.eq(v2), meta3.eq(meta2)", "m.d.sync += [v3.eq(v2 & ~meta2.last), meta3.eq(meta2)")),
+    Proof("neuron_saturation", "(c) counters.saturated counts exactly the clamped requantise results",
+          NEU, neuron_unit.GEOMETRY, neuron_unit.saturation, "bmc", 18,
+          mutants=mutant("no_low_saturation", "clamping at the low end is not counted",
+                         "return Mux(v < lo, lo, Mux(v > hi, hi, v)), (v < lo) | (v > hi)",
+                         "return Mux(v < lo, lo, Mux(v > hi, hi, v)), (v > hi)")),
+    Proof("neuron_counters", "(e) counters: busy == model + stall_in + stall_out after each map",
+          NEU, neuron_unit.GEOMETRY, neuron_unit.counters, "bmc", 18,
+          mutants=mutant("no_stall_out", "backpressure cycles are not counted",
+                         "ctr.inc.stall_out.eq(o.valid & ~o.ready & ~free_stall)", "ctr.inc.stall_out.eq(0)")),
+    Proof("retrieval_neuron_stream", STREAM.format("o_spk"), RN, retrieval_neuron.GEOMETRY,
+          retrieval_neuron.stream_rules, "prove", 3,
+          mutants=mutant("neuron_ignores_ready", "the neuron unit's output is wired as always ready",
+                         "wiring.connect(m, nu.o_spk, wiring.flipped(self.o_spk))",
+                         "wiring.connect(m, nu.o_spk, wiring.flipped(self.o_spk))\n        m.d.comb += nu.o_spk.ready.eq(1)")),
+    Proof("memory_counters", "(e) counters: busy == model + stall_in + stall_out after each command",
+          MEM, memory_unit.GEOMETRY, memory_unit.counters, "bmc", 20,
+          mutants=mutant("no_stall_in", "input gaps are not counted",
+                         "ctr.inc.stall_in.eq(in_phase & ~self.i_events.valid)", "ctr.inc.stall_in.eq(0)")),
+]}

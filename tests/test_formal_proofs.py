@@ -1,0 +1,33 @@
+"""Formal proofs (issue 16): every proof passes on its unit, and fails on its mutant.
+
+The fast proof(s) run in the default suite; the others carry the ``formal`` marker
+(``make formal`` / ``pytest -m formal``). Results and run times: docs/formal.md.
+"""
+
+import pytest
+
+from spiketrack.formal.proofs import PROOFS, run_mutant, run_proof
+
+
+def _params():
+    return [pytest.param(p, id=p.name, marks=() if p.fast else pytest.mark.formal) for p in PROOFS.values()]
+
+
+@pytest.mark.parametrize("proof", _params())
+def test_proof_holds(proof):
+    res = run_proof(proof)
+    assert res.status == "PASS", res.describe()
+    assert res.mode == proof.mode and res.depth == proof.depth
+
+
+def _mutant_params():
+    return [pytest.param(p, mu, id=f"{p.name}-{mu.name}", marks=() if p.fast else pytest.mark.formal)
+            for p in PROOFS.values() for mu in p.mutants]
+
+
+@pytest.mark.parametrize("proof, mutant", _mutant_params())
+def test_mutant_is_caught(proof, mutant):
+    res = run_mutant(proof, mutant)
+    assert res.status == "FAIL", res.describe()
+    assert res.failed, f"FAIL without a named property:\n{res.describe()}"
+    assert all(t.exists() for t in res.traces) and res.traces, res.describe()
