@@ -93,12 +93,14 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
 
 
 def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.Tensor]], *, lanes: int = 8,
-                   max_nodes: int | None = None, max_node_cycles: int | None = None) -> dict:
+                   max_nodes: int | None = None, max_node_cycles: int | None = None,
+                   max_per_kind: int | None = None) -> dict:
     """Check every RTL-placeable node of one template pass and ``len(inputs)`` search frames.
 
     inputs : ``[(template_pixels, search_pixels), ...]``; the first pair's template is used.
-    max_nodes, max_node_cycles : check at most this many nodes, and only nodes whose model predicts
-        at most this many cycles (the rest count as unchecked, by kind; for quick runs).
+    max_nodes, max_node_cycles, max_per_kind : check at most this many nodes (in all, and of each
+        kind), and only nodes whose model predicts at most this many cycles (the rest count as
+        unchecked, by kind; for quick runs).
     """
     from spiketrack.sim.conv_engine_sim import run_jobs
     from spiketrack.sim.vector_unit_sim import run_vector_jobs
@@ -115,7 +117,7 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
         passes.append((f"search_frame_{i}", progs["search_frame"], {**env_t, **env_s}))
     engine = Engine(lanes)
     types = net.types
-    conv_jobs, vec_jobs, unchecked = [], [], {}
+    conv_jobs, vec_jobs, unchecked, checked_kind = [], [], {}, {}
     layers_total = layers_checked = 0
     for pname, prog, env in passes:
         for node in prog.nodes:
@@ -125,13 +127,15 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
             budget_left = max_nodes is None or len(conv_jobs) + len(vec_jobs) < max_nodes
             model_cycles = REGISTRY[node.kind].cost(node, net, types, engine, env).cycles
             small = max_node_cycles is None or model_cycles <= max_node_cycles
-            if node.kind not in RTL_KINDS or not budget_left or not small:
+            kind_left = max_per_kind is None or checked_kind.get(node.kind, 0) < max_per_kind
+            if node.kind not in RTL_KINDS or not budget_left or not small or not kind_left:
                 unchecked[node.kind] = unchecked.get(node.kind, 0) + 1
                 continue
             job = node_job(node, net, env, lanes)
             job.name, job.pass_name = node.name, pname
             job.expected = _b0(env, node.output)
             job.model_cycles = model_cycles
+            checked_kind[node.kind] = checked_kind.get(node.kind, 0) + 1
             job.n_layers = len(node.layers)
             (conv_jobs if node.kind in CONV_KINDS else vec_jobs).append(job)
     if conv_jobs:
@@ -154,6 +158,6 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
         layers_checked += job.n_layers
         cycles[job.pass_name] = cycles.get(job.pass_name, 0) + job.result["cycles"]
     return {"frames": len(inputs), "layers_total": layers_total, "layers_checked": layers_checked,
-            "nodes_checked": len(conv_jobs) + len(vec_jobs), "unchecked_nodes": unchecked,
+            "nodes_checked": len(conv_jobs) + len(vec_jobs), "checked_nodes": checked_kind, "unchecked_nodes": unchecked,
             "mismatches": mismatches, "first_mismatch": first, "cycle_model_exact": exact,
             "rtl_cycles_of_checked_nodes": cycles, "seconds": round(time.monotonic() - t0, 1)}

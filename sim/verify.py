@@ -306,6 +306,7 @@ def add_arguments(p):
     p.add_argument("--artifact", default=None, help="--network: integer-network artifact (default: the shipped edge-t3)")
     p.add_argument("--frames", type=int, default=1, help="--network: search frames after the template pass")
     p.add_argument("--max-nodes", type=int, default=None, help="--network: check at most this many nodes")
+    p.add_argument("--max-nodes-per-kind", type=int, default=None, help="--network: check at most this many of each kind")
     p.add_argument("--max-node-cycles", type=int, default=None,
                    help="--network: check only nodes of at most this many predicted cycles (quick runs)")
     p.add_argument("--fuzz", type=int, default=20, metavar="N", help="random cases to run (default 20)")
@@ -328,7 +329,8 @@ def _run_network(args) -> int:
         raise ValueError("--frames must be >= 1")
     net = _artifact(args.artifact)
     frames = list(synthetic_frames(get_config(net.meta["config"]), args.frames))
-    out = verify_network(net, frames, max_nodes=args.max_nodes, max_node_cycles=args.max_node_cycles)
+    out = verify_network(net, frames, max_nodes=args.max_nodes, max_node_cycles=args.max_node_cycles,
+                         max_per_kind=args.max_nodes_per_kind)
     if args.json:
         print(json.dumps(out))
     else:
