@@ -33,7 +33,7 @@ from spiketrack.compiler.memplan import BOARD_MEMORY, plan_memory
 from spiketrack.compiler.schedule import program_cost, programs, run_program
 from spiketrack.hw.engine_cycles import Engine
 from spiketrack.quant.executor import run_network
-from spiketrack.quant.ir import IntegerNetwork
+from spiketrack.quant.ir import IntegerNetwork, read_manifest
 
 __all__ = ["COMPILED_FORMAT", "COMPILED_VERSION", "compile_network", "load_compiled", "lut_estimate"]
 
@@ -207,23 +207,9 @@ def write_compiled(result: dict, net_sha: str, out: str | Path) -> Path:
 
 def load_compiled(directory: str | Path, net: IntegerNetwork | None = None) -> dict:
     """Read and check a compiled artifact (version, image hash, programs against ``net``)."""
-    d = Path(directory)
-    mpath, ipath = d / "compiled.json", d / "images.npz"
-    for p in (mpath, ipath):
-        if not p.is_file():
-            raise CompileError(f"compiled artifact {d}: missing {p.name}")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CompileError(f"{mpath}: not valid JSON ({e})") from None
-    if manifest.get("format") != COMPILED_FORMAT:
-        raise CompileError(f"{mpath}: not a spiketrack compiled artifact")
-    if manifest.get("version") != COMPILED_VERSION:
-        raise CompileError(f"{mpath}: compiled format version {manifest.get('version')} is not supported "
-                           f"(this code reads version {COMPILED_VERSION}); re-run `spiketrack compile`")
-    blob = ipath.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != manifest.get("images_sha256"):
-        raise CompileError(f"{ipath}: SHA-256 does not match compiled.json (a changed or corrupted image)")
+    manifest, blob, mpath, _ = read_manifest(directory, "compiled.json", "images.npz", fmt=COMPILED_FORMAT,
+                                             version=COMPILED_VERSION, sha_key="images_sha256", error=CompileError,
+                                             what="compiled artifact", rerun="spiketrack compile")
     images = dict(np.load(io.BytesIO(blob), allow_pickle=False))
     progs = {name: [HwNode(n["kind"], list(n["layers"]), list(n["inputs"])) for n in nodes]
              for name, nodes in manifest["programs"].items()}

@@ -446,25 +446,40 @@ def save_artifact(net: IntegerNetwork, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def load_artifact(directory: str | os.PathLike) -> IntegerNetwork:
-    """Read and check an artifact; any inconsistency raises :class:`ArtifactError` naming it."""
+def read_manifest(directory, manifest_name: str, blob_name: str, *, fmt: str, version: int, sha_key: str,
+                  error=ValueError, what: str, rerun: str) -> tuple[dict, bytes, Path, Path]:
+    """The checked JSON manifest and data blob of a versioned, hash-checked artifact folder.
+
+    Shared by the integer-network artifact and the compiled artifact: missing files, broken JSON,
+    another format, another version (naming it and the command that rewrites it) and a blob whose
+    SHA-256 is not the manifest's each raise ``error`` naming the file.
+    """
     directory = Path(directory)
-    mpath, ppath = directory / "manifest.json", directory / "params.npz"
+    mpath, ppath = directory / manifest_name, directory / blob_name
     for p in (mpath, ppath):
         if not p.is_file():
-            raise ArtifactError(f"integer-network artifact {directory}: missing {p.name}")
+            raise error(f"{what} {directory}: missing {p.name}")
     try:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{mpath}: not valid JSON ({e})") from None
-    if manifest.get("format") != "spiketrack-integer-network":
-        raise ArtifactError(f"{mpath}: not a spiketrack integer-network manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ArtifactError(f"{mpath}: artifact format version {manifest.get('version')} is not supported "
-                            f"(this code reads version {FORMAT_VERSION}: typed tensors); re-run `spiketrack quantize`")
+        raise error(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        raise error(f"{mpath}: not a {fmt} manifest")
+    if manifest.get("version") != version:
+        raise error(f"{mpath}: {what} format version {manifest.get('version')} is not supported "
+                    f"(this code reads version {version}); re-run `{rerun}`")
     blob = ppath.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != manifest.get("params_sha256"):
-        raise ArtifactError(f"{ppath}: SHA-256 does not match the manifest (corrupted or from another artifact)")
+    if hashlib.sha256(blob).hexdigest() != manifest.get(sha_key):
+        raise error(f"{ppath}: SHA-256 does not match {mpath.name} (corrupted, changed or from another artifact)")
+    return manifest, blob, mpath, ppath
+
+
+def load_artifact(directory: str | os.PathLike) -> IntegerNetwork:
+    """Read and check an artifact; any inconsistency raises :class:`ArtifactError` naming it."""
+    manifest, blob, mpath, ppath = read_manifest(
+        directory, "manifest.json", "params.npz", fmt="spiketrack-integer-network", version=FORMAT_VERSION,
+        sha_key="params_sha256", error=ArtifactError, what="integer-network artifact",
+        rerun="spiketrack quantize (format 2: typed tensors)")
     try:
         arrays = dict(np.load(io.BytesIO(blob), allow_pickle=False))
     except Exception as e:  # numpy raises several types for broken zips
