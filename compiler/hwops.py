@@ -24,12 +24,13 @@ so NI-LIF membranes across ``T`` stay in registers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from spiketrack.hw import engine_cycles as ec
+from spiketrack.hw.engine_cycles import Cost
 from spiketrack.quant.executor import _run_layer
 from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
 
@@ -58,29 +59,6 @@ class HwNode:
     @property
     def output(self) -> str:
         return self.layers[-1]
-
-
-@dataclass
-class Cost:
-    """Cycles and memory traffic of one node (one frame/pass).
-
-    ``reads``/``writes`` count accesses in bits per memory: ``weights``, ``tables``, ``act``
-    (activation buffers), ``tmem`` (template memories), ``consts`` (positional tables).
-    ``adds`` counts lane additions (accumulate, requantise, residual, membrane).
-    """
-
-    cycles: int = 0
-    adds: int = 0
-    reads: dict = field(default_factory=dict)
-    writes: dict = field(default_factory=dict)
-
-    def add(self, other: "Cost") -> "Cost":
-        self.cycles += other.cycles
-        self.adds += other.adds
-        for mine, theirs in ((self.reads, other.reads), (self.writes, other.writes)):
-            for k, v in theirs.items():
-                mine[k] = mine.get(k, 0) + v
-        return self
 
 
 REGISTRY: dict[str, type["HwOp"]] = {}
@@ -181,7 +159,9 @@ class SpikeConv(HwOp):
     @classmethod
     def pack(cls, node, net, engine):
         conv = net.layer(node.layers[0])
-        return ec.pack_conv(engine, conv, net.params_of(conv), net.layer(node.layers[1]))
+        p = net.params_of(conv)
+        return ec.pack_conv(engine, p["weight"], p["bias"], net.layer(node.layers[1]).attrs["shift"],
+                            conv.attrs["groups"])
 
 
 @register

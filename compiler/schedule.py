@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from spiketrack.compiler.fuse import HwGraph
-from spiketrack.compiler.hwops import REGISTRY, Cost, HwNode
+from spiketrack.compiler.hwops import REGISTRY, HwNode
+from spiketrack.hw.engine_cycles import Cost
 from spiketrack.hw.engine_cycles import Engine
 from spiketrack.quant.executor import _needed
 

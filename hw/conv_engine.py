@@ -407,7 +407,7 @@ class ConvEngine(wiring.Component):
             self.busy.eq(active | take),
             ctr.inc.busy.eq(active | take),
             ctr.inc.words.eq(f1_valid),
-            ctr.inc.events.eq(e1.valid & e1.ev & ~d.depthwise | (e1.valid & d.depthwise)),
+            ctr.inc.events.eq(e1.valid & e1.ev),   # depthwise: every word is one (vector) event
             ctr.inc.saturated.eq(popcnt),
         ]
         return m

@@ -36,13 +36,13 @@ part of the model yet, so its figures are predictions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "OP_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+__all__ = ["Engine", "Cost", "OP_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
 CONV_OVERHEAD = 10     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
@@ -71,9 +71,30 @@ class Engine:
             raise ValueError(f"lanes and word must be >= 1, got {self.lanes}, {self.word}")
 
 
-def _cost(cycles=0, adds=0, reads=None, writes=None):
-    from spiketrack.compiler.hwops import Cost
+@dataclass
+class Cost:
+    """Cycles and memory traffic of one node (one frame/pass).
 
+    ``reads``/``writes`` count accesses in bits per memory: ``weights``, ``tables``, ``act``
+    (activation buffers), ``tmem`` (template memories), ``consts`` (positional tables).
+    ``adds`` counts lane additions (accumulate, requantise, residual, membrane).
+    """
+
+    cycles: int = 0
+    adds: int = 0
+    reads: dict = field(default_factory=dict)
+    writes: dict = field(default_factory=dict)
+
+    def add(self, other: "Cost") -> "Cost":
+        self.cycles += other.cycles
+        self.adds += other.adds
+        for mine, theirs in ((self.reads, other.reads), (self.writes, other.writes)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        return self
+
+
+def _cost(cycles=0, adds=0, reads=None, writes=None):
     return Cost(int(cycles), int(adds), {k: int(v) for k, v in (reads or {}).items()},
                 {k: int(v) for k, v in (writes or {}).items()})
 
@@ -208,18 +229,17 @@ def const_bits(value: np.ndarray) -> int:
     return m.bit_length() + 1
 
 
-def pack_conv(engine: Engine, conv, params: dict, requant) -> dict[str, np.ndarray]:
+def pack_conv(engine: Engine, weight, bias, shift, groups: int = 1) -> dict[str, np.ndarray]:
     """Weights as ``P``-lane lines in the order the engine reads them, and the per-channel tables.
 
     Line order: group, output chunk, tap (ky, kx), input channel of the group (so every address
     step of the engine is an addition: ``+1`` per channel, ``+C_in`` per tap); depthwise: chunk,
     tap. Lanes past the output channels are zero. Tables: one row per output channel
-    ``[bias, shift]``.
+    ``[bias, shift]`` (``shift``: one int or one per output channel, §IS-5).
     """
     P = engine.lanes
-    w = np.asarray(params["weight"], dtype=np.int64)
+    w = np.asarray(weight, dtype=np.int64)
     co, cig, k, _ = w.shape
-    groups = conv.attrs["groups"]
     if groups == co and cig == 1 and groups > 1:  # depthwise
         chunks = math.ceil(co / P)
         wp = np.zeros((chunks * P, k * k), dtype=np.int64)
@@ -231,7 +251,6 @@ def pack_conv(engine: Engine, conv, params: dict, requant) -> dict[str, np.ndarr
         wg = np.zeros((groups, chunks * P, cig, k * k), dtype=np.int64)
         wg[:, :cog] = w.reshape(groups, cog, cig, k * k)
         lines = wg.reshape(groups, chunks, P, cig, k * k).transpose(0, 1, 4, 3, 2).reshape(-1, P)
-    shift = requant.attrs["shift"]
-    shifts = np.asarray(shift if isinstance(shift, list) else [shift] * co, dtype=np.int64)
-    tables = np.stack([np.asarray(params["bias"], dtype=np.int64), shifts], axis=1)
+    shifts = np.asarray(list(shift) if not isinstance(shift, int) else [shift] * co, dtype=np.int64)
+    tables = np.stack([np.asarray(bias, dtype=np.int64), shifts], axis=1)
     return {"weights": lines.astype(np.int8), "tables": tables}

@@ -82,10 +82,7 @@ def conv_job(levels: torch.Tensor, weight, bias, shift, *, stride: int = 1, padd
     n_words, chunks, ho, wo = desc["n_words"], desc["chunks"], desc["ho"], desc["wo"]
     per_word, bits_in = (3, 8) if stem else (P, 3)   # stem: one word of 3 pixels
     lv = level_words(levels, n_words, per_word)
-    shifts = list(shift) if not isinstance(shift, int) else [shift] * co
-    conv = type("L", (), {"attrs": {"groups": C if depthwise else 1}})()
-    req = type("L", (), {"attrs": {"shift": shifts}})()
-    packed = pack_conv(Engine(P), conv, {"weight": w.numpy(), "bias": torch.as_tensor(bias).numpy()}, req)
+    packed = pack_conv(Engine(P), w.numpy(), torch.as_tensor(bias).numpy(), shift, C if depthwise else 1)
     images = {"in": words(lv, bits_in), "w": words(packed["weights"], 8),
               "tab": _table_rows(packed["tables"], chunks, P)}
     if residual is not None:

@@ -112,9 +112,7 @@ def test_conv_cycle_model_by_hand():
 def test_weight_lines_follow_the_engine_read_order():
     rng = np.random.default_rng(0)
     w = rng.integers(-127, 128, (12, 5, 3, 3)).astype(np.int8)
-    conv = Layer("c", "conv", ["x"], {"groups": 1})
-    q = Layer("q", "requant", ["c"], {"shift": [1] * 12, "bits": 16})
-    packed = pack_conv(Engine(8), conv, {"weight": w, "bias": np.arange(12)}, q)
+    packed = pack_conv(Engine(8), w, np.arange(12), [1] * 12)
     lines = packed["weights"]
     assert lines.shape == (2 * 9 * 5, 8)  # 2 chunks x 9 taps x 5 input channels, 8 lanes
     for ch in range(2):
