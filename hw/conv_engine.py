@@ -159,7 +159,10 @@ class ConvEngine(wiring.Component):
     i_desc : In(stream.Signature(desc_layout))
         One descriptor per layer; taken when the engine is idle.
     in_addr, w_addr, tm_addr, tab_addr, res_addr : Out(addr_bits)
-        Read addresses (read every cycle; data expected one cycle later).
+        Read addresses (data expected one cycle later).
+    in_en, w_en, tm_en, tab_en, res_en : Out(1)
+        The read's data is used (read enables: what a memory-access counter counts; the data
+        of a cycle without its enable is never used).
     in_data : In(3·P), w_data : In(8·P), tm_data : In(12·P), tab_data : In(30·P), res_data : In(16·P)
         Read data.
     out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
@@ -176,6 +179,7 @@ class ConvEngine(wiring.Component):
         super().__init__({
             "i_desc": In(stream.Signature(desc_layout(A))),
             "in_addr": Out(A), "in_data": In(3 * P), "tm_addr": Out(A),
+            "in_en": Out(1), "w_en": Out(1), "tm_en": Out(1), "tab_en": Out(1), "res_en": Out(1),
             "w_addr": Out(A), "w_data": In(8 * P), "tm_data": In(TM_BITS * P),
             "tab_addr": Out(A), "tab_data": In((BIAS_BITS + SHIFT_BITS) * P),
             "res_addr": Out(A), "res_data": In(STREAM_BITS * P),
@@ -231,7 +235,7 @@ class ConvEngine(wiring.Component):
         last_ox, last_oy, last_chunk = ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
         group_end = last_g & last_kx & last_ky
         op_end = group_end & last_t & last_ox & last_oy & last_chunk
-        m.d.comb += self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g_base + g))
+        m.d.comb += [self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g_base + g)), self.in_en.eq(issue)]
 
         with m.If(take):
             p = self.i_desc.payload
@@ -335,7 +339,10 @@ class ConvEngine(wiring.Component):
 
         # ---------------------------------------------------------------- e2: weight/table/residual read data
         m.d.comb += [self.w_addr.eq(e1.tag.w), self.tm_addr.eq(e1.tag.w), self.tab_addr.eq(d.t_base + e1.tag.chunk),
-                     self.res_addr.eq(d.res_base + e1.tag.o)]
+                     self.res_addr.eq(d.res_base + e1.tag.o),
+                     self.w_en.eq(e1.valid & e1.ev & ~d.tmem), self.tm_en.eq(e1.valid & e1.ev & d.tmem),
+                     self.tab_en.eq(e1.valid & e1.tag.group_end),
+                     self.res_en.eq(e1.valid & e1.tag.group_end & d.residual)]
         e2 = Signal.like(e1)
         m.d.sync += e2.eq(e1)
         Ba = BIAS_BITS

@@ -29,8 +29,7 @@ word of ``P`` lanes (``R`` reads: 1, ``p²`` for pooling, ``T_in`` for fusion).
 Every conv-engine op (convolutions, stem, retrieval) adds :data:`CONV_OVERHEAD` cycles (measured on the RTL,
 ``hw/conv_engine.py``: descriptor take and window setup, two cycles of word fetch, the scanner
 register, weight read, product, accumulate, requantise, neuron and write stages); vector-unit ops
-add :data:`VECTOR_OVERHEAD`. Memory-build ops add :data:`OP_OVERHEAD`; no RTL is built to that
-part of the model yet, so its figures are predictions.
+add :data:`VECTOR_OVERHEAD`, memory-build ops :data:`MB_OVERHEAD` (``hw/memory_builder.py``).
 """
 
 from __future__ import annotations
@@ -42,12 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "Cost", "OP_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+__all__ = ["Engine", "Cost", "MB_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
 CONV_OVERHEAD = 10     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
 VECTOR_OVERHEAD = 4    #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
-OP_OVERHEAD = 8        #: per memory-build op (the memory unit is not yet built to this model: a prediction)
+MB_OVERHEAD = 3        #: per memory-build op (exact: tests/test_accel.py; hw/memory_builder.py)
 LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
 
 
@@ -197,16 +196,17 @@ def retrieve_cost(engine: Engine, q_t, m_t, out_t, levels: torch.Tensor | None):
                  {"act": out_t.bits * out_t.elements * T})
 
 
-def memory_build_cost(engine: Engine, k_t, v_t, m_t, levels: torch.Tensor | None):
-    """Memory build M = Kᵀ·V on the memory unit: per token, the key's non-zero levels each add a
-    ``P``-lane chunk of the value word into the head's memory rows (kept in the unit)."""
+def memory_build_cost(engine: Engine, k_t, v_t, m_t, levels: torch.Tensor | None = None):
+    """Memory build M = Kᵀ·V on the memory-build unit (``hw/memory_builder.py``): one cycle per
+    (timestep, head, value chunk, key channel, token), reading one key word and one value word
+    and adding ``P`` products of two levels, plus :data:`MB_OVERHEAD`. Dense: the key levels do
+    not change the count (``levels`` is accepted for the common signature)."""
     P = engine.lanes
     T, heads, d_h, d_v = m_t.shape
-    cycles, events, _ = _head_words(engine, levels, m_t.shape, k_t.shape[2] * k_t.shape[3])
-    m_bits = m_t.bits * heads * d_h * d_v * T
-    return _cost(cycles + OP_OVERHEAD, events * P,
-                 {"act": (k_t.elements + v_t.elements) * T * LEVEL_BITS_STORED, "tmem": events * P * m_t.bits},
-                 {"tmem": events * P * m_t.bits + m_bits})
+    steps = T * heads * math.ceil(d_v / P) * d_h * k_t.shape[2] * k_t.shape[3]
+    lines = T * heads * math.ceil(d_v / P) * d_h
+    return _cost(steps + MB_OVERHEAD, steps * P, {"act": steps * 2 * P * LEVEL_BITS_STORED},
+                 {"tmem": lines * P * m_t.bits})
 
 
 def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0, reads_per_word: int = 1):

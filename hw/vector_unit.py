@@ -60,6 +60,8 @@ class VectorUnit(wiring.Component):
     i_desc : In(stream.Signature(vec_desc_layout))
     a_addr, b_addr, c_addr : Out(addr_bits); a_data, b_data, c_data : In(16·P)
         Synchronous reads (data one cycle after the address).
+    a_en, b_en, c_en : Out(1)
+        The read's data is used (read enables, counted as memory accesses).
     out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
     busy : Out(1)
     counters : Out(StructLayout)  ``busy``, ``reads`` (of ``a``), ``saturated``.
@@ -72,6 +74,7 @@ class VectorUnit(wiring.Component):
             "i_desc": In(stream.Signature(vec_desc_layout(A))),
             "a_addr": Out(A), "a_data": In(B * P), "b_addr": Out(A), "b_data": In(B * P),
             "c_addr": Out(A), "c_data": In(B * P),
+            "a_en": Out(1), "b_en": Out(1), "c_en": Out(1),
             "out_addr": Out(A), "out_data": Out(B * P), "out_en": Out(1),
             "busy": Out(1), "counters": Out(counters_layout(VECTOR_COUNTERS)),
         })
@@ -111,6 +114,8 @@ class VectorUnit(wiring.Component):
                          a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
                          o_pos.eq(0), o_t0.eq(0)]
         issue = running
+        m.d.comb += [self.a_en.eq(issue), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
+                     self.c_en.eq(issue & (d.mode == VecMode.NEURON) & d.const)]
         with m.If(issue):
             with m.If(~last_rx):
                 m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + d.a_rx)]

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "energy": ("spiketrack.quant.cli_energy", "synaptic operations, firing rates and energy on real frames"),
     "compare": ("spiketrack.quant.cli_compare", "float vs integer network: per-layer SQNR, spikes, box IoU"),
     "compile": ("spiketrack.compiler.cli_compile", "compile an integer network for the accelerator: hardware ops, memory plan, cycles"),
+    "simulate": ("spiketrack.sim.cli_simulate", "run the accelerator top in simulation against the golden model"),
 }
 
 

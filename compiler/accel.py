@@ -1,0 +1,472 @@
+"""Code generation for the accelerator top (``hw/accel``): buffer placement, descriptors, images.
+
+:func:`lower_to_accel` turns the fused graph's two programs into what the accelerator runs:
+
+* **placement**: every tensor a node writes gets rows in one memory by its kind (spike levels and
+  pixels: ``lv``; stream values: ``st``; memories ``M``: ``tm``), first fit over the rows free
+  at its producer (a buffer lives from its producer to its last reader, views included). Views
+  cost nothing: ``select_time`` is an offset, ``repeat_time`` a zero timestep stride,
+  ``upsample`` the vector unit's nearest-neighbour addressing, and the parts of a
+  ``concat_time`` are written straight into their slices of one buffer. The template pass's
+  memories take the first ``tm`` rows (the template slots, below the guard a search run cannot
+  write); all other ``tm`` rows are scratch.
+* **descriptors**: one program word per hardware op (unit + descriptor fields), the template
+  program first, then the search program.
+* **images**: weight lines and tables (weights shared by both branches stored once), positional
+  tables, and the program.
+
+Cycle contract (exact, ``tests/test_accel.py``): a node takes its unit's model
+(``hw/engine_cycles``) plus :data:`~spiketrack.hw.accel.top.DESC_OVERHEAD`; a run adds
+:data:`~spiketrack.hw.accel.top.RUN_OVERHEAD`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from spiketrack.compiler.fuse import CompileError, HwGraph, fuse
+from spiketrack.compiler.hwops import REGISTRY
+from spiketrack.compiler.schedule import Program, programs
+from spiketrack.hw import engine_cycles as ec
+from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit, mem_widths, prog_width
+from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
+from spiketrack.hw.memory_builder import mb_desc_layout
+from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
+from spiketrack.quant.golden.neuron import D
+from spiketrack.quant.ir import IntegerNetwork
+
+__all__ = ["Placement", "AccelNode", "AccelProgram", "lower_to_accel", "pack_fields", "tensor_rows", "rows_tensor"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a tensor lives: memory, first row, rows per timestep (0: one timestep repeated), and
+    the nearest-neighbour upsampling (log2 of the factor) a reader applies."""
+
+    mem: str
+    base: int
+    t_stride: int
+    up: int = 0
+
+
+@dataclass
+class AccelNode:
+    """One hardware op as the accelerator runs it."""
+
+    name: str
+    kind: str
+    unit: str
+    program: str
+    index: int                 #: program word (descriptor) address
+    desc: dict
+    out: str                   #: output tensor
+    out_shape: tuple           #: (T, C, H, W) or the memory's (T, heads, d_h, d_v)
+    layers: list = field(default_factory=list)
+
+
+@dataclass
+class AccelProgram:
+    """Everything the accelerator needs: memory depths and images, the two programs, placements."""
+
+    lanes: int
+    addr_bits: int
+    depths: dict
+    images: dict               #: memory name -> list of row ints (loaded from row 0)
+    programs: dict             #: name -> (first descriptor, count)
+    nodes: list
+    placement: dict            #: tensor -> Placement
+    guard: int                 #: template-memory rows that hold the template pass's memories
+    inputs: dict               #: program -> input tensor names written by the host
+    outputs: dict              #: program -> output tensor names
+
+    def node_cycles(self, graph: HwGraph, node_name: str, env) -> int:
+        """The node's predicted cycles on the accelerator (unit model + controller overhead)."""
+        hw = {n.name: n for n in graph.nodes}[node_name]
+        return REGISTRY[hw.kind].cost(hw, graph.net, graph.net.types, ec.Engine(self.lanes), env).cycles + DESC_OVERHEAD
+
+    def run_cycles(self, graph: HwGraph, program: str, env) -> int:
+        """Predicted cycles of one run of ``program`` on the data of ``env`` (a golden run)."""
+        return RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in self.nodes if n.program == program)
+
+
+# ---------------------------------------------------------------------------------------------
+# tensor <-> memory rows
+
+def _chunks(c: int, P: int) -> int:
+    return -(-c // P)
+
+
+def tensor_rows(x: torch.Tensor, kind: str, P: int) -> list[int]:
+    """A tensor [T, C, H, W] (batch dropped) as memory rows: pixels (3 × uint8 per row), levels
+    (``P`` × 3 bits) or stream values (``P`` × 16 bits), rows in (t, y, x, chunk) order."""
+    x = torch.as_tensor(x).to(torch.int64)
+    T, C, H, W = x.shape
+    per, bits = (3, 8) if kind == "pixels" else (P, 3 if kind == "levels" else STREAM_BITS)
+    n = _chunks(C, per)
+    pad = torch.zeros(T, n * per, H, W, dtype=torch.int64)
+    pad[:, :C] = x
+    vals = pad.reshape(T, n, per, H, W).permute(0, 3, 4, 1, 2).reshape(-1, per).numpy()
+    mask = (1 << bits) - 1
+    return [sum((int(v) & mask) << (bits * i) for i, v in enumerate(r)) for r in vals]
+
+
+def rows_tensor(rows: list[int], shape: tuple, kind: str, P: int) -> torch.Tensor:
+    """Inverse of :func:`tensor_rows` for levels and stream values."""
+    T, C, H, W = shape
+    n = _chunks(C, P)
+    bits = 3 if kind == "levels" else STREAM_BITS
+    vals = np.array([[(r >> (bits * i)) & ((1 << bits) - 1) for i in range(P)] for r in rows], dtype=np.int64)
+    if kind != "levels":
+        vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
+    out = torch.from_numpy(vals).reshape(T, H, W, n, P).permute(0, 3, 4, 1, 2).reshape(T, n * P, H, W)
+    return out[:, :C]
+
+
+def memory_rows(mem: torch.Tensor, P: int) -> list[int]:
+    """A memory ``M`` [T, heads, d_h, d_v] as template-memory lines (t, head, chunk, c)."""
+    mem = torch.as_tensor(mem).to(torch.int64)
+    T, heads, dh, dv = mem.shape
+    cpg = _chunks(dv, P)
+    mp = torch.zeros(T, heads, dh, cpg * P, dtype=torch.int64)
+    mp[..., :dv] = mem
+    lines = mp.reshape(T, heads, dh, cpg, P).permute(0, 1, 3, 2, 4).reshape(-1, P).numpy()
+    return [sum((int(v) & ((1 << TM_BITS) - 1)) << (TM_BITS * i) for i, v in enumerate(r)) for r in lines]
+
+
+def _size(shape, kind, P) -> tuple[int, int]:
+    """(rows, rows per timestep) of a tensor."""
+    if kind == "memory":
+        T, heads, dh, dv = shape
+        per_t = heads * _chunks(dv, P) * dh
+    else:
+        T, C, H, W = shape
+        per_t = H * W * (1 if kind == "pixels" else _chunks(C, P))
+    return T * per_t, per_t
+
+
+MEM_OF_KIND = {"pixels": "lv", "levels": "lv", "stream": "st", "memory": "tm"}
+
+
+# ---------------------------------------------------------------------------------------------
+# descriptor word packing
+
+def pack_fields(layout, values) -> int:
+    """Descriptor field values (nested dicts/lists) -> the integer of a ``StructLayout``."""
+    from amaranth import Shape
+    from amaranth.lib import data
+
+    def width(shape) -> int:
+        return shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width
+
+    def pack(lay, v) -> int:
+        if isinstance(lay, data.StructLayout):
+            out = 0
+            for name, f in lay:
+                out |= pack(f.shape, v.get(name, 0)) << f.offset
+            return out
+        if isinstance(lay, data.ArrayLayout):
+            w = width(lay.elem_shape)
+            return sum(pack(lay.elem_shape, v[i]) << (w * i) for i in range(min(lay.length, len(v))))
+        iv, n = int(getattr(v, "value", v)), width(lay)
+        if not 0 <= iv < 1 << n:
+            raise CompileError(f"descriptor value {iv} does not fit {n} unsigned bits")
+        return iv
+
+    return pack(layout, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# lowering
+
+class _Allocator:
+    """First-fit row allocation in one memory."""
+
+    def __init__(self, start: int = 0):
+        self.start, self.live, self.peak = start, [], start
+
+    def alloc(self, size: int) -> int:
+        base = self.start
+        for b, s in sorted(self.live):
+            if base + size <= b:
+                break
+            base = max(base, b + s)
+        self.live.append((base, size))
+        self.peak = max(self.peak, base + size)
+        return base
+
+    def free(self, base: int, size: int) -> None:
+        self.live.remove((base, size))
+
+
+def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None) -> AccelProgram:
+    """Place, describe and pack ``net`` for the accelerator (see the module docstring)."""
+    P = lanes
+    if P < 8:
+        raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
+    graph = graph or fuse(net)[0]
+    progs = programs(graph)
+    types = net.types
+    images = {"w": [], "tab": [], "cst": [], "prog": []}
+    weight_at: dict = {}
+    placement: dict[str, Placement] = {}
+    peaks = {"lv": 0, "st": 0, "tm": 0, "cst": 0}
+
+    # template slots: the template program's outputs, first in tm
+    slot = 0
+    for name in progs["template_update"].outputs:
+        rows, per_t = _size(types[name].shape, "memory", P)
+        placement[name] = Placement("tm", slot, per_t)
+        slot += rows
+    guard = slot
+    peaks["tm"] = guard
+
+    nodes: list[AccelNode] = []
+    for pname in ("template_update", "search_frame"):
+        prog = progs[pname]
+        _place_program(net, graph, prog, types, placement, peaks, guard, P)
+        for hw in prog.nodes:
+            if REGISTRY[hw.kind].view:
+                continue
+            unit, desc = _describe(net, hw, types, placement, images, weight_at, P, addr_bits)
+            layout = {"conv_engine": desc_layout, "vector_unit": vec_desc_layout, "memory_unit": mb_desc_layout}[unit](addr_bits)
+            code = {"conv_engine": Unit.CONV, "vector_unit": Unit.VEC, "memory_unit": Unit.MB}[unit].value
+            images["prog"].append(code | pack_fields(layout, desc) << 2)
+            nodes.append(AccelNode(hw.name, hw.kind, unit, pname, len(images["prog"]) - 1, desc, hw.output,
+                                   tuple(types[hw.output].shape), list(hw.layers)))
+    first = {p: next(n.index for n in nodes if n.program == p) for p in progs}
+    counts = {p: sum(n.program == p for n in nodes) for p in progs}
+    depths = {"prog": len(images["prog"]), "w": len(images["w"]), "tab": len(images["tab"]),
+              "cst": len(images["cst"]), "lv": peaks["lv"], "st": peaks["st"], "tm": peaks["tm"]}
+    depths = {k: max(1, v) for k, v in depths.items()}
+    for k, v in depths.items():
+        if v > 1 << addr_bits:
+            raise CompileError(f"memory {k!r} needs {v} rows, more than {addr_bits}-bit addresses reach")
+    return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
+                        guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs})
+
+
+def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):
+    """Liveness-based first-fit placement of one program's tensors (inputs first)."""
+    layer_node = {}
+    for i, n in enumerate(prog.nodes):
+        for l in n.layers:
+            layer_node[l] = i
+    views = {n.output: n for n in prog.nodes if REGISTRY[n.kind].view}
+    # concat parts are written into the concat's buffer
+    part_of: dict[str, tuple[str, int]] = {}
+    for out, v in views.items():
+        lay = net.layer(v.layers[0])
+        if lay.op == "concat_time":
+            off = 0
+            for src in lay.inputs:
+                if src in views or src in part_of or src not in layer_node:
+                    raise CompileError(f"{out}: concat_time part {src!r} must be written by a hardware op of this pass")
+                part_of[src] = (out, off)
+                off += types[src].shape[0]
+
+    def root(name):
+        """The buffer a tensor lives in: itself, its concat, or a view's source."""
+        if name in part_of:
+            return root(part_of[name][0])
+        if name in views:
+            lay = net.layer(views[name].layers[0])
+            if lay.op != "concat_time":
+                return root(lay.inputs[0])
+        return name
+
+    last_use: dict[str, int] = {}
+    first_def: dict[str, int] = {}
+    for i, n in enumerate(prog.nodes):
+        if not REGISTRY[n.kind].view:
+            r = root(n.output)
+            first_def.setdefault(r, i)
+        for src in n.inputs:
+            last_use[root(src)] = max(last_use.get(root(src), -1), i)
+    end = len(prog.nodes)
+    for o in prog.outputs:
+        last_use[root(o)] = end
+    for i_name in prog.inputs:
+        first_def.setdefault(root(i_name), -1)
+
+    allocs = {m: _Allocator(guard if m == "tm" else 0) for m in ("lv", "st", "tm")}
+    held: dict[str, tuple[str, int, int]] = {}
+    order = sorted(first_def.items(), key=lambda kv: kv[1])
+    for r, d in order:
+        if r in placement and placement[r].mem == "tm" and placement[r].base < guard:
+            continue   # a template slot (or an earlier program's memory input)
+        # release buffers whose last reader ran before this producer
+        for name, (mem, base, size) in list(held.items()):
+            if last_use.get(name, -1) < d:
+                allocs[mem].free(base, size)
+                del held[name]
+        kind = types[r].kind
+        rows, per_t = _size(types[r].shape, kind, P)
+        mem = MEM_OF_KIND[kind]
+        base = allocs[mem].alloc(rows)
+        held[r] = (mem, base, rows)
+        placement[r] = Placement(mem, base, per_t)
+    for m, a in allocs.items():
+        peaks[m] = max(peaks[m], a.peak)
+
+    # derived placements: concat parts and views, in program order
+    for n in prog.nodes:
+        for name in [n.output]:
+            if name in part_of:
+                cat, off = part_of[name]
+                pc = placement[root(cat)] if cat not in placement else placement[cat]
+                placement[name] = Placement(pc.mem, pc.base + off * pc.t_stride, pc.t_stride)
+            if name in views:
+                lay = net.layer(views[name].layers[0])
+                src = placement[lay.inputs[0]] if lay.op != "concat_time" else None
+                if lay.op == "select_time":
+                    placement[name] = Placement(src.mem, src.base + lay.attrs["start"] * src.t_stride, src.t_stride, src.up)
+                elif lay.op == "repeat_time":
+                    placement[name] = Placement(src.mem, src.base, 0, src.up)
+                elif lay.op == "upsample":
+                    f = lay.attrs["factor"]
+                    if f & (f - 1) or f > 8:
+                        raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
+                    placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
+
+
+def _plain(pl: Placement, name: str, what: str) -> Placement:
+    if pl.up:
+        raise CompileError(f"{name}: {what} cannot read an upsampled view")
+    return pl
+
+
+def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, dict]:
+    """(unit, descriptor fields) of one hardware-op node; appends its parameters to the images."""
+    from spiketrack.sim.conv_engine_sim import _table_rows   # the one packer of table rows
+
+    layers = [net.layer(n) for n in hw.layers]
+    ops = {l.op: l for l in layers}
+    neuron = ops.get("neuron")
+    nfields = {"neuron": neuron is not None, "f_m": neuron.attrs["f_m"] if neuron else 8,
+               "decays": neuron.attrs["decays"] if neuron else (),
+               "rounding": neuron.attrs.get("rounding", "half_up") if neuron else "half_up"}
+    out_t = types[hw.output]
+    out_pl = placement[hw.output]
+    if hw.kind in ("stem", "spike_conv"):
+        conv, req = layers[0], layers[1]
+        p = net.params_of(conv)
+        w = np.asarray(p["weight"])
+        src = conv.inputs[0]
+        T, cin, h, wd = types[src].shape
+        co = w.shape[0]
+        groups = conv.attrs["groups"]
+        dw = groups > 1 and groups == cin == co
+        key = (conv.attrs.get("params_from") or conv.name, str(req.attrs["shift"]))
+        if key not in weight_at:
+            packed = ec.pack_conv(ec.Engine(P), w, np.asarray(p["bias"]), req.attrs["shift"], cin if dw else groups)
+            chunks = -(-co // P) if dw or groups == 1 else groups * -(-(co // groups) // P)
+            weight_at[key] = (len(images["w"]), len(images["tab"]))
+            images["w"] += _rows(packed["weights"], 8)
+            images["tab"] += _table_rows(packed["tables"], chunks, P)
+        w_base, t_base = weight_at[key]
+        add = ops.get("add")
+        res_base = None
+        pin = _plain(placement[src], hw.name, "a convolution")
+        T_out = out_t.shape[0]
+        if add is not None:
+            rname = next(s for s in add.inputs if s != req.name)
+            rp = _plain(placement[rname], hw.name, "a residual")
+            res_base = rp.base
+        desc = conv_descriptor(depthwise=dw, k=conv.attrs.get("kernel", w.shape[-1]), stride=conv.attrs["stride"],
+                               pad=conv.attrs["padding"], T=T_out, h=h, w=wd, c_in=cin, c_out=co, lanes=P,
+                               in_base=pin.base, w_base=w_base, t_base=t_base, res_base=res_base,
+                               out_base=out_pl.base, stem=hw.kind == "stem", groups=1 if dw else groups, **nfields)
+        desc["in_t"] = pin.t_stride
+        if add is not None and T_out > 1 and rp.t_stride != desc["o_t"]:
+            raise CompileError(f"{hw.name}: residual with {rp.t_stride} rows per timestep, the output has {desc['o_t']}")
+        return "conv_engine", desc
+    if hw.kind == "retrieval":
+        r, req = layers[0], layers[1]
+        q, mname = r.inputs
+        T, C, H, W = types[q].shape
+        _, heads, dh, dv = types[mname].shape
+        if C != heads * dh or dh % P or dv % P:
+            raise CompileError(f"{hw.name}: retrieval needs d_h = {dh} and d_v = {dv} to be multiples of {P} lanes")
+        mp = placement[mname]
+        t_base = len(images["tab"])
+        desc = conv_descriptor(depthwise=False, k=1, stride=1, pad=0, T=T, h=H, w=W, c_in=C, c_out=heads * dv, lanes=P,
+                               groups=heads, tmem=True, in_base=_plain(placement[q], hw.name, "a retrieval").base,
+                               w_base=mp.base, t_base=t_base, out_base=out_pl.base, **nfields)
+        images["tab"] += _table_rows(np.array([[0, req.attrs["shift"]]] * (heads * dv)), desc["chunks"], P)
+        desc["in_t"] = placement[q].t_stride
+        if types[mname].shape[0] != T:
+            desc["w_t"] = 0 if types[mname].shape[0] == 1 else desc["w_t"]
+        return "conv_engine", desc
+    if hw.kind == "memory_build":
+        mbl = layers[0]
+        kname, vname = mbl.inputs
+        T, ck, H, W = types[kname].shape
+        _, heads, dh, dv = out_t.shape
+        cv = types[vname].shape[1]
+        N = H * W
+        if dh % P or dv % P:
+            raise CompileError(f"{hw.name}: memory build needs d_h = {dh} and d_v = {dv} to be multiples of {P} lanes")
+        if D * D * N >= 1 << TM_BITS:
+            raise CompileError(f"{hw.name}: {N} tokens could exceed the {TM_BITS}-bit template memory")
+        kp, vp = placement[kname], placement[vname]
+        return "memory_unit", {"T": T, "heads": heads, "dh": dh, "cpg": dv // P, "n": N, "kh": dh // P,
+                               "k_base": kp.base, "k_t": kp.t_stride, "k_n": _chunks(ck, P),
+                               "v_base": vp.base, "v_t": vp.t_stride, "v_n": _chunks(cv, P), "o_base": out_pl.base}
+    T, C, H, W = out_t.shape
+    ch = _chunks(C, P)
+    base = {"mode": VecMode.NEURON, "const": 0, "half_even": 0, "T": T, "f_m": 8, "decays": decay_fields(()),
+            "ho": H, "wo": W, "chunks": ch, "r_y": 1, "r_x": 1, "up": 0, "shift": 0, "a_base": 0, "a_t": H * W * ch,
+            "a_row": W * ch, "a_col": ch, "a_ry": 0, "a_rx": 0, "b_base": 0, "b_t": 0, "b_row": 0,
+            "c_base": 0, "o_base": out_pl.base, "o_t": H * W * ch}
+    if hw.kind == "neuron":
+        first = layers[0]
+        src = _plain(placement[first.inputs[0]], hw.name, "a neuron")
+        base.update(a_base=src.base, a_t=src.t_stride, f_m=nfields["f_m"], decays=decay_fields(nfields["decays"]),
+                    half_even=int(nfields["rounding"] == "half_even"))
+        if first.op == "add_const":
+            const = torch.from_numpy(np.asarray(net.params_of(first)["value"])[:, 0]).to(torch.int64)
+            if const.shape[0] != T:
+                raise CompileError(f"{hw.name}: positional table of {const.shape[0]} timesteps for {T}")
+            base.update(const=1, c_base=len(images["cst"]))
+            images["cst"] += tensor_rows(const, "stream", P)
+        return "vector_unit", base
+    if hw.kind == "add":
+        a_name, b_name = layers[0].inputs
+        (a, b) = placement[a_name], placement[b_name]
+        ta, tb = types[a_name].shape[0], types[b_name].shape[0]
+        if a.up or (tb < T and ta == T):
+            a, b, ta, tb, a_name, b_name = b, a, tb, ta, b_name, a_name
+        if a.up:
+            raise CompileError(f"{hw.name}: both operands upsampled")
+        hb, wb = H >> b.up, W >> b.up
+        base.update(mode=VecMode.ADD, a_base=a.base, a_t=0 if ta < T else a.t_stride, b_base=b.base,
+                    b_t=b.t_stride if tb == T else 0, b_row=wb * ch, up=b.up)
+        return "vector_unit", base
+    if hw.kind == "avg_pool":
+        lay = layers[0]
+        p = lay.attrs["size"]
+        src = _plain(placement[lay.inputs[0]], hw.name, "pooling")
+        wi = W * p
+        base.update(mode=VecMode.POOL, r_y=p, r_x=p, shift=2 * (p.bit_length() - 1), a_base=src.base, a_t=src.t_stride,
+                    a_row=p * wi * ch, a_col=p * ch, a_ry=wi * ch, a_rx=ch)
+        return "vector_unit", base
+    if hw.kind == "mean_fusion":
+        lay = layers[0]
+        src = _plain(placement[lay.inputs[0]], hw.name, "fusion")
+        base.update(mode=VecMode.FUSION, T=1, r_y=types[lay.inputs[0]].shape[0], a_base=src.base, a_ry=src.t_stride,
+                    a_t=0, o_t=H * W * ch)
+        return "vector_unit", base
+    raise CompileError(f"{hw.name}: no accelerator unit runs {hw.kind!r}")
+
+
+def _rows(lines: np.ndarray, bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [sum((int(v) & mask) << (bits * i) for i, v in enumerate(r)) for r in np.asarray(lines)]
+
+
+def widths(lanes: int, addr_bits: int = 16) -> dict:
+    return mem_widths(lanes, addr_bits)

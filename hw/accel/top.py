@@ -1,0 +1,424 @@
+"""The SpikeTrack accelerator: the run-time-configured units, their memories, a program controller
+and the host command interface, in one component.
+
+Units: :class:`~spiketrack.hw.conv_engine.ConvEngine` (stem, spiking convs, retrievals),
+:class:`~spiketrack.hw.vector_unit.VectorUnit` (NI-LIF, adds, pooling, fusion) and
+:class:`~spiketrack.hw.memory_builder.MemoryBuilder` (``M = Kᵀ·V``). They run one descriptor
+at a time, in program order: the compiler (``compiler/accel.py``) orders, places and sizes
+everything, so the controller only fetches, issues and waits.
+
+Memories (``P`` lanes; all synchronous-read block RAM, contents kept through a reset):
+
+=======  ===========  ==================================================================
+``prog`` descriptors  ``unit[1:0] | payload``: one per hardware op
+``w``    ``8·P``      weight lines (``engine_cycles.pack_conv``)
+``tab``  ``30·P``     per-chunk bias and shift rows
+``cst``  ``16·P``     positional tables (the vector unit's ``c``)
+``lv``   ``3·P``      spike-level words and the stem's pixel words (3 × uint8)
+``st``   ``16·P``     stream words (16-bit values)
+``tm``   ``12·P``     template-memory lines ``M`` (rows below the guard: template slots)
+=======  ===========  ==================================================================
+
+Ports: ``lv`` and ``st`` have two read ports each (conv ``in`` / ``res``, vector ``a`` / ``b``,
+memory build ``k`` / ``v``), every memory one write port (a unit while a program runs, the host
+otherwise). Read ports are enabled only when their data is used, and every enabled read and every
+write is counted (``protocol.COUNTERS``): the energy figures come from these counters.
+
+Cycle contract (``compiler/accel.py``): a program of ``n`` descriptors takes
+``Σ unit_cycles + n · DESC_OVERHEAD + RUN_OVERHEAD`` cycles from the RUN command's acceptance to
+``busy`` falling.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.hw.accel.protocol import COUNTERS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
+from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
+from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
+from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
+
+__all__ = ["Accelerator", "Unit", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
+
+DESC_OVERHEAD = 3   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
+RUN_OVERHEAD = 1    #: controller cycles per run (start)
+
+
+class Unit(enum.Enum, shape=2):
+    CONV = 0
+    VEC = 1
+    MB = 2
+
+
+def prog_width(lanes: int, addr_bits: int = 16) -> int:
+    """Bits of one program word: the unit and the widest descriptor."""
+    return 2 + max(desc_layout(addr_bits).size, vec_desc_layout(addr_bits).size, mb_desc_layout(addr_bits).size)
+
+
+def mem_widths(lanes: int, addr_bits: int = 16) -> dict[str, int]:
+    """Row width of each memory, by name (``protocol.MEM_IDS``)."""
+    P = lanes
+    return {"prog": prog_width(P, addr_bits), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
+            "lv": 3 * P, "st": STREAM_BITS * P, "tm": TM_BITS * P}
+
+
+class Accelerator(wiring.Component):
+    """The accelerator top (see the module docstring).
+
+    Parameters
+    ----------
+    lanes : int
+        ``P`` (at least 8: the stem's pixel word is 24 bits).
+    depths : dict of str to int
+        Rows of each memory (``prog``, ``w``, ``tab``, ``cst``, ``lv``, ``st``, ``tm``), from the
+        compiled program.
+    addr_bits : int
+        Width of the units' addresses.
+    timeout : int
+        Cycles without a payload word before a WRITE ends as truncated.
+
+    Members
+    -------
+    i_cmd : In(stream.Signature(32))
+        Command words (``protocol``).
+    o_rsp : Out(stream.Signature(32))
+        Response words.
+    busy : Out(1)
+        A program is running.
+    """
+
+    def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT):
+        if lanes < 8:
+            raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
+        self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
+        self.widths = mem_widths(lanes, addr_bits)
+        self.depths = {k: 16 for k in self.widths}
+        self.depths.update(depths or {})
+        for k, v in self.depths.items():
+            if not 1 <= v <= 1 << addr_bits:
+                raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
+        self.mems: dict[str, Memory] = {}
+        super().__init__({
+            "i_cmd": In(stream.Signature(32)),
+            "o_rsp": Out(stream.Signature(32)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, A = self.lanes, self.addr_bits
+        W = self.widths
+        m.submodules.conv = conv = ConvEngine(P, A)
+        m.submodules.vec = vec = VectorUnit(P, A)
+        m.submodules.mb = mb = MemoryBuilder(P, A)
+        for name in W:
+            self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name], init=[])
+        mem = self.mems
+        rd = {n: mem[n].read_port() for n in W}
+        rd2 = {n: mem[n].read_port() for n in ("lv", "st")}
+        wr = {n: mem[n].write_port() for n in W}
+
+        # ---------------------------------------------------------------- controller state
+        running = Signal()
+        cur = Signal(Unit)
+        dst_lv = Signal()          # the running op writes levels
+        is_fusion = Signal()
+        run_kind = Signal(2)
+        guard = Signal(A + 1)      # template-memory rows below this are template slots
+        tmpl_valid = Signal()      # a template run completed since the last load
+        pc, left = Signal(A), Signal(24)
+        word = Signal(W["prog"])
+        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy, mb.busy))
+        host_rd_addr, host_rd_en, host_mem = Signal(A), Signal(), Signal(4)
+
+        # ---------------------------------------------------------------- read ports
+        def rsel(port, pairs, host_id):
+            addr, en = host_rd_addr, host_rd_en & (host_mem == host_id) & ~running
+            for unit, (a, e) in pairs:
+                addr = Mux(running & (cur == unit), a, addr)
+                en = Mux(running & (cur == unit), e, en)
+            m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+            return en
+
+        ctrl_prog_addr, ctrl_prog_en = Signal(A), Signal()
+        m.d.comb += [rd["prog"].addr.eq(Mux(running, ctrl_prog_addr, host_rd_addr)),
+                     rd["prog"].en.eq(Mux(running, ctrl_prog_en, host_rd_en & (host_mem == Mem.PROG)))]
+        en_w = rsel(rd["w"], [(Unit.CONV, (conv.w_addr, conv.w_en))], Mem.W)
+        en_tab = rsel(rd["tab"], [(Unit.CONV, (conv.tab_addr, conv.tab_en))], Mem.TAB)
+        en_cst = rsel(rd["cst"], [(Unit.VEC, (vec.c_addr, vec.c_en))], Mem.CST)
+        en_tm = rsel(rd["tm"], [(Unit.CONV, (conv.tm_addr, conv.tm_en))], Mem.TM)
+        en_lv = rsel(rd["lv"], [(Unit.CONV, (conv.in_addr, conv.in_en)), (Unit.VEC, (vec.a_addr, vec.a_en & is_fusion)),
+                                (Unit.MB, (mb.k_addr, mb.k_en))], Mem.LV)
+        en_st = rsel(rd["st"], [(Unit.CONV, (conv.res_addr, conv.res_en)), (Unit.VEC, (vec.a_addr, vec.a_en & ~is_fusion))],
+                     Mem.ST)
+        m.d.comb += [rd2["lv"].addr.eq(mb.v_addr), rd2["lv"].en.eq(running & (cur == Unit.MB) & mb.v_en),
+                     rd2["st"].addr.eq(vec.b_addr), rd2["st"].en.eq(running & (cur == Unit.VEC) & vec.b_en)]
+        en_lv2, en_st2 = rd2["lv"].en, rd2["st"].en
+        m.d.comb += [conv.in_data.eq(rd["lv"].data), conv.w_data.eq(rd["w"].data), conv.tm_data.eq(rd["tm"].data),
+                     conv.tab_data.eq(rd["tab"].data), conv.res_data.eq(rd["st"].data),
+                     vec.a_data.eq(Mux(is_fusion, rd["lv"].data, rd["st"].data)), vec.b_data.eq(rd2["st"].data),
+                     vec.c_data.eq(rd["cst"].data), mb.k_data.eq(rd["lv"].data), mb.v_data.eq(rd2["lv"].data)]
+
+        # ---------------------------------------------------------------- write ports
+        host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(max(W.values())), Signal()
+        u_en = Mux(cur == Unit.CONV, conv.out_en, Mux(cur == Unit.VEC, vec.out_en, 0))
+        u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
+        u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
+        tm_blocked = running & (run_kind == RunKind.SEARCH) & (mb.out_addr < guard)
+        unit_wr = {"lv": (u_addr, u_data, running & u_en & dst_lv), "st": (u_addr, u_data, running & u_en & ~dst_lv),
+                   "tm": (mb.out_addr, mb.out_data, running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)}
+        wr_en = {}
+        for name, port in wr.items():
+            ids = Mem.__dict__[name.upper()]
+            h_en = host_wr_en & (host_mem == ids) & ~running
+            a, dat, e = unit_wr.get(name, (0, 0, 0))
+            m.d.comb += [port.addr.eq(Mux(running, a, host_wr_addr)), port.data.eq(Mux(running, dat, host_wr_data)),
+                         port.en.eq(Mux(running, e, h_en))]
+            wr_en[name] = port.en
+
+        # ---------------------------------------------------------------- program controller
+        start, start_kind, start_pc, start_n = Signal(), Signal(2), Signal(A), Signal(24)
+        op, cnt, addr = Signal(4), Signal(24), Signal(32)
+        m.d.comb += [start_kind.eq(host_mem), start_pc.eq(addr), start_n.eq(cnt)]
+        ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}
+        conv_view = Signal(desc_layout(A))
+        vec_view = Signal(vec_desc_layout(A))
+        mb_view = Signal(mb_desc_layout(A))
+        m.d.comb += [conv_view.eq(word[2:2 + desc_layout(A).size]), vec_view.eq(word[2:2 + vec_desc_layout(A).size]),
+                     mb_view.eq(word[2:2 + mb_desc_layout(A).size]),
+                     conv.i_desc.payload.eq(conv_view), vec.i_desc.payload.eq(vec_view), mb.i_desc.payload.eq(mb_view)]
+        issue = Signal()
+        m.d.comb += [conv.i_desc.valid.eq(issue & (cur == Unit.CONV)), vec.i_desc.valid.eq(issue & (cur == Unit.VEC)),
+                     mb.i_desc.valid.eq(issue & (cur == Unit.MB))]
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [running.eq(1), run_kind.eq(start_kind), pc.eq(start_pc), left.eq(start_n)]
+                    with m.If(start_kind == RunKind.TEMPLATE):
+                        m.d.sync += tmpl_valid.eq(0)
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [ctrl_prog_addr.eq(pc), ctrl_prog_en.eq(1)]
+                with m.If(left == 0):
+                    m.d.sync += running.eq(0)
+                    with m.If(run_kind == RunKind.TEMPLATE):
+                        m.d.sync += tmpl_valid.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                pw = rd["prog"].data
+                u = pw[:2]
+                neuron_bit = pw[2 + desc_layout(A)["neuron"].offset]
+                mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2]
+                m.d.sync += [word.eq(pw), cur.eq(u),
+                             dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
+                                           (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
+                                                                    | (mode == VecMode.FUSION.value)))),
+                             is_fusion.eq((u == Unit.VEC.value) & (mode == VecMode.FUSION.value))]
+                m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += issue.eq(1)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(~unit_busy):
+                    m.d.sync += [pc.eq(pc + 1), left.eq(left - 1)]
+                    m.d.sync += ctr["descriptors"].eq(ctr["descriptors"] + 1)
+                    m.next = "FETCH"
+        m.d.comb += self.busy.eq(running)
+
+        # ---------------------------------------------------------------- host command interface
+        widx, nwords = Signal(6), Signal(6)
+        row = Signal(32 * max(words_per_row(w) for w in W.values()))
+        err = Signal(4)
+        idle = Signal(range(self.timeout + 1))
+        rsp_word, rsp_valid = Signal(32), Signal()
+        stat_i = Signal(range(len(COUNTERS) + 2))
+        m.d.comb += [self.o_rsp.payload.eq(rsp_word), self.o_rsp.valid.eq(rsp_valid)]
+        with m.If(self.o_rsp.valid & self.o_rsp.ready):
+            m.d.sync += rsp_valid.eq(0)
+        depth_of = Signal(A + 1)
+        wpr = Signal(6)
+        with m.Switch(host_mem):
+            for name, ident in (("prog", Mem.PROG), ("w", Mem.W), ("tab", Mem.TAB), ("cst", Mem.CST), ("lv", Mem.LV),
+                                ("st", Mem.ST), ("tm", Mem.TM)):
+                with m.Case(ident):
+                    m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name]))]
+        host_rd_data = Signal(max(W.values()))
+        with m.Switch(host_mem):
+            for name in W:
+                with m.Case(Mem.__dict__[name.upper()]):
+                    m.d.comb += host_rd_data.eq(rd[name].data)
+
+        def reply(op_v, err_v, count_v):
+            return [rsp_word.eq(Cat(count_v[:16], err_v, op_v, Const(STATUS_MAGIC, 8))), rsp_valid.eq(1)]
+
+        can_reply = ~rsp_valid | self.o_rsp.ready
+        m.d.comb += self.i_cmd.ready.eq(0)
+        with m.FSM(name="host"):
+            with m.State("HDR0"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    p = self.i_cmd.payload
+                    m.d.sync += [op.eq(p[:4]), host_mem.eq(p[4:8]), cnt.eq(p[8:]), idle.eq(0)]
+                    m.next = "HDR1"
+            with m.State("HDR1"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    m.d.sync += addr.eq(self.i_cmd.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                in_range = (addr < depth_of) & (cnt <= depth_of - addr)
+                known_mem = host_mem <= Mem.TM
+                e = Signal(4)
+                with m.If(op == Op.NOP):
+                    m.d.comb += e.eq(Err.OK)
+                with m.Elif((op == Op.STATUS)):
+                    m.d.comb += e.eq(Err.OK)
+                with m.Elif(op > Op.GUARD):
+                    m.d.comb += e.eq(Err.BAD_OP)
+                with m.Elif(running):
+                    m.d.comb += e.eq(Err.BUSY)
+                with m.Elif(op == Op.GUARD):
+                    m.d.comb += e.eq(Err.OK)
+                with m.Elif(op == Op.RUN):
+                    with m.If(host_mem > RunKind.SEARCH):
+                        m.d.comb += e.eq(Err.BAD_MEM)
+                    with m.Elif(addr + cnt > self.depths["prog"]):
+                        m.d.comb += e.eq(Err.RANGE)
+                    with m.Elif((host_mem == RunKind.SEARCH) & ~tmpl_valid):
+                        m.d.comb += e.eq(Err.ORDER)
+                with m.Elif(~known_mem):
+                    m.d.comb += e.eq(Err.BAD_MEM)
+                with m.Elif(~in_range):
+                    m.d.comb += e.eq(Err.RANGE)
+                m.d.sync += [err.eq(e), widx.eq(0), nwords.eq(wpr)]
+                with m.If((op == Op.WRITE) & (e != Err.OK)):
+                    m.next = "SKIP"
+                with m.Elif((op == Op.WRITE) & (cnt == 0)):
+                    m.next = "ACK"
+                with m.Elif(op == Op.WRITE):
+                    m.next = "WDATA"
+                with m.Elif(e != Err.OK):
+                    m.next = "ACK"
+                with m.Elif(op == Op.READ):
+                    m.next = "RACK"
+                with m.Elif(op == Op.RUN):
+                    m.d.comb += start.eq(1)
+                    m.d.sync += ctr["runs"].eq(ctr["runs"] + 1)
+                    m.next = "ACK"
+                with m.Elif(op == Op.GUARD):
+                    m.d.sync += guard.eq(addr)
+                    m.next = "ACK"
+                with m.Elif(op == Op.STATUS):
+                    m.d.sync += stat_i.eq(0)
+                    m.next = "STATUS"
+                with m.Else():
+                    m.next = "ACK"
+            with m.State("WDATA"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    m.d.sync += [row.word_select(widx, 32).eq(self.i_cmd.payload), idle.eq(0)]
+                    with m.If(widx == nwords - 1):
+                        m.d.sync += widx.eq(0)
+                        m.next = "WROW"
+                    with m.Else():
+                        m.d.sync += widx.eq(widx + 1)
+                with m.Else():
+                    m.d.sync += idle.eq(idle + 1)
+                    with m.If(idle == self.timeout - 1):
+                        m.d.sync += err.eq(Err.TRUNCATED)
+                        m.next = "ACK"
+            with m.State("WROW"):
+                m.d.comb += [host_wr_addr.eq(addr), host_wr_data.eq(row), host_wr_en.eq(1)]
+                m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
+                with m.If(host_mem == Mem.W):
+                    m.d.sync += tmpl_valid.eq(0)   # new weights: the template memories are stale
+                with m.If(cnt == 1):
+                    m.next = "ACK"
+                with m.Else():
+                    m.next = "WDATA"
+            with m.State("SKIP"):   # drop a refused WRITE's payload
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    m.d.sync += idle.eq(0)
+                    with m.If(widx == nwords - 1):
+                        m.d.sync += [widx.eq(0), cnt.eq(cnt - 1)]
+                        with m.If(cnt <= 1):
+                            m.next = "ACK"
+                    with m.Else():
+                        m.d.sync += widx.eq(widx + 1)
+                with m.Else():
+                    m.d.sync += idle.eq(idle + 1)
+                    with m.If(idle == self.timeout - 1):
+                        m.next = "ACK"
+                with m.If(cnt == 0):
+                    m.next = "ACK"
+            with m.State("ACK"):
+                with m.If(can_reply):
+                    m.d.sync += reply(op, err, cnt)
+                    m.next = "HDR0"
+            with m.State("RACK"):
+                with m.If(can_reply):
+                    m.d.sync += reply(op, err, cnt)
+                    m.next = "RREAD"
+            with m.State("RREAD"):
+                with m.If(cnt == 0):
+                    m.next = "HDR0"
+                with m.Else():
+                    m.d.comb += [host_rd_addr.eq(addr), host_rd_en.eq(1)]
+                    m.next = "RLATCH"
+            with m.State("RLATCH"):
+                m.d.sync += [row.eq(host_rd_data), widx.eq(0)]
+                m.next = "RSEND"
+            with m.State("RSEND"):
+                with m.If(can_reply):
+                    m.d.sync += [rsp_word.eq(row.word_select(widx, 32)), rsp_valid.eq(1)]
+                    with m.If(widx == nwords - 1):
+                        m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
+                        m.next = "RREAD"
+                    with m.Else():
+                        m.d.sync += widx.eq(widx + 1)
+            with m.State("STATUS"):
+                values = [Cat(running, tmpl_valid, Const(0, 2), cur, Const(0, 2), guard[:A]), *ctr.values()]
+                with m.If(can_reply):
+                    with m.If(stat_i == 0):
+                        m.d.sync += reply(op, Const(Err.OK, 4), Const(len(values), 16))
+                    for i, v in enumerate(values):
+                        with m.Elif(stat_i == i + 1):
+                            m.d.sync += [rsp_word.eq(v), rsp_valid.eq(1)]
+                    m.d.sync += stat_i.eq(stat_i + 1)
+                    with m.If(stat_i == len(values)):
+                        m.next = "HDR0"
+
+        # ---------------------------------------------------------------- counters
+        def bump(name, inc):
+            m.d.sync += ctr[name].eq(ctr[name] + inc)
+
+        bump("cycles", 1)
+        bump("run_cycles", running)
+        bump("ctrl_cycles", running & ~unit_busy)
+        bump("conv_busy", conv.busy)
+        bump("vec_busy", vec.busy)
+        bump("mb_busy", mb.busy)
+        bump("events", running & (cur == Unit.CONV) & conv.w_en | running & (cur == Unit.CONV) & conv.tm_en)
+        bump("lv_reads", en_lv.as_unsigned() + en_lv2)
+        bump("st_reads", en_st.as_unsigned() + en_st2)
+        bump("tm_reads", en_tm)
+        bump("w_reads", en_w)
+        bump("tab_reads", en_tab)
+        bump("cst_reads", en_cst)
+        bump("prog_reads", rd["prog"].en)
+        bump("lv_writes", wr_en["lv"])
+        bump("st_writes", wr_en["st"])
+        bump("tm_writes", wr_en["tm"])
+        bump("guard_blocked", running & (cur == Unit.MB) & mb.out_en & tm_blocked)
+        bump("rsp_stall", rsp_valid & ~self.o_rsp.ready)
+        prev_sat = Signal(32)
+        sat_now = conv.counters.saturated + vec.counters.saturated
+        m.d.sync += prev_sat.eq(sat_now)
+        bump("saturated", (sat_now - prev_sat)[:32])
+        return m

@@ -1,0 +1,151 @@
+"""Memory-build unit: ``M = Kᵀ·V`` per head (§IS-8), configured at run time by a descriptor.
+
+One line of the template memory per (timestep, head, value chunk, key channel), in the order the
+conv engine's retrieval reads them (``hw/conv_engine.py``: ``t·w_t + (h·cpg + cc)·d_h + c``), so
+the output address is a plain counter. For each line the unit walks the ``N`` tokens: it reads the
+key word holding channel ``c`` (one level, lane ``c mod P``) and the value word of chunk ``cc``
+(``P`` levels), and adds ``k·v`` (two 3-bit levels: shift-add, no multiplier) to ``P``
+accumulators in registers. ``N`` cycles per line, plus :data:`MB_OVERHEAD` per op
+(``hw/engine_cycles.memory_build_cost``). Memory values are unsigned and at most ``D²·N``; the
+compiler refuses a build whose values could exceed :data:`~spiketrack.hw.conv_engine.TM_BITS`.
+
+Word layouts: keys and values are level words (``3·P`` bits) at
+``base + t·x_t + n·x_n + chunk`` (``n``: token, ``x_n``: the tensor's chunks per position).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.hw.conv_engine import TM_BITS, _assign
+from spiketrack.hw.counters import CounterBank, counters_layout
+from spiketrack.hw.engine_cycles import MB_OVERHEAD
+
+__all__ = ["MemoryBuilder", "mb_desc_layout", "MB_COUNTERS", "MB_OVERHEAD"]
+
+MB_COUNTERS = ("busy", "reads")
+
+
+def mb_desc_layout(addr_bits: int = 16) -> data.StructLayout:
+    """The memory-build descriptor."""
+    A = addr_bits
+    return data.StructLayout({
+        "T": 3, "heads": 5, "dh": 8, "cpg": 8, "n": 13,      # lines: T·heads·cpg·dh, N tokens each
+        "kh": 8,                                             # key words per head (d_h / P)
+        "k_base": A, "k_t": A, "k_n": A,
+        "v_base": A, "v_t": A, "v_n": A,
+        "o_base": A,
+    })
+
+
+class MemoryBuilder(wiring.Component):
+    """The memory-build unit (see the module docstring).
+
+    Parameters
+    ----------
+    lanes : int
+        ``P``: value lanes per word and accumulators.
+    addr_bits : int
+        Width of every address and descriptor base/stride.
+
+    Members
+    -------
+    i_desc : In(stream.Signature(mb_desc_layout))
+    k_addr, v_addr : Out(addr_bits); k_data, v_data : In(3·P); k_en, v_en : Out(1)
+        Synchronous level-word reads (data one cycle after the address).
+    out_addr : Out(addr_bits), out_data : Out(TM_BITS·P), out_en : Out(1)
+        Template-memory line writes.
+    busy : Out(1)
+    counters : Out(StructLayout)  ``busy`` cycles, ``reads`` (token steps, two words each).
+    """
+
+    def __init__(self, lanes: int = 8, addr_bits: int = 16):
+        self.lanes, self.addr_bits = lanes, addr_bits
+        P, A = lanes, addr_bits
+        super().__init__({
+            "i_desc": In(stream.Signature(mb_desc_layout(A))),
+            "k_addr": Out(A), "k_data": In(3 * P), "k_en": Out(1),
+            "v_addr": Out(A), "v_data": In(3 * P), "v_en": Out(1),
+            "out_addr": Out(A), "out_data": Out(TM_BITS * P), "out_en": Out(1),
+            "busy": Out(1), "counters": Out(counters_layout(MB_COUNTERS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, A = self.lanes, self.addr_bits
+        m.submodules.ctr = ctr = CounterBank(MB_COUNTERS)
+        m.d.comb += self.counters.eq(ctr.counts)
+        d = Signal(mb_desc_layout(A))
+        running, active = Signal(), Signal()
+        take = self.i_desc.valid & ~active
+        m.d.comb += self.i_desc.ready.eq(~active)
+
+        # ---------------------------------------------------------------- sequencer: t, h, cc, c, n
+        t, h, cc, c, n = Signal(3), Signal(5), Signal(8), Signal(8), Signal(13)
+        kl = Signal(range(P))                  # lane of key channel c in its word
+        kw, kh0 = Signal(8), Signal(8)         # key word of channel c; first key word of head h
+        vch = Signal(8)                        # value chunk h·cpg + cc
+        kt0, vt0 = Signal(A), Signal(A)        # t·k_t, t·v_t (+ base)
+        k_cur, v_cur = Signal(A), Signal(A)
+        line = Signal(A)
+        last_n, last_c, last_cc = n == d.n - 1, c == d.dh - 1, cc == d.cpg - 1
+        last_h, last_t = h == d.heads - 1, t == d.T - 1
+        line_end = last_n
+        op_end = last_n & last_c & last_cc & last_h & last_t
+        m.d.comb += [self.k_addr.eq(k_cur), self.v_addr.eq(v_cur), self.k_en.eq(running), self.v_en.eq(running)]
+
+        def restart(kt, vt, kword, vchunk):
+            return [n.eq(0), k_cur.eq(kt + kword), v_cur.eq(vt + vchunk)]
+
+        with m.If(take):
+            p = self.i_desc.payload
+            m.d.sync += [d.eq(p), running.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0),
+                         kw.eq(0), kh0.eq(0), vch.eq(0), kt0.eq(p.k_base), vt0.eq(p.v_base), line.eq(p.o_base),
+                         *restart(p.k_base, p.v_base, 0, 0)]
+        with m.If(running):
+            with m.If(~last_n):
+                m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n)]
+            with m.Elif(~last_c):
+                nkl_wrap = kl == P - 1
+                nkw = Mux(nkl_wrap, kw + 1, kw)
+                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kw.eq(nkw), *restart(kt0, vt0, nkw, vch)]
+            with m.Elif(~last_cc):
+                m.d.sync += [cc.eq(cc + 1), c.eq(0), kl.eq(0), kw.eq(kh0), vch.eq(vch + 1),
+                             *restart(kt0, vt0, kh0, vch + 1)]
+            with m.Elif(~last_h):
+                nkh = kh0 + d.kh
+                m.d.sync += [h.eq(h + 1), cc.eq(0), c.eq(0), kl.eq(0), kw.eq(nkh), kh0.eq(nkh), vch.eq(vch + 1),
+                             *restart(kt0, vt0, nkh, vch + 1)]
+            with m.Elif(~last_t):
+                nkt, nvt = kt0 + d.k_t, vt0 + d.v_t
+                m.d.sync += [t.eq(t + 1), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), kw.eq(0), kh0.eq(0), vch.eq(0),
+                             kt0.eq(nkt), vt0.eq(nvt), *restart(nkt, nvt, 0, 0)]
+            with m.Else():
+                m.d.sync += running.eq(0)
+
+        # ---------------------------------------------------------------- read data -> accumulate
+        s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "lane": range(P)}))
+        m.d.sync += _assign(s1, {"valid": running, "first": n == 0, "end": line_end, "op_end": op_end, "lane": kl})
+        k = Signal(3)
+        for j in range(P):
+            with m.If(s1.lane == j):
+                m.d.comb += k.eq(self.k_data[3 * j:3 * j + 3])
+        acc = Signal(data.ArrayLayout(TM_BITS + 4, P))
+        wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A}))
+        for j in range(P):
+            v = self.v_data[3 * j:3 * j + 3]
+            prod = Mux(k[0], v, 0) + Mux(k[1], v << 1, 0) + Mux(k[2], v << 2, 0)   # k·v, levels 0..4 (§IS-8)
+            s = Mux(s1.first, prod, acc[j] + prod)
+            with m.If(s1.valid):
+                m.d.sync += acc[j].eq(s)
+        m.d.sync += _assign(wst, {"valid": s1.valid & s1.end, "op_end": s1.valid & s1.op_end, "addr": line})
+        with m.If(s1.valid & s1.end):
+            m.d.sync += line.eq(line + 1)
+        m.d.comb += [self.out_en.eq(wst.valid), self.out_addr.eq(wst.addr),
+                     self.out_data.eq(Cat(*[acc[j][:TM_BITS] for j in range(P)]))]
+        with m.If(wst.op_end):
+            m.d.sync += active.eq(0)
+        m.d.comb += [self.busy.eq(active | take), ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(running)]
+        return m

@@ -1,0 +1,45 @@
+"""``spiketrack simulate --sim icarus|verilator``: the accelerator's Verilog under cocotb.
+
+:func:`run_plan_cocotb` converts :class:`~spiketrack.hw.accel.Accelerator` (sized for the
+compiled program) to Verilog, builds it with the chosen simulator (cached by the Verilog's hash
+under ``build/cocotb/``) and runs ``sim/accel_cocotb_tb.py``, which executes the host plan
+through the same driver as the amaranth.sim path.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from spiketrack.compiler.accel import AccelProgram
+from spiketrack.hw.accel.protocol import TIMEOUT
+from spiketrack.hw.accel.top import Accelerator
+from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
+
+__all__ = ["run_plan_cocotb"]
+
+
+def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
+                    stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT) -> dict:
+    """Execute ``plan`` on the Verilog of the accelerator under cocotb; returns the report."""
+    work = PROJECT_ROOT / "build" / "simulate"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
+        plan_file.write_text(json.dumps(plan))
+        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout), toplevel="accel",
+                            test_module="sim/accel_cocotb_tb.py", sim=sim, name=f"accel-{sim}",
+                            tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
+                                       "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
+                                       "timeout": timeout},
+                            waves=bool(waves), check=False)
+        out = json.loads(report_file.read_text()) if report_file.exists() else {}
+    if "error" in out or "report" not in out:
+        raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
+    report = out["report"]
+    report["cycles_simulated"] = out["cycles_simulated"]
+    report["sim"] = sim
+    if waves:
+        report["waves"] = str(getattr(result, "waves", "") or "")
+    return report

@@ -1,0 +1,110 @@
+"""Host driver of the accelerator: one class, any transport (simulation or a board's link).
+
+:class:`AccelDriver` speaks the command protocol of :mod:`spiketrack.hw.accel.protocol` over a
+*transport*: any object with ``send(words)`` (32-bit words to the command stream) and
+``recv(n)`` (the next ``n`` response words; blocking). :class:`SimTransport` connects it to an
+amaranth.sim testbench (:mod:`spiketrack.sim.accel_sim`); a board link provides the same two
+methods. Every reply's status word is checked: a refused command raises :class:`AccelError`
+naming the command and the reason.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, Err, Op, RunKind, header, parse_status, row_words, \
+    words_per_row, words_row
+
+__all__ = ["AccelDriver", "AccelError", "SimTransport"]
+
+
+class AccelError(RuntimeError):
+    """The accelerator refused a command (``err``: the protocol's error code)."""
+
+    def __init__(self, what: str, err: int):
+        super().__init__(f"{what}: refused by the accelerator ({Err.NAMES.get(err, err)})")
+        self.err = err
+
+
+class SimTransport:
+    """Word queues between a driver (its own thread) and a simulation testbench."""
+
+    def __init__(self):
+        self.to_dev: queue.Queue = queue.Queue()
+        self.from_dev: queue.Queue = queue.Queue()
+        self.closed = threading.Event()
+
+    def send(self, words) -> None:
+        for w in words:
+            self.to_dev.put(int(w) & 0xFFFFFFFF)
+
+    def recv(self, n: int, timeout: float = 600.0) -> list[int]:
+        out = []
+        for _ in range(n):
+            try:
+                out.append(self.from_dev.get(timeout=timeout))
+            except queue.Empty:
+                raise TimeoutError(f"no response word from the accelerator within {timeout} s") from None
+        return out
+
+
+class AccelDriver:
+    """Commands of the accelerator (see :mod:`spiketrack.hw.accel.protocol`).
+
+    Parameters
+    ----------
+    transport : object with ``send(words)`` and ``recv(n)``.
+    widths : dict of memory name -> row width in bits (``hw.accel.top.mem_widths``).
+    """
+
+    def __init__(self, transport, widths: dict[str, int]):
+        self.t, self.widths = transport, dict(widths)
+
+    def _status(self, what: str, op: int) -> dict:
+        st = parse_status(self.t.recv(1)[0])
+        if st["op"] != op:
+            raise AccelError(f"{what}: reply to op {st['op']}, expected {op} (protocol out of step)", -1)
+        if st["err"]:
+            raise AccelError(what, st["err"])
+        return st
+
+    def write(self, mem: str, addr: int, rows) -> None:
+        w = self.widths[mem]
+        rows = [int(r) for r in rows]
+        words = [header(Op.WRITE, MEM_IDS[mem], len(rows)), addr]
+        for r in rows:
+            words += row_words(r, w)
+        self.t.send(words)
+        self._status(f"write {len(rows)} rows of {mem!r} at {addr}", Op.WRITE)
+
+    def read(self, mem: str, addr: int, n: int) -> list[int]:
+        w = self.widths[mem]
+        self.t.send([header(Op.READ, MEM_IDS[mem], n), addr])
+        self._status(f"read {n} rows of {mem!r} at {addr}", Op.READ)
+        k = words_per_row(w)
+        words = self.t.recv(n * k)
+        return [words_row(words[i * k:(i + 1) * k], w) for i in range(n)]
+
+    def run(self, first: int, count: int, kind: int = RunKind.RAW) -> None:
+        self.t.send([header(Op.RUN, kind, count), first])
+        self._status(f"run {count} descriptors from {first}", Op.RUN)
+
+    def guard(self, rows: int) -> None:
+        self.t.send([header(Op.GUARD), rows])
+        self._status(f"guard {rows}", Op.GUARD)
+
+    def status(self) -> dict:
+        """``{busy, template_valid, counters...}``."""
+        self.t.send([header(Op.STATUS), 0])
+        st = self._status("status", Op.STATUS)
+        words = self.t.recv(st["count"])
+        flags = words[0]
+        return {"busy": bool(flags & 1), "template_valid": bool(flags >> 1 & 1), "guard": flags >> 8,
+                **dict(zip(COUNTERS, words[1:]))}
+
+    def wait_idle(self) -> dict:
+        while True:
+            st = self.status()
+            if not st["busy"]:
+                return st

@@ -1,0 +1,263 @@
+"""The accelerator top in amaranth.sim, driven by the host driver, checked against the golden model.
+
+:func:`run_session` elaborates :class:`~spiketrack.hw.accel.Accelerator` for a compiled
+:class:`~spiketrack.compiler.accel.AccelProgram` and runs ``fn(driver)`` in a thread while a
+testbench moves the words of the command and response streams (with random gaps on the command
+stream and random backpressure on the response stream when asked).
+
+:func:`simulate` is the main job: load the images over the command stream, run the template
+pass, then search frames; after every hardware op (``check="layers"``) or every pass
+(``check="outputs"``) read the results back and compare them with the golden run of the same
+crops, element for element, and the cycles of every run with the cycle model. The first mismatch
+is reported by pass, layer, element and the cycle counter at that point.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+
+import torch
+
+from spiketrack.compiler.accel import AccelProgram, memory_rows, rows_tensor, tensor_rows
+from spiketrack.compiler.fuse import fuse
+from spiketrack.compiler.schedule import programs, run_program
+from spiketrack.hw.accel.protocol import TIMEOUT, RunKind
+from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator, mem_widths
+from spiketrack.sim.accel_driver import AccelDriver, SimTransport
+
+__all__ = ["run_session", "load_images", "simulate"]
+
+LOAD_CHUNK = 512   #: rows per WRITE command when loading images
+
+
+def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall: float = 0.0,
+                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, top=None):
+    """Run ``fn(driver)`` against the simulated accelerator; returns ``fn``'s result.
+
+    gaps, stall : probability of an idle cycle on the command stream / of ``ready`` low on the
+        response stream (random, from ``seed``).
+    abort_at : optional callable ``(cycle) -> bool``; while it is true the design is held in
+        reset (the memories keep their contents), to test a reset in the middle of a frame.
+    """
+    from amaranth.hdl import ResetInserter
+    from amaranth.sim import Simulator
+
+    from amaranth import Module, Signal
+
+    dut = top or Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)
+    rst = Signal()
+    wrapper = Module()
+    wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
+    sim = Simulator(wrapper)
+    sim.add_clock(1e-8)
+    tr = SimTransport()
+    result: dict = {}
+
+    def worker():
+        try:
+            result["value"] = fn(AccelDriver(tr, mem_widths(ap.lanes, ap.addr_bits)), result)
+        except BaseException as e:  # handed to the caller
+            result["error"] = e
+        finally:
+            tr.closed.set()
+
+    async def tb(ctx):
+        rng = random.Random(seed)
+        cur = None
+        quiet = 0
+        cycle = 0
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        while not tr.closed.is_set():
+            if cur is None:
+                try:
+                    cur = tr.to_dev.get_nowait() if quiet < timeout + 32 else tr.to_dev.get(timeout=0.05)
+                except queue.Empty:
+                    cur = None
+            drive = cur is not None and (gaps == 0 or rng.random() >= gaps)
+            ctx.set(dut.i_cmd.valid, int(drive))
+            if drive:
+                ctx.set(dut.i_cmd.payload, cur)
+            ready = stall == 0 or rng.random() >= stall
+            ctx.set(dut.o_rsp.ready, int(ready))
+            held = bool(abort_at and abort_at(cycle))
+            ctx.set(rst, int(held))
+            _, _, cmd_ready, rsp_valid, rsp_word, busy = await ctx.tick().sample(
+                dut.i_cmd.ready, dut.o_rsp.valid, dut.o_rsp.payload, dut.busy)
+            cycle += 1
+            result["cycle"] = cycle
+            if drive and cmd_ready and not held:
+                cur = None
+            if rsp_valid and ready and not held:
+                tr.from_dev.put(int(rsp_word))
+            quiet = 0 if (cur is not None or busy or rsp_valid) else quiet + 1
+        thread.join()
+
+    sim.add_testbench(tb)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def load_images(drv: AccelDriver, ap: AccelProgram) -> None:
+    """Write the program, weights, tables and positional tables; set the template-slot guard."""
+    for mem in ("prog", "w", "tab", "cst"):
+        rows = ap.images[mem]
+        for i in range(0, len(rows), LOAD_CHUNK):
+            drv.write(mem, i, rows[i:i + LOAD_CHUNK])
+    drv.guard(ap.guard)
+
+
+def _golden_passes(net, inputs):
+    graph, _ = fuse(net)
+    progs = programs(graph)
+    zp = inputs[0][0][:, :1]
+    env_t = run_program(graph, progs["template_update"], {"template_pixels": zp})
+    mems = {m: env_t[m] for m in progs["template_update"].outputs}
+    passes = [("template_update", env_t, {"template_pixels": zp})]
+    for _, xp in inputs:
+        env_s = run_program(graph, progs["search_frame"], {"search_pixels": xp[:, :1], **mems})
+        passes.append(("search_frame", {**env_t, **env_s}, {"search_pixels": xp[:, :1]}))
+    return graph, passes
+
+
+def _read_steps(ap: AccelProgram, net, name: str, expected: torch.Tensor, label: str, node: str) -> dict:
+    """One check: the rows of tensor ``name`` and the rows the golden value packs to."""
+    pl = ap.placement[name]
+    ty = net.types[name]
+    exp = expected[:, 0] if expected.dim() == 5 else expected
+    if ty.kind == "memory":
+        rows = memory_rows(exp, ap.lanes)
+        spans = [(pl.base, len(rows))]
+    else:
+        rows = tensor_rows(exp, ty.kind, ap.lanes)
+        per_t = len(rows) // ty.shape[0]
+        spans = [(pl.base + t * pl.t_stride, per_t) for t in range(ty.shape[0])]
+    return {"op": "check", "pass": label, "layer": node, "tensor": name, "mem": pl.mem, "spans": spans,
+            "expected": rows, "shape": list(ty.shape), "kind": ty.kind}
+
+
+def build_plan(net, ap: AccelProgram, inputs, check: str = "layers") -> list[dict]:
+    """The host's session as a list of steps (loads, runs with their predicted cycles, checks).
+
+    Executed by :func:`execute_plan` over any transport (amaranth.sim, cocotb, a board), so the
+    simulation and the board run the same host code.
+    """
+    if check not in ("layers", "outputs"):
+        raise ValueError(f"check must be 'layers' or 'outputs', got {check!r}")
+    graph, passes = _golden_passes(net, inputs)
+    P = ap.lanes
+    steps: list[dict] = []
+    for mem in ("prog", "w", "tab", "cst"):
+        rows = ap.images[mem]
+        for i in range(0, len(rows), LOAD_CHUNK):
+            steps.append({"op": "write", "mem": mem, "addr": i, "rows": rows[i:i + LOAD_CHUNK]})
+    steps.append({"op": "guard", "rows": ap.guard})
+    for i, (pname, env, host_inputs) in enumerate(passes):
+        label = "template_update" if i == 0 else f"search_frame_{i - 1}"
+        for name, x in host_inputs.items():
+            pl = ap.placement[name]
+            steps.append({"op": "write", "mem": pl.mem, "addr": pl.base, "rows": tensor_rows(x[:, 0], net.types[name].kind, P)})
+        first, count = ap.programs[pname]
+        kind = RunKind.TEMPLATE if pname == "template_update" else RunKind.SEARCH
+        nodes = [n for n in ap.nodes if n.program == pname]
+        if check == "layers":
+            for n in nodes:
+                steps.append({"op": "run", "pass": label, "first": n.index, "count": 1, "kind": kind,
+                              "predicted": ap.node_cycles(graph, n.name, env) + RUN_OVERHEAD, "layers": len(n.layers)})
+                steps.append(_read_steps(ap, net, n.out, env[n.out], label, n.name))
+        else:
+            steps.append({"op": "run", "pass": label, "first": first, "count": count, "kind": kind,
+                          "predicted": ap.run_cycles(graph, pname, env), "layers": sum(len(n.layers) for n in nodes)})
+            for o in ap.outputs[pname]:
+                steps.append(_read_steps(ap, net, o, env[o], label, o))
+    return steps
+
+
+def _first_bad_element(step: dict, got_rows: list[int], lanes: int) -> list[int]:
+    if step["kind"] == "memory":
+        return [next(i for i, (a, b) in enumerate(zip(got_rows, step["expected"])) if a != b)]
+    shape = tuple(step["shape"])
+    got = rows_tensor(got_rows, shape, step["kind"], lanes)
+    exp = rows_tensor(step["expected"], shape, step["kind"], lanes)
+    return [int(i) for i in (got != exp).nonzero()[0]]
+
+
+def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: None, progress=None) -> dict:
+    """Run ``plan`` through ``drv``; compare every check and every run's cycle counter."""
+    report = {"runs": 0, "layers_checked": 0, "checks": 0, "mismatches": 0, "first_mismatch": None,
+              "cycle_model_exact": True, "first_cycle_difference": None, "per_pass": {}}
+    n_runs = sum(s["op"] == "run" for s in plan)
+    before = None
+    for step in plan:
+        op = step["op"]
+        if op == "write":
+            drv.write(step["mem"], step["addr"], step["rows"])
+        elif op == "guard":
+            drv.guard(step["rows"])
+        elif op == "run":
+            before = drv.status()
+            drv.run(step["first"], step["count"], step["kind"])
+            after = drv.wait_idle()
+            cycles = after["run_cycles"] - before["run_cycles"]
+            pp = report["per_pass"].setdefault(step["pass"], {"cycles": 0, "predicted_cycles": 0, "counters": {}})
+            pp["cycles"] += cycles
+            pp["predicted_cycles"] += step["predicted"]
+            for k, v in after.items():
+                if k not in ("busy", "template_valid", "guard"):
+                    pp["counters"][k] = pp["counters"].get(k, 0) + (v - before[k]) % (1 << 32)
+            if cycles != step["predicted"] and report["cycle_model_exact"]:
+                report["cycle_model_exact"] = False
+                report["first_cycle_difference"] = {"pass": step["pass"], "first": step["first"],
+                                                    "cycles": cycles, "predicted": step["predicted"]}
+            report["runs"] += 1
+            last_layers = step["layers"]
+            if progress:
+                progress(report["runs"], n_runs)
+        elif op == "check":
+            got = []
+            for base, n in step["spans"]:
+                got += drv.read(step["mem"], base, n)
+            report["checks"] += 1
+            report["layers_checked"] += last_layers
+            last_layers = 0
+            bad = sum(a != b for a, b in zip(got, step["expected"]))
+            if bad:
+                report["mismatches"] += bad
+                if report["first_mismatch"] is None:
+                    report["first_mismatch"] = {"pass": step["pass"], "layer": step["layer"], "tensor": step["tensor"],
+                                                "element": _first_bad_element(step, got, lanes), "cycle": cycle()}
+    return report
+
+
+def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,
+             seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None) -> dict:
+    """Run a template pass and ``len(inputs)`` search frames on the simulated accelerator.
+
+    inputs : ``[(template_pixels, search_pixels), ...]`` ([T, B, 3, H, W] uint8; batch 0 used,
+        the first pair's template).
+    check : ``"layers"`` (every hardware op runs alone and its output is read back and compared)
+        or ``"outputs"`` (whole passes; the template memories and the head maps are compared).
+    sim : ``"amaranth"`` (amaranth.sim), ``"icarus"`` or ``"verilator"`` (cocotb on the
+        generated Verilog, :mod:`spiketrack.sim.accel_cocotb`).
+    """
+    t0 = time.monotonic()
+    plan = build_plan(net, ap, inputs, check)
+    t_plan = time.monotonic() - t0
+    if sim == "amaranth":
+        report = run_session(ap, lambda drv, res: execute_plan(drv, plan, ap.lanes, lambda: res.get("cycle"), progress),
+                             seed=seed, gaps=gaps, stall=stall, vcd=vcd)
+    else:
+        from spiketrack.sim.accel_cocotb import run_plan_cocotb
+        report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd)
+    report.update(frames=len(inputs), layers_total=sum(s["layers"] for s in plan if s["op"] == "run"),
+                  plan_seconds=round(t_plan, 1), seconds=round(time.monotonic() - t0, 1))
+    return report

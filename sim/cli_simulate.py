@@ -1,0 +1,91 @@
+"""``spiketrack simulate``: the accelerator top runs a template pass and search frames in simulation.
+
+The integer network is compiled for the accelerator (``compiler/accel.py``), the images are
+loaded over the command stream, and every hardware op's output (``--check layers``) or every
+pass's results (``--check outputs``) is read back and compared with the golden model on the same
+crops; every run's cycle counter is compared with the cycle model. Exit status 1 on any mismatch
+or cycle difference.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from spiketrack.cli import UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--artifact", default=None,
+                   help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+    p.add_argument("--dataset", default="synthetic", help="crops from this benchmark (synthetic)")
+    p.add_argument("--frames", type=int, default=1, help="search frames after the template pass")
+    p.add_argument("--sim", default="verilator", choices=("verilator", "icarus", "amaranth"),
+                   help="simulator: Verilator or Icarus under cocotb, or amaranth.sim")
+    p.add_argument("--check", default="layers", choices=("layers", "outputs"),
+                   help="compare every hardware op's output, or each pass's results only")
+    p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
+    p.add_argument("--gaps", type=float, default=0.0, help="probability of an idle cycle on the command stream")
+    p.add_argument("--stall", type=float, default=0.0, help="probability of backpressure on the response stream")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--waves", default=None, help="dump waves (amaranth: this VCD file; cocotb: in its build folder)")
+    p.add_argument("--json", action="store_true")
+
+
+def summarise(rep: dict, frames: int) -> dict:
+    """The report's headline figures (``cycles_per_frame`` etc.) from the per-pass counters."""
+    search = [v for k, v in rep["per_pass"].items() if k.startswith("search_frame")]
+    cyc = sum(v["cycles"] for v in search) / max(1, len(search))
+    pred = sum(v["predicted_cycles"] for v in search) / max(1, len(search))
+    busy = sum(v["counters"].get("conv_busy", 0) + v["counters"].get("vec_busy", 0) + v["counters"].get("mb_busy", 0)
+               for v in search)
+    run = sum(v["counters"].get("run_cycles", 0) for v in search)
+    conv = sum(v["counters"].get("conv_busy", 0) for v in search)
+    return {"frames": frames, "layers_checked": rep["layers_checked"], "layers_total": rep["layers_total"],
+            "mismatches": rep["mismatches"], "first_mismatch": rep["first_mismatch"],
+            "cycles_per_frame": round(cyc), "predicted_cycles_per_frame": round(pred),
+            "template_cycles": rep["per_pass"].get("template_update", {}).get("cycles"),
+            "cycle_model_exact": rep["cycle_model_exact"],
+            "utilization": {"units_busy": round(busy / run, 4) if run else None,
+                            "conv_engine": round(conv / run, 4) if run else None},
+            "fps_at_100mhz": round(100e6 / cyc, 2) if cyc else None,
+            "seconds_per_frame": round(rep["seconds"] / (frames + 1), 2), "seconds": rep["seconds"],
+            "counters_per_frame": {k: round(sum(v["counters"].get(k, 0) for v in search) / max(1, len(search)))
+                                   for k in (search[0]["counters"] if search else {})}}
+
+
+def run(args) -> int:
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.compiler.cli_compile import _artifact
+    from spiketrack.compiler.fuse import CompileError
+    from spiketrack.model.configs import get_config
+    from spiketrack.quant.compare import synthetic_frames
+    from spiketrack.sim.accel_sim import simulate
+
+    if args.frames < 1:
+        raise UserError("--frames must be >= 1")
+    if args.dataset != "synthetic":
+        raise UserError(f"--dataset {args.dataset!r}: simulate draws its crops from 'synthetic' only")
+    net = _artifact(args.artifact)
+    try:
+        ap = lower_to_accel(net, args.lanes)
+    except CompileError as e:
+        raise UserError(str(e)) from None
+    inputs = list(synthetic_frames(get_config(net.meta["config"]), args.frames))
+
+    def progress(i, n):
+        print(f"\rsimulate [{args.sim}] run {i}/{n}", end="", file=sys.stderr, flush=True)
+
+    rep = simulate(net, ap, inputs, check=args.check, sim=args.sim, progress=progress if args.sim == "amaranth" else None,
+                   seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves)
+    print(file=sys.stderr)
+    out = summarise(rep, args.frames)
+    out["sim"] = args.sim
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.frames} search frame(s) + template pass on {args.sim}: {out['layers_checked']} of "
+              f"{out['layers_total']} layers checked, {out['mismatches']} mismatches; "
+              f"{out['cycles_per_frame']} cycles per frame (model {out['predicted_cycles_per_frame']}, "
+              f"{'exact' if out['cycle_model_exact'] else 'NOT exact'}), {out['fps_at_100mhz']} fps at 100 MHz")
+    return 0 if out["mismatches"] == 0 and out["cycle_model_exact"] else 1

@@ -1,0 +1,175 @@
+"""The accelerator top (hw/accel): the memory-build unit, the host protocol and its misuse, and a
+reduced SpikeTrack network end to end (template pass + search frame), bit-exact against the golden
+model and cycle-exact against the cycle model."""
+
+import random
+import time
+
+import pytest
+import torch
+
+from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields, tensor_rows
+from spiketrack.hw.accel.protocol import Err, Op, RunKind, header
+from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit, mem_widths
+from spiketrack.hw.engine_cycles import Engine, memory_build_cost
+from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
+from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
+from spiketrack.quant.golden.memory import memory_build
+from spiketrack.quant.ir import TensorType
+from spiketrack.sim.accel_driver import AccelError
+from spiketrack.sim.accel_sim import run_session
+from spiketrack.sim.unit_sim import run_unit_jobs, words
+
+
+# ---------------------------------------------------------------------------------------------
+# the memory-build unit alone
+
+class _MbJob:
+    def __init__(self, k, v, heads, P):
+        T, ck, H, W = k.shape
+        cv = v.shape[1]
+        self.dh, self.dv, self.heads, self.T = ck // heads, cv // heads, heads, T
+        lv = lambda x: words(torch.as_tensor(x).reshape(T, -1, P, H, W).permute(0, 3, 4, 1, 2).reshape(-1, P).numpy(), 3)
+        self.images = {"k": lv(k), "v": lv(v)}
+        self.desc = {"T": T, "heads": heads, "dh": self.dh, "cpg": self.dv // P, "n": H * W, "kh": self.dh // P,
+                     "k_base": 0, "k_t": H * W * ck // P, "k_n": ck // P, "v_base": 0, "v_t": H * W * cv // P,
+                     "v_n": cv // P, "o_base": 0}
+        self.out_depth = T * heads * (self.dv // P) * self.dh
+        self.result = {}
+
+    def decode(self, raw, P):
+        vals = torch.tensor([[(w >> (12 * i)) & 0xFFF for i in range(P)] for w in raw])
+        m = vals.reshape(self.T, self.heads, self.dv // P, self.dh, P).permute(0, 1, 3, 2, 4)
+        return m.reshape(self.T, self.heads, self.dh, self.dv)
+
+
+def test_memory_builder_equals_golden_and_its_cycle_model():
+    P = 8
+    g = torch.Generator().manual_seed(1)
+    jobs = []
+    for T, heads, dh, dv, H, W, density in ((2, 2, 8, 16, 2, 3, 0.5), (1, 1, 16, 8, 3, 3, 1.0), (3, 3, 8, 8, 1, 2, 0.2)):
+        k = torch.randint(0, 5, (T, heads * dh, H, W), generator=g) * (torch.rand(T, heads * dh, H, W, generator=g) < density)
+        v = torch.randint(0, 5, (T, heads * dv, H, W), generator=g)
+        jobs.append(_MbJob(k, v, heads, P))
+        jobs[-1].kv = (k, v)
+    run_unit_jobs(MemoryBuilder(P), {"k": 3 * P, "v": 3 * P}, 12 * P, mb_desc_layout(16), jobs, P)
+    for job in jobs:
+        k, v = job.kv
+        T, _, H, W = k.shape
+        exp = torch.stack([memory_build(k[t].reshape(job.heads, job.dh, -1), v[t].reshape(job.heads, job.dv, -1))
+                           for t in range(T)])
+        assert torch.equal(job.result["out"], exp)
+        m_t = TensorType((T, job.heads, job.dh, job.dv), "memory", 12, False, 6)
+        k_t = TensorType(tuple(k.shape), "levels", 3, False, 2)
+        model = memory_build_cost(Engine(P), k_t, k_t, m_t).cycles
+        assert job.result["cycles"] == model == T * job.heads * (job.dv // P) * job.dh * H * W + 3
+
+
+# ---------------------------------------------------------------------------------------------
+# the host protocol on a small accelerator (no network)
+
+P = 8
+DEPTHS = {"prog": 8, "w": 16, "tab": 8, "cst": 8, "lv": 64, "st": 600, "tm": 32}
+
+
+def _vec_neuron_word(n_words: int, src: int, dst: int) -> int:
+    """A program word: NI-LIF over ``n_words`` stream words (a long enough op for misuse tests)."""
+    from spiketrack.hw.conv_engine import decay_fields
+
+    d = {"mode": VecMode.NEURON, "T": 1, "f_m": 8, "decays": decay_fields(()), "ho": 1, "wo": n_words, "chunks": 1,
+         "r_y": 1, "r_x": 1, "a_base": src, "a_t": n_words, "a_row": n_words, "a_col": 1, "o_base": dst, "o_t": n_words}
+    return Unit.VEC.value | pack_fields(vec_desc_layout(16), d) << 2
+
+
+def _mb_word(o_base: int) -> int:
+    d = {"T": 1, "heads": 1, "dh": 8, "cpg": 1, "n": 1, "kh": 1, "k_base": 0, "k_t": 1, "k_n": 1, "v_base": 0,
+         "v_t": 1, "v_n": 1, "o_base": o_base}
+    return Unit.MB.value | pack_fields(mb_desc_layout(16), d) << 2
+
+
+def _small_program() -> AccelProgram:
+    return AccelProgram(P, 16, dict(DEPTHS), {}, {}, [], {}, 0, {}, {})
+
+
+def test_protocol_round_trips_and_refuses_bad_commands():
+    widths = mem_widths(P)
+    rng = random.Random(0)
+    data = {m: [rng.getrandbits(widths[m]) for _ in range(min(DEPTHS[m], 5))] for m in DEPTHS}
+
+    def session(drv, res):
+        for m, rows in data.items():
+            drv.write(m, DEPTHS[m] - len(rows), rows)          # the last rows of every memory
+        for m, rows in data.items():
+            assert drv.read(m, DEPTHS[m] - len(rows), len(rows)) == rows, m
+        errors = {}
+        for what, words in {"bad_op": [header(9), 0], "bad_mem": [header(Op.READ, 7, 1), 0],
+                            "range": [header(Op.READ, 4, 2), DEPTHS["lv"] - 1],
+                            "write_range": [header(Op.WRITE, 5, 1), DEPTHS["st"], 1, 2, 3, 4],
+                            "order": [header(Op.RUN, RunKind.SEARCH, 0), 0]}.items():
+            drv.t.send(words)
+            st = drv.t.recv(1)[0]
+            errors[what] = st >> 16 & 15
+        # the refused write's payload was dropped: the link is still in step
+        assert drv.read("st", DEPTHS["st"] - 1, 1) == data["st"][-1:]
+        return errors
+
+    errors = run_session(_small_program(), session, gaps=0.3, stall=0.3, seed=2)
+    assert errors == {"bad_op": Err.BAD_OP, "bad_mem": Err.BAD_MEM, "range": Err.RANGE, "write_range": Err.RANGE,
+                      "order": Err.ORDER}
+
+
+def test_misuse_busy_truncation_reset_and_the_template_guard():
+    """Start while busy and writes while busy are refused; a truncated load ends with an error and
+    touches no other row; a reset in the middle of a run keeps every memory; a search run never
+    writes a template slot (rows below the guard)."""
+    n = 400
+    prog = [_vec_neuron_word(n, 0, 0), _mb_word(0), _mb_word(8)]
+    t_rows = [(i + 1) * 0x1001 for i in range(16)]
+    state = {}
+
+    def session(drv, res):
+        drv.write("prog", 0, prog)
+        drv.write("st", 0, [i * 0x10001 for i in range(n)])
+        drv.write("tm", 0, t_rows)
+        drv.guard(8)
+        drv.run(0, 1, RunKind.RAW)
+        with pytest.raises(AccelError, match="busy"):
+            drv.run(0, 1, RunKind.RAW)
+        with pytest.raises(AccelError, match="busy"):
+            drv.write("tm", 0, [0])
+        assert drv.status()["busy"]
+        st = drv.wait_idle()
+        assert st["descriptors"] == 1
+        # truncated load: header for 4 rows of tm, only 1 row sent
+        drv.t.send([header(Op.WRITE, 6, 4), 12, 0xAAAAAAAA, 0xBBBBBBBB, 0xCCCCCCCC])
+        state["truncated"] = drv.t.recv(1)[0] >> 16 & 15
+        assert drv.read("tm", 0, 12) == t_rows[:12]                # rows before: intact
+        assert drv.read("tm", 13, 3) == t_rows[13:16]              # rows after the one completed: intact
+        # a template run, then a search run whose memory build targets a template slot (row 0)
+        drv.run(2, 1, RunKind.TEMPLATE)
+        drv.wait_idle()
+        drv.run(1, 1, RunKind.SEARCH)
+        st = drv.wait_idle()
+        state["guard_blocked"] = st["guard_blocked"]
+        state["tm_after_search"] = drv.read("tm", 0, 8)
+        # reset in the middle of a long run (held for 3 cycles once the RUN is acknowledged)
+        drv.run(0, 1, RunKind.RAW)
+        state["abort_left"] = 3
+        while state["abort_left"]:
+            time.sleep(0.01)
+        state["after_reset"] = drv.wait_idle()
+        state["tm_after_reset"] = drv.read("tm", 0, 16)
+
+    def abort(cycle):
+        if state.get("abort_left"):
+            state["abort_left"] -= 1
+            return True
+        return False
+
+    run_session(_small_program(), session, abort_at=abort, timeout=64)
+    assert state["truncated"] == Err.TRUNCATED
+    assert state["guard_blocked"] == 8                                # all eight lines of the build refused
+    assert state["tm_after_search"][:8] == t_rows[:8]
+    assert not state["after_reset"]["busy"]
+    tm = state["tm_after_reset"]
+    assert tm[:8] == t_rows[:8], "template slots changed by a reset in the middle of a run"
