@@ -13,7 +13,8 @@ import random
 import threading
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge, First, ReadOnly, Timer
+from cocotb.utils import get_sim_time
 
 from spiketrack.hw.accel.top import mem_widths
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
@@ -49,8 +50,11 @@ async def run_plan(dut):
 
     thread = threading.Thread(target=worker, daemon=True)
     thread.start()
-    cur, quiet, stalled = None, 0, None
+    cur, quiet, stalled, was_busy = None, 0, None, False
     while not tr.closed.is_set():
+        if was_busy and cur is None and stalled is None and tr.to_dev.empty():
+            # a program runs and the host has nothing to say: let the simulator run free
+            await First(FallingEdge(dut.busy), Timer(100_000, unit="ns"))
         await FallingEdge(dut.clk)
         if cur is None:
             try:
@@ -64,7 +68,7 @@ async def run_plan(dut):
         ready = stall == 0 or rng.random() >= stall
         dut.o_rsp__ready.value = int(ready)
         await ReadOnly()
-        state["cycle"] += 1
+        state["cycle"] = int(get_sim_time("ns")) // 10
         if drive and int(dut.i_cmd__ready.value):
             cur = None
         valid = int(dut.o_rsp__valid.value)
@@ -79,7 +83,11 @@ async def run_plan(dut):
                 stalled = word
         else:
             stalled = None
-        quiet = 0 if (cur is not None or valid or int(dut.busy.value)) else quiet + 1
+        busy = bool(int(dut.busy.value))
+        quiet = 0 if (cur is not None or valid or busy) else quiet + 1
+        if was_busy and not busy:
+            tr.note_busy_fell()
+        was_busy = busy
     thread.join()
     with open(p["report"], "w") as fh:
         json.dump({**out, "cycles_simulated": state["cycle"]}, fh)

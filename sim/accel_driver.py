@@ -34,6 +34,19 @@ class SimTransport:
         self.to_dev: queue.Queue = queue.Queue()
         self.from_dev: queue.Queue = queue.Queue()
         self.closed = threading.Event()
+        self.busy_falls = 0          #: programs the testbench saw finish (busy falling)
+        self.fell = threading.Condition()
+
+    def note_busy_fell(self) -> None:
+        with self.fell:
+            self.busy_falls += 1
+            self.fell.notify_all()
+
+    def wait_busy_fell(self, after: int, timeout: float = 3600.0) -> None:
+        """Block until more than ``after`` programs have finished (no polling traffic meanwhile)."""
+        with self.fell:
+            if not self.fell.wait_for(lambda: self.busy_falls > after or self.closed.is_set(), timeout):
+                raise TimeoutError(f"the accelerator stayed busy for {timeout} s")
 
     def send(self, words) -> None:
         for w in words:
@@ -87,6 +100,7 @@ class AccelDriver:
         return [words_row(words[i * k:(i + 1) * k], w) for i in range(n)]
 
     def run(self, first: int, count: int, kind: int = RunKind.RAW) -> None:
+        self._falls = getattr(self.t, "busy_falls", None)
         self.t.send([header(Op.RUN, kind, count), first])
         self._status(f"run {count} descriptors from {first}", Op.RUN)
 
@@ -104,6 +118,12 @@ class AccelDriver:
                 **dict(zip(COUNTERS, words[1:]))}
 
     def wait_idle(self) -> dict:
+        """Status once the running program has finished (a simulation transport says when busy
+        falls; otherwise STATUS is polled)."""
+        falls = getattr(self, "_falls", None)
+        if falls is not None and hasattr(self.t, "wait_busy_fell"):
+            self._falls = None
+            self.t.wait_busy_fell(falls)
         while True:
             st = self.status()
             if not st["busy"]:

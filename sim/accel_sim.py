@@ -34,13 +34,15 @@ LOAD_CHUNK = 512   #: rows per WRITE command when loading images
 
 
 def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall: float = 0.0,
-                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, top=None):
+                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, top=None, preload=None):
     """Run ``fn(driver)`` against the simulated accelerator; returns ``fn``'s result.
 
     gaps, stall : probability of an idle cycle on the command stream / of ``ready`` low on the
         response stream (random, from ``seed``).
     abort_at : optional callable ``(cycle) -> bool``; while it is true the design is held in
         reset (the memories keep their contents), to test a reset in the middle of a frame.
+    preload : optional ``{memory: rows}`` written into the memories before the first cycle
+        (a simulation backdoor: amaranth.sim takes minutes for the command stream's image load).
     """
     from amaranth.hdl import ResetInserter
     from amaranth.sim import Simulator
@@ -69,6 +71,17 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
         cur = None
         quiet = 0
         cycle = 0
+        was_busy = False
+        driven = {"valid": None, "payload": None, "ready": None, "rst": None}
+
+        def put(name, sig, value):   # a set only on change: every set makes the simulator settle
+            if driven[name] != value:
+                ctx.set(sig, value)
+                driven[name] = value
+
+        for name, rows in (preload or {}).items():
+            for i, row in enumerate(rows):
+                ctx.set(dut.mems[name].data[i], row)
         thread = threading.Thread(target=worker, daemon=True)
         thread.start()
         while not tr.closed.is_set():
@@ -78,13 +91,13 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
                 except queue.Empty:
                     cur = None
             drive = cur is not None and (gaps == 0 or rng.random() >= gaps)
-            ctx.set(dut.i_cmd.valid, int(drive))
+            put("valid", dut.i_cmd.valid, int(drive))
             if drive:
-                ctx.set(dut.i_cmd.payload, cur)
+                put("payload", dut.i_cmd.payload, cur)
             ready = stall == 0 or rng.random() >= stall
-            ctx.set(dut.o_rsp.ready, int(ready))
+            put("ready", dut.o_rsp.ready, int(ready))
             held = bool(abort_at and abort_at(cycle))
-            ctx.set(rst, int(held))
+            put("rst", rst, int(held))
             _, _, cmd_ready, rsp_valid, rsp_word, busy = await ctx.tick().sample(
                 dut.i_cmd.ready, dut.o_rsp.valid, dut.o_rsp.payload, dut.busy)
             cycle += 1
@@ -94,6 +107,9 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
             if rsp_valid and ready and not held:
                 tr.from_dev.put(int(rsp_word))
             quiet = 0 if (cur is not None or busy or rsp_valid) else quiet + 1
+            if was_busy and not busy:
+                tr.note_busy_fell()
+            was_busy = bool(busy)
         thread.join()
 
     sim.add_testbench(tb)
@@ -145,7 +161,7 @@ def _read_steps(ap: AccelProgram, net, name: str, expected: torch.Tensor, label:
             "expected": rows, "shape": list(ty.shape), "kind": ty.kind}
 
 
-def build_plan(net, ap: AccelProgram, inputs, check: str = "layers") -> list[dict]:
+def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool = True) -> list[dict]:
     """The host's session as a list of steps (loads, runs with their predicted cycles, checks).
 
     Executed by :func:`execute_plan` over any transport (amaranth.sim, cocotb, a board), so the
@@ -156,7 +172,7 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers") -> list[dic
     graph, passes = _golden_passes(net, inputs)
     P = ap.lanes
     steps: list[dict] = []
-    for mem in ("prog", "w", "tab", "cst"):
+    for mem in ("prog", "w", "tab", "cst") if load else ():
         rows = ap.images[mem]
         for i in range(0, len(rows), LOAD_CHUNK):
             steps.append({"op": "write", "mem": mem, "addr": i, "rows": rows[i:i + LOAD_CHUNK]})
@@ -239,7 +255,8 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
 
 
 def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,
-             seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None) -> dict:
+             seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None,
+             backdoor: bool = False) -> dict:
     """Run a template pass and ``len(inputs)`` search frames on the simulated accelerator.
 
     inputs : ``[(template_pixels, search_pixels), ...]`` ([T, B, 3, H, W] uint8; batch 0 used,
@@ -248,13 +265,19 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         or ``"outputs"`` (whole passes; the template memories and the head maps are compared).
     sim : ``"amaranth"`` (amaranth.sim), ``"icarus"`` or ``"verilator"`` (cocotb on the
         generated Verilog, :mod:`spiketrack.sim.accel_cocotb`).
+    backdoor : amaranth only: the program, weights and tables are preloaded into the memories
+        instead of written over the command stream (the template pixels, search pixels and every
+        read-back still go through it).
     """
+    if backdoor and sim != "amaranth":
+        raise ValueError("the memory backdoor exists only in amaranth.sim")
     t0 = time.monotonic()
-    plan = build_plan(net, ap, inputs, check)
+    plan = build_plan(net, ap, inputs, check, load=not backdoor)
     t_plan = time.monotonic() - t0
     if sim == "amaranth":
         report = run_session(ap, lambda drv, res: execute_plan(drv, plan, ap.lanes, lambda: res.get("cycle"), progress),
-                             seed=seed, gaps=gaps, stall=stall, vcd=vcd)
+                             seed=seed, gaps=gaps, stall=stall, vcd=vcd,
+                             preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None)
     else:
         from spiketrack.sim.accel_cocotb import run_plan_cocotb
         report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd)

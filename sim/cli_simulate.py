@@ -81,6 +81,14 @@ def run(args) -> int:
     print(file=sys.stderr)
     out = summarise(rep, args.frames)
     out["sim"] = args.sim
+    from spiketrack.compiler.accel_energy import accelerator_energy
+    from spiketrack.compiler.fuse import fuse
+
+    search = [v for k, v in rep["per_pass"].items() if k.startswith("search_frame")]
+    if search:
+        e = accelerator_energy(fuse(net)[0], ap, search[0]["counters"])
+        out["energy_per_frame"] = {"with_memory": {"snn_mj": e["snn_mj"], "ann_mj": e["ann_mj"], "ratio": e["ratio"]},
+                                   "snn_memory_mj": e["snn"]["memory_mj"], "ann_memory_mj": e["ann"]["memory_mj"]}
     if args.json:
         print(json.dumps(out))
     else:

@@ -173,3 +173,53 @@ def test_misuse_busy_truncation_reset_and_the_template_guard():
     assert not state["after_reset"]["busy"]
     tm = state["tm_after_reset"]
     assert tm[:8] == t_rows[:8], "template slots changed by a reset in the middle of a run"
+
+
+# ---------------------------------------------------------------------------------------------
+# a reduced SpikeTrack network end to end
+
+def _reduced_network():
+    """edge-t3's structure (every op kind, T = 3 template, three MRMs) at 16x16 crops, 16-32
+    channels and one block per stage, with BN statistics that make spikes fire."""
+    from spiketrack.model import build_model
+    from spiketrack.model.configs import get_config
+    from spiketrack.quant.lower import lower
+    from spiketrack.quant.qat import QuantFormat, quantize_model
+
+    cfg = get_config("edge-t3", dims=(16, 16, 16, 32), depths=(1, 1, 1, 1), mrm_sites=((2, 1), (3, 1), (4, 1)),
+                     search_size=16, template_size=16, head_channels=16, head_min_width=8)
+    torch.manual_seed(0)
+    m = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
+    return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg
+
+
+def test_reduced_network_template_and_search_frame_on_the_accelerator():
+    """The whole accelerator (amaranth.sim): a template pass and a search frame of a reduced
+    edge-t3; the template memories and the three head maps equal the golden run, and each pass's
+    cycle counter equals the cycle model (units' models + controller overheads)."""
+    from test_quant_golden_model import _pixels
+
+    from spiketrack.sim.accel_sim import simulate
+
+    net, cfg = _reduced_network()
+    ap = lower_to_accel(net, 8)
+    kinds = {n.kind for n in ap.nodes}
+    assert kinds == {"stem", "spike_conv", "retrieval", "memory_build", "neuron", "add", "avg_pool", "mean_fusion"}
+    zp, xp = _pixels(cfg, 5)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    assert r["checks"] == 6 and r["mismatches"] == 0 and r["first_mismatch"] is None
+    assert r["cycle_model_exact"] and r["first_cycle_difference"] is None
+    assert r["layers_total"] == sum(len(n.layers) for n in ap.nodes)
+    t, s = r["per_pass"]["template_update"], r["per_pass"]["search_frame_0"]
+    assert t["counters"]["descriptors"] == ap.programs["template_update"][1]
+    assert s["counters"]["descriptors"] == ap.programs["search_frame"][1]
+    # every output tensor the search frame reads back was written this frame, by the units
+    assert s["counters"]["guard_blocked"] == 0 and s["counters"]["st_writes"] > 0
