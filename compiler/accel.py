@@ -88,6 +88,57 @@ class AccelProgram:
         hw = {n.name: n for n in graph.nodes}[node_name]
         return REGISTRY[hw.kind].cost(hw, graph.net, graph.net.types, ec.Engine(self.lanes), env).cycles + DESC_OVERHEAD
 
+    def predicted_counters(self, graph: HwGraph, program: str, env) -> dict:
+        """The accelerator's counters (``hw/accel/protocol.COUNTERS``) for one run of ``program`` on
+        the data of ``env``, from the cycle model: every memory access by memory, the events, each
+        unit's busy cycles. ``tests/test_accel.py`` asserts equality with the RTL's counters."""
+        P, G = self.lanes, self.lanes
+        net, types = graph.net, graph.net.types
+        engine = ec.Engine(P)
+        hw_of = {n.name: n for n in graph.nodes}
+        c = dict.fromkeys(("lv_reads", "lv_writes", "st_reads", "st_writes", "tm_reads", "tm_writes", "w_reads",
+                           "tab_reads", "cst_reads", "events", "conv_busy", "vec_busy", "mb_busy"), 0)
+        nodes = [n for n in self.nodes if n.program == program]
+        for n in nodes:
+            hw = hw_of[n.name]
+            cost = REGISTRY[hw.kind].cost(hw, net, types, engine, env)
+            d = n.desc
+            if n.unit == "conv_engine":
+                out_words = d["T"] * d["ho"] * d["wo"] * d["chunks"]
+                if hw.kind == "retrieval":
+                    m_bits = types[net.layer(hw.layers[0]).inputs[1]].bits
+                    events = cost.reads["tmem"] / (P * m_bits)
+                    c["tm_reads"] += events
+                else:
+                    events = cost.reads["weights"] / (P * net.layer(hw.layers[0]).attrs["weight_bits"])
+                    c["w_reads"] += events
+                words = cost.reads["act"] / (24 if hw.kind == "stem" else 3 * G)
+                c["lv_reads"] += words
+                c["events"] += events
+                c["tab_reads"] += out_words
+                c["st_reads"] += out_words if d["residual"] else 0
+                c["lv_writes" if d["neuron"] else "st_writes"] += out_words
+                c["conv_busy"] += cost.cycles
+            elif n.unit == "vector_unit":
+                mode = d["mode"]
+                out_words = d["T"] * d["ho"] * d["wo"] * d["chunks"]
+                reads = out_words * d["r_y"] * d["r_x"] if mode == VecMode.POOL else \
+                    out_words * d["r_y"] if mode == VecMode.FUSION else out_words
+                c["lv_reads" if mode == VecMode.FUSION else "st_reads"] += reads
+                c["st_reads"] += out_words if mode == VecMode.ADD else 0
+                c["cst_reads"] += out_words if mode == VecMode.NEURON and d["const"] else 0
+                c["lv_writes" if mode in (VecMode.NEURON, VecMode.FUSION) else "st_writes"] += out_words
+                c["vec_busy"] += cost.cycles
+            else:
+                lines = d["T"] * d["heads"] * d["cpg"] * d["dh"]
+                c["lv_reads"] += 2 * lines * d["n"]
+                c["tm_writes"] += lines
+                c["mb_busy"] += cost.cycles
+        c = {k: int(round(v)) for k, v in c.items()}
+        c.update(descriptors=len(nodes), prog_reads=len(nodes) + 1,
+                 run_cycles=RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in nodes))
+        return c
+
     def run_cycles(self, graph: HwGraph, program: str, env) -> int:
         """Predicted cycles of one run of ``program`` on the data of ``env`` (a golden run)."""
         return RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in self.nodes if n.program == program)

@@ -4,11 +4,20 @@ NI-LIF fire and the shift-add decay. Only adds, subtracts, compares and shifts."
 
 from __future__ import annotations
 
-from amaranth import Const, Mux, unsigned
+from amaranth import Const, Mux, Shape, Signal, unsigned
 
 from spiketrack.quant.golden.neuron import LEVEL_BITS, D
 
-__all__ = ["clamp", "shift_round_var", "fire_var", "decay_var"]
+__all__ = ["clamp", "shift_round_var", "fire_var", "decay_var", "settle"]
+
+
+def settle(m, expr, name: str):
+    """``expr`` as a combinational signal. Amaranth emits an expression once per use, and the
+    helpers below use their operand several times (``clamp`` three times, ``fire_var`` more), so
+    nesting them unnamed multiplies the netlist; naming the intermediate values keeps it linear."""
+    sig = Signal(Shape.cast(expr.shape()), name=name)
+    m.d.comb += sig.eq(expr)
+    return sig
 
 
 def clamp(v, bits: int):

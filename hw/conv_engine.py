@@ -38,7 +38,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, shift_round_var
+from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var
 from spiketrack.hw.counters import CounterBank, counters_layout
 
 __all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
@@ -383,8 +383,9 @@ class ConvEngine(wiring.Component):
         m.d.sync += [r2.valid.eq(r1.valid), r2.tag.eq(r1.tag)]
         sat2 = []
         for lane in range(P):
-            q, sq = clamp(shift_round_var(r1.x[lane], r1.shift[lane]), B)
-            qr, sr = clamp(q + r1.res[lane], B)
+            q, sq = clamp(settle(m, shift_round_var(r1.x[lane], r1.shift[lane]), f"rq{lane}"), B)
+            q = settle(m, q, f"q{lane}")
+            qr, sr = clamp(settle(m, q + r1.res[lane], f"qres{lane}"), B)
             m.d.sync += r2.x[lane].eq(Mux(d.residual, qr, q))
             sat2 += [r1.valid & sq, r1.valid & d.residual & sr]
 
@@ -393,10 +394,12 @@ class ConvEngine(wiring.Component):
         wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": STREAM_BITS * P}))
         sat3 = []
         out_words = []
+        terms = [tuple(settle(m, v, f"decay{i}_{j}") for j, v in enumerate(term))
+                 for i, term in enumerate(decay_terms(d.decays, r2.tag.t))]
         for lane in range(P):
-            uc, su = clamp(decay_var(h[lane], decay_terms(d.decays, r2.tag.t)) + r2.x[lane], B)
-            u = Mux(r2.tag.t == 0, r2.x[lane], uc)
-            k = fire_var(u, d.f_m, d.half_even)
+            uc, su = clamp(settle(m, decay_var(h[lane], terms) + r2.x[lane], f"usum{lane}"), B)
+            u = settle(m, Mux(r2.tag.t == 0, r2.x[lane], uc), f"u{lane}")
+            k = settle(m, fire_var(u, d.f_m, d.half_even), f"k{lane}")
             with m.If(r2.valid & d.neuron):
                 m.d.sync += h[lane].eq(reset_var(u, k, d.f_m))
             sat3.append(r2.valid & d.neuron & (r2.tag.t != 0) & su)

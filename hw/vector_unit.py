@@ -20,7 +20,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, shift_round_var
+from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.quant.golden.neuron import D
@@ -171,16 +171,18 @@ class VectorUnit(wiring.Component):
         h = Signal(data.ArrayLayout(signed(B + 2), P))
         wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": B * P}))
         outs, sats = [], []
+        terms = [tuple(settle(m, v, f"decay{i}_{j}") for j, v in enumerate(term))
+                 for i, term in enumerate(decay_terms(d.decays, r2.t))]
         for i in range(P):
             x = r2.x[i]
-            added, s_add = clamp(x + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i]), B)
-            xin = Mux(d.const, added, x)
-            uc, su = clamp(decay_var(h[i], decay_terms(d.decays, r2.t)) + xin, B)
-            u = Mux(r2.t == 0, xin, uc)
-            k = fire_var(u, d.f_m, d.half_even)
+            added, s_add = clamp(settle(m, x + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i]), f"sum{i}"), B)
+            xin = settle(m, Mux(d.const, added, x), f"xin{i}")
+            uc, su = clamp(settle(m, decay_var(h[i], terms) + xin, f"usum{i}"), B)
+            u = settle(m, Mux(r2.t == 0, xin, uc), f"u{i}")
+            k = settle(m, fire_var(u, d.f_m, d.half_even), f"k{i}")
             with m.If(r2.valid & (d.mode == VecMode.NEURON)):
                 m.d.sync += h[i].eq(reset_var(u, k, d.f_m))
-            pooled, s_pool = clamp(shift_round_var(x, d.shift.as_signed()), B)
+            pooled, s_pool = clamp(settle(m, shift_round_var(x, d.shift.as_signed()), f"pool{i}"), B)
             fused = sum(((x << 1) >= (2 * j - 1) * d.r_y for j in range(1, D + 1)), Const(0, 3))
             word = Mux(d.mode == VecMode.NEURON, k, Mux(d.mode == VecMode.ADD, added[:B],
                                                        Mux(d.mode == VecMode.POOL, pooled[:B], fused)))

@@ -21,6 +21,11 @@ def add_arguments(p) -> None:
     src.add_argument("--checkpoint", default=None, help="float checkpoint, quantised on the fly (default: shipped)")
     p.add_argument("--dataset", default="synthetic", choices=("synthetic",), help="frames to count on")
     p.add_argument("--frames", type=int, default=4, help="number of frames (default 4)")
+    p.add_argument("--accelerator", action="store_true",
+                   help="add the accelerator's figure with memory counted: its access counters for a search "
+                        "frame (the model the RTL counters equal, tests/test_accel.py) against the ANN twin "
+                        "on the same memories (docs/accelerator.md)")
+    p.add_argument("--lanes", type=int, default=8, help="accelerator lanes P (with --accelerator)")
     p.add_argument("--json", action="store_true")
 
 
@@ -100,6 +105,8 @@ def run(args) -> int:
         cfg = model.cfg
         net = lower(quantize_model(model.eval()))
     rep = measure(net, cfg, args.frames)
+    if args.accelerator:
+        rep["accelerator"] = accelerator_figures(net, cfg, args.frames, args.lanes)
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "layers"}))
         return 0
@@ -112,4 +119,33 @@ def run(args) -> int:
     for k, label in (("integer", "integer ops (int32 add, int8 MAC)"), ("with_memory", "integer ops + SRAM traffic")):
         r = rep[k]
         print(f"  {label:<34}{r['snn_mj']:>12.5f}{r['ann_mj']:>14.5f}{r['ratio']:>10.2f}")
+    if args.accelerator:
+        r = rep["accelerator"]["with_memory"]
+        print(f"  {'accelerator counters, BRAM + adds':<34}{r['snn_mj']:>12.5f}{r['ann_mj']:>14.5f}{r['ratio']:>10.2f}")
     return 0
+
+
+def accelerator_figures(net, cfg, frames: int, lanes: int) -> dict:
+    """Per search frame: the accelerator's counters (cycle model, equal to the RTL's) and its energy
+    with memory counted against the ANN twin on the same memories; averaged over ``frames`` crops."""
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.compiler.accel_energy import accelerator_energy
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.compiler.schedule import programs, run_program
+    from spiketrack.quant.compare import synthetic_frames
+
+    graph, _ = fuse(net)
+    ap = lower_to_accel(net, lanes, graph=graph)
+    progs = programs(graph)
+    totals: dict = {}
+    for zp, xp in synthetic_frames(cfg, frames):
+        env_t = run_program(graph, progs["template_update"], {"template_pixels": zp[:, :1]})
+        mems = {m: env_t[m] for m in progs["template_update"].outputs}
+        env = {**env_t, **run_program(graph, progs["search_frame"], {"search_pixels": xp[:, :1], **mems})}
+        for k, v in ap.predicted_counters(graph, "search_frame", env).items():
+            totals[k] = totals.get(k, 0) + v / frames
+    e = accelerator_energy(graph, ap, totals)
+    return {"lanes": lanes, "counters_per_frame": {k: round(v) for k, v in totals.items()},
+            "with_memory": {"snn_mj": e["snn_mj"], "ann_mj": e["ann_mj"], "ratio": e["ratio"]},
+            "snn": {k: e["snn"][k] for k in ("memory_mj", "arith_mj", "bits_by_memory")},
+            "ann": {k: e["ann"][k] for k in ("memory_mj", "arith_mj", "macs")}}

@@ -42,7 +42,8 @@ async def run_plan(dut):
     def worker():
         try:
             out["report"] = execute_plan(AccelDriver(tr, mem_widths(lanes, addr_bits)), plan, lanes,
-                                         lambda: state["cycle"])
+                                         lambda: state["cycle"],
+                                         lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}"))
         except BaseException as e:  # reported by the coroutine
             out["error"] = repr(e)
         finally:

@@ -16,12 +16,18 @@ from spiketrack.cli import UserError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--artifact", default=None,
-                   help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--artifact", default=None,
+                     help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+    src.add_argument("--reduced", action="store_true",
+                     help="a reduced edge-t3 with random weights (16x16 crops; sim/reduced.py): the whole "
+                          "accelerator in minutes of amaranth.sim")
     p.add_argument("--dataset", default="synthetic", help="crops from this benchmark (synthetic)")
     p.add_argument("--frames", type=int, default=1, help="search frames after the template pass")
-    p.add_argument("--sim", default="verilator", choices=("verilator", "icarus", "amaranth"),
-                   help="simulator: Verilator or Icarus under cocotb, or amaranth.sim")
+    p.add_argument("--sim", default="amaranth", choices=("amaranth", "verilator", "icarus"),
+                   help="amaranth.sim, or Verilator / Icarus under cocotb (docs/accelerator.md: their status)")
+    p.add_argument("--backdoor", action="store_true",
+                   help="amaranth only: preload the program, weights and tables instead of streaming them")
     p.add_argument("--check", default="layers", choices=("layers", "outputs"),
                    help="compare every hardware op's output, or each pass's results only")
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
@@ -55,6 +61,8 @@ def summarise(rep: dict, frames: int) -> dict:
 
 
 def run(args) -> int:
+    import torch
+
     from spiketrack.compiler.accel import lower_to_accel
     from spiketrack.compiler.cli_compile import _artifact
     from spiketrack.compiler.fuse import CompileError
@@ -66,18 +74,32 @@ def run(args) -> int:
         raise UserError("--frames must be >= 1")
     if args.dataset != "synthetic":
         raise UserError(f"--dataset {args.dataset!r}: simulate draws its crops from 'synthetic' only")
-    net = _artifact(args.artifact)
+    if args.reduced:
+        from spiketrack.sim.reduced import reduced_network
+
+        net, cfg = reduced_network()
+    else:
+        net = _artifact(args.artifact)
+        cfg = get_config(net.meta["config"])
     try:
         ap = lower_to_accel(net, args.lanes)
     except CompileError as e:
         raise UserError(str(e)) from None
-    inputs = list(synthetic_frames(get_config(net.meta["config"]), args.frames))
+    if args.reduced:   # the synthetic benchmark's crops at 16x16 are meaningless; random pixels
+        g = torch.Generator().manual_seed(args.seed)
+        inputs = [(torch.randint(0, 256, (cfg.timesteps, 1, 3, cfg.template_size, cfg.template_size), generator=g),
+                   torch.randint(0, 256, (1, 1, 3, cfg.search_size, cfg.search_size), generator=g))
+                  for _ in range(args.frames)]
+    else:
+        inputs = list(synthetic_frames(cfg, args.frames))
 
     def progress(i, n):
         print(f"\rsimulate [{args.sim}] run {i}/{n}", end="", file=sys.stderr, flush=True)
 
+    if args.backdoor and args.sim != "amaranth":
+        raise UserError("--backdoor exists only with --sim amaranth")
     rep = simulate(net, ap, inputs, check=args.check, sim=args.sim, progress=progress if args.sim == "amaranth" else None,
-                   seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves)
+                   seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves, backdoor=args.backdoor)
     print(file=sys.stderr)
     out = summarise(rep, args.frames)
     out["sim"] = args.sim

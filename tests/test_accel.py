@@ -179,26 +179,9 @@ def test_misuse_busy_truncation_reset_and_the_template_guard():
 # a reduced SpikeTrack network end to end
 
 def _reduced_network():
-    """edge-t3's structure (every op kind, T = 3 template, three MRMs) at 16x16 crops, 16-32
-    channels and one block per stage, with BN statistics that make spikes fire."""
-    from spiketrack.model import build_model
-    from spiketrack.model.configs import get_config
-    from spiketrack.quant.lower import lower
-    from spiketrack.quant.qat import QuantFormat, quantize_model
+    from spiketrack.sim.reduced import reduced_network
 
-    cfg = get_config("edge-t3", dims=(16, 16, 16, 32), depths=(1, 1, 1, 1), mrm_sites=((2, 1), (3, 1), (4, 1)),
-                     search_size=16, template_size=16, head_channels=16, head_min_width=8)
-    torch.manual_seed(0)
-    m = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(0)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
-    return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg
+    return reduced_network()
 
 
 def test_reduced_network_template_and_search_frame_on_the_accelerator():
@@ -221,5 +204,13 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     t, s = r["per_pass"]["template_update"], r["per_pass"]["search_frame_0"]
     assert t["counters"]["descriptors"] == ap.programs["template_update"][1]
     assert s["counters"]["descriptors"] == ap.programs["search_frame"][1]
-    # every output tensor the search frame reads back was written this frame, by the units
     assert s["counters"]["guard_blocked"] == 0 and s["counters"]["st_writes"] > 0
+    # every memory access counter equals the model's prediction (what the energy figures use)
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.sim.accel_sim import _golden_passes
+
+    graph, passes = _golden_passes(net, [(zp, xp)])
+    for (pname, env, _), got in zip(passes, (t, s)):
+        predicted = ap.predicted_counters(graph, pname, env)
+        assert {k: got["counters"][k] for k in predicted} == predicted, pname
+        assert predicted["w_reads"] > 0 and predicted["lv_reads"] > 0 and predicted["tm_writes"] > 0

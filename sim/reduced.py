@@ -1,0 +1,35 @@
+"""A reduced SpikeTrack integer network for whole-accelerator runs in minutes of simulation.
+
+edge-t3's structure (every op kind, a T = 3 template, three MRMs, the heads) at 16×16 crops with
+16–32 channels and one block per stage. Weights are random; the BatchNorm statistics are set so
+that spikes fire at realistic rates. It checks the hardware, not the tracker: its boxes mean
+nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["reduced_network"]
+
+
+def reduced_network(seed: int = 0):
+    """Returns ``(integer network, config)``."""
+    from spiketrack.model import build_model
+    from spiketrack.model.configs import get_config
+    from spiketrack.quant.lower import lower
+    from spiketrack.quant.qat import QuantFormat, quantize_model
+
+    cfg = get_config("edge-t3", dims=(16, 16, 16, 32), depths=(1, 1, 1, 1), mrm_sites=((2, 1), (3, 1), (4, 1)),
+                     search_size=16, template_size=16, head_channels=16, head_min_width=8)
+    torch.manual_seed(seed)
+    m = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
+    return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg
