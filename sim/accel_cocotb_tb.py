@@ -4,7 +4,8 @@ through the host driver, UART-free, on the generated Verilog (Icarus or Verilato
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
 time, with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
-while stalled). The report is written to the ``report`` path of the testbench parameters.
+while stalled). ``free_run`` (off: it did not complete in a first attempt) would let the simulator
+run without waking Python while a program runs. The report is written to the ``report`` path of the testbench parameters.
 """
 
 import json
@@ -30,6 +31,7 @@ async def run_plan(dut):
         plan = json.load(fh)
     lanes, addr_bits = p["lanes"], p["addr_bits"]
     gaps, stall, timeout = p.get("gaps", 0.0), p.get("stall", 0.0), p["timeout"]
+    free_run = p.get("free_run", False)
     rng = random.Random(p.get("seed", 0))
     start_clock(dut)
     dut.i_cmd__valid.value = 0
@@ -53,7 +55,7 @@ async def run_plan(dut):
     thread.start()
     cur, quiet, stalled, was_busy = None, 0, None, False
     while not tr.closed.is_set():
-        if was_busy and cur is None and stalled is None and tr.to_dev.empty():
+        if free_run and was_busy and cur is None and stalled is None and tr.to_dev.empty():
             # a program runs and the host has nothing to say: let the simulator run free
             await First(FallingEdge(dut.busy), Timer(100_000, unit="ns"))
         await FallingEdge(dut.clk)

@@ -14,6 +14,7 @@ is reported by pass, layer, element and the cycle counter at that point.
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import threading
@@ -213,8 +214,14 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
               "cycle_model_exact": True, "first_cycle_difference": None, "per_pass": {}}
     n_runs = sum(s["op"] == "run" for s in plan)
     before = None
+    last_layers = 0
+    trace = os.environ.get("SPIKETRACK_PLAN_TRACE")
+    t0 = time.monotonic()
     for step in plan:
         op = step["op"]
+        if trace:
+            print(f"[plan {time.monotonic() - t0:8.2f} s, cycle {cycle()}] {op} {step.get('mem', '')} "
+                  f"{step.get('addr', step.get('first', ''))}", flush=True)
         if op == "write":
             drv.write(step["mem"], step["addr"], step["rows"])
         elif op == "guard":
@@ -263,8 +270,8 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         the first pair's template).
     check : ``"layers"`` (every hardware op runs alone and its output is read back and compared)
         or ``"outputs"`` (whole passes; the template memories and the head maps are compared).
-    sim : ``"amaranth"`` (amaranth.sim), ``"icarus"`` or ``"verilator"`` (cocotb on the
-        generated Verilog, :mod:`spiketrack.sim.accel_cocotb`).
+    sim : ``"amaranth"`` (amaranth.sim) or ``"verilator"`` (cocotb on the generated Verilog,
+        :mod:`spiketrack.sim.accel_cocotb`; ``"icarus"`` is not working yet, docs/accelerator.md).
     backdoor : amaranth only: the program, weights and tables are preloaded into the memories
         instead of written over the command stream (the template pixels, search pixels and every
         read-back still go through it).

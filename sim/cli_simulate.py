@@ -24,8 +24,8 @@ def add_arguments(p) -> None:
                           "accelerator in minutes of amaranth.sim")
     p.add_argument("--dataset", default="synthetic", help="crops from this benchmark (synthetic)")
     p.add_argument("--frames", type=int, default=1, help="search frames after the template pass")
-    p.add_argument("--sim", default="amaranth", choices=("amaranth", "verilator", "icarus"),
-                   help="amaranth.sim, or Verilator / Icarus under cocotb (docs/accelerator.md: their status)")
+    p.add_argument("--sim", default="amaranth", choices=("amaranth", "verilator"),
+                   help="amaranth.sim, or the generated Verilog under cocotb + Verilator")
     p.add_argument("--backdoor", action="store_true",
                    help="amaranth only: preload the program, weights and tables instead of streaming them")
     p.add_argument("--check", default="layers", choices=("layers", "outputs"),

@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["reduced_network"]
+__all__ = ["reduced_network", "firing_batchnorm"]
+
+
+def firing_batchnorm(model, seed: int = 0):
+    """Random BatchNorm statistics and affine terms that make an untrained model's spikes fire at
+    realistic rates (the inputs of the hardware checks; no tracking meaning). Returns ``model``."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
+    return model
 
 
 def reduced_network(seed: int = 0):
@@ -23,13 +37,5 @@ def reduced_network(seed: int = 0):
     cfg = get_config("edge-t3", dims=(16, 16, 16, 32), depths=(1, 1, 1, 1), mrm_sites=((2, 1), (3, 1), (4, 1)),
                      search_size=16, template_size=16, head_channels=16, head_min_width=8)
     torch.manual_seed(seed)
-    m = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
+    m = firing_batchnorm(build_model(cfg).eval(), seed)
     return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg

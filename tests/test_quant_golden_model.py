@@ -15,17 +15,10 @@ from spiketrack.quant.tracking import tracking_model
 
 def _trained_like(name: str, seed: int = 0):
     """A float model with non-trivial BN statistics, so spikes fire at realistic rates."""
+    from spiketrack.sim.reduced import firing_batchnorm
+
     torch.manual_seed(seed)
-    m = build_model(name).eval()
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
-    return m
+    return firing_batchnorm(build_model(name).eval(), seed)
 
 
 def _pixels(cfg, seed):
