@@ -3,10 +3,10 @@
 The compiled template program and search programs (``compiler``) run with the golden functions on
 a synthetic sequence (template crop + ``frames`` search crops, batch 1). Every node whose unit has
 run-time-configured RTL is then executed on it (conv engine: ``stem``, ``spike_conv``,
-``retrieval``; vector unit: ``neuron``, ``add``, ``avg_pool``, ``mean_fusion``), one elaborated
-design per unit type, with its inputs taken from the golden run; its output must equal the golden
+``retrieval``; vector unit: ``neuron``, ``add``, ``avg_pool``, ``mean_fusion``; memory builder:
+``memory_build``), one elaborated design per unit type, with its inputs taken from the golden run; its output must equal the golden
 output element for element, and its busy cycles the node's cycle model. Views need no unit. Nodes
-of a kind without such RTL (``memory_build``) are reported as unchecked, never as passed.
+left out by the budgets are reported as unchecked, never as passed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ __all__ = ["RTL_KINDS", "node_job", "verify_network"]
 
 CONV_KINDS = ("stem", "spike_conv", "retrieval")
 VECTOR_KINDS = ("neuron", "add", "avg_pool", "mean_fusion")
-RTL_KINDS = CONV_KINDS + VECTOR_KINDS
+MB_KINDS = ("memory_build",)
+RTL_KINDS = CONV_KINDS + VECTOR_KINDS + MB_KINDS
 
 
 def _b0(env, name):
@@ -89,6 +90,11 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
         return pool_job(_b0(env, layers[0].inputs[0]), layers[0].attrs["size"], lanes=lanes)
     if node.kind == "mean_fusion":
         return fusion_job(_b0(env, layers[0].inputs[0]), lanes=lanes)
+    if node.kind == "memory_build":
+        from spiketrack.sim.memory_builder_sim import mb_job
+
+        k_name, v_name = layers[0].inputs
+        return mb_job(_b0(env, k_name), _b0(env, v_name), layers[0].attrs["heads"], lanes=lanes)
     raise NotImplementedError(node.kind)
 
 
@@ -117,14 +123,14 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
         passes.append((f"search_frame_{i}", progs["search_frame"], {**env_t, **env_s}))
     engine = Engine(lanes)
     types = net.types
-    conv_jobs, vec_jobs, unchecked, checked_kind = [], [], {}, {}
+    conv_jobs, vec_jobs, mb_jobs, unchecked, checked_kind = [], [], [], {}, {}
     layers_total = layers_checked = 0
     for pname, prog, env in passes:
         for node in prog.nodes:
             if REGISTRY[node.kind].view:
                 continue
             layers_total += len(node.layers)
-            budget_left = max_nodes is None or len(conv_jobs) + len(vec_jobs) < max_nodes
+            budget_left = max_nodes is None or len(conv_jobs) + len(vec_jobs) + len(mb_jobs) < max_nodes
             model_cycles = REGISTRY[node.kind].cost(node, net, types, engine, env).cycles
             small = max_node_cycles is None or model_cycles <= max_node_cycles
             kind_left = max_per_kind is None or checked_kind.get(node.kind, 0) < max_per_kind
@@ -137,14 +143,18 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
             job.model_cycles = model_cycles
             checked_kind[node.kind] = checked_kind.get(node.kind, 0) + 1
             job.n_layers = len(node.layers)
-            (conv_jobs if node.kind in CONV_KINDS else vec_jobs).append(job)
+            (conv_jobs if node.kind in CONV_KINDS else mb_jobs if node.kind in MB_KINDS else vec_jobs).append(job)
     if conv_jobs:
         run_jobs(conv_jobs, lanes)
     if vec_jobs:
         run_vector_jobs(vec_jobs, lanes)
+    if mb_jobs:
+        from spiketrack.sim.memory_builder_sim import run_mb_jobs
+
+        run_mb_jobs(mb_jobs, lanes)
     mismatches, first, exact = 0, None, True
     cycles: dict[str, int] = {}
-    for job in conv_jobs + vec_jobs:
+    for job in conv_jobs + vec_jobs + mb_jobs:
         out, exp = job.result["out"], job.expected
         bad = (out != exp).nonzero() if out.shape == exp.shape else torch.zeros(1, exp.dim(), dtype=torch.int64)
         if len(bad):
@@ -158,6 +168,6 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
         layers_checked += job.n_layers
         cycles[job.pass_name] = cycles.get(job.pass_name, 0) + job.result["cycles"]
     return {"frames": len(inputs), "layers_total": layers_total, "layers_checked": layers_checked,
-            "nodes_checked": len(conv_jobs) + len(vec_jobs), "checked_nodes": checked_kind, "unchecked_nodes": unchecked,
+            "nodes_checked": len(conv_jobs) + len(vec_jobs) + len(mb_jobs), "checked_nodes": checked_kind, "unchecked_nodes": unchecked,
             "mismatches": mismatches, "first_mismatch": first, "cycle_model_exact": exact,
             "rtl_cycles_of_checked_nodes": cycles, "seconds": round(time.monotonic() - t0, 1)}

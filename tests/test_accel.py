@@ -12,36 +12,17 @@ from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields,
 from spiketrack.hw.accel.protocol import Err, Op, RunKind, header
 from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit, mem_widths
 from spiketrack.hw.engine_cycles import Engine, memory_build_cost
-from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
+from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
 from spiketrack.quant.golden.memory import memory_build
 from spiketrack.quant.ir import TensorType
 from spiketrack.sim.accel_driver import AccelError
 from spiketrack.sim.accel_sim import run_session
-from spiketrack.sim.unit_sim import run_unit_jobs, words
+from spiketrack.sim.memory_builder_sim import mb_job, run_mb_jobs
 
 
 # ---------------------------------------------------------------------------------------------
 # the memory-build unit alone
-
-class _MbJob:
-    def __init__(self, k, v, heads, P):
-        T, ck, H, W = k.shape
-        cv = v.shape[1]
-        self.dh, self.dv, self.heads, self.T = ck // heads, cv // heads, heads, T
-        lv = lambda x: words(torch.as_tensor(x).reshape(T, -1, P, H, W).permute(0, 3, 4, 1, 2).reshape(-1, P).numpy(), 3)
-        self.images = {"k": lv(k), "v": lv(v)}
-        self.desc = {"T": T, "heads": heads, "dh": self.dh, "cpg": self.dv // P, "n": H * W, "kh": self.dh // P,
-                     "k_base": 0, "k_t": H * W * ck // P, "k_n": ck // P, "v_base": 0, "v_t": H * W * cv // P,
-                     "v_n": cv // P, "o_base": 0}
-        self.out_depth = T * heads * (self.dv // P) * self.dh
-        self.result = {}
-
-    def decode(self, raw, P):
-        vals = torch.tensor([[(w >> (12 * i)) & 0xFFF for i in range(P)] for w in raw])
-        m = vals.reshape(self.T, self.heads, self.dv // P, self.dh, P).permute(0, 1, 3, 2, 4)
-        return m.reshape(self.T, self.heads, self.dh, self.dv)
-
 
 def test_memory_builder_equals_golden_and_its_cycle_model():
     P = 8
@@ -50,19 +31,19 @@ def test_memory_builder_equals_golden_and_its_cycle_model():
     for T, heads, dh, dv, H, W, density in ((2, 2, 8, 16, 2, 3, 0.5), (1, 1, 16, 8, 3, 3, 1.0), (3, 3, 8, 8, 1, 2, 0.2)):
         k = torch.randint(0, 5, (T, heads * dh, H, W), generator=g) * (torch.rand(T, heads * dh, H, W, generator=g) < density)
         v = torch.randint(0, 5, (T, heads * dv, H, W), generator=g)
-        jobs.append(_MbJob(k, v, heads, P))
+        jobs.append(mb_job(k, v, heads, P))
         jobs[-1].kv = (k, v)
-    run_unit_jobs(MemoryBuilder(P), {"k": 3 * P, "v": 3 * P}, 12 * P, mb_desc_layout(16), jobs, P)
+    run_mb_jobs(jobs, P)
     for job in jobs:
         k, v = job.kv
         T, _, H, W = k.shape
-        exp = torch.stack([memory_build(k[t].reshape(job.heads, job.dh, -1), v[t].reshape(job.heads, job.dv, -1))
-                           for t in range(T)])
+        _, heads, dh, dv = job.shape
+        exp = torch.stack([memory_build(k[t].reshape(heads, dh, -1), v[t].reshape(heads, dv, -1)) for t in range(T)])
         assert torch.equal(job.result["out"], exp)
-        m_t = TensorType((T, job.heads, job.dh, job.dv), "memory", 12, False, 6)
+        m_t = TensorType((T, heads, dh, dv), "memory", 12, False, 6)
         k_t = TensorType(tuple(k.shape), "levels", 3, False, 2)
         model = memory_build_cost(Engine(P), k_t, k_t, m_t).cycles
-        assert job.result["cycles"] == model == T * job.heads * (job.dv // P) * job.dh * H * W + 3
+        assert job.result["cycles"] == model == T * heads * (dv // P) * dh * H * W + 3
 
 
 # ---------------------------------------------------------------------------------------------
