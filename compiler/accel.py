@@ -32,8 +32,8 @@ from spiketrack.compiler.fuse import CompileError, HwGraph, fuse
 from spiketrack.compiler.hwops import REGISTRY
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
-from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit, mem_widths, prog_width
-from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
+from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit
+from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
 from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
 from spiketrack.quant.golden.neuron import D
@@ -365,23 +365,23 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P)
 
     # derived placements: concat parts and views, in program order
     for n in prog.nodes:
-        for name in [n.output]:
-            if name in part_of:
-                cat, off = part_of[name]
-                pc = placement[root(cat)] if cat not in placement else placement[cat]
-                placement[name] = Placement(pc.mem, pc.base + off * pc.t_stride, pc.t_stride)
-            if name in views:
-                lay = net.layer(views[name].layers[0])
-                src = placement[lay.inputs[0]] if lay.op != "concat_time" else None
-                if lay.op == "select_time":
-                    placement[name] = Placement(src.mem, src.base + lay.attrs["start"] * src.t_stride, src.t_stride, src.up)
-                elif lay.op == "repeat_time":
-                    placement[name] = Placement(src.mem, src.base, 0, src.up)
-                elif lay.op == "upsample":
-                    f = lay.attrs["factor"]
-                    if f & (f - 1) or f > 8:
-                        raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
-                    placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
+        name = n.output
+        if name in part_of:      # the concat's buffer was placed above (it is a root)
+            cat, off = part_of[name]
+            pc = placement[cat]
+            placement[name] = Placement(pc.mem, pc.base + off * pc.t_stride, pc.t_stride)
+        if name in views:
+            lay = net.layer(views[name].layers[0])
+            src = placement.get(lay.inputs[0])
+            if lay.op == "select_time":
+                placement[name] = Placement(src.mem, src.base + lay.attrs["start"] * src.t_stride, src.t_stride, src.up)
+            elif lay.op == "repeat_time":
+                placement[name] = Placement(src.mem, src.base, 0, src.up)
+            elif lay.op == "upsample":
+                f = lay.attrs["factor"]
+                if f & (f - 1) or f > 8:
+                    raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
+                placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
 
 
 def _plain(pl: Placement, name: str, what: str) -> Placement:
@@ -493,7 +493,7 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
             a, b, ta, tb, a_name, b_name = b, a, tb, ta, b_name, a_name
         if a.up:
             raise CompileError(f"{hw.name}: both operands upsampled")
-        hb, wb = H >> b.up, W >> b.up
+        wb = W >> b.up
         base.update(mode=VecMode.ADD, a_base=a.base, a_t=0 if ta < T else a.t_stride, b_base=b.base,
                     b_t=b.t_stride if tb == T else 0, b_row=wb * ch, up=b.up)
         return "vector_unit", base
@@ -518,6 +518,3 @@ def _rows(lines: np.ndarray, bits: int) -> list[int]:
     mask = (1 << bits) - 1
     return [sum((int(v) & mask) << (bits * i) for i, v in enumerate(r)) for r in np.asarray(lines)]
 
-
-def widths(lanes: int, addr_bits: int = 16) -> dict:
-    return mem_widths(lanes, addr_bits)

@@ -4,17 +4,14 @@ through the host driver, UART-free, on the generated Verilog (Icarus or Verilato
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
 time, with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
-while stalled). ``free_run`` (off: it did not complete in a first attempt) would let the simulator
-run without waking Python while a program runs. The report is written to the ``report`` path of the testbench parameters.
+while stalled). The report is written to the ``report`` path of the testbench parameters.
 """
 
 import json
-import queue
 import random
-import threading
 
 import cocotb
-from cocotb.triggers import FallingEdge, First, ReadOnly, Timer
+from cocotb.triggers import FallingEdge, ReadOnly
 from cocotb.utils import get_sim_time
 
 from spiketrack.hw.accel.top import mem_widths
@@ -31,7 +28,6 @@ async def run_plan(dut):
         plan = json.load(fh)
     lanes, addr_bits = p["lanes"], p["addr_bits"]
     gaps, stall, timeout = p.get("gaps", 0.0), p.get("stall", 0.0), p["timeout"]
-    free_run = p.get("free_run", False)
     rng = random.Random(p.get("seed", 0))
     start_clock(dut)
     dut.i_cmd__valid.value = 0
@@ -39,31 +35,14 @@ async def run_plan(dut):
     await reset(dut)
     tr = SimTransport()
     state = {"cycle": 0}
-    out: dict = {}
-
-    def worker():
-        try:
-            out["report"] = execute_plan(AccelDriver(tr, mem_widths(lanes, addr_bits)), plan, lanes,
-                                         lambda: state["cycle"],
-                                         lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}"))
-        except BaseException as e:  # reported by the coroutine
-            out["error"] = repr(e)
-        finally:
-            tr.closed.set()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    cur, quiet, stalled, was_busy = None, 0, None, False
+    thread = tr.start_host(lambda: execute_plan(
+        AccelDriver(tr, mem_widths(lanes, addr_bits)), plan, lanes, lambda: state["cycle"],
+        lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}")))
+    cur, quiet, stalled = None, 0, None
     while not tr.closed.is_set():
-        if free_run and was_busy and cur is None and stalled is None and tr.to_dev.empty():
-            # a program runs and the host has nothing to say: let the simulator run free
-            await First(FallingEdge(dut.busy), Timer(100_000, unit="ns"))
         await FallingEdge(dut.clk)
         if cur is None:
-            try:
-                cur = tr.to_dev.get_nowait() if quiet < timeout + 32 else tr.to_dev.get(timeout=0.05)
-            except queue.Empty:
-                cur = None
+            cur = tr.next_word(quiet, timeout + 32)
         drive = cur is not None and (gaps == 0 or rng.random() >= gaps)
         dut.i_cmd__valid.value = int(drive)
         if drive:
@@ -88,10 +67,9 @@ async def run_plan(dut):
             stalled = None
         busy = bool(int(dut.busy.value))
         quiet = 0 if (cur is not None or valid or busy) else quiet + 1
-        if was_busy and not busy:
-            tr.note_busy_fell()
-        was_busy = busy
+        tr.observe_busy(busy)
     thread.join()
+    out = {"report": tr.result} if tr.error is None else {"error": repr(tr.error)}
     with open(p["report"], "w") as fh:
         json.dump({**out, "cycles_simulated": state["cycle"]}, fh)
-    assert "error" not in out, out.get("error")
+    assert tr.error is None, repr(tr.error)

@@ -36,6 +36,39 @@ class SimTransport:
         self.closed = threading.Event()
         self.busy_falls = 0          #: programs the testbench saw finish (busy falling)
         self.fell = threading.Condition()
+        self.was_busy = False
+        self.result = None
+        self.error: BaseException | None = None
+
+    # ---------------------------------------------------------------- testbench side
+    def start_host(self, fn) -> threading.Thread:
+        """Run the host side ``fn()`` in a thread; its value lands in ``result``, an exception in
+        ``error``; ``closed`` is set when it returns."""
+        def worker():
+            try:
+                self.result = fn()
+            except BaseException as e:  # handed to the testbench's caller
+                self.error = e
+            finally:
+                self.closed.set()
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        return thread
+
+    def next_word(self, quiet: int, patience: int):
+        """The next command word, or None. Once the design has been quiet for ``patience`` cycles,
+        wait up to 50 ms for one (the host thread is busy computing; cycles would be wasted)."""
+        try:
+            return self.to_dev.get_nowait() if quiet < patience else self.to_dev.get(timeout=0.05)
+        except queue.Empty:
+            return None
+
+    def observe_busy(self, busy: bool) -> None:
+        """Called by the testbench every cycle with the design's ``busy``."""
+        if self.was_busy and not busy:
+            self.note_busy_fell()
+        self.was_busy = bool(busy)
 
     def note_busy_fell(self) -> None:
         with self.fell:

@@ -15,9 +15,7 @@ is reported by pass, layer, element and the cycle counter at that point.
 from __future__ import annotations
 
 import os
-import queue
 import random
-import threading
 import time
 
 import torch
@@ -28,14 +26,15 @@ from spiketrack.compiler.schedule import programs, run_program
 from spiketrack.hw.accel.protocol import TIMEOUT, RunKind
 from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator, mem_widths
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
+from spiketrack.sim.unit_sim import run_simulator
 
-__all__ = ["run_session", "load_images", "simulate"]
+__all__ = ["run_session", "build_plan", "execute_plan", "simulate"]
 
 LOAD_CHUNK = 512   #: rows per WRITE command when loading images
 
 
 def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall: float = 0.0,
-                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, top=None, preload=None):
+                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, preload=None):
     """Run ``fn(driver)`` against the simulated accelerator; returns ``fn``'s result.
 
     gaps, stall : probability of an idle cycle on the command stream / of ``ready`` low on the
@@ -50,29 +49,20 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
     from amaranth import Module, Signal
 
-    dut = top or Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)
+    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)
     rst = Signal()
     wrapper = Module()
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
     sim = Simulator(wrapper)
     sim.add_clock(1e-8)
     tr = SimTransport()
-    result: dict = {}
-
-    def worker():
-        try:
-            result["value"] = fn(AccelDriver(tr, mem_widths(ap.lanes, ap.addr_bits)), result)
-        except BaseException as e:  # handed to the caller
-            result["error"] = e
-        finally:
-            tr.closed.set()
+    state: dict = {}
 
     async def tb(ctx):
         rng = random.Random(seed)
         cur = None
         quiet = 0
         cycle = 0
-        was_busy = False
         driven = {"valid": None, "payload": None, "ready": None, "rst": None}
 
         def put(name, sig, value):   # a set only on change: every set makes the simulator settle
@@ -83,14 +73,10 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
         for name, rows in (preload or {}).items():
             for i, row in enumerate(rows):
                 ctx.set(dut.mems[name].data[i], row)
-        thread = threading.Thread(target=worker, daemon=True)
-        thread.start()
+        thread = tr.start_host(lambda: fn(AccelDriver(tr, mem_widths(ap.lanes, ap.addr_bits)), state))
         while not tr.closed.is_set():
             if cur is None:
-                try:
-                    cur = tr.to_dev.get_nowait() if quiet < timeout + 32 else tr.to_dev.get(timeout=0.05)
-                except queue.Empty:
-                    cur = None
+                cur = tr.next_word(quiet, timeout + 32)
             drive = cur is not None and (gaps == 0 or rng.random() >= gaps)
             put("valid", dut.i_cmd.valid, int(drive))
             if drive:
@@ -102,35 +88,20 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
             _, _, cmd_ready, rsp_valid, rsp_word, busy = await ctx.tick().sample(
                 dut.i_cmd.ready, dut.o_rsp.valid, dut.o_rsp.payload, dut.busy)
             cycle += 1
-            result["cycle"] = cycle
+            state["cycle"] = cycle
             if drive and cmd_ready and not held:
                 cur = None
             if rsp_valid and ready and not held:
                 tr.from_dev.put(int(rsp_word))
             quiet = 0 if (cur is not None or busy or rsp_valid) else quiet + 1
-            if was_busy and not busy:
-                tr.note_busy_fell()
-            was_busy = bool(busy)
+            tr.observe_busy(busy)
         thread.join()
 
     sim.add_testbench(tb)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
-
-
-def load_images(drv: AccelDriver, ap: AccelProgram) -> None:
-    """Write the program, weights, tables and positional tables; set the template-slot guard."""
-    for mem in ("prog", "w", "tab", "cst"):
-        rows = ap.images[mem]
-        for i in range(0, len(rows), LOAD_CHUNK):
-            drv.write(mem, i, rows[i:i + LOAD_CHUNK])
-    drv.guard(ap.guard)
+    run_simulator(sim, vcd)
+    if tr.error is not None:
+        raise tr.error
+    return tr.result
 
 
 def _golden_passes(net, inputs):

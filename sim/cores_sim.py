@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from amaranth.sim import Simulator
 
+from spiketrack.sim.unit_sim import run_simulator
+
 __all__ = ["RunResult", "stream_sim", "random_levels", "acc_tensor", "simulate_core"]
 
 
@@ -93,11 +95,7 @@ def stream_sim(dut, inputs, *, i_name: str, o_name: str, unpack, valid_prob: flo
                 await source(ctx, s, it, r, False)
             return extra
         sim.add_testbench(make(), background=True)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    run_simulator(sim, vcd)
     return res
 
 

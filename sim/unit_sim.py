@@ -16,7 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-__all__ = ["UnitHarness", "set_fields", "run_unit_jobs", "words"]
+__all__ = ["UnitHarness", "set_fields", "run_unit_jobs", "run_simulator", "words"]
 
 
 def words(values, bits: int) -> list[int]:
@@ -90,9 +90,14 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
             job.result = {"out": job.decode(raw, lanes), "cycles": delta.pop("busy"), **delta}
 
     sim.add_testbench(tb)
+    run_simulator(sim, vcd)
+    return jobs
+
+
+def run_simulator(sim, vcd: str | None = None) -> None:
+    """``sim.run()``, writing a VCD file when ``vcd`` names one."""
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return jobs

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields, tensor_rows
+from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields
 from spiketrack.hw.accel.protocol import Err, Op, RunKind, header
-from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit, mem_widths
+from spiketrack.hw.accel.top import Unit, mem_widths
 from spiketrack.hw.engine_cycles import Engine, memory_build_cost
 from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
@@ -187,7 +187,6 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     assert s["counters"]["descriptors"] == ap.programs["search_frame"][1]
     assert s["counters"]["guard_blocked"] == 0 and s["counters"]["st_writes"] > 0
     # every memory access counter equals the model's prediction (what the energy figures use)
-    from spiketrack.compiler.fuse import fuse
     from spiketrack.sim.accel_sim import _golden_passes
 
     graph, passes = _golden_passes(net, [(zp, xp)])

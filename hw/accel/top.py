@@ -32,11 +32,11 @@ Cycle contract (``compiler/accel.py``): a program of ``n`` descriptors takes
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.accel.protocol import COUNTERS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
+from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
@@ -172,8 +172,7 @@ class Accelerator(wiring.Component):
                    "tm": (mb.out_addr, mb.out_data, running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)}
         wr_en = {}
         for name, port in wr.items():
-            ids = Mem.__dict__[name.upper()]
-            h_en = host_wr_en & (host_mem == ids) & ~running
+            h_en = host_wr_en & (host_mem == MEM_IDS[name]) & ~running
             a, dat, e = unit_wr.get(name, (0, 0, 0))
             m.d.comb += [port.addr.eq(Mux(running, a, host_wr_addr)), port.data.eq(Mux(running, dat, host_wr_data)),
                          port.en.eq(Mux(running, e, h_en))]
@@ -242,16 +241,12 @@ class Accelerator(wiring.Component):
             m.d.sync += rsp_valid.eq(0)
         depth_of = Signal(A + 1)
         wpr = Signal(6)
-        with m.Switch(host_mem):
-            for name, ident in (("prog", Mem.PROG), ("w", Mem.W), ("tab", Mem.TAB), ("cst", Mem.CST), ("lv", Mem.LV),
-                                ("st", Mem.ST), ("tm", Mem.TM)):
-                with m.Case(ident):
-                    m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name]))]
         host_rd_data = Signal(max(W.values()))
         with m.Switch(host_mem):
             for name in W:
-                with m.Case(Mem.__dict__[name.upper()]):
-                    m.d.comb += host_rd_data.eq(rd[name].data)
+                with m.Case(MEM_IDS[name]):
+                    m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name])),
+                                 host_rd_data.eq(rd[name].data)]
 
         def reply(op_v, err_v, count_v):
             return [rsp_word.eq(Cat(count_v[:16], err_v, op_v, Const(STATUS_MAGIC, 8))), rsp_valid.eq(1)]
