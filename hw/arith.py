@@ -59,3 +59,12 @@ def decay_var(h, terms):
         part = h >> sh
         out = out + Mux(en, Mux(neg, -part, part), 0)
     return out
+
+
+def times_const(x, c: int):
+    """``c · x`` for a constant ``c >= 0`` as a sum of shifted copies of ``x`` (no multiplier: a
+    ``*`` by a constant can become a DSP block after synthesis merges equal products)."""
+    if c < 0:
+        raise ValueError(f"times_const takes c >= 0, got {c}")
+    terms = [x << i for i in range(c.bit_length()) if c >> i & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0, 1)

@@ -20,7 +20,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var
+from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var, times_const
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.quant.golden.neuron import D
@@ -183,7 +183,7 @@ class VectorUnit(wiring.Component):
             with m.If(r2.valid & (d.mode == VecMode.NEURON)):
                 m.d.sync += h[i].eq(reset_var(u, k, d.f_m))
             pooled, s_pool = clamp(settle(m, shift_round_var(x, d.shift.as_signed()), f"pool{i}"), B)
-            fused = sum(((x << 1) >= (2 * j - 1) * d.r_y for j in range(1, D + 1)), Const(0, 3))
+            fused = sum(((x << 1) >= times_const(d.r_y, 2 * j - 1) for j in range(1, D + 1)), Const(0, 3))
             word = Mux(d.mode == VecMode.NEURON, k, Mux(d.mode == VecMode.ADD, added[:B],
                                                        Mux(d.mode == VecMode.POOL, pooled[:B], fused)))
             outs.append(word)

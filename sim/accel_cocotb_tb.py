@@ -2,7 +2,8 @@
 through the host driver, UART-free, on the generated Verilog (Icarus or Verilator).
 
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
-time, with random gaps on the command stream and random backpressure on the response stream
+time while words flow (the simulator runs freely, :data:`FREE_RUN_CYCLES` at a time, while a
+program runs and the host has nothing to send), with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
 while stalled). The report is written to the ``report`` path of the testbench parameters.
 """
@@ -11,12 +12,15 @@ import json
 import random
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge, ReadOnly, Timer
 from cocotb.utils import get_sim_time
 
 from spiketrack.hw.accel.top import mem_widths
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.cocotb_streams import reset, start_clock, tb_params
+
+
+FREE_RUN_CYCLES = 2000   #: cycles the simulator runs on its own while a program runs
 
 
 @cocotb.test()
@@ -38,8 +42,20 @@ async def run_plan(dut):
     thread = tr.start_host(lambda: execute_plan(
         AccelDriver(tr, mem_widths(lanes, addr_bits)), plan, lanes, lambda: state["cycle"],
         lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}")))
-    cur, quiet, stalled = None, 0, None
+    cur, quiet, io_quiet, stalled = None, 0, 0, None
+    free_ns = FREE_RUN_CYCLES * 10
     while not tr.closed.is_set():
+        if cur is None and stalled is None and io_quiet > 4 and int(dut.busy.value) and tr.to_dev.empty():
+            # a program runs and the host has nothing to send: let the simulator run freely
+            # (response held: ready low), then look at busy again
+            await FallingEdge(dut.clk)
+            dut.i_cmd__valid.value = 0
+            dut.o_rsp__ready.value = 0
+            await Timer(free_ns, "ns")
+            await ReadOnly()
+            state["cycle"] = int(get_sim_time("ns")) // 10
+            tr.observe_busy(bool(int(dut.busy.value)))
+            continue
         await FallingEdge(dut.clk)
         if cur is None:
             cur = tr.next_word(quiet, timeout + 32)
@@ -67,6 +83,7 @@ async def run_plan(dut):
             stalled = None
         busy = bool(int(dut.busy.value))
         quiet = 0 if (cur is not None or valid or busy) else quiet + 1
+        io_quiet = 0 if (cur is not None or valid) else io_quiet + 1
         tr.observe_busy(busy)
     thread.join()
     out = {"report": tr.result} if tr.error is None else {"error": repr(tr.error)}

@@ -116,13 +116,19 @@ class AccelDriver:
         return st
 
     def write(self, mem: str, addr: int, rows) -> None:
+        """Write ``rows`` from ``addr``; split into several WRITE commands where the transport
+        carries at most ``max_words`` words per command (a framed link)."""
         w = self.widths[mem]
         rows = [int(r) for r in rows]
-        words = [header(Op.WRITE, MEM_IDS[mem], len(rows)), addr]
-        for r in rows:
-            words += row_words(r, w)
-        self.t.send(words)
-        self._status(f"write {len(rows)} rows of {mem!r} at {addr}", Op.WRITE)
+        limit = getattr(self.t, "max_words", None)
+        step = max(1, (limit - 2) // words_per_row(w)) if limit else max(1, len(rows))
+        for i in range(0, max(1, len(rows)), step):
+            part = rows[i:i + step]
+            words = [header(Op.WRITE, MEM_IDS[mem], len(part)), addr + i]
+            for r in part:
+                words += row_words(r, w)
+            self.t.send(words)
+            self._status(f"write {len(part)} rows of {mem!r} at {addr + i}", Op.WRITE)
 
     def read(self, mem: str, addr: int, n: int) -> list[int]:
         w = self.widths[mem]

@@ -28,7 +28,7 @@ from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator, mem_widths
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.unit_sim import run_simulator
 
-__all__ = ["run_session", "build_plan", "execute_plan", "simulate"]
+__all__ = ["run_session", "golden_passes", "build_plan", "execute_plan", "simulate"]
 
 LOAD_CHUNK = 512   #: rows per WRITE command when loading images
 
@@ -104,7 +104,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
     return tr.result
 
 
-def _golden_passes(net, inputs):
+def golden_passes(net, inputs):
     graph, _ = fuse(net)
     progs = programs(graph)
     zp = inputs[0][0][:, :1]
@@ -141,7 +141,7 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     """
     if check not in ("layers", "outputs"):
         raise ValueError(f"check must be 'layers' or 'outputs', got {check!r}")
-    graph, passes = _golden_passes(net, inputs)
+    graph, passes = golden_passes(net, inputs)
     P = ap.lanes
     steps: list[dict] = []
     for mem in ("prog", "w", "tab", "cst") if load else ():
@@ -243,12 +243,10 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         or ``"outputs"`` (whole passes; the template memories and the head maps are compared).
     sim : ``"amaranth"`` (amaranth.sim) or ``"verilator"`` (cocotb on the generated Verilog,
         :mod:`spiketrack.sim.accel_cocotb`; ``"icarus"`` is not working yet, docs/accelerator.md).
-    backdoor : amaranth only: the program, weights and tables are preloaded into the memories
-        instead of written over the command stream (the template pixels, search pixels and every
-        read-back still go through it).
+    backdoor : the program, weights and tables are preloaded into the memories (amaranth.sim) or
+        baked into the Verilog (cocotb) instead of written over the command stream (the template
+        pixels, search pixels and every read-back still go through it).
     """
-    if backdoor and sim != "amaranth":
-        raise ValueError("the memory backdoor exists only in amaranth.sim")
     t0 = time.monotonic()
     plan = build_plan(net, ap, inputs, check, load=not backdoor)
     t_plan = time.monotonic() - t0
@@ -258,7 +256,8 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
                              preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None)
     else:
         from spiketrack.sim.accel_cocotb import run_plan_cocotb
-        report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd)
+        report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd,
+                                 init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None)
     report.update(frames=len(inputs), layers_total=sum(s["layers"] for s in plan if s["op"] == "run"),
                   plan_seconds=round(t_plan, 1), seconds=round(time.monotonic() - t0, 1))
     return report

@@ -27,7 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--sim", default="amaranth", choices=("amaranth", "verilator"),
                    help="amaranth.sim, or the generated Verilog under cocotb + Verilator")
     p.add_argument("--backdoor", action="store_true",
-                   help="amaranth only: preload the program, weights and tables instead of streaming them")
+                   help="preload the program, weights and tables (amaranth.sim) or bake them into the Verilog "
+                        "(verilator), as a bitstream carries them, instead of streaming them")
     p.add_argument("--check", default="layers", choices=("layers", "outputs"),
                    help="compare every hardware op's output, or each pass's results only")
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
@@ -96,8 +97,6 @@ def run(args) -> int:
     def progress(i, n):
         print(f"\rsimulate [{args.sim}] run {i}/{n}", end="", file=sys.stderr, flush=True)
 
-    if args.backdoor and args.sim != "amaranth":
-        raise UserError("--backdoor exists only with --sim amaranth")
     rep = simulate(net, ap, inputs, check=args.check, sim=args.sim, progress=progress if args.sim == "amaranth" else None,
                    seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves, backdoor=args.backdoor)
     print(file=sys.stderr)

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("spiketrack.quant.cli_compare", "float vs integer network: per-layer SQNR, spikes, box IoU"),
     "compile": ("spiketrack.compiler.cli_compile", "compile an integer network for the accelerator: hardware ops, memory plan, cycles"),
     "simulate": ("spiketrack.sim.cli_simulate", "run the accelerator top in simulation against the golden model"),
+    "run": ("spiketrack.sim.cli_run", "track a video on the accelerator over its UART link (a board, or --port sim)"),
+    "build": ("spiketrack.bitstreams.cli_board", "the accelerator bitstream for a board (yosys, nextpnr, packing)"),
 }
 
 

@@ -194,3 +194,27 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
         predicted = ap.predicted_counters(graph, pname, env)
         assert {k: got["counters"][k] for k in predicted} == predicted, pname
         assert predicted["w_reads"] > 0 and predicted["lv_reads"] > 0 and predicted["tm_writes"] > 0
+
+
+def test_no_multiplier_in_the_accelerator_or_its_link():
+    """Every ``*`` in the generated Verilog multiplies by a power of two (a shift after synthesis).
+    A product by another constant became MULT18X18D blocks on ECP5 (the mean fusion's 3·, 5·, 7·r_y)."""
+    import re
+
+    from amaranth.back import verilog
+
+    from spiketrack.hw.accel.board import LinkedAccelerator
+
+    v = verilog.convert(LinkedAccelerator(8), name="linked")
+    products = re.findall(r"=\s*(\S+)\s*\*\s*(?:\(\*[^*]*\*\)\s*)?([^;\s]+);", v)
+    assert products, "the pattern no longer matches Amaranth's output"
+
+    def power_of_two(tok):
+        m = re.fullmatch(r"\d+'([hdb])([0-9a-fA-F_]+)", tok)
+        if not m:
+            return False
+        n = int(m.group(2).replace("_", ""), {"h": 16, "d": 10, "b": 2}[m.group(1)])
+        return n > 0 and n & (n - 1) == 0
+
+    bad = [p for p in products if not (power_of_two(p[0]) or power_of_two(p[1]))]
+    assert not bad, f"multipliers in the datapath: {bad[:5]}"

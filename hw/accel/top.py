@@ -79,6 +79,9 @@ class Accelerator(wiring.Component):
         Width of the units' addresses.
     timeout : int
         Cycles without a payload word before a WRITE ends as truncated.
+    init : dict of str to list of int, optional
+        Initial rows of memories (a board's bitstream can carry the program, weights and tables:
+        ``AccelProgram.images``). Rows not given start at 0.
 
     Members
     -------
@@ -90,7 +93,8 @@ class Accelerator(wiring.Component):
         A program is running.
     """
 
-    def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT):
+    def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
+                 init: dict | None = None):
         if lanes < 8:
             raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
         self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
@@ -100,6 +104,12 @@ class Accelerator(wiring.Component):
         for k, v in self.depths.items():
             if not 1 <= v <= 1 << addr_bits:
                 raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
+        self.init = {k: [int(r) for r in v] for k, v in (init or {}).items()}
+        for k, rows in self.init.items():
+            if k not in self.widths:
+                raise ValueError(f"init: unknown memory {k!r}")
+            if len(rows) > self.depths[k]:
+                raise ValueError(f"init: {len(rows)} rows for memory {k!r} of depth {self.depths[k]}")
         self.mems: dict[str, Memory] = {}
         super().__init__({
             "i_cmd": In(stream.Signature(32)),
@@ -115,7 +125,8 @@ class Accelerator(wiring.Component):
         m.submodules.vec = vec = VectorUnit(P, A)
         m.submodules.mb = mb = MemoryBuilder(P, A)
         for name in W:
-            self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name], init=[])
+            self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name],
+                                                                       init=self.init.get(name, []))
         mem = self.mems
         rd = {n: mem[n].read_port() for n in W}
         rd2 = {n: mem[n].read_port() for n in ("lv", "st")}

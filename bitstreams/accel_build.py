@@ -1,0 +1,160 @@
+"""``spiketrack build``: the accelerator with its UART link as a bitstream for a board.
+
+Steps: compile the network for the accelerator (``compiler/accel.py``), size every memory for its
+program and bake the program, weights and tables into the block RAM, estimate the resources
+(:func:`estimate`, stated formulas, seconds), refuse what does not fit (naming the resource), then
+synthesis, place and route and packing through amaranth-boards (:func:`~.synth.build_bitstream`),
+with the bitstream, the logs and ``build_report.json`` under ``build/<board>/``.
+
+Which network: ``--compiled DIR`` (an integer-network artifact, ``spiketrack quantize --out``), or
+by default the reduced edge-t3 of ``sim/reduced.py`` (every op kind of edge-t3 at 16×16 crops):
+the shipped edge-t3's program needs about 8.7 Mbit of memory, more than the 3.8 Mbit of block RAM
+of an ECP5-85F, and the accelerator has no external-memory path yet (docs/boards.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+from spiketrack.atomic import write_text_atomic
+from spiketrack.bitstreams.boards import get_board
+from spiketrack.hw.accel.top import mem_widths
+
+__all__ = ["estimate", "ebr_blocks", "board_program", "build_accelerator", "BoardDoesNotFit", "EBR_TOTAL",
+           "LUT_TOTAL"]
+
+#: Block RAMs and LUT4s of each device (data sheets; nextpnr reports the same "available").
+EBR_TOTAL = {("ecp5", "85k"): 208, ("ice40", "up5k"): 30}
+LUT_TOTAL = {("ecp5", "85k"): 83640, ("ice40", "up5k"): 5280}
+#: (depth, width) configurations of one block RAM: ECP5 DP16KD (18 Kbit), iCE40 SB_RAM40_4K (4 Kbit)
+EBR_SHAPES = {"ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+              "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2))}
+READ_PORTS = {"lv": 2, "st": 2}   #: memories with two read ports are stored twice
+#: LUT4 / FF per lane and fixed, of the accelerator's parts (see estimate())
+LUT_PER_LANE, LUT_FIXED = 2600, 3000
+FF_PER_LANE, FF_FIXED = 1300, 2500
+
+
+#: Boards without a USB-serial UART: the link's pins (OrangeCrab: feather pins 0 = RX, 1 = TX)
+UART_PINS = {"orangecrab-85f": {"rx": "0", "tx": "1", "conn": ("io", 0)}}
+
+
+class BoardDoesNotFit(ValueError):
+    """The design needs more of a resource than the board's device has."""
+
+
+def ebr_blocks(width: int, depth: int, family: str) -> int:
+    """Block RAMs for one ``width × depth`` memory: the cheapest single configuration, tiled."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in EBR_SHAPES[family])
+
+
+def estimate(depths: dict, lanes: int, family: str) -> dict:
+    """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
+
+    * EBR: per memory :func:`ebr_blocks` × read ports (``lv``, ``st``: 2), plus 1 for the link's
+      frame buffer (256 × 32 bits).
+    * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
+      datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
+    """
+    widths = mem_widths(lanes)
+    by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) for k, d in depths.items()}
+    return {"lut": LUT_PER_LANE * lanes + LUT_FIXED, "ff": FF_PER_LANE * lanes + FF_FIXED,
+            "ebr": sum(by_mem.values()) + 1, "ebr_by_memory": by_mem}
+
+
+def board_program(compiled: str | None = None, lanes: int = 8):
+    """``(AccelProgram, description, search_cycles)`` of the network the bitstream carries;
+    ``search_cycles`` is the cycle model's search frame on the network's first calibration crop."""
+    import torch
+
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.sim.accel_sim import golden_passes
+
+    if compiled:
+        from spiketrack.quant.ir import load_artifact
+
+        net = load_artifact(compiled)
+        desc = f"artifact {compiled}"
+    else:
+        from spiketrack.sim.reduced import reduced_network
+
+        net, _ = reduced_network()
+        desc = "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
+    ap = lower_to_accel(net, lanes)
+    zt, xt = net.types["template_pixels"].shape, net.types["search_pixels"].shape
+    g = torch.Generator().manual_seed(0)
+    zp = torch.randint(0, 256, (zt[0], 1, *zt[1:]), generator=g)
+    xp = torch.randint(0, 256, (xt[0], 1, *xt[1:]), generator=g)
+    graph, passes = golden_passes(net, [(zp, xp)])
+    cycles = ap.run_cycles(graph, "search_frame", passes[1][1])
+    return ap, desc, cycles
+
+
+def _progress(out: Path, name: str, stop: threading.Event, t0: float, echo) -> None:
+    while not stop.wait(30):
+        step = ("packing" if (out / f"{name}.config").exists() or (out / f"{name}.asc").exists() else
+                "place and route (nextpnr)" if (out / f"{name}.json").exists() else "synthesis (yosys)")
+        echo(f"  {step}: {time.monotonic() - t0:.0f} s")
+
+
+def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8, clock_mhz: float | None = None,
+                      baud: int = 1_000_000, seed: int | None = None, estimate_only: bool = False,
+                      out_dir: str | Path | None = None, echo=print) -> dict:
+    """Build (or only estimate) the accelerator bitstream for ``board``; returns the report."""
+    from spiketrack.bitstreams.synth import PROJECT_ROOT, build_bitstream
+    from spiketrack.hw.accel.board import BoardTop
+
+    t0 = time.monotonic()
+    b = get_board(board)
+    fam, dev = b.device.family, b.device.device
+    clock_mhz = clock_mhz or (100.0 if fam == "ecp5" else 24.0)
+    echo(f"[1/3] compiling the network for the accelerator (P = {lanes})")
+    ap, desc, search_cycles = board_program(compiled, lanes)
+    est = estimate(ap.depths, lanes, fam)
+    ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
+    report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes,
+              "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
+              "estimate": {"lut": est["lut"], "ff": est["ff"], "ebr": est["ebr"]},
+              "ebr_by_memory": est["ebr_by_memory"], "search_cycles": search_cycles}
+    problems = []
+    if est["ebr"] > ebr_total:
+        worst = ", ".join(f"{k} {v}" for k, v in sorted(est["ebr_by_memory"].items(), key=lambda kv: -kv[1]))
+        problems.append(f"block RAM: {est['ebr']} EBR estimated ({worst}, link 1) of the {ebr_total} of {b.name}")
+    if est["lut"] > lut_total:
+        problems.append(f"logic: {est['lut']} LUT4 estimated of the {lut_total} of {b.name}")
+    report["fits"] = not problems
+    if problems:
+        raise BoardDoesNotFit(f"{desc} does not fit {b.name}: " + "; ".join(problems))
+    if estimate_only:
+        report["seconds"] = round(time.monotonic() - t0, 1)
+        return report
+    out = Path(out_dir) if out_dir else PROJECT_ROOT / "build" / b.name
+    top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, baud=baud, lanes=lanes, depths=ap.depths,
+                   init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name))
+    echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
+         f"UART {baud} baud)")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_progress, args=(out, "spiketrack", stop, time.monotonic(), echo), daemon=True)
+    watcher.start()
+    try:
+        fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed)
+    finally:
+        stop.set()
+    core = {k: v for k, v in fig["fmax_by_clock"].items()}
+    fmax = min(core.values()) if core else None
+    report.update({
+        "lut": fig["lut"], "logic_cells": fig["logic_cells"], "ff": fig["ff"], "ebr": fig["ebr"], "dsp": fig["dsp"],
+        "carry": fig["carry"], "fmax_mhz": fmax, "fmax_by_clock": core, "clock_mhz": round(top.f_core_mhz, 3),
+        "timing_met": fig["timing_met"], "bitstream": fig["bitstream"],
+        "fps_at_fmax": round(fmax * 1e6 / search_cycles, 1) if fmax else None,
+        "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
+                           for k in ("lut", "ff", "ebr")},
+        "seconds": round(time.monotonic() - t0, 1),
+    })
+    echo("[3/3] done")
+    write_text_atomic(out / "build_report.json", json.dumps(report, indent=1, default=str))
+    return report

@@ -1,0 +1,56 @@
+"""``spiketrack build``: the accelerator bitstream for a board (``bitstreams/accel_build.py``).
+
+    spiketrack build --board ulx3s-85f [--compiled DIR] [--seed N] [--estimate-only] [--json]
+
+Progress goes to stderr; the figures (and ``build/<board>/build_report.json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from spiketrack.cli import UserError
+
+KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz",
+        "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "estimate", "estimate_error", "fits", "seconds")
+
+
+def add_arguments(p) -> None:
+    from spiketrack.bitstreams.boards import BOARDS
+
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("--compiled", default=None, metavar="DIR",
+                   help="integer-network artifact to bake in (default: the reduced edge-t3 of sim/reduced.py; "
+                        "the shipped edge-t3 needs external memory, docs/boards.md)")
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--clock-mhz", type=float, default=None, help="core clock from the PLL (ECP5 100, iCE40 24)")
+    p.add_argument("--baud", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
+    p.add_argument("--estimate-only", action="store_true", help="the pre-synthesis estimate only (seconds)")
+    p.add_argument("--out-dir", default=None, help="default build/<board>/")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
+    from spiketrack.bitstreams.accel_build import BoardDoesNotFit, build_accelerator
+    from spiketrack.bitstreams.synth import ToolchainError
+
+    def echo(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        rep = build_accelerator(args.board, compiled=args.compiled, lanes=args.lanes, clock_mhz=args.clock_mhz,
+                                baud=args.baud, seed=args.seed, estimate_only=args.estimate_only,
+                                out_dir=args.out_dir, echo=echo)
+    except BoardDoesNotFit as e:
+        raise UserError(str(e)) from None
+    except ToolchainError as e:
+        raise UserError(f"toolchain: {e}") from None
+    out = {k: rep[k] for k in KEYS if k in rep}
+    if args.json:
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        for k, v in out.items():
+            print(f"{k:>15}: {v}")
+    return 0

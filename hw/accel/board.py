@@ -1,0 +1,231 @@
+"""The accelerator on a board: UART link, framed protocol, PLL, reset and LEDs.
+
+:class:`LinkedAccelerator` is everything behind the pins: a UART (``hw/link/uart.py``), the framed
+link (``hw/link/frames.py``) and the :class:`~spiketrack.hw.accel.top.Accelerator`. It is what the
+cocotb test runs, serial line in the loop. :class:`BoardTop` adds what only a board has: the PLL
+that makes the core clock from the board's oscillator (:func:`ecp5_pll` / :func:`ice40_pll`
+compute the divider settings), a reset held until the PLL locks, the UART pins and status LEDs.
+
+LEDs (as many as the board has): 0 busy, 1 a frame was rejected since reset, 2 toggles on every
+executed frame, 3 heartbeat (about 1 Hz).
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.build import ResourceError
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
+
+from spiketrack.hw.accel.protocol import MEM_IDS, words_per_row
+from spiketrack.hw.accel.top import Accelerator
+from spiketrack.hw.link.frames import FrameLink
+from spiketrack.hw.link.uart import UartRx, UartTx
+
+__all__ = ["LinkedAccelerator", "BoardTop", "ecp5_pll", "ice40_pll"]
+
+
+class LinkedAccelerator(wiring.Component):
+    """UART + framed link + accelerator.
+
+    Parameters
+    ----------
+    lanes, depths, addr_bits :
+        As :class:`~spiketrack.hw.accel.top.Accelerator`.
+    divisor : int
+        Clock cycles per UART bit.
+    gap_cycles : int
+        Quiet cycles that end a truncated frame (see :class:`~spiketrack.hw.link.frames.FrameLink`).
+    init : dict, optional
+        Memory images baked into the design (``Accelerator(init=...)``).
+
+    Members
+    -------
+    rx : In(1); tx : Out(1)
+        The serial line (idle high).
+    busy : Out(1)
+    frames_ok, frames_bad : Out(16)
+    """
+
+    def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, *, divisor: int = 4,
+                 gap_cycles: int = 1 << 16, init: dict | None = None):
+        self.accel = Accelerator(lanes, depths, addr_bits, init=init)
+        self.divisor, self.gap_cycles = divisor, gap_cycles
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          "frames_ok": Out(16), "frames_bad": Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accel = accel = self.accel
+        m.submodules.urx = urx = UartRx(self.divisor)
+        m.submodules.utx = utx = UartTx(self.divisor)
+        row_words = {MEM_IDS[n]: words_per_row(w) for n, w in accel.widths.items()}
+        m.submodules.link = link = FrameLink(row_words, gap_cycles=self.gap_cycles)
+        wiring.connect(m, urx.o_byte, link.i_byte)
+        wiring.connect(m, link.o_byte, utx.i_byte)
+        wiring.connect(m, link.o_cmd, accel.i_cmd)
+        wiring.connect(m, accel.o_rsp, link.i_rsp)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.busy.eq(accel.busy),
+                     self.frames_ok.eq(link.frames_ok), self.frames_bad.eq(link.frames_bad)]
+        return m
+
+
+def ecp5_pll(f_in_mhz: float, f_out_mhz: float) -> dict:
+    """EHXPLLL dividers for ``f_out`` from ``f_in`` (feedback from CLKOP), nearest first:
+    ``{"clki_div", "clkfb_div", "clkop_div", "f_out_mhz", "f_vco_mhz"}``.
+
+    Limits (ECP5 family data sheet): PFD 3.125–400 MHz, VCO 400–800 MHz, output 3.125–400 MHz.
+    """
+    best = None
+    for clki in range(1, 129):
+        f_pfd = f_in_mhz / clki
+        if not 3.125 <= f_pfd <= 400:
+            continue
+        for fb in range(1, 81):
+            f_out = f_pfd * fb
+            if not 3.125 <= f_out <= 400:
+                continue
+            for op in range(1, 129):
+                f_vco = f_out * op
+                if 400 <= f_vco <= 800:
+                    key = (abs(f_out - f_out_mhz), abs(f_vco - 600))
+                    if best is None or key < best[0]:
+                        best = (key, {"clki_div": clki, "clkfb_div": fb, "clkop_div": op, "f_out_mhz": f_out,
+                                      "f_vco_mhz": f_vco})
+    if best is None or abs(best[1]["f_out_mhz"] - f_out_mhz) > 0.01 * f_out_mhz:
+        near = f" (nearest {best[1]['f_out_mhz']:.3f} MHz)" if best else ""
+        raise ValueError(f"no ECP5 PLL setting makes {f_out_mhz} MHz from {f_in_mhz} MHz within 1 %{near}")
+    return best[1]
+
+
+def ice40_pll(f_in_mhz: float, f_out_mhz: float) -> dict:
+    """SB_PLL40 dividers (``icepll``'s search): ``{"divr", "divf", "divq", "filter_range", "f_out_mhz"}``.
+
+    ``f_out = f_in·(DIVF+1) / ((DIVR+1)·2^DIVQ)``; PFD 10–133 MHz, VCO 533–1066 MHz.
+    """
+    best = None
+    for divr in range(16):
+        f_pfd = f_in_mhz / (divr + 1)
+        if not 10 <= f_pfd <= 133:
+            continue
+        for divf in range(128):
+            f_vco = f_pfd * (divf + 1)
+            if not 533 <= f_vco <= 1066:
+                continue
+            for divq in range(1, 7):
+                f_out = f_vco / (1 << divq)
+                if best is None or abs(f_out - f_out_mhz) < abs(best["f_out_mhz"] - f_out_mhz):
+                    rng = [17, 26, 44, 66, 101, 133].index(next(x for x in [17, 26, 44, 66, 101, 133] if f_pfd < x)) + 1
+                    best = {"divr": divr, "divf": divf, "divq": divq, "filter_range": rng, "f_out_mhz": f_out}
+    if best is None or abs(best["f_out_mhz"] - f_out_mhz) > 0.01 * f_out_mhz:
+        near = f" (nearest {best['f_out_mhz']:.3f} MHz)" if best else ""
+        raise ValueError(f"no iCE40 PLL setting makes {f_out_mhz} MHz from {f_in_mhz} MHz within 1 %{near}")
+    return best
+
+
+class BoardTop(Elaboratable):
+    """A :class:`LinkedAccelerator` on a board (``platform`` from amaranth-boards).
+
+    Parameters
+    ----------
+    clock_mhz : float
+        Core clock wanted from the PLL (the nearest reachable frequency is used: ``f_core_mhz``).
+    baud : int
+        UART rate; the divisor is ``round(f_core / baud)``.
+    lanes, depths, init : as :class:`~spiketrack.hw.accel.top.Accelerator` (``init``: images baked into
+        the bitstream's block RAM).
+    uart : tuple
+        The UART resource ``(name, number)``. A board without one (OrangeCrab: its USB port goes to
+        the FPGA itself) gets ``uart_pins``: a UART on two header pins for a 3.3 V USB-serial adapter.
+    uart_pins : dict, optional
+        ``{"rx": pin, "tx": pin, "conn": (connector, number)}`` used when the board has no UART.
+    """
+
+    def __init__(self, *, family: str, f_in_mhz: float, clock_mhz: float = 100.0, baud: int = 1_000_000,
+                 lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
+                 uart_pins: dict | None = None):
+        self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
+        self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
+        self.f_core_mhz = self.pll["f_out_mhz"]
+        divisor = round(self.f_core_mhz * 1e6 / baud)
+        # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
+        self.core = LinkedAccelerator(lanes, depths, divisor=divisor, gap_cycles=int(self.f_core_mhz * 1e3 * 20),
+                                      init=init)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        # ECP5: the oscillator through an input buffer; iCE40: the PLL pad takes the pin itself
+        clk_in = platform.request(platform.default_clk, dir="-")
+        if self.family == "ecp5":
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_in)
+        locked = Signal()
+        p = self.pll
+        if self.family == "ecp5":
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                a_FREQUENCY_PIN_CLKI=str(self.f_in_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.f_core_mhz:.4f}",
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                p_CLKI_DIV=p["clki_div"], p_CLKFB_DIV=p["clkfb_div"], p_CLKOP_DIV=p["clkop_div"],
+                p_CLKOP_CPHASE=p["clkop_div"] // 2, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, i_CLKFB=ClockSignal("sync"), o_CLKOP=ClockSignal("sync"),
+                i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
+                i_ENCLKOP=0, o_LOCK=locked)
+        else:
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["divr"], p_DIVF=p["divf"], p_DIVQ=p["divq"],
+                p_FILTER_RANGE=p["filter_range"], i_PACKAGEPIN=clk_in.io, i_RESETB=1, i_BYPASS=0,
+                o_PLLOUTGLOBAL=ClockSignal("sync"), o_LOCK=locked)
+        # reset: held until the PLL locks, then released synchronously (a reset-less domain on the
+        # same clock holds the generator, so the reset it drives cannot reset it)
+        m.domains.por = ClockDomain("por", reset_less=True)
+        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+        rst_sr = Signal(4, init=0xF)
+        m.d.por += rst_sr.eq(rst_sr << 1)
+        with m.If(~locked):
+            m.d.por += rst_sr.eq(0xF)
+        m.d.comb += ResetSignal("sync").eq(rst_sr[-1])
+        m.submodules.core = core = self.core
+        if self.uart_pins and not any(r.name == self.uart[0] for r in platform.resources.values()):
+            from amaranth.build import Attrs
+            from amaranth_boards.resources import UARTResource
+
+            platform.add_resources([UARTResource(self.uart[1], rx=self.uart_pins["rx"], tx=self.uart_pins["tx"],
+                                                 conn=self.uart_pins["conn"], attrs=Attrs(IO_TYPE="LVCMOS33"))])
+        uart = platform.request(*self.uart, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+        leds = []
+        for i in range(4):
+            try:
+                led = platform.request("led", i, dir="-")
+            except ResourceError:
+                break
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+            leds.append(buf.o)
+        if not leds:                   # OrangeCrab: one RGB LED (red busy, green rejected, blue frames)
+            try:
+                rgb = platform.request("rgb_led", 0, dir="-")
+                for c in "rgb":
+                    m.submodules[f"led_{c}"] = buf = io.Buffer("o", getattr(rgb, c))
+                    leds.append(buf.o)
+            except ResourceError:
+                pass
+        seen_bad, toggle = Signal(), Signal()
+        last_ok = Signal(16)
+        m.d.sync += last_ok.eq(core.frames_ok)
+        with m.If(core.frames_bad != 0):
+            m.d.sync += seen_bad.eq(1)
+        with m.If(core.frames_ok != last_ok):
+            m.d.sync += toggle.eq(~toggle)
+        beat = Signal(range(int(self.f_core_mhz * 1e6 / 2) + 1))
+        tick = Signal()
+        m.d.sync += beat.eq(beat + 1)
+        with m.If(beat == int(self.f_core_mhz * 1e6 / 2)):
+            m.d.sync += [beat.eq(0), tick.eq(~tick)]
+        for led, val in zip(leds, [core.busy, seen_bad, toggle, tick]):
+            m.d.comb += led.eq(val)
+        return m

@@ -1,0 +1,108 @@
+"""The accelerator as a tracking backend: the integer network runs on the RTL (simulated) or on a
+board, behind the tracker's model interface (``encode_template``, ``encode_search``, ``decode_box``).
+
+:class:`AcceleratorTracking` is :class:`~spiketrack.quant.tracking.ArtifactTracking` with the two
+passes moved to the device: the template crop's pixels are written to their rows, the template
+program runs and leaves the memories in the template slots (they never come back to the host), each
+search crop is written, the search program runs and the head maps are read back and turned into
+the float head outputs exactly as the golden path does. With ``check=True`` every pass is also run
+by the golden executor and every head map must be equal (``reports``: cycles, predicted cycles
+and mismatches per pass).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spiketrack.compiler.accel import AccelProgram, _size, rows_tensor, tensor_rows
+from spiketrack.hw.accel.protocol import RunKind
+from spiketrack.quant.tracking import ArtifactTracking
+
+__all__ = ["AcceleratorTracking", "DeviceMemories"]
+
+
+class DeviceMemories(list):
+    """Stand-in for the template memories: they live in the accelerator's template slots."""
+
+
+class AcceleratorTracking(ArtifactTracking):
+    """Parameters
+    ----------
+    net : IntegerNetwork
+    ap : AccelProgram
+        ``net`` compiled for the accelerator (``lower_to_accel``).
+    drv : AccelDriver
+        Over any transport: the simulated accelerator, the simulated board's UART, a serial port.
+    load : bool
+        Write the program, weights and tables first (False where they are baked into the design).
+    check : bool
+        Compare each pass's outputs with the golden executor.
+    """
+
+    def __init__(self, net, ap: AccelProgram, drv, *, load: bool = True, check: bool = False):
+        super().__init__(net)
+        self.ap, self.drv, self.check = ap, drv, check
+        self.reports: list[dict] = []
+        if load:
+            for mem in ("prog", "w", "tab", "cst"):
+                drv.write(mem, 0, ap.images[mem])
+        drv.guard(ap.guard)
+        self._golden_memories = None
+
+    def _write(self, name: str, px: torch.Tensor) -> None:
+        pl = self.ap.placement[name]
+        self.drv.write(pl.mem, pl.base, tensor_rows(px, "pixels", self.ap.lanes))
+
+    def _run(self, program: str, kind: int) -> dict:
+        first, count = self.ap.programs[program]
+        before = self.drv.status()
+        self.drv.run(first, count, kind)
+        after = self.drv.wait_idle()
+        return {"pass": program, "cycles": (after["run_cycles"] - before["run_cycles"]) % (1 << 32),
+                "events": (after["events"] - before["events"]) % (1 << 32)}
+
+    def _read(self, name: str) -> torch.Tensor:
+        pl, ty = self.ap.placement[name], self.net.types[name]
+        rows, per_t = _size(ty.shape, ty.kind, self.ap.lanes)
+        got = []
+        for t in range(ty.shape[0]):
+            got += self.drv.read(pl.mem, pl.base + t * pl.t_stride, per_t)
+        return rows_tensor(got, ty.shape, ty.kind, self.ap.lanes)
+
+    @torch.no_grad()
+    def encode_template(self, z: torch.Tensor):
+        from spiketrack.quant.executor import run_network
+
+        if z.dim() != 5 or z.shape[0] != self.cfg.timesteps:
+            raise ValueError(f"template must be [T={self.cfg.timesteps}, B, 3, H, W], got {list(z.shape)}")
+        px = self._pixels(z.cpu(), self.cfg.template_size, "template")[:, 0]
+        self._write("template_pixels", px)
+        rep = self._run("template_update", RunKind.TEMPLATE)
+        if self.check:
+            res = run_network(self.net, {"template_pixels": px[:, None]}, outputs=self.memories)
+            self._golden_memories = [res.outputs[m] for m in self.memories]
+        self.reports.append(rep)
+        return DeviceMemories(self.memories)
+
+    @torch.no_grad()
+    def encode_search(self, x: torch.Tensor, memories):
+        from spiketrack.model.head import SIGMOID_CLAMP
+        from spiketrack.quant.executor import run_network
+
+        if not isinstance(memories, DeviceMemories):
+            raise ValueError("the accelerator backend searches with the template memories on the device "
+                             "(run encode_template first)")
+        px = self._pixels(x.cpu(), self.cfg.search_size, "search")[:1]
+        self._write("search_pixels", px)
+        rep = self._run("search_frame", RunKind.SEARCH)
+        heads = [self.net.meta[k] for k in ("score", "size", "offset")]
+        maps = [self._read(h) for h in heads]
+        if self.check:
+            res = run_network(self.net, {"search_pixels": px[:, None], **dict(zip(self.memories, self._golden_memories))},
+                              outputs=heads)
+            gold = [res.outputs[h][:, 0] if res.outputs[h].dim() == 5 else res.outputs[h] for h in heads]
+            rep["mismatches"] = int(sum((a != g.to(a.dtype)).sum() for a, g in zip(maps, gold)))
+        self.reports.append(rep)
+        score, size, offset = (m.double().mean(0)[None] * 2.0 ** -self.frac for m in maps)
+        size = torch.sigmoid(size).clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
+        return {"score_map": score.float(), "size_map": size.float(), "offset_map": offset.float()}
