@@ -45,7 +45,8 @@ async def run_plan(dut):
     cur, quiet, io_quiet, stalled = None, 0, 0, None
     free_ns = FREE_RUN_CYCLES * 10
     while not tr.closed.is_set():
-        if cur is None and stalled is None and io_quiet > 4 and int(dut.busy.value) and tr.to_dev.empty():
+        if (cur is None and stalled is None and io_quiet > 4 and int(dut.busy.value) and tr.to_dev.empty()
+                and not int(dut.o_rsp__valid.value)):
             # a program runs and the host has nothing to send: let the simulator run freely
             # (response held: ready low), then look at busy again
             await FallingEdge(dut.clk)

@@ -6,8 +6,8 @@ passes moved to the device: the template crop's pixels are written to their rows
 program runs and leaves the memories in the template slots (they never come back to the host), each
 search crop is written, the search program runs and the head maps are read back and turned into
 the float head outputs exactly as the golden path does. With ``check=True`` every pass is also run
-by the golden executor and every head map must be equal (``reports``: cycles, predicted cycles
-and mismatches per pass).
+by the golden functions of the compiled program and every head map must be equal (``reports``:
+cycles, the cycle model's prediction and mismatches per pass).
 """
 
 from __future__ import annotations
@@ -43,11 +43,17 @@ class AcceleratorTracking(ArtifactTracking):
         super().__init__(net)
         self.ap, self.drv, self.check = ap, drv, check
         self.reports: list[dict] = []
+        if check:
+            from spiketrack.compiler.fuse import fuse
+            from spiketrack.compiler.schedule import programs
+
+            self.graph, _ = fuse(net)
+            self.progs = programs(self.graph)
+        self._env_t = None
         if load:
             for mem in ("prog", "w", "tab", "cst"):
                 drv.write(mem, 0, ap.images[mem])
         drv.guard(ap.guard)
-        self._golden_memories = None
 
     def _write(self, name: str, px: torch.Tensor) -> None:
         pl = self.ap.placement[name]
@@ -71,7 +77,7 @@ class AcceleratorTracking(ArtifactTracking):
 
     @torch.no_grad()
     def encode_template(self, z: torch.Tensor):
-        from spiketrack.quant.executor import run_network
+        from spiketrack.compiler.schedule import run_program
 
         if z.dim() != 5 or z.shape[0] != self.cfg.timesteps:
             raise ValueError(f"template must be [T={self.cfg.timesteps}, B, 3, H, W], got {list(z.shape)}")
@@ -79,15 +85,15 @@ class AcceleratorTracking(ArtifactTracking):
         self._write("template_pixels", px)
         rep = self._run("template_update", RunKind.TEMPLATE)
         if self.check:
-            res = run_network(self.net, {"template_pixels": px[:, None]}, outputs=self.memories)
-            self._golden_memories = [res.outputs[m] for m in self.memories]
+            self._env_t = run_program(self.graph, self.progs["template_update"], {"template_pixels": px[:, None]})
+            rep["predicted"] = self.ap.run_cycles(self.graph, "template_update", self._env_t)
         self.reports.append(rep)
         return DeviceMemories(self.memories)
 
     @torch.no_grad()
     def encode_search(self, x: torch.Tensor, memories):
+        from spiketrack.compiler.schedule import run_program
         from spiketrack.model.head import SIGMOID_CLAMP
-        from spiketrack.quant.executor import run_network
 
         if not isinstance(memories, DeviceMemories):
             raise ValueError("the accelerator backend searches with the template memories on the device "
@@ -98,9 +104,11 @@ class AcceleratorTracking(ArtifactTracking):
         heads = [self.net.meta[k] for k in ("score", "size", "offset")]
         maps = [self._read(h) for h in heads]
         if self.check:
-            res = run_network(self.net, {"search_pixels": px[:, None], **dict(zip(self.memories, self._golden_memories))},
-                              outputs=heads)
-            gold = [res.outputs[h][:, 0] if res.outputs[h].dim() == 5 else res.outputs[h] for h in heads]
+            env_t = self._env_t
+            mems = {m: env_t[m] for m in self.progs["template_update"].outputs}
+            env_s = run_program(self.graph, self.progs["search_frame"], {"search_pixels": px[:, None], **mems})
+            rep["predicted"] = self.ap.run_cycles(self.graph, "search_frame", {**env_t, **env_s})
+            gold = [env_s[h][:, 0] for h in heads]
             rep["mismatches"] = int(sum((a != g.to(a.dtype)).sum() for a, g in zip(maps, gold)))
         self.reports.append(rep)
         score, size, offset = (m.double().mean(0)[None] * 2.0 ** -self.frac for m in maps)

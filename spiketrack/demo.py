@@ -7,8 +7,11 @@
 5. hardware: RTL fuzzing against the golden model;
 6. the compiler: the integer network as hardware ops, cycles per frame and the ULX3S-85F memory plan;
 7. real layers of a frame on the run-time-configured RTL (conv engine, vector unit), bit- and cycle-exact;
-8. the accelerator top (units, memories, controller, host command stream) running a reduced edge-t3's
-   template pass and search frame, bit- and cycle-exact.
+8. the tracker running a reduced edge-t3 on the accelerator top (units, memories, controller, host
+   command stream): head maps equal to the golden model's, boxes equal to the golden tracker's,
+   cycles equal to the model;
+9. the FPGA cost of the accelerator with its UART link, from a fresh ``build/<board>/build_report.json``
+   or else from the last measured report shipped in ``bitstreams/reports/`` (it says which).
 
 Everything is written under ``--out`` (default ``runs/demo``); ``summary.json`` collects the figures.
 """
@@ -45,6 +48,55 @@ def _call(argv: list[str]) -> dict:
     if rc != 0:
         raise UserError(f"`spiketrack {' '.join(argv)}` failed (exit {rc})")
     return json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+def track_reduced_on_accelerator(frames: int = 2, seed: int = 0) -> dict:
+    """The tracker on the simulated accelerator (reduced edge-t3, images preloaded) against the
+    golden tracker on the same frames."""
+    import numpy as np
+
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.model.tracker import SpikeTrackTracker
+    from spiketrack.quant.tracking import ArtifactTracking
+    from spiketrack.sim.accel_sim import run_session
+    from spiketrack.sim.cli_run import track_on_device
+    from spiketrack.sim.reduced import reduced_network
+
+    t0 = time.time()
+    net, _ = reduced_network()
+    ap = lower_to_accel(net, 8)
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    imgs = [np.roll(base, 2 * i, axis=1) for i in range(frames)]
+    box = np.array([14.0, 10.0, 12.0, 14.0])
+    golden = SpikeTrackTracker(ArtifactTracking(net))
+    golden.init(imgs[0], box)
+    want = [box] + [golden.update(f) for f in imgs[1:]]
+    boxes, reports = run_session(ap, lambda drv, state: track_on_device(net, ap, drv, imgs, box, check=True),
+                                 preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")})
+    search = [r for r in reports if r["pass"] == "search_frame"]
+    predicted = [r["predicted"] for r in search]
+    return {"frames": frames, "template_cycles": reports[0]["cycles"], "search_cycles": [r["cycles"] for r in search],
+            "predicted_search_cycles": predicted, "cycle_model_exact": [r["cycles"] for r in search] == predicted,
+            "mismatches": sum(r.get("mismatches", 0) for r in reports),
+            "boxes_equal": bool(all(np.array_equal(a, b) for a, b in zip(boxes, want))),
+            "seconds": round(time.time() - t0, 1)}
+
+
+def last_build_report(board: str) -> dict | None:
+    """The build report of ``spiketrack build --board BOARD``: ``build/<board>/build_report.json``
+    when this checkout built one, else the measured one shipped in ``bitstreams/reports/``."""
+    from spiketrack.bitstreams.synth import PROJECT_ROOT
+
+    fresh = PROJECT_ROOT / "build" / board / "build_report.json"
+    shipped = PROJECT_ROOT / "bitstreams" / "reports" / f"{board}.json"
+    path = fresh if fresh.is_file() else shipped
+    if not path.is_file():
+        return None
+    rep = json.loads(path.read_text())
+    rep["source"] = (f"this checkout's build ({path})" if path == fresh
+                     else f"the last measured build, shipped in {path.relative_to(PROJECT_ROOT)}")
+    return rep
 
 
 def run(args) -> int:
@@ -115,12 +167,24 @@ def run(args) -> int:
               f"vector unit: {net_v['mismatches']} mismatches, cycle model exact: {net_v['cycle_model_exact']} "
               f"(one node per kind here)")
 
-        _step("8. the accelerator top: a reduced edge-t3 end to end (template pass + search frame)")
-        sim = _call(["simulate", "--reduced", "--check", "outputs", "--backdoor", "--json"])
-        summary["simulate_reduced"] = sim
-        print(f"{sim['layers_total']} layers through the accelerator (amaranth.sim): {sim['mismatches']} mismatches "
-              f"in the template memories and head maps; search frame {sim['cycles_per_frame']} cycles, model "
-              f"{sim['predicted_cycles_per_frame']} (exact: {sim['cycle_model_exact']}); {sim['seconds']} s")
+        _step("8. the accelerator tracks: a reduced edge-t3 on the simulated accelerator top, boxes vs golden")
+        acc = track_reduced_on_accelerator(frames=2)
+        summary["accelerator_tracking"] = acc
+        print(f"template pass {acc['template_cycles']} cycles, search frames {acc['search_cycles']} cycles "
+              f"(cycle model {acc['predicted_search_cycles']}, exact: {acc['cycle_model_exact']}); head maps vs golden: "
+              f"{acc['mismatches']} mismatches; tracker boxes equal to the golden tracker's: {acc['boxes_equal']} "
+              f"(amaranth.sim, {acc['seconds']} s)")
+
+        _step("9. FPGA cost of the accelerator with its UART link")
+        fpga = last_build_report("ulx3s-85f")
+        summary["fpga"] = fpga
+        if fpga is None:
+            print("no build report: run `spiketrack build --board ulx3s-85f` (about an hour on 2 cores)")
+        else:
+            print(f"{fpga['source']}: {fpga['board']} {fpga['lut']} LUT4 of {fpga['lut_total']}, {fpga['ff']} FF, "
+                  f"{fpga['ebr']} of {fpga['ebr_total']} EBR, {fpga['dsp']} DSP, Fmax {fpga['fmax_mhz']} MHz "
+                  f"(clock {fpga['clock_mhz']} MHz, timing met: {fpga['timing_met']}), "
+                  f"{fpga['fps_at_fmax']} search frames/s of the network it carries ({fpga['network']})")
 
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -187,9 +187,9 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     assert s["counters"]["descriptors"] == ap.programs["search_frame"][1]
     assert s["counters"]["guard_blocked"] == 0 and s["counters"]["st_writes"] > 0
     # every memory access counter equals the model's prediction (what the energy figures use)
-    from spiketrack.sim.accel_sim import _golden_passes
+    from spiketrack.sim.accel_sim import golden_passes
 
-    graph, passes = _golden_passes(net, [(zp, xp)])
+    graph, passes = golden_passes(net, [(zp, xp)])
     for (pname, env, _), got in zip(passes, (t, s)):
         predicted = ap.predicted_counters(graph, pname, env)
         assert {k: got["counters"][k] for k in predicted} == predicted, pname
