@@ -141,7 +141,9 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
     watcher = threading.Thread(target=_progress, args=(out, "spiketrack", stop, time.monotonic(), echo), daemon=True)
     watcher.start()
     try:
-        fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed)
+        # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build
+        fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed,
+                              nextpnr_opts=["--router", "router2"] if fam == "ecp5" else [])
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}
