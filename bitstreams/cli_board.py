@@ -47,6 +47,9 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     except ToolchainError as e:
         raise UserError(f"toolchain: {e}") from None
+    if rep.get("timing_met") is False:
+        echo(f"warning: timing NOT met: Fmax {rep['fmax_mhz']:.1f} MHz is below the {rep['clock_mhz']} MHz core clock; "
+             f"the bitstream is not reliable. Rebuild with --clock-mhz {int(rep['fmax_mhz'])} or lower.")
     out = {k: rep[k] for k in KEYS if k in rep}
     if args.json:
         print(json.dumps(out, indent=1, default=str))
