@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
     p.add_argument("--dataset-settings", default=None, metavar="DATASET",
                    help="use this benchmark's template-update gate (lasot: 40 frames / 0.8; default 25 / 0.7)")
+    p.add_argument("--backend", choices=("float", "golden", "rtl"), default="float",
+                   help="float: the checkpoint's model; golden: its integer network on the golden executor; "
+                        "rtl: that integer network on the accelerator's Verilog (cocotb + Verilator), the same "
+                        "boxes as golden")
+    p.add_argument("--artifact", default=None,
+                   help="golden/rtl: an integer-network artifact instead of quantising the checkpoint")
     add_tracker_arguments(p)
 
 
@@ -104,6 +110,57 @@ def draw_box(img: np.ndarray, box, color=(255, 0, 0), thick: int = 2) -> np.ndar
     return out
 
 
+def _integer_network(args):
+    """The integer network of ``--artifact``, or of the checkpoint quantised now."""
+    if args.artifact:
+        from spiketrack.quant.ir import load_artifact
+
+        return load_artifact(args.artifact)
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.quant.lower import lower
+    from spiketrack.quant.qat import QuantFormat, quantize_model
+
+    model, _ = model_from_checkpoint(args.checkpoint, "cpu", rounding=args.rounding)
+    q = model if getattr(model, "quant_format", None) is not None else quantize_model(model.eval(), QuantFormat())
+    return lower(q)
+
+
+def _track_rtl(args, box) -> int:
+    """``--backend rtl``: the tracker runs inside the cocotb process against the accelerator's Verilog
+    (program, weights and tables baked in; crops and head maps over the command stream)."""
+    import tempfile
+    import time
+
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.quant.ir import save_artifact
+    from spiketrack.sim.accel_cocotb import run_job_cocotb
+
+    if args.video:
+        raise UserError("--video is not offered with --backend rtl yet: render the boxes file with --backend golden")
+    net = _integer_network(args)
+    ap = lower_to_accel(net, 8)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        art = args.artifact or save_artifact(net, Path(tmp) / "artifact")
+        rep = run_job_cocotb(ap, "spiketrack.sim.accel_tracking:track_job",
+                             {"artifact": str(Path(art).resolve()), "frames": str(Path(args.frames).resolve()),
+                              "init": [float(v) for v in box], "update_interval": args.update_interval,
+                              "update_threshold": args.update_threshold},
+                             init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")})
+    boxes = np.array(rep["boxes"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    np.savetxt(buf, boxes, fmt="%.2f", delimiter=",")
+    write_bytes_atomic(out, buf.getvalue().encode())
+    search = [r["cycles"] for r in rep["passes"] if r["pass"] == "search_frame"]
+    secs = time.monotonic() - t0
+    print(f"tracked {len(boxes)} frames on the RTL -> {out}; search frame {sum(search) / max(1, len(search)):.0f} "
+          f"cycles ({100e6 * len(search) / max(1, sum(search)):.1f} fps at 100 MHz), {rep['cycles_simulated']} cycles "
+          f"simulated in {secs:.0f} s")
+    return 0
+
+
 def run(args) -> int:
     from spiketrack.model.checkpoint import model_from_checkpoint
     from spiketrack.model.tracker import SpikeTrackTracker
@@ -114,11 +171,20 @@ def run(args) -> int:
         first = next(frames)
     except StopIteration:
         raise UserError(f"empty sequence: {args.frames}") from None
-    model, _ = model_from_checkpoint(args.checkpoint, args.device, rounding=args.rounding)
-    if getattr(model, "quant_format", None) is not None:  # a QAT checkpoint: run its integer network
-        from spiketrack.quant.tracking import QuantizedTracking
+    if args.backend == "rtl":
+        return _track_rtl(args, box)
+    if args.backend == "golden":
+        from spiketrack.quant.tracking import ArtifactTracking
 
-        model = QuantizedTracking(model)
+        model = ArtifactTracking(_integer_network(args))
+    else:
+        if args.artifact:
+            raise UserError("--artifact is an integer network: use it with --backend golden or rtl")
+        model, _ = model_from_checkpoint(args.checkpoint, args.device, rounding=args.rounding)
+        if getattr(model, "quant_format", None) is not None:  # a QAT checkpoint: run its integer network
+            from spiketrack.quant.tracking import QuantizedTracking
+
+            model = QuantizedTracking(model)
     tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr, dataset=args.dataset_settings,
                                 update_interval=args.update_interval, update_threshold=args.update_threshold)
     tracker.init(first, box)

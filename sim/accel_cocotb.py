@@ -18,7 +18,7 @@ from spiketrack.hw.accel.protocol import TIMEOUT
 from spiketrack.hw.accel.top import Accelerator
 from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
-__all__ = ["run_plan_cocotb", "BUILD_ENV", "build_name"]
+__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "build_name"]
 
 #: Verilator's C++ at -O1 for the evaluation and -O0 for the initialisation (where baked memory
 #: images land): about 2.5 min to compile on one core, then ~13,000 cycles/s while the testbench lets
@@ -56,3 +56,24 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     if waves:
         report["waves"] = str(getattr(result, "waves", "") or "")
     return report
+
+
+def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "verilator", init: dict | None = None,
+                   timeout: int = TIMEOUT):
+    """Run the host job ``job`` (``"module:function"``, called as ``fn(driver, cycle, **kwargs)``
+    inside the cocotb process) against the Verilog of the accelerator; returns its (JSON) value."""
+    work = PROJECT_ROOT / "build" / "simulate"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        report_file = Path(tmp) / "report.json"
+        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init),
+                            toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
+                            name=build_name("accel", sim),
+                            tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
+                                       "addr_bits": ap.addr_bits, "timeout": timeout},
+                            check=False, extra_env=BUILD_ENV.get(sim))
+        out = json.loads(report_file.read_text()) if report_file.exists() else {}
+    if "error" in out or "report" not in out:
+        raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
+    return out["report"]
+

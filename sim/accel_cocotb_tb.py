@@ -1,4 +1,5 @@
-"""cocotb testbench of the accelerator top: executes a host plan (``sim/accel_sim.build_plan``)
+"""cocotb testbench of the accelerator top: executes a host plan (``sim/accel_sim.build_plan``) or a
+host job (``job``: ``"module:function"`` called with the driver; ``spiketrack track --backend rtl``)
 through the host driver, UART-free, on the generated Verilog (Icarus or Verilator).
 
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
@@ -28,8 +29,10 @@ async def run_plan(dut):
     from spiketrack.sim.accel_sim import execute_plan
 
     p = tb_params()
-    with open(p["plan"]) as fh:
-        plan = json.load(fh)
+    plan = None
+    if p.get("plan"):
+        with open(p["plan"]) as fh:
+            plan = json.load(fh)
     lanes, addr_bits = p["lanes"], p["addr_bits"]
     gaps, stall, timeout = p.get("gaps", 0.0), p.get("stall", 0.0), p["timeout"]
     rng = random.Random(p.get("seed", 0))
@@ -39,9 +42,17 @@ async def run_plan(dut):
     await reset(dut)
     tr = SimTransport()
     state = {"cycle": 0}
-    thread = tr.start_host(lambda: execute_plan(
-        AccelDriver(tr, mem_widths(lanes, addr_bits)), plan, lanes, lambda: state["cycle"],
-        lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}")))
+    drv = AccelDriver(tr, mem_widths(lanes, addr_bits))
+    if plan is not None:
+        thread = tr.start_host(lambda: execute_plan(
+            drv, plan, lanes, lambda: state["cycle"],
+            lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}")))
+    else:   # a host job: "module:function" called as fn(driver, cycle, **kwargs), its value reported
+        import importlib
+
+        mod, _, fn = p["job"].partition(":")
+        job = getattr(importlib.import_module(mod), fn)
+        thread = tr.start_host(lambda: job(drv, lambda: state["cycle"], **p.get("kwargs", {})))
     cur, quiet, io_quiet, stalled = None, 0, 0, None
     free_ns = FREE_RUN_CYCLES * 10
     while not tr.closed.is_set():

@@ -114,3 +114,30 @@ class AcceleratorTracking(ArtifactTracking):
         score, size, offset = (m.double().mean(0)[None] * 2.0 ** -self.frac for m in maps)
         size = torch.sigmoid(size).clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
         return {"score_map": score.float(), "size_map": size.float(), "offset_map": offset.float()}
+
+
+def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames: int | None = None,
+              update_interval: int | None = None, update_threshold: float | None = None) -> dict:
+    """Host job for the cocotb testbench (``sim/accel_cocotb.run_job_cocotb``): track the frames
+    on the accelerator whose memories hold ``artifact``'s compiled images; boxes and per-pass cycles."""
+    import numpy as np
+
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.model.cli_track import iter_frames
+    from spiketrack.model.tracker import SpikeTrackTracker
+    from spiketrack.quant.ir import load_artifact
+
+    net = load_artifact(artifact)
+    ap = lower_to_accel(net, 8)
+    model = AcceleratorTracking(net, ap, drv, load=False)
+    tracker = SpikeTrackTracker(model, update_interval=update_interval, update_threshold=update_threshold)
+    boxes = []
+    for i, img in enumerate(iter_frames(frames)):
+        if max_frames is not None and i >= max_frames:
+            break
+        if i == 0:
+            tracker.init(img, np.asarray(init, dtype=np.float64))
+            boxes.append([float(v) for v in init])
+        else:
+            boxes.append([float(v) for v in tracker.update(img)])
+    return {"boxes": boxes, "passes": model.reports, "cycles_simulated": cycle()}

@@ -55,3 +55,27 @@ def test_the_accelerator_backend_refuses_host_side_memories():
     import torch
     with pytest.raises(ValueError, match="memories on the device"):
         model.encode_search(torch.zeros(1, 3, 16, 16), [torch.zeros(1)])
+
+
+def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
+    """`spiketrack track --backend rtl`: the tracker inside the cocotb process on the accelerator's
+    Verilog (Verilator) writes exactly the boxes of `--backend golden`."""
+    from PIL import Image
+
+    from spiketrack.cli import main
+    from spiketrack.quant.ir import save_artifact
+
+    net, _ = reduced_network()
+    art = save_artifact(net, tmp_path / "artifact")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(_frames(4)):
+        Image.fromarray(f).save(frames / f"{i:04d}.png")
+    outs = {}
+    for backend in ("golden", "rtl"):
+        outs[backend] = tmp_path / f"{backend}.txt"
+        assert main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
+                     "--init", "14,10,12,14", "--out", str(outs[backend])]) == 0
+    assert "on the RTL" in capsys.readouterr().out
+    golden, rtl = outs["golden"].read_text(), outs["rtl"].read_text()
+    assert len(golden.splitlines()) == 4 and rtl == golden
