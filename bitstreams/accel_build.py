@@ -24,7 +24,7 @@ from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
 from spiketrack.hw.accel.top import mem_widths
 
-__all__ = ["estimate", "ebr_blocks", "board_program", "build_accelerator", "BoardDoesNotFit", "EBR_TOTAL",
+__all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "BoardDoesNotFit", "EBR_TOTAL",
            "LUT_TOTAL"]
 
 #: Block RAMs and LUT4s of each device (data sheets; nextpnr reports the same "available").
@@ -66,6 +66,18 @@ def estimate(depths: dict, lanes: int, family: str) -> dict:
             "ebr": sum(by_mem.values()) + 1, "ebr_by_memory": by_mem}
 
 
+def board_network(compiled: str | None = None):
+    """``(IntegerNetwork, description)`` of the network a bitstream carries: the artifact
+    ``compiled``, or the reduced edge-t3."""
+    if compiled:
+        from spiketrack.quant.ir import load_artifact
+
+        return load_artifact(compiled), f"artifact {compiled}"
+    from spiketrack.sim.reduced import reduced_network
+
+    return reduced_network()[0], "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
+
+
 def board_program(compiled: str | None = None, lanes: int = 8):
     """``(AccelProgram, description, search_cycles)`` of the network the bitstream carries;
     ``search_cycles`` is the cycle model's search frame on the network's first calibration crop."""
@@ -74,16 +86,7 @@ def board_program(compiled: str | None = None, lanes: int = 8):
     from spiketrack.compiler.accel import lower_to_accel
     from spiketrack.sim.accel_sim import golden_passes
 
-    if compiled:
-        from spiketrack.quant.ir import load_artifact
-
-        net = load_artifact(compiled)
-        desc = f"artifact {compiled}"
-    else:
-        from spiketrack.sim.reduced import reduced_network
-
-        net, _ = reduced_network()
-        desc = "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
+    net, desc = board_network(compiled)
     ap = lower_to_accel(net, lanes)
     zt, xt = net.types["template_pixels"].shape, net.types["search_pixels"].shape
     g = torch.Generator().manual_seed(0)

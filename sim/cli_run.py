@@ -51,7 +51,8 @@ def track_on_device(net, ap, drv, frames, box, *, check: bool, load: bool = Fals
 
 def run(args) -> int:
     from spiketrack.atomic import write_text_atomic
-    from spiketrack.bitstreams.accel_build import board_program
+    from spiketrack.bitstreams.accel_build import board_network
+    from spiketrack.compiler.accel import lower_to_accel
     from spiketrack.model.cli_track import iter_frames, parse_box
     from spiketrack.model.tracker import check_box
 
@@ -65,15 +66,8 @@ def run(args) -> int:
         check_box(box, frames[0])
     except Exception as e:
         raise UserError(f"--init: {e}") from None
-    ap, desc, _ = board_program(args.compiled)
-    if args.compiled:
-        from spiketrack.quant.ir import load_artifact
-
-        net = load_artifact(args.compiled)
-    else:
-        from spiketrack.sim.reduced import reduced_network
-
-        net, _ = reduced_network()
+    net, desc = board_network(args.compiled)
+    ap = lower_to_accel(net)
     t0 = time.monotonic()
     if args.port == "sim":
         from spiketrack.sim.board_sim import run_link_session
