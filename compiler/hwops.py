@@ -222,7 +222,8 @@ class Neuron(HwOp):
     def cost(cls, node, net, types, engine, env=None):
         has_const = net.layer(node.layers[0]).op == "add_const"
         return ec.vector_cost(engine, types[node.output], [types[net.layer(node.layers[0]).inputs[0]]],
-                              const_bits=ec.const_bits(net.params_of(net.layer(node.layers[0]))["value"]) if has_const else 0)
+                              const_bits=ec.const_bits(net.params_of(net.layer(node.layers[0]))["value"]) if has_const else 0,
+                              neuron=True)
 
     @classmethod
     def pack(cls, node, net, engine):

@@ -34,12 +34,13 @@ per timestep (``+ t·w_t``).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var
+from spiketrack.hw.arith import clamp
 from spiketrack.hw.counters import CounterBank, counters_layout
+from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
 
 __all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
            "STREAM_BITS", "MAX_T", "TM_BITS"]
@@ -319,12 +320,22 @@ class ConvEngine(wiring.Component):
         mask = Mux(started, rem, nz)
         j = _lowest(mask, P)
         rest = mask & ~(Const(1, P) << j)
-        have = fifo_level != 0
         is_ev = Mux(d.depthwise, 1, mask != 0)
         done_word = d.depthwise | (rest == 0)
+        # one output word (group) per NILIF_STAGES cycles at most: the neuron's recurrence over t
+        # needs that spacing (engine_cycles: a group costs max(NILIF_STAGES, its cycles))
+        cool = Signal(range(NILIF_STAGES))
+        hold = head_t.group_end & done_word & (cool != 0)
+        have = (fifo_level != 0) & ~hold
         m.d.comb += pop.eq(have & done_word)
         with m.If(have):
             m.d.sync += [started.eq(~done_word), rem.eq(rest)]
+        with m.If(take):
+            m.d.sync += cool.eq(0)
+        with m.Elif(have & done_word & head_t.group_end):
+            m.d.sync += cool.eq(NILIF_STAGES - 1)
+        with m.Elif(cool != 0):
+            m.d.sync += cool.eq(cool - 1)
 
         e1 = Signal(data.StructLayout({"valid": 1, "ev": 1, "level": 8, "levels": 3 * P, "tag": tag}))
         lv_sel = Signal(8)
@@ -346,73 +357,98 @@ class ConvEngine(wiring.Component):
         e2 = Signal.like(e1)
         m.d.sync += e2.eq(e1)
         Ba = BIAS_BITS
-        prod = Signal(data.ArrayLayout(signed(Ba), P))
+        TB = BIAS_BITS + SHIFT_BITS
+        side = data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "tab": TB * P, "res": STREAM_BITS * P})
+
+        # e2d: the read data in registers (block RAM outputs feed no logic directly)
+        e2d = Signal(data.StructLayout({"s": side, "k": data.ArrayLayout(8, P),
+                                        "w": data.ArrayLayout(signed(TM_BITS + 1), P)}))
+        m.d.sync += _assign(e2d.s, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "tab": self.tab_data,
+                                    "res": self.res_data})
         for lane in range(P):
-            w = Mux(d.tmem, self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
-                    self.w_data[8 * lane:8 * lane + 8].as_signed())
-            k = Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level)
-            # k·w by shift-add (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w, 4·w = w << 2; the
-            # stem's pixel p: Σ_β p_β · (w << β), its bit planes added in one cycle, §IS-11)
-            m.d.comb += prod[lane].eq(sum((Mux(k[b], w << b, 0) for b in range(8)), Const(0, signed(Ba))))
-        e3 = Signal(data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "prod": data.ArrayLayout(signed(Ba), P),
-                                       "tab": (BIAS_BITS + SHIFT_BITS) * P, "res": STREAM_BITS * P}))
-        m.d.sync += _assign(e3, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "prod": prod, "tab": self.tab_data,
-                                 "res": self.res_data})
+            m.d.sync += [e2d.w[lane].eq(Mux(d.tmem, self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
+                                             self.w_data[8 * lane:8 * lane + 8].as_signed())),
+                         e2d.k[lane].eq(Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level))]
+
+        # e2p, e3: k·w by shift-add over two stages (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w,
+        # 4·w = w << 2; the stem's pixel p: Σ_β p_β · (w << β), its bit planes added, §IS-11)
+        e2p = Signal(data.StructLayout({"s": side, "part": data.ArrayLayout(data.ArrayLayout(signed(Ba), 4), P)}))
+        m.d.sync += e2p.s.eq(e2d.s)
+        for lane in range(P):
+            w, k = e2d.w[lane], e2d.k[lane]
+            for q in range(4):
+                m.d.sync += e2p.part[lane][q].eq(Mux(k[2 * q], w << (2 * q), 0) + Mux(k[2 * q + 1], w << (2 * q + 1), 0))
+        e3 = Signal(data.StructLayout({"s": side, "prod": data.ArrayLayout(signed(Ba), P)}))
+        m.d.sync += e3.s.eq(e2p.s)
+        for lane in range(P):
+            pt = e2p.part[lane]
+            m.d.sync += e3.prod[lane].eq((pt[0] + pt[1]) + (pt[2] + pt[3]))
 
         # ---------------------------------------------------------------- e3: accumulate (registers)
         acc = Signal(data.ArrayLayout(signed(Ba), P))
         r1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(Ba + 1), P),
                                        "shift": data.ArrayLayout(signed(SHIFT_BITS), P),
                                        "res": data.ArrayLayout(signed(STREAM_BITS), P)}))
-        m.d.sync += r1.valid.eq(e3.valid & e3.tag.group_end)
+        m.d.sync += r1.valid.eq(e3.s.valid & e3.s.tag.group_end)
         for lane in range(P):
-            s = (acc[lane] + Mux(e3.ev, e3.prod[lane], 0))[:Ba].as_signed()
-            row = e3.tab[(Ba + SHIFT_BITS) * lane:(Ba + SHIFT_BITS) * (lane + 1)]
-            with m.If(e3.valid):
-                with m.If(e3.tag.group_end):
+            s = (acc[lane] + Mux(e3.s.ev, e3.prod[lane], 0))[:Ba].as_signed()
+            row = e3.s.tab[TB * lane:TB * (lane + 1)]
+            with m.If(e3.s.valid):
+                with m.If(e3.s.tag.group_end):
                     m.d.sync += [acc[lane].eq(0), r1.x[lane].eq(s + row[:Ba].as_signed()),
                                  r1.shift[lane].eq(row[Ba:].as_signed()),
-                                 r1.res[lane].eq(e3.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
+                                 r1.res[lane].eq(e3.s.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
                 with m.Else():
                     m.d.sync += acc[lane].eq(s)
-        m.d.sync += r1.tag.eq(e3.tag)
+        m.d.sync += r1.tag.eq(e3.s.tag)
 
-        # ---------------------------------------------------------------- r2: requantise + residual (§IS-5, §IS-6)
+        # ---------------------------------------------------------------- requantise + residual (§IS-5, §IS-6)
+        # q1: y + 2**(s-1) (s > 0); q2: >> s or << -s; q3: clamp; r2: + residual, clamp
         B = STREAM_BITS
-        r2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(B), P)}))
-        m.d.sync += [r2.valid.eq(r1.valid), r2.tag.eq(r1.tag)]
-        sat2 = []
+        lanes_of = lambda shape: data.ArrayLayout(shape, P)
+        q1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "y": lanes_of(signed(33)), "sp": lanes_of(5),
+                                       "sn": lanes_of(4), "res": lanes_of(signed(B))}))
+        m.d.sync += [q1.valid.eq(r1.valid), q1.tag.eq(r1.tag)]
         for lane in range(P):
-            q, sq = clamp(settle(m, shift_round_var(r1.x[lane], r1.shift[lane]), f"rq{lane}"), B)
-            q = settle(m, q, f"q{lane}")
-            qr, sr = clamp(settle(m, q + r1.res[lane], f"qres{lane}"), B)
-            m.d.sync += r2.x[lane].eq(Mux(d.residual, qr, q))
-            sat2 += [r1.valid & sq, r1.valid & d.residual & sr]
+            sh = r1.shift[lane]
+            sp = Mux(sh > 0, sh, 0).as_unsigned()[:5]
+            half = Mux(sh > 0, Const(1, unsigned(32)) << (sp - 1)[:5], 0)
+            m.d.sync += [q1.y[lane].eq(r1.x[lane] + half), q1.sp[lane].eq(sp),
+                         q1.sn[lane].eq(Mux(sh < 0, -sh, 0).as_unsigned()[:4]), q1.res[lane].eq(r1.res[lane])]
+        q2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "v": lanes_of(signed(33 + 15)), "res": lanes_of(signed(B))}))
+        m.d.sync += [q2.valid.eq(q1.valid), q2.tag.eq(q1.tag), q2.res.eq(q1.res)]
+        for lane in range(P):
+            m.d.sync += q2.v[lane].eq((q1.y[lane] >> q1.sp[lane]) << q1.sn[lane])
+        q3 = Signal(data.StructLayout({"valid": 1, "tag": tag, "q": lanes_of(signed(B)), "sat": P,
+                                       "res": lanes_of(signed(B))}))
+        m.d.sync += [q3.valid.eq(q2.valid), q3.tag.eq(q2.tag), q3.res.eq(q2.res)]
+        for lane in range(P):
+            qv, sq = clamp(q2.v[lane], B)
+            m.d.sync += [q3.q[lane].eq(qv), q3.sat[lane].eq(q2.valid & sq)]
+        r2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": lanes_of(signed(B)), "sat": P}))
+        m.d.sync += [r2.valid.eq(q3.valid), r2.tag.eq(q3.tag)]
+        for lane in range(P):
+            qr, sr = clamp(q3.q[lane] + q3.res[lane], B)
+            m.d.sync += [r2.x[lane].eq(Mux(d.residual, qr, q3.q[lane])), r2.sat[lane].eq(q3.valid & d.residual & sr)]
+        terms_next = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
+        for i, term in enumerate(decay_terms(d.decays, q3.tag.t)):   # r2's step: registered with r2
+            m.d.sync += [terms_next[i].en.eq(term[0]), terms_next[i].neg.eq(term[1]), terms_next[i].sh.eq(term[2])]
 
-        # ---------------------------------------------------------------- r3: NI-LIF over T in registers (§IS-7)
-        h = Signal(data.ArrayLayout(signed(B + 2), P))
-        wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": STREAM_BITS * P}))
-        sat3 = []
-        out_words = []
-        terms = [tuple(settle(m, v, f"decay{i}_{j}") for j, v in enumerate(term))
-                 for i, term in enumerate(decay_terms(d.decays, r2.tag.t))]
-        for lane in range(P):
-            uc, su = clamp(settle(m, decay_var(h[lane], terms) + r2.x[lane], f"usum{lane}"), B)
-            u = settle(m, Mux(r2.tag.t == 0, r2.x[lane], uc), f"u{lane}")
-            k = settle(m, fire_var(u, d.f_m, d.half_even), f"k{lane}")
-            with m.If(r2.valid & d.neuron):
-                m.d.sync += h[lane].eq(reset_var(u, k, d.f_m))
-            sat3.append(r2.valid & d.neuron & (r2.tag.t != 0) & su)
-            out_words.append(Mux(d.neuron, k, r2.x[lane].as_unsigned()))
-        lv_word = Cat(*[Mux(d.neuron, out_words[lane][:3], 0) for lane in range(P)])
-        st_word = Cat(*[r2.x[lane] for lane in range(P)])
-        m.d.sync += _assign(wst, {"valid": r2.valid, "op_end": r2.valid & r2.tag.op_end,
-                                  "addr": d.out_base + r2.tag.o, "data": Mux(d.neuron, lv_word, st_word)})
-        m.d.comb += [self.out_en.eq(wst.valid), self.out_addr.eq(wst.addr), self.out_data.eq(wst.data)]
-        with m.If(wst.op_end):
+        # ---------------------------------------------------------------- NI-LIF over T (§IS-7), hw/nilif.py
+        m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
+        m.d.comb += [nl.i_valid.eq(r2.valid), nl.i_t.eq(r2.tag.t), nl.i_update.eq(d.neuron), nl.i_x.eq(r2.x),
+                     nl.i_terms.eq(terms_next), nl.i_carry.op_end.eq(r2.valid & r2.tag.op_end),
+                     nl.i_carry.addr.eq(d.out_base + r2.tag.o), nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
+        lv_word = Cat(*[nl.o_k[lane] for lane in range(P)])
+        st_word = Cat(*[nl.o_x[lane] for lane in range(P)])
+        m.d.comb += [self.out_en.eq(nl.o_valid), self.out_addr.eq(nl.o_carry.addr),
+                     self.out_data.eq(Mux(nl.o_update, lv_word, st_word))]
+        with m.If(nl.o_valid & nl.o_carry.op_end):
             m.d.sync += active.eq(0)
 
-        popcnt = sum((s.as_unsigned() for s in sat2 + sat3), Const(0, 6))
+        sat_flags = Signal(3 * P)
+        m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))
+        popcnt = sum((sat_flags[i].as_unsigned() for i in range(3 * P)), Const(0, 6))
         m.d.comb += [
             self.busy.eq(active | take),
             ctr.inc.busy.eq(active | take),

@@ -16,7 +16,11 @@ channels at a time; activation words of ``G`` = ``word`` channel levels of one p
 * depthwise (``g = C_in = C_out``): lanes run over channels; one cycle per valid tap.
 * stem (uint8 pixels, §IS-11): a word holds a position's 3 pixels; ``max(1, non-zero pixels)``
   cycles per word, each pixel's 8 bit planes added in one cycle (shifted adds, no multiplier).
-* epilogue (requantise, residual add, NI-LIF) is pipelined behind the accumulation.
+* epilogue (requantise, residual add, NI-LIF) is pipelined behind the accumulation. The NI-LIF
+  pipeline (``hw/nilif.py``) needs :data:`~spiketrack.hw.nilif.NILIF_STAGES` (``K``) cycles
+  between consecutive steps of one neuron, so an output word (group: one timestep of one
+  position and ``P``-chunk) costs ``max(K, Σ its word cycles)``, except the op's first, which
+  costs its own count.
 
 Retrieval ``R = Q·M`` runs on the conv engine as a grouped 1×1 conv (one group per head, weight
 lines from the template memory): per timestep, token, head and ``P``-chunk of ``d_v``,
@@ -24,7 +28,8 @@ lines from the template memory): per timestep, token, head and ``P``-chunk of ``
 per timestep, token and head, ``max(1, nnz)`` per key word, times the ``P``-chunks of ``d_v``.
 
 Vector unit (stream -> levels neurons, residual adds, pooling, fusion): ``R`` cycles per output
-word of ``P`` lanes (``R`` reads: 1, ``p²`` for pooling, ``T_in`` for fusion).
+word of ``P`` lanes (``R`` reads: 1 for adds, ``p²`` for pooling, ``T_in`` for fusion; a neuron
+word takes ``K`` cycles for one read, the NI-LIF recurrence's spacing).
 
 Every conv-engine op (convolutions, stem, retrieval) adds :data:`CONV_OVERHEAD` cycles (measured on the RTL,
 ``hw/conv_engine.py``: descriptor take and window setup, two cycles of word fetch, the scanner
@@ -41,11 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "Cost", "MB_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
+from spiketrack.hw.nilif import NILIF_STAGES
+
+__all__ = ["Engine", "Cost", "MB_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "GROUP_MIN", "NEURON_WORD_CYCLES", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
-CONV_OVERHEAD = 10     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
-VECTOR_OVERHEAD = 4    #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
+CONV_OVERHEAD = 18     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
+VECTOR_OVERHEAD = 10   #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
+GROUP_MIN = NILIF_STAGES  #: least cycles between two output words of the conv engine
+NEURON_WORD_CYCLES = NILIF_STAGES  #: vector unit: cycles per output word of a neuron op
 MB_OVERHEAD = 3        #: per memory-build op (exact: tests/test_accel.py; hw/memory_builder.py)
 LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
 
@@ -105,6 +114,16 @@ def _tap_sum(per_pos: torch.Tensor, k: int, stride: int, padding: int) -> torch.
     return F.conv2d(x, ones, stride=stride, padding=padding).reshape(*per_pos.shape[:-2], -1)
 
 
+def _group_cycles(per_out: torch.Tensor, chunks: int, first: bool = True) -> float:
+    """Σ over output words of ``max(GROUP_MIN, cycles)`` for ``chunks`` repeats of ``per_out``
+    ([T, positions]: the cycles of each output word, time first); with ``first``, the op's
+    first word (t = 0, position 0, chunk 0) costs its own count."""
+    total = chunks * float(per_out.clamp(min=GROUP_MIN).sum())
+    if first:
+        total -= max(0.0, GROUP_MIN - float(per_out.reshape(per_out.shape[0], -1)[0, 0]))
+    return total
+
+
 def _word_nnz(levels: torch.Tensor, word: int) -> torch.Tensor:
     """[T, C, H, W] levels -> [T, ceil(C/word), H, W] count of non-zero levels per word."""
     t, c, h, w = levels.shape
@@ -133,7 +152,7 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
     if in_t.kind == "pixels":  # stem: one word of 3 pixels per position; max(1, non-zero pixels)
         chunks = math.ceil(co / P)
         nnz = (torch.full((T, H, W), C) if levels is None else (levels != 0).sum(dim=1))
-        cycles = chunks * float(_tap_sum(nnz.clamp(min=1), k, stride, pad).sum())
+        cycles = _group_cycles(_tap_sum(nnz.clamp(min=1), k, stride, pad), chunks)
         events = chunks * float(_tap_sum(nnz, k, stride, pad).sum())
         if levels is None:
             planes = 8 * events
@@ -145,9 +164,10 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
                       "act_res": res_bits}, {"act": out_bits})
     if groups == C == co and cig == 1:  # depthwise: lanes over channels
         chunks = math.ceil(C / P)
-        cycles = chunks * taps
-        return _cost(cycles + CONV_OVERHEAD, cycles * P,
-                     {"weights": cycles * P * wb, "act": cycles * P * LEVEL_BITS_STORED, "tables": tables,
+        tap_reads = chunks * taps
+        cycles = _group_cycles(_tap_sum(ones, k, stride, pad), chunks)
+        return _cost(cycles + CONV_OVERHEAD, tap_reads * P,
+                     {"weights": tap_reads * P * wb, "act": tap_reads * P * LEVEL_BITS_STORED, "tables": tables,
                       "act_res": res_bits}, {"act": out_bits})
     cog = co // groups
     chunks = math.ceil(cog / P)
@@ -160,7 +180,7 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
         else:
             nnz = _word_nnz(levels[:, g * cig:(g + 1) * cig], G)
         per_pos_cycles = nnz.clamp(min=1).sum(dim=1)
-        cycles += chunks * float(_tap_sum(per_pos_cycles, k, stride, pad).sum())
+        cycles += _group_cycles(_tap_sum(per_pos_cycles, k, stride, pad), chunks, first=g == 0)
         events += chunks * float(_tap_sum(nnz.sum(dim=1), k, stride, pad).sum())
         words += chunks * nnz.shape[1] * taps
     return _cost(cycles + CONV_OVERHEAD, events * P,
@@ -180,7 +200,7 @@ def _head_words(engine: Engine, levels, m_shape, n_tok: int) -> tuple[int, int, 
             nnz = torch.full((T, math.ceil(d_h / G), n_tok), min(G, d_h))
         else:
             nnz = _word_nnz(levels[:, h * d_h:(h + 1) * d_h], G).reshape(T, -1, n_tok)
-        cycles += chunks * int(nnz.clamp(min=1).sum())
+        cycles += _group_cycles(nnz.clamp(min=1).sum(dim=1), chunks, first=h == 0)
         events += chunks * int(nnz.sum())
         words += chunks * nnz.numel()
     return cycles, events, words
@@ -209,13 +229,13 @@ def memory_build_cost(engine: Engine, k_t, v_t, m_t, levels: torch.Tensor | None
                  {"tmem": lines * P * m_t.bits})
 
 
-def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0, reads_per_word: int = 1):
-    """An element-wise op on the vector unit (``hw/vector_unit.py``): ``reads_per_word`` input reads
-    (``R``: 1 for NI-LIF and add, ``p²`` for pooling, ``T_in`` for fusion) per output word of
-    ``P`` lanes, plus :data:`VECTOR_OVERHEAD`."""
+def vector_cost(engine: Engine, out_t, in_ts, const_bits: int = 0, reads_per_word: int = 1, neuron: bool = False):
+    """An element-wise op on the vector unit (``hw/vector_unit.py``): ``reads_per_word`` cycles
+    (``R``: 1 for an add, ``p²`` for pooling, ``T_in`` for fusion, :data:`NEURON_WORD_CYCLES` for a
+    neuron, ``neuron=True``) per output word of ``P`` lanes, plus :data:`VECTOR_OVERHEAD`."""
     T = out_t.shape[0]
     out_words = T * math.ceil(out_t.shape[1] / engine.lanes) * int(np.prod(out_t.shape[2:]))
-    cycles = out_words * reads_per_word
+    cycles = out_words * (NEURON_WORD_CYCLES if neuron else reads_per_word)
     reads = {"act": sum(t.bits * t.elements * t.shape[0] for t in in_ts)}
     if const_bits:
         reads["consts"] = const_bits * out_t.elements * T

@@ -3,11 +3,15 @@
 Modes (one output word of ``P`` lanes per ``R`` cycles, ``R`` reads of the input memory ``a``):
 
 * ``NEURON`` (§IS-6, §IS-7): ``x = sat(a [+ c])`` (``c``: the positional table, memory ``c``),
-  then NI-LIF over ``T`` with the membrane in registers (time innermost): levels out. ``R = 1``.
+  then NI-LIF over ``T`` with the membrane in registers (time innermost): levels out. One read per
+  word, ``R = NILIF_STAGES`` cycles (the spacing of the pipelined recurrence, ``hw/nilif.py``).
 * ``ADD`` (§IS-6, §IS-10): ``sat(a + b)``; ``a`` may be one timestep broadcast over ``T``
   (``a_t = 0``), ``b`` may be read through nearest-neighbour upsampling by ``2**up``. ``R = 1``.
 * ``POOL`` (§IS-10): the ``p × p`` window sum of ``a``, requantised by ``2·log2 p``. ``R = p²``.
 * ``FUSION`` (§IS-10): compare-only mean of ``T_in`` timesteps of levels. ``R = T_in``.
+
+The epilogue is pipelined (read data registered, reduction, add/round, clamp/shift, then the
+NI-LIF pipeline that every mode passes through); no stage holds a variable shift of the membrane.
 
 Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks + chunk``, ``P`` lanes
 (16-bit stream values, or 3-bit levels in the low bits). Exact cycles:
@@ -16,13 +20,14 @@ Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks +
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, decay_var, fire_var, reset_var, settle, shift_round_var, times_const
+from spiketrack.hw.arith import clamp, times_const
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
+from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
 from spiketrack.quant.golden.neuron import D
 
 __all__ = ["VectorUnit", "VecMode", "vec_desc_layout", "VECTOR_COUNTERS"]
@@ -96,8 +101,9 @@ class VectorUnit(wiring.Component):
         a_cur = Signal(A)
         b_cpos, b_row0, b_t0 = Signal(A), Signal(A), Signal(A)
         o_pos, o_t0 = Signal(A), Signal(A)
+        neuron = d.mode == VecMode.NEURON
         n_r_y = Mux(d.mode == VecMode.POOL, d.r_y, Mux(d.mode == VecMode.FUSION, d.r_y, 1))
-        n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, 1)
+        n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, Mux(neuron, NILIF_STAGES, 1))   # neuron: read at the last step
         T_out = Mux(d.mode == VecMode.FUSION, 1, d.T)
         last_rx, last_ry = rx == n_r_x - 1, ry == n_r_y - 1
         last_t, last_ox, last_oy, last_ch = t == T_out - 1, ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
@@ -114,11 +120,12 @@ class VectorUnit(wiring.Component):
                          a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
                          o_pos.eq(0), o_t0.eq(0)]
         issue = running
-        m.d.comb += [self.a_en.eq(issue), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
-                     self.c_en.eq(issue & (d.mode == VecMode.NEURON) & d.const)]
+        read = issue & (~neuron | last_rx)
+        m.d.comb += [self.a_en.eq(read), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
+                     self.c_en.eq(read & neuron & d.const)]
         with m.If(issue):
             with m.If(~last_rx):
-                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + d.a_rx)]
+                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + Mux(neuron, 0, d.a_rx))]
             with m.Elif(~last_ry):
                 m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(a_rpos + d.a_ry), a_cur.eq(a_rpos + d.a_ry)]
             with m.Elif(~last_t):
@@ -151,53 +158,80 @@ class VectorUnit(wiring.Component):
         # ---------------------------------------------------------------- read data -> reduction
         tag = data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "t": 3, "o": A})
         s1 = Signal(tag)
-        m.d.sync += _assign(s1, {"valid": issue, "first": (rx == 0) & (ry == 0), "end": word_end,
+        m.d.sync += _assign(s1, {"valid": issue, "first": Mux(neuron, 1, (rx == 0) & (ry == 0)), "end": word_end,
                                  "op_end": op_end, "t": t, "o": o_t0 + o_pos})
+        s1d = Signal(data.StructLayout({"tag": tag, "a": B * P, "b": B * P, "c": B * P}))   # read data registered
+        m.d.sync += [s1d.tag.eq(s1), s1d.tag.valid.eq(s1.valid & (~neuron | s1.end)),
+                     s1d.a.eq(self.a_data), s1d.b.eq(self.b_data), s1d.c.eq(self.c_data)]
         lane = lambda word, i: word[B * i:B * (i + 1)].as_signed()
         lev = lambda word, i: word[3 * i:3 * i + 3]
-        acc = Signal(data.ArrayLayout(signed(B + 8), P))
-        r2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A,
-                                       "x": data.ArrayLayout(signed(B + 8), P),
-                                       "b": data.ArrayLayout(signed(B), P), "c": data.ArrayLayout(signed(B), P)}))
-        m.d.sync += _assign(r2, {"valid": s1.valid & s1.end, "op_end": s1.valid & s1.op_end, "t": s1.t, "o": s1.o})
+        lanes_of = lambda shape: data.ArrayLayout(shape, P)
+        acc = Signal(lanes_of(signed(B + 8)))
+        r2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B + 8)),
+                                       "b": lanes_of(signed(B)), "c": lanes_of(signed(B))}))
+        st = s1d.tag
+        m.d.sync += _assign(r2, {"valid": st.valid & st.end, "op_end": st.valid & st.op_end, "t": st.t, "o": st.o})
         for i in range(P):
-            v = Mux(d.mode == VecMode.FUSION, lev(self.a_data, i), lane(self.a_data, i))
-            s = Mux(s1.first, v, acc[i] + v)
-            with m.If(s1.valid):
-                m.d.sync += acc[i].eq(s)
-            m.d.sync += [r2.x[i].eq(s), r2.b[i].eq(lane(self.b_data, i)), r2.c[i].eq(lane(self.c_data, i))]
+            v = Mux(d.mode == VecMode.FUSION, lev(s1d.a, i), lane(s1d.a, i))
+            sm = Mux(st.first, v, acc[i] + v)
+            with m.If(st.valid):
+                m.d.sync += acc[i].eq(sm)
+            m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1d.b, i)), r2.c[i].eq(lane(s1d.c, i))]
 
-        # ---------------------------------------------------------------- epilogue
-        h = Signal(data.ArrayLayout(signed(B + 2), P))
-        wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A, "data": B * P}))
-        outs, sats = [], []
-        terms = [tuple(settle(m, v, f"decay{i}_{j}") for j, v in enumerate(term))
-                 for i, term in enumerate(decay_terms(d.decays, r2.t))]
+        # per-op constants (registered from the descriptor): pooling round/shift, fusion thresholds
+        sh = d.shift.as_signed()
+        sp_c, sn_c = Signal(5), Signal(4)
+        half_c = Signal(unsigned(32))
+        fthr = [Signal(8, name=f"fthr{j}") for j in range(1, D + 1)]
+        m.d.sync += [sp_c.eq(Mux(sh > 0, sh, 0).as_unsigned()[:5]), sn_c.eq(Mux(sh < 0, -sh, 0).as_unsigned()[:4]),
+                     half_c.eq(Mux(sh > 0, Const(1, unsigned(32)) << (Mux(sh > 0, sh, 0).as_unsigned()[:5] - 1)[:5], 0))]
+        m.d.sync += [fthr[j - 1].eq(times_const(d.r_y, 2 * j - 1)) for j in range(1, D + 1)]
+
+        # v1: x + b (add) or x + c (positional table), x + 2**(s-1) (pooling), fusion compares
+        v1 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
+                                       "sum": lanes_of(signed(B + 1)), "yh": lanes_of(signed(33)),
+                                       "fused": lanes_of(3)}))
+        m.d.sync += _assign(v1, {"valid": r2.valid, "op_end": r2.op_end, "t": r2.t, "o": r2.o})
         for i in range(P):
             x = r2.x[i]
-            added, s_add = clamp(settle(m, x + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i]), f"sum{i}"), B)
-            xin = settle(m, Mux(d.const, added, x), f"xin{i}")
-            uc, su = clamp(settle(m, decay_var(h[i], terms) + xin, f"usum{i}"), B)
-            u = settle(m, Mux(r2.t == 0, xin, uc), f"u{i}")
-            k = settle(m, fire_var(u, d.f_m, d.half_even), f"k{i}")
-            with m.If(r2.valid & (d.mode == VecMode.NEURON)):
-                m.d.sync += h[i].eq(reset_var(u, k, d.f_m))
-            pooled, s_pool = clamp(settle(m, shift_round_var(x, d.shift.as_signed()), f"pool{i}"), B)
-            fused = sum(((x << 1) >= times_const(d.r_y, 2 * j - 1) for j in range(1, D + 1)), Const(0, 3))
-            word = Mux(d.mode == VecMode.NEURON, k, Mux(d.mode == VecMode.ADD, added[:B],
-                                                       Mux(d.mode == VecMode.POOL, pooled[:B], fused)))
-            outs.append(word)
-            sats += [r2.valid & (d.mode == VecMode.NEURON) & d.const & s_add,
-                     r2.valid & (d.mode == VecMode.NEURON) & (r2.t != 0) & su,
-                     r2.valid & (d.mode == VecMode.ADD) & s_add, r2.valid & (d.mode == VecMode.POOL) & s_pool]
-        levels_out = (d.mode == VecMode.NEURON) | (d.mode == VecMode.FUSION)
-        lv_word = Cat(*[o[:3] for o in outs])
-        st_word = Cat(*[o[:B] for o in outs])
-        m.d.sync += _assign(wst, {"valid": r2.valid, "op_end": r2.op_end, "addr": d.o_base + r2.o,
-                                  "data": Mux(levels_out, lv_word, st_word)})
-        m.d.comb += [self.out_en.eq(wst.valid), self.out_addr.eq(wst.addr), self.out_data.eq(wst.data)]
-        with m.If(wst.op_end):
+            fused = sum(((x << 1) >= fthr[j - 1] for j in range(1, D + 1)), Const(0, 3))
+            m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i])),
+                         v1.yh[i].eq(x + half_c), v1.fused[i].eq(fused)]
+        # v2: clamp the sum, shift the pooled value
+        v2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
+                                       "added": lanes_of(signed(B)), "pool": lanes_of(signed(33 + 15)),
+                                       "fused": lanes_of(3), "sat": P}))
+        m.d.sync += _assign(v2, {"valid": v1.valid, "op_end": v1.op_end, "t": v1.t, "o": v1.o, "x": v1.x,
+                                 "fused": v1.fused})
+        add_sat = v1.valid & ((neuron & d.const) | (d.mode == VecMode.ADD))
+        for i in range(P):
+            added, s_add = clamp(v1.sum[i], B)
+            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq((v1.yh[i] >> sp_c) << sn_c), v2.sat[i].eq(add_sat & s_add)]
+        terms = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
+        for i, term in enumerate(decay_terms(d.decays, v1.t)):   # v2's step: registered with v2
+            m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
+
+        # ---------------------------------------------------------------- NI-LIF (every mode passes through)
+        m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
+        pool_sat = Signal(P)
+        for i in range(P):
+            pooled, s_pool = clamp(v2.pool[i], B)
+            m.d.comb += [nl.i_x[i].eq(Mux(neuron, Mux(d.const, v2.added[i], v2.x[i]),
+                                          Mux(d.mode == VecMode.ADD, v2.added[i],
+                                              Mux(d.mode == VecMode.POOL, pooled, v2.fused[i])))),
+                         pool_sat[i].eq(v2.valid & (d.mode == VecMode.POOL) & s_pool)]
+        m.d.comb += [nl.i_valid.eq(v2.valid), nl.i_t.eq(v2.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
+                     nl.i_carry.op_end.eq(v2.op_end), nl.i_carry.addr.eq(d.o_base + v2.o),
+                     nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
+        levels_out = neuron | (d.mode == VecMode.FUSION)
+        lv_word = Cat(*[Mux(nl.o_update, nl.o_k[i], nl.o_x[i][:3]) for i in range(P)])
+        st_word = Cat(*[nl.o_x[i] for i in range(P)])
+        m.d.comb += [self.out_en.eq(nl.o_valid), self.out_addr.eq(nl.o_carry.addr),
+                     self.out_data.eq(Mux(levels_out, lv_word, st_word))]
+        with m.If(nl.o_valid & nl.o_carry.op_end):
             m.d.sync += active.eq(0)
-        m.d.comb += [self.busy.eq(active | take), ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(issue),
-                     ctr.inc.saturated.eq(sum((s.as_unsigned() for s in sats), Const(0, 5)))]
+        sat_flags = Signal(3 * P)
+        m.d.sync += sat_flags.eq(Cat(v2.sat, pool_sat, nl.o_sat))
+        m.d.comb += [self.busy.eq(active | take), ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(read),
+                     ctr.inc.saturated.eq(sum((sat_flags[i].as_unsigned() for i in range(3 * P)), Const(0, 5)))]
         return m

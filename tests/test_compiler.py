@@ -13,7 +13,7 @@ from spiketrack.compiler.fuse import CompileError, fuse
 from spiketrack.compiler.hwops import REGISTRY, HwNode
 from spiketrack.compiler.memplan import BOARD_MEMORY, EXTERNAL_MEMORY, ExternalMemory, ebr_count, plan_memory
 from spiketrack.compiler.schedule import program_cost, programs, run_program
-from spiketrack.hw.engine_cycles import CONV_OVERHEAD, Engine, pack_conv
+from spiketrack.hw.engine_cycles import CONV_OVERHEAD, GROUP_MIN, Engine, pack_conv
 from spiketrack.quant.executor import run_network
 from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType, save_artifact
 from spiketrack.quant.lower import lower
@@ -91,14 +91,17 @@ def test_conv_cycle_model_by_hand():
     net, node = _conv_node(1, 16, 8)
     types = net.types
     zeros = {"x": torch.zeros(1, 1, 16, 4, 4, dtype=torch.int64)}
-    # 1x1, 16 channels = 2 words per position, all zero: one cycle per word read
-    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P), zeros).cycles == 16 * 2 + CONV_OVERHEAD
+    # 1x1, 16 channels = 2 words per position, all zero: one cycle per word read, but an output word
+    # takes at least GROUP_MIN cycles (the NI-LIF spacing) except the op's first
+    K = GROUP_MIN
+    assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P), zeros).cycles == 2 + 15 * K + CONV_OVERHEAD
     x = torch.zeros(1, 1, 16, 4, 4, dtype=torch.int64)
     x[0, 0, 0:3, 1, 1] = 2   # three non-zero levels in word 0 of one position: 3 cycles instead of 1
     x[0, 0, 9, 2, 2] = 4     # one in word 1 of another: 1 cycle (as when zero)
+    x[0, 0, 3:7, 0, 0] = 1   # four in the first position's word 0: 4 + 1 cycles
     c = REGISTRY["spike_conv"].cost(node, net, types, Engine(P), {"x": x})
-    assert c.cycles == 16 * 2 + 2 + CONV_OVERHEAD
-    assert c.reads["weights"] == 4 * P * 8 and c.adds == 4 * P
+    assert c.cycles == 5 + max(K, 3 + 1) + max(K, 2) + 13 * K + CONV_OVERHEAD
+    assert c.reads["weights"] == 8 * P * 8 and c.adds == 8 * P
     # dense: every level non-zero: 16 cycles per position
     assert REGISTRY["spike_conv"].cost(node, net, types, Engine(P)).cycles == 16 * 16 + CONV_OVERHEAD
     # 3x3 pad 1 on 4x4: 36 valid taps per map (4 corners x4, 8 edges x6, 4 inner x9 = 16+48+36 = 100)

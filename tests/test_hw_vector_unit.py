@@ -32,7 +32,7 @@ def test_vector_ops_equal_golden_and_cycle_model():
     xs, n1 = saturate(x + c, 16)
     k, _, n2 = ni_lif(xs, 8, 16, tuple(Decay(tuple(map(tuple, d))) for d in decays))
     assert torch.equal(jobs[0].result["out"], k) and jobs[0].result["saturated"] == n1 + n2
-    assert jobs[0].result["cycles"] == vector_cost(e, _t(k, "levels"), [_t(x)], const_bits=8).cycles
+    assert jobs[0].result["cycles"] == vector_cost(e, _t(k, "levels"), [_t(x)], const_bits=8, neuron=True).cycles
 
     s, n = saturate(a + upsample_nearest(b, 2), 16)
     assert n > 0 and jobs[1].result["saturated"] == n
