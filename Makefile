@@ -22,7 +22,9 @@ test: setup
 demo: setup
 	$(VENV)/bin/spiketrack demo
 
+# the benchmark table (docs/bench.md; JSON in build/bench/bench.json), then the slow tests
 bench: setup
+	$(VENV)/bin/spiketrack bench
 	$(PY) -m pytest -q -m slow
 
 # every SymbiYosys proof and its mutant (docs/formal.md); one solver run at a time

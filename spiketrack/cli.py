@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("spiketrack.sim.cli_simulate", "run the accelerator top in simulation against the golden model"),
     "run": ("spiketrack.sim.cli_run", "track a video on the accelerator over its UART link (a board, or --port sim)"),
     "build": ("spiketrack.bitstreams.cli_board", "the accelerator bitstream for a board (yosys, nextpnr, packing)"),
+    "bench": ("spiketrack.benchmarks.suite", "the benchmark table: cycles, fps, simulator speed, energy, synthesis (JSON too)"),
 }
 
 
