@@ -196,146 +196,200 @@ class ConvEngine(wiring.Component):
         m.d.comb += self.counters.eq(ctr.counts)
 
         d = Signal(desc_layout(A))          # the running layer's descriptor
-        setup, running, active = Signal(), Signal(), Signal()
+        setup, active = Signal(), Signal()
         take = self.i_desc.valid & ~active
         m.d.comb += self.i_desc.ready.eq(~active)
 
-        # ---------------------------------------------------------------- sequencer
-        chunk, oy, ox, t = Signal(8), Signal(9), Signal(9), Signal(3)
-        iy0, ix0 = Signal(signed(11)), Signal(signed(11))   # top-left input row / column of the window
-        ky_i, kx_i, g = Signal(4), Signal(4), Signal(8)
-        ny, nx = Signal(4), Signal(4)
-        in_pos, in_rowa, in_tap = Signal(A), Signal(A), Signal(A)
-        in_r, in_c = Signal(signed(A + 2)), Signal(signed(A + 2))   # iy0·in_row, ix0·n_words
-        g_base, cig_i = Signal(8), Signal(8)   # first input word of the chunk's group; chunk within group
-        w_chunkb, w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_chunkb", "w_pos", "w_rowa", "w_tap", "w_g"))
-        o_pos, o_toff = Signal(A), Signal(A)   # (position, chunk) offset; t·o_t
+        # ---------------------------------------------------------------- per-op constants (setup cycle)
+        wo_m1, ho_m1, ch_m1, wpg_m1, T_m1 = Signal(9), Signal(9), Signal(8), Signal(8), Signal(3)
+        s_nw, s_row = Signal(A + 2), Signal(A + 2)                    # stride·n_words, stride·in_row
+        p_nw, p_row = Signal(signed(A + 3)), Signal(signed(A + 3))    # -pad·n_words, -pad·in_row
         neg_pad = Signal(signed(5))
-        m.d.comb += neg_pad.eq(-d.pad.as_signed())
+        gen_run = Signal()
+        with m.If(setup):
+            m.d.sync += [setup.eq(0), gen_run.eq(1), wo_m1.eq(d.wo - 1), ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1),
+                         wpg_m1.eq(d.wpg - 1), T_m1.eq(d.T - 1),
+                         s_nw.eq(_times_small(d.stride, d.n_words)), s_row.eq(_times_small(d.stride, d.in_row)),
+                         p_nw.eq(-_times_small(d.pad, d.n_words)), p_row.eq(-_times_small(d.pad, d.in_row)),
+                         neg_pad.eq(-d.pad.as_signed())]
 
-        def window(i0, n_in):
-            lo = Mux(i0 < 0, -i0, 0)[:4]
-            end = n_in.as_signed() - i0
-            hi = Mux(end < d.k, end, d.k)[:5]
-            return lo, (hi - lo)[:4]
-
-        def pos_setup(iy0_v, ix0_v, in_r_v, in_c_v, wchunk_v):
-            ky_lo, ny_v = window(iy0_v, d.h)
-            kx_lo, nx_v = window(ix0_v, d.w)
-            in_off = (d.in_base + Mux(iy0_v < 0, 0, in_r_v) + Mux(ix0_v < 0, 0, in_c_v))[:A]
-            w_off = (wchunk_v + _times_small(ky_lo, d.w_row) + _times_small(kx_lo, d.w_col))[:A]
-            return [ny.eq(ny_v), nx.eq(nx_v), ky_i.eq(0), kx_i.eq(0), g.eq(0), t.eq(0), o_toff.eq(0),
-                    in_pos.eq(in_off), in_rowa.eq(in_off), in_tap.eq(in_off),
-                    w_pos.eq(w_off), w_rowa.eq(w_off), w_tap.eq(w_off), w_g.eq(w_off)]
-
-        fifo_level = Signal(range(FIFO_DEPTH + 1))
-        f1_valid = Signal()
-        issue = running & (fifo_level + f1_valid <= FIFO_DEPTH - 2)
-        last_g = d.depthwise | (g == d.wpg - 1)
-        last_kx, last_ky, last_t = kx_i == nx - 1, ky_i == ny - 1, t == d.T - 1
-        last_ox, last_oy, last_chunk = ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
-        group_end = last_g & last_kx & last_ky
-        op_end = group_end & last_t & last_ox & last_oy & last_chunk
-        m.d.comb += [self.in_addr.eq(in_tap + Mux(d.depthwise, chunk, g_base + g)), self.in_en.eq(issue)]
+        # ---------------------------------------------------------------- position generator
+        # Walks (chunk, output row, output column) one position per cycle into a 4-stage pipeline
+        # (window clipping, offsets) and a queue; the issue stage below takes one position from the
+        # queue per output position. Every stage holds one add deep of logic.
+        QD = 4
+        g_chunk, g_oy, g_ox = Signal(8), Signal(9), Signal(9)
+        iy0, ix0 = Signal(signed(11)), Signal(signed(11))   # top-left input row / column of the window
+        in_r, in_c = Signal(signed(A + 3)), Signal(signed(A + 3))   # iy0·in_row, ix0·n_words
+        wchunk, o_pos = Signal(A), Signal(A)
+        g_base, cig_i = Signal(8), Signal(8)   # first input word of the chunk's group; chunk within group
+        lx, ly, lc = g_ox == wo_m1, g_oy == ho_m1, g_chunk == ch_m1
+        rec1 = Signal(data.StructLayout({"valid": 1, "last": 1, "iy0": signed(11), "ix0": signed(11),
+                                         "in_r": signed(A + 3), "in_c": signed(A + 3), "wchunk": A, "o_pos": A,
+                                         "chunk": 8, "gsel": 8}))
+        rec2 = Signal(data.StructLayout({"valid": 1, "last": 1, "ky_lo": 4, "kx_lo": 4, "hi_y": 5, "hi_x": 5,
+                                         "in_part": A, "in_col": A, "wchunk": A, "o_pos": A, "chunk": 8}))
+        rec3 = Signal(data.StructLayout({"valid": 1, "last": 1, "ny_m1": 4, "nx_m1": 4, "in_off": A, "ty": A,
+                                         "tx": A, "wchunk": A, "o_pos": A, "chunk": 8}))
+        entry = data.StructLayout({"last": 1, "ny_m1": 4, "nx_m1": 4, "in_off": A, "w_off": A, "o_pos": A, "chunk": 8})
+        q = [Signal(entry, name=f"posq{i}") for i in range(QD)]
+        q_n, q_rd, q_wr = Signal(range(QD + 1)), Signal(range(QD)), Signal(range(QD))
+        q_pop = Signal()
+        gen_step = gen_run & (q_n + rec1.valid + rec2.valid + rec3.valid < QD)
 
         with m.If(take):
             p = self.i_desc.payload
-            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0),
+            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), g_chunk.eq(0), g_oy.eq(0), g_ox.eq(0),
                          iy0.eq(-p.pad.as_signed()), ix0.eq(-p.pad.as_signed()),
                          in_r.eq(-_times_small(p.pad, p.in_row)), in_c.eq(-_times_small(p.pad, p.n_words)),
-                         w_chunkb.eq(p.w_base), o_pos.eq(0), g_base.eq(0), cig_i.eq(0)]
-        with m.If(setup):   # the first window, from the registered descriptor
-            m.d.sync += [setup.eq(0), running.eq(1)]
-            m.d.sync += pos_setup(iy0, ix0, in_r, in_c, w_chunkb)
-
-        with m.If(issue):
-            with m.If(~last_g):
-                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P)]
-            with m.Elif(~last_kx):
-                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(in_tap + d.n_words),
-                             w_tap.eq(w_tap + d.w_col), w_g.eq(w_tap + d.w_col)]
-            with m.Elif(~last_ky):
-                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(ky_i + 1),
-                             in_rowa.eq(in_rowa + d.in_row), in_tap.eq(in_rowa + d.in_row),
-                             w_rowa.eq(w_rowa + d.w_row), w_tap.eq(w_rowa + d.w_row), w_g.eq(w_rowa + d.w_row)]
-            with m.Elif(~last_t):
-                nw = w_pos + d.w_t   # template-memory weights: one set of lines per timestep
-                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_toff.eq(o_toff + d.o_t),
-                             in_pos.eq(in_pos + d.in_t), in_rowa.eq(in_pos + d.in_t), in_tap.eq(in_pos + d.in_t),
-                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
-            with m.Elif(~last_ox):
-                nix0 = ix0 + d.stride
-                nin_c = in_c + _times_small(d.stride, d.n_words)
-                m.d.sync += [ox.eq(ox + 1), ix0.eq(nix0), in_c.eq(nin_c), o_pos.eq(o_pos + d.chunks)]
-                m.d.sync += pos_setup(iy0, nix0, in_r, nin_c, w_chunkb)
-            with m.Elif(~last_oy):
-                niy0 = iy0 + d.stride
-                nin_r = in_r + _times_small(d.stride, d.in_row)
-                nin_c = -_times_small(d.pad, d.n_words)
-                m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(niy0), ix0.eq(neg_pad), in_r.eq(nin_r),
-                             in_c.eq(nin_c), o_pos.eq(o_pos + d.chunks)]
-                m.d.sync += pos_setup(niy0, neg_pad, nin_r, nin_c, w_chunkb)
-            with m.Elif(~last_chunk):
-                nin_r, nin_c = -_times_small(d.pad, d.in_row), -_times_small(d.pad, d.n_words)
-                nwc = w_chunkb + d.w_chunk
-                m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
-                             in_r.eq(nin_r), in_c.eq(nin_c), w_chunkb.eq(nwc), o_pos.eq(chunk + 1)]
+                         wchunk.eq(p.w_base), o_pos.eq(0), g_base.eq(0), cig_i.eq(0)]
+        m.d.sync += rec1.valid.eq(gen_step)
+        with m.If(gen_step):
+            m.d.sync += _assign(rec1, {"last": lx & ly & lc, "iy0": iy0, "ix0": ix0, "in_r": in_r, "in_c": in_c,
+                                       "wchunk": wchunk, "o_pos": o_pos, "chunk": g_chunk,
+                                       "gsel": Mux(d.depthwise, g_chunk, g_base)})
+            with m.If(~lx):
+                m.d.sync += [g_ox.eq(g_ox + 1), ix0.eq(ix0 + d.stride), in_c.eq(in_c + s_nw), o_pos.eq(o_pos + d.chunks)]
+            with m.Elif(~ly):
+                m.d.sync += [g_ox.eq(0), g_oy.eq(g_oy + 1), iy0.eq(iy0 + d.stride), ix0.eq(neg_pad),
+                             in_r.eq(in_r + s_row), in_c.eq(p_nw), o_pos.eq(o_pos + d.chunks)]
+            with m.Elif(~lc):
+                m.d.sync += [g_ox.eq(0), g_oy.eq(0), g_chunk.eq(g_chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
+                             in_r.eq(p_row), in_c.eq(p_nw), wchunk.eq(wchunk + d.w_chunk), o_pos.eq(g_chunk + 1)]
                 with m.If(cig_i == d.cpg - 1):
                     m.d.sync += [cig_i.eq(0), g_base.eq(g_base + d.wpg)]
                 with m.Else():
                     m.d.sync += cig_i.eq(cig_i + 1)
-                m.d.sync += pos_setup(neg_pad, neg_pad, nin_r, nin_c, nwc)
             with m.Else():
-                m.d.sync += running.eq(0)
+                m.d.sync += gen_run.eq(0)
 
-        # ---------------------------------------------------------------- fetch -> FIFO
+        def window(i0, n_in):
+            lo = Mux(i0 < 0, -i0, 0)[:4]
+            end = n_in.as_signed() - i0
+            return lo, Mux(end < d.k, end, d.k)[:5]
+
+        ky_lo, hi_y = window(rec1.iy0, d.h)
+        kx_lo, hi_x = window(rec1.ix0, d.w)
+        m.d.sync += [rec2.valid.eq(rec1.valid),
+                     *_assign(rec2, {"last": rec1.last, "ky_lo": ky_lo, "kx_lo": kx_lo, "hi_y": hi_y, "hi_x": hi_x,
+                                     "in_part": (Mux(rec1.iy0 < 0, 0, rec1.in_r) + rec1.gsel)[:A],
+                                     "in_col": (Mux(rec1.ix0 < 0, 0, rec1.in_c) + d.in_base)[:A],
+                                     "wchunk": rec1.wchunk, "o_pos": rec1.o_pos, "chunk": rec1.chunk})]
+        m.d.sync += [rec3.valid.eq(rec2.valid),
+                     *_assign(rec3, {"last": rec2.last, "ny_m1": (rec2.hi_y - rec2.ky_lo - 1)[:4],
+                                     "nx_m1": (rec2.hi_x - rec2.kx_lo - 1)[:4],
+                                     "in_off": (rec2.in_part + rec2.in_col)[:A],
+                                     "ty": _times_small(rec2.ky_lo, d.w_row)[:A], "tx": _times_small(rec2.kx_lo, d.w_col)[:A],
+                                     "wchunk": rec2.wchunk, "o_pos": rec2.o_pos, "chunk": rec2.chunk})]
+        with m.If(rec3.valid):
+            for i in range(QD):
+                with m.If(q_wr == i):
+                    m.d.sync += _assign(q[i], {"last": rec3.last, "ny_m1": rec3.ny_m1, "nx_m1": rec3.nx_m1,
+                                               "in_off": rec3.in_off, "w_off": (rec3.wchunk + rec3.ty + rec3.tx)[:A],
+                                               "o_pos": rec3.o_pos, "chunk": rec3.chunk})
+            m.d.sync += q_wr.eq(q_wr + 1)
+        with m.If(q_pop):
+            m.d.sync += q_rd.eq(q_rd + 1)
+        m.d.sync += q_n.eq(q_n + rec3.valid - q_pop)
+        head = Signal(entry)
+        for i in range(QD):
+            with m.If(q_rd == i):
+                m.d.comb += head.eq(q[i])
+
+        # ---------------------------------------------------------------- issue: one input word per cycle
+        cur_valid, cur_last = Signal(), Signal()
+        ny_m1, nx_m1, cur_chunk = Signal(4), Signal(4), Signal(8)
+        t, ky_i, kx_i, g = Signal(3), Signal(4), Signal(4), Signal(8)
+        in_pos, in_rowa, in_tap, in_cur = (Signal(A, name=n) for n in ("in_pos", "in_rowa", "in_tap", "in_cur"))
+        w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_pos", "w_rowa", "w_tap", "w_g"))
+        o_cur = Signal(A)                  # output word offset: position + t·o_t
+        fifo_level = Signal(range(FIFO_DEPTH + 1))
+        f1_valid, f2_valid = Signal(), Signal()
+        issue = cur_valid & (fifo_level + f1_valid + f2_valid <= FIFO_DEPTH - 1)
+        last_g = d.depthwise | (g == wpg_m1)
+        last_kx, last_ky, last_t = kx_i == nx_m1, ky_i == ny_m1, t == T_m1
+        group_end = last_g & last_kx & last_ky
+        pos_end = group_end & last_t
+        op_end = pos_end & cur_last
+        m.d.comb += [self.in_addr.eq(in_cur), self.in_en.eq(issue)]
+        load = (q_n != 0) & (~cur_valid | (issue & pos_end))
+        m.d.comb += q_pop.eq(load)
+        with m.If(load):
+            m.d.sync += [cur_valid.eq(1), cur_last.eq(head.last), ny_m1.eq(head.ny_m1), nx_m1.eq(head.nx_m1),
+                         cur_chunk.eq(head.chunk), t.eq(0), ky_i.eq(0), kx_i.eq(0), g.eq(0), o_cur.eq(head.o_pos),
+                         in_pos.eq(head.in_off), in_rowa.eq(head.in_off), in_tap.eq(head.in_off), in_cur.eq(head.in_off),
+                         w_pos.eq(head.w_off), w_rowa.eq(head.w_off), w_tap.eq(head.w_off), w_g.eq(head.w_off)]
+        with m.Elif(issue & pos_end):
+            m.d.sync += cur_valid.eq(0)
+        with m.If(issue & ~pos_end):
+            with m.If(~last_g):
+                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P), in_cur.eq(in_cur + 1)]
+            with m.Elif(~last_kx):
+                ni = in_tap + d.n_words
+                nw = w_tap + d.w_col
+                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(ni), in_cur.eq(ni), w_tap.eq(nw), w_g.eq(nw)]
+            with m.Elif(~last_ky):
+                ni = in_rowa + d.in_row
+                nw = w_rowa + d.w_row
+                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(ky_i + 1), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
+                             w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
+            with m.Else():
+                ni = in_pos + d.in_t
+                nw = w_pos + d.w_t   # template-memory weights: one set of lines per timestep
+                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_cur.eq(o_cur + d.o_t),
+                             in_pos.eq(ni), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
+                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
+
+        # ---------------------------------------------------------------- fetch -> f2 (read data registered) -> FIFO
         tag = data.StructLayout({"w": A, "group_end": 1, "op_end": 1, "t": 3, "o": A, "chunk": 8})
         f1_tag = Signal(tag)
         m.d.sync += [f1_valid.eq(issue),
                      *_assign(f1_tag, {"w": Mux(d.depthwise, w_tap, w_g), "group_end": group_end, "op_end": op_end,
-                                       "t": t, "o": o_toff + o_pos, "chunk": chunk})]
-        fw = [Signal(3 * P, name=f"fifo_w{i}") for i in range(FIFO_DEPTH)]
-        ft = [Signal(tag, name=f"fifo_t{i}") for i in range(FIFO_DEPTH)]
-        rd, wr = Signal(range(FIFO_DEPTH)), Signal(range(FIFO_DEPTH))
+                                       "t": t, "o": o_cur, "chunk": cur_chunk})]
+        slot = data.StructLayout({"w": 3 * P, "t": tag, "nz": P, "single": 1})
+        f2 = Signal(data.StructLayout({"w": 3 * P, "t": tag, "nz": P}))
+        levels_in = [self.in_data[3 * j:3 * j + 3] for j in range(P)]
+        pixels_in = [self.in_data[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
+        m.d.sync += [f2_valid.eq(f1_valid), f2.w.eq(self.in_data), f2.t.eq(f1_tag),
+                     f2.nz.eq(Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in])))]
+        fe = [Signal(slot, name=f"fifo{i}") for i in range(FIFO_DEPTH)]   # shift FIFO: the head is fe[0]
         pop = Signal()
-        with m.If(f1_valid):
-            for i in range(FIFO_DEPTH):
-                with m.If(wr == i):
-                    m.d.sync += [fw[i].eq(self.in_data), ft[i].eq(f1_tag)]
-            m.d.sync += wr.eq(wr + 1)
-        with m.If(pop):
-            m.d.sync += rd.eq(rd + 1)
-        m.d.sync += fifo_level.eq(fifo_level + f1_valid - pop)
-        head_w = Signal(3 * P)
-        head_t = Signal(tag)
+        new = Signal(slot)
+        m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2.nz), new.single.eq((f2.nz & (f2.nz - 1)) == 0)]
         for i in range(FIFO_DEPTH):
-            with m.If(rd == i):
-                m.d.comb += [head_w.eq(fw[i]), head_t.eq(ft[i])]
+            here = f2_valid & Mux(pop, fifo_level == i + 1, fifo_level == i)
+            with m.If(here):
+                m.d.sync += fe[i].eq(new)
+            with m.Elif(pop):
+                if i + 1 < FIFO_DEPTH:
+                    m.d.sync += fe[i].eq(fe[i + 1])
+        m.d.sync += fifo_level.eq(fifo_level + f2_valid - pop)
 
         # ---------------------------------------------------------------- level scanner -> e1
-        levels = [head_w[3 * j:3 * j + 3] for j in range(P)]
-        pixels = [head_w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
-        nz = Mux(d.stem, Cat(*[px != 0 for px in pixels]), Cat(*[lv != 0 for lv in levels]))
-        started, rem = Signal(), Signal(P)
-        mask = Mux(started, rem, nz)
+        hd = fe[0]
+        levels = [hd.w[3 * j:3 * j + 3] for j in range(P)]
+        pixels = [hd.w[8 * c:8 * c + 8] for c in range(3)]
+        started, rem, rem_single = Signal(), Signal(P), Signal()
+        mask = Mux(started, rem, hd.nz)
+        single = Mux(started, rem_single, hd.single)
         j = _lowest(mask, P)
-        rest = mask & ~(Const(1, P) << j)
+        rest = mask & (mask - 1)            # the lowest set bit cleared
         is_ev = Mux(d.depthwise, 1, mask != 0)
-        done_word = d.depthwise | (rest == 0)
+        done_word = d.depthwise | single    # at most one non-zero level left: this cycle ends the word
         # one output word (group) per NILIF_STAGES cycles at most: the neuron's recurrence over t
         # needs that spacing (engine_cycles: a group costs max(NILIF_STAGES, its cycles))
-        cool = Signal(range(NILIF_STAGES))
-        hold = head_t.group_end & done_word & (cool != 0)
+        cool, cool_zero = Signal(range(NILIF_STAGES)), Signal(init=1)
+        hold = hd.t.group_end & done_word & ~cool_zero
         have = (fifo_level != 0) & ~hold
         m.d.comb += pop.eq(have & done_word)
         with m.If(have):
-            m.d.sync += [started.eq(~done_word), rem.eq(rest)]
+            m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq((rest & (rest - 1)) == 0)]
         with m.If(take):
-            m.d.sync += cool.eq(0)
-        with m.Elif(have & done_word & head_t.group_end):
-            m.d.sync += cool.eq(NILIF_STAGES - 1)
-        with m.Elif(cool != 0):
-            m.d.sync += cool.eq(cool - 1)
+            m.d.sync += [cool.eq(0), cool_zero.eq(1)]
+        with m.Elif(pop & hd.t.group_end):
+            m.d.sync += [cool.eq(NILIF_STAGES - 1), cool_zero.eq(0)]
+        with m.Elif(~cool_zero):
+            m.d.sync += [cool.eq(cool - 1), cool_zero.eq(cool == 1)]
 
         e1 = Signal(data.StructLayout({"valid": 1, "ev": 1, "level": 8, "levels": 3 * P, "tag": tag}))
         lv_sel = Signal(8)
@@ -343,10 +397,10 @@ class ConvEngine(wiring.Component):
             with m.If(j == jj):
                 m.d.comb += lv_sel.eq(levels[jj] if jj >= 3 else Mux(d.stem, pixels[jj], levels[jj]))
         e1_tag = Signal(tag)
-        m.d.comb += _assign(e1_tag, {"t": head_t.t, "o": head_t.o, "chunk": head_t.chunk,
-                                     "group_end": head_t.group_end & done_word, "op_end": head_t.op_end & done_word,
-                                     "w": head_t.w + Mux(d.depthwise, 0, j)})
-        m.d.sync += _assign(e1, {"valid": have, "ev": have & is_ev, "level": lv_sel, "levels": head_w, "tag": e1_tag})
+        m.d.comb += _assign(e1_tag, {"t": hd.t.t, "o": hd.t.o, "chunk": hd.t.chunk,
+                                     "group_end": hd.t.group_end & done_word, "op_end": hd.t.op_end & done_word,
+                                     "w": hd.t.w + Mux(d.depthwise, 0, j)})
+        m.d.sync += _assign(e1, {"valid": have, "ev": have & is_ev, "level": lv_sel, "levels": hd.w, "tag": e1_tag})
 
         # ---------------------------------------------------------------- e2: weight/table/residual read data
         m.d.comb += [self.w_addr.eq(e1.tag.w), self.tm_addr.eq(e1.tag.w), self.tab_addr.eq(d.t_base + e1.tag.chunk),
@@ -403,7 +457,7 @@ class ConvEngine(wiring.Component):
         m.d.sync += r1.tag.eq(e3.s.tag)
 
         # ---------------------------------------------------------------- requantise + residual (§IS-5, §IS-6)
-        # q1: y + 2**(s-1) (s > 0); q2: >> s or << -s; q3: clamp; r2: + residual, clamp
+        # q1: y + 2**(s-1) (s > 0); q1b: >> s; q2: << -s; q3: clamp; r2: + residual, clamp
         B = STREAM_BITS
         lanes_of = lambda shape: data.ArrayLayout(shape, P)
         q1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "y": lanes_of(signed(33)), "sp": lanes_of(5),
@@ -416,9 +470,14 @@ class ConvEngine(wiring.Component):
             m.d.sync += [q1.y[lane].eq(r1.x[lane] + half), q1.sp[lane].eq(sp),
                          q1.sn[lane].eq(Mux(sh < 0, -sh, 0).as_unsigned()[:4]), q1.res[lane].eq(r1.res[lane])]
         q2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "v": lanes_of(signed(33 + 15)), "res": lanes_of(signed(B))}))
+        q1b = Signal.like(q1)               # the right shift, then (q2) the left shift
+        m.d.sync += q1b.eq(q1)
+        for lane in range(P):
+            m.d.sync += q1b.y[lane].eq(q1.y[lane] >> q1.sp[lane])
+        q1 = q1b
         m.d.sync += [q2.valid.eq(q1.valid), q2.tag.eq(q1.tag), q2.res.eq(q1.res)]
         for lane in range(P):
-            m.d.sync += q2.v[lane].eq((q1.y[lane] >> q1.sp[lane]) << q1.sn[lane])
+            m.d.sync += q2.v[lane].eq(q1.y[lane] << q1.sn[lane])
         q3 = Signal(data.StructLayout({"valid": 1, "tag": tag, "q": lanes_of(signed(B)), "sat": P,
                                        "res": lanes_of(signed(B))}))
         m.d.sync += [q3.valid.eq(q2.valid), q3.tag.eq(q2.tag), q3.res.eq(q2.res)]

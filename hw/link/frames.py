@@ -82,7 +82,8 @@ class FrameLink(wiring.Component):
         word = Signal(32)
         widx = Signal(range(NW + 1))
         hdr = Signal(32)
-        wpr = Signal(6)              # words per row of the WRITE's memory (0: unknown memory)
+        wpr, wpr_m1 = Signal(6), Signal(6)   # words per row of the WRITE's memory (0: unknown memory)
+        pay_left = Signal(16)        # payload bytes still to come after this one
         in_row, rows = Signal(6), Signal(range(NW + 1))
         crc, crc_rx = Signal(16, init=0xFFFF), Signal(16)
         gap = Signal(range(self.gap_cycles + 1))
@@ -97,7 +98,7 @@ class FrameLink(wiring.Component):
         with m.Switch(hdr[4:8]):
             for mem_id, n in self.row_words.items():
                 with m.Case(mem_id):
-                    m.d.comb += wpr.eq(n)
+                    m.d.comb += [wpr.eq(n), wpr_m1.eq(n - 1)]
 
         def reject(c):
             return [code.eq(c)]
@@ -120,7 +121,7 @@ class FrameLink(wiring.Component):
                             m.next = nxt
                         elif state == "LEN1":
                             n = Cat(length[:8], byte)
-                            m.d.sync += length[8:].eq(byte)
+                            m.d.sync += [length[8:].eq(byte), pay_left.eq(n - 1)]
                             with m.If((n == 0) | (n[:2] != 0) | (n > 4 * NW)):
                                 m.d.sync += reject(LinkErr.LENGTH)
                                 m.next = "DRAIN"
@@ -135,18 +136,18 @@ class FrameLink(wiring.Component):
                                 m.next = nxt
                         elif state == "PAY":
                             full = Cat(word[8:], byte)
-                            m.d.sync += [word.eq(full), nbytes.eq(nbytes + 1)]
+                            m.d.sync += [word.eq(full), nbytes.eq(nbytes + 1), pay_left.eq(pay_left - 1)]
                             with m.If(nbytes[:2] == 3):
                                 m.d.comb += [wr.addr.eq(widx), wr.data.eq(full), wr.en.eq(1)]
                                 m.d.sync += widx.eq(widx + 1)
                                 with m.If(widx == 0):
                                     m.d.sync += hdr.eq(full)
                                 with m.Elif(widx >= 2):
-                                    with m.If(in_row + 1 == wpr):
+                                    with m.If(in_row == wpr_m1):
                                         m.d.sync += [in_row.eq(0), rows.eq(rows + 1)]
                                     with m.Else():
                                         m.d.sync += in_row.eq(in_row + 1)
-                            with m.If(nbytes + 1 == length):
+                            with m.If(pay_left == 0):
                                 m.next = nxt
                         elif state == "CRC0":
                             m.d.sync += crc_rx[:8].eq(byte)
@@ -220,10 +221,16 @@ class FrameLink(wiring.Component):
         tcrc = Signal(16)
         err_word = Signal(32)
         out = Signal(8)
+        txv, crc_byte = Signal(), Signal()   # out holds a byte for the UART; it counts in the CRC
         tcrc_next = crc16_step(m, tcrc, out, "crc_tx")
         pay_word = Mux(tx_kind == KIND_ERR, err_word, fifo.r_data)
-        sent = self.o_byte.valid & self.o_byte.ready
-        m.d.comb += self.o_byte.payload.eq(out)
+        sent = txv & self.o_byte.ready
+        put = ~txv                          # the FSM may put the next byte (one cycle after a send)
+        m.d.comb += [self.o_byte.payload.eq(out), self.o_byte.valid.eq(txv)]
+        with m.If(sent):
+            m.d.sync += txv.eq(0)
+            with m.If(crc_byte):
+                m.d.sync += tcrc.eq(tcrc_next)
         with m.FSM(name="tx"):
             with m.State("IDLE"):
                 with m.If((fifo.r_level != 0) & ((fifo.r_level == self.chunk) | (quiet == self.quiet))):
@@ -237,13 +244,11 @@ class FrameLink(wiring.Component):
             steps = (("SOF", Const(SOF, 8), "LEN0"), ("LEN0", Cat(Const(0, 2), left)[:8], "LEN1"),
                      ("LEN1", Cat(Const(0, 2), left)[8:16], "KIND"), ("KIND", tx_kind, "PAY"),
                      ("PAY", pay_word.word_select(k, 8), "CRC0"), ("CRC0", tcrc[:8], "CRC1"),
-                     ("CRC1", tcrc[8:], "IDLE"))
+                     ("CRC1", tcrc[8:], "DONE"))
             for state, value, nxt in steps:
                 with m.State(state):
-                    m.d.comb += [out.eq(value), self.o_byte.valid.eq(1)]
-                    with m.If(sent):
-                        if state in ("LEN0", "LEN1", "KIND", "PAY"):
-                            m.d.sync += tcrc.eq(tcrc_next)
+                    with m.If(put):
+                        m.d.sync += [out.eq(value), txv.eq(1), crc_byte.eq(state in ("LEN0", "LEN1", "KIND", "PAY"))]
                         if state == "PAY":
                             m.d.sync += k.eq(k + 1)
                             with m.If(k == 3):
@@ -253,4 +258,7 @@ class FrameLink(wiring.Component):
                                     m.next = nxt
                         else:
                             m.next = nxt
+            with m.State("DONE"):            # the last CRC byte has gone to the UART
+                with m.If(put):
+                    m.next = "IDLE"
         return m
