@@ -145,7 +145,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
     watcher.start()
     try:
         # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build
-        fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed,
+        fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
                               nextpnr_opts=["--router", "router2"] if fam == "ecp5" else [])
     finally:
         stop.set()

@@ -509,8 +509,16 @@ def _env_vars(updates: Mapping[str, str]):
                 os.environ[k] = v
 
 
+#: Yosys commands that replace ``synth_ecp5``'s ABC9 LUT mapping by ABC's (``synth_opts`` stops
+#: before ``map_luts``, ``script_after_synth`` maps and finishes): Yosys 0.70's ABC9 fails an
+#: assertion in ``ABC_OPS_REINTEGRATE`` on the linked accelerator (``Assert GetSize(conn.first) ==
+#: GetSize(conn.second)``), and ABC's mapping also runs about five times faster on it.
+ABC_LUT_FLOW = ("-run begin:map_luts",
+                "techmap -map +/lattice/latches_map.v\nabc -dress -lut 4:7\nclean\nsynth_ecp5 -top {name} -run map_cells:")
+
+
 def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
-                    name: str = "top", seed: int | None = None,
+                    name: str = "top", seed: int | None = None, abc9: bool = True,
                     nextpnr_opts: Sequence[str] = (), timeout_s: float = 900) -> dict[str, Any]:
     """Build a bitstream for a board top with amaranth-boards ``platform.build``.
 
@@ -522,6 +530,8 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
         ``"ulx3s-85f"``, ``"orangecrab-85f"``, ``"icebreaker"``.
     out_dir : path, optional
         Default ``build/bitstreams/<board>-<name>/``.
+    abc9 : bool
+        ECP5: map LUTs with ``synth_ecp5``'s ABC9 (default) or with ABC (:data:`ABC_LUT_FLOW`).
 
     Returns
     -------
@@ -549,8 +559,12 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
             opts += ["--seed", str(seed)]
         with _env_vars(tool_env()):
             try:
+                flow = {}
+                if family == "ecp5" and not abc9:
+                    flow = {"synth_opts": ABC_LUT_FLOW[0],
+                            "script_after_synth": ABC_LUT_FLOW[1].format(name=name)}
                 platform.build(top, name=name, build_dir=str(out), do_build=True,
-                               do_program=False, nextpnr_opts=" ".join(opts))
+                               do_program=False, nextpnr_opts=" ".join(opts), **flow)
             except Exception as e:
                 logs = [p for p in (out / f"{name}.tim", out / f"{name}.rpt") if p.is_file()]
                 tail = "\n".join(logs[0].read_text(errors="replace").splitlines()[-25:]) if logs else ""

@@ -34,7 +34,7 @@ per timestep (``+ t·w_t``).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -135,6 +135,20 @@ def _times_small(n, x):
 def _assign(view, values: dict) -> list:
     """``eq`` statements setting the named fields of a struct view (values may be expressions)."""
     return [getattr(view, k).eq(v) for k, v in values.items()]
+
+
+def _at_most_two(mask):
+    """At most two bits of ``mask`` set (then the mask without its lowest bit has at most one), by
+    table lookups on 4-bit groups (LUT logic, no carry chain)."""
+    groups = [mask[i:i + 4] for i in range(0, len(mask), 4)]
+    counts = [Array([Const(min(bin(v).count("1"), 3), 2) for v in range(1 << len(gp))])[gp] for gp in groups]
+    total = Const(0, 2)
+    over = Const(0, 1)
+    for c in counts:   # saturating sum of the group counts, flag once above two
+        s = total + c
+        over = over | (s > 2)
+        total = Mux(s > 2, 3, s)[:2]
+    return ~over
 
 
 def _lowest(mask, width):
@@ -383,7 +397,7 @@ class ConvEngine(wiring.Component):
         have = (fifo_level != 0) & ~hold
         m.d.comb += pop.eq(have & done_word)
         with m.If(have):
-            m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq((rest & (rest - 1)) == 0)]
+            m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq(_at_most_two(mask))]
         with m.If(take):
             m.d.sync += [cool.eq(0), cool_zero.eq(1)]
         with m.Elif(pop & hd.t.group_end):
@@ -442,6 +456,7 @@ class ConvEngine(wiring.Component):
         acc = Signal(data.ArrayLayout(signed(Ba), P))
         r1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(Ba + 1), P),
                                        "shift": data.ArrayLayout(signed(SHIFT_BITS), P),
+                                       "half": data.ArrayLayout(unsigned(32), P),
                                        "res": data.ArrayLayout(signed(STREAM_BITS), P)}))
         m.d.sync += r1.valid.eq(e3.s.valid & e3.s.tag.group_end)
         for lane in range(P):
@@ -449,8 +464,11 @@ class ConvEngine(wiring.Component):
             row = e3.s.tab[TB * lane:TB * (lane + 1)]
             with m.If(e3.s.valid):
                 with m.If(e3.s.tag.group_end):
+                    sh_row = row[Ba:].as_signed()
+                    sp_row = Mux(sh_row > 0, sh_row, 0).as_unsigned()[:5]
                     m.d.sync += [acc[lane].eq(0), r1.x[lane].eq(s + row[:Ba].as_signed()),
-                                 r1.shift[lane].eq(row[Ba:].as_signed()),
+                                 r1.shift[lane].eq(sh_row),
+                                 r1.half[lane].eq(Mux(sh_row > 0, Const(1, unsigned(32)) << (sp_row - 1)[:5], 0)),
                                  r1.res[lane].eq(e3.s.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
                 with m.Else():
                     m.d.sync += acc[lane].eq(s)
@@ -466,8 +484,7 @@ class ConvEngine(wiring.Component):
         for lane in range(P):
             sh = r1.shift[lane]
             sp = Mux(sh > 0, sh, 0).as_unsigned()[:5]
-            half = Mux(sh > 0, Const(1, unsigned(32)) << (sp - 1)[:5], 0)
-            m.d.sync += [q1.y[lane].eq(r1.x[lane] + half), q1.sp[lane].eq(sp),
+            m.d.sync += [q1.y[lane].eq(r1.x[lane] + r1.half[lane]), q1.sp[lane].eq(sp),
                          q1.sn[lane].eq(Mux(sh < 0, -sh, 0).as_unsigned()[:4]), q1.res[lane].eq(r1.res[lane])]
         q2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "v": lanes_of(signed(33 + 15)), "res": lanes_of(signed(B))}))
         q1b = Signal.like(q1)               # the right shift, then (q2) the left shift

@@ -110,7 +110,9 @@ class NiLifPipeline(wiring.Component):
         half = Const(1, unsigned(40)) << (fm - 1)[:5]
         for j in range(1, D + 1):
             full = (Const(j, unsigned(40)) << fm) - half + (self.half_even & (j % 2 == 1))
-            m.d.sync += [thr[j - 1].eq(full[:B + 1]), thr_on[j - 1].eq(full <= hi)]
+            # thr_j <= hi exactly when (2j-1)·2^(f_m-1) <= hi (the +1 of a tie never crosses it)
+            fm_max = max(f for f in range(1, 32) if (2 * j - 1) << (f - 1) <= hi)
+            m.d.sync += [thr[j - 1].eq(full[:B + 1]), thr_on[j - 1].eq(fm <= fm_max)]
         for k in range(D + 1):
             m.d.sync += rst[k].eq((Const(k, unsigned(40)) << (fm - LEVEL_BITS)[:5])[:B + 1])
 

@@ -268,6 +268,8 @@ class Accelerator(wiring.Component):
             return [rsp_word.eq(Cat(count_v[:16], err_v, op_v, Const(STATUS_MAGIC, 8))), rsp_valid.eq(1)]
 
         can_reply = ~rsp_valid | self.o_rsp.ready
+        in_range, run_range_bad = Signal(), Signal()
+        range_end, range_depth = Signal(33), Signal(A + 1)
         m.d.comb += self.i_cmd.ready.eq(0)
         with m.FSM(name="host"):
             with m.State("HDR0"):
@@ -280,9 +282,15 @@ class Accelerator(wiring.Component):
                 m.d.comb += self.i_cmd.ready.eq(1)
                 with m.If(self.i_cmd.valid):
                     m.d.sync += addr.eq(self.i_cmd.payload)
-                    m.next = "CHECK"
+                    m.next = "RANGE"
+            with m.State("RANGE"):      # the range checks over two cycles: sum, then compares
+                m.d.sync += [range_end.eq(addr + cnt), range_depth.eq(depth_of)]
+                m.next = "RANGE2"
+            with m.State("RANGE2"):
+                m.d.sync += [in_range.eq((addr < range_depth) & (range_end <= range_depth)),
+                             run_range_bad.eq(range_end > self.depths["prog"])]
+                m.next = "CHECK"
             with m.State("CHECK"):
-                in_range = (addr < depth_of) & (cnt <= depth_of - addr)
                 known_mem = host_mem <= Mem.TM
                 e = Signal(4)
                 with m.If(op == Op.NOP):
@@ -298,7 +306,7 @@ class Accelerator(wiring.Component):
                 with m.Elif(op == Op.RUN):
                     with m.If(host_mem > RunKind.SEARCH):
                         m.d.comb += e.eq(Err.BAD_MEM)
-                    with m.Elif(addr + cnt > self.depths["prog"]):
+                    with m.Elif(run_range_bad):
                         m.d.comb += e.eq(Err.RANGE)
                     with m.Elif((host_mem == RunKind.SEARCH) & ~tmpl_valid):
                         m.d.comb += e.eq(Err.ORDER)

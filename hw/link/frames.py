@@ -223,7 +223,13 @@ class FrameLink(wiring.Component):
         out = Signal(8)
         txv, crc_byte = Signal(), Signal()   # out holds a byte for the UART; it counts in the CRC
         tcrc_next = crc16_step(m, tcrc, out, "crc_tx")
-        pay_word = Mux(tx_kind == KIND_ERR, err_word, fifo.r_data)
+        # the payload word is registered (pay_word), two cycles after each FIFO read it is current
+        pay_word, pay_stale = Signal(32), Signal(2)
+        m.d.sync += pay_word.eq(Mux(tx_kind == KIND_ERR, err_word, fifo.r_data))
+        with m.If(fifo.r_en):
+            m.d.sync += pay_stale.eq(2)
+        with m.Elif(pay_stale != 0):
+            m.d.sync += pay_stale.eq(pay_stale - 1)
         sent = txv & self.o_byte.ready
         put = ~txv                          # the FSM may put the next byte (one cycle after a send)
         m.d.comb += [self.o_byte.payload.eq(out), self.o_byte.valid.eq(txv)]
@@ -247,7 +253,7 @@ class FrameLink(wiring.Component):
                      ("CRC1", tcrc[8:], "DONE"))
             for state, value, nxt in steps:
                 with m.State(state):
-                    with m.If(put):
+                    with m.If(put & ((pay_stale == 0) if state == "PAY" else 1)):
                         m.d.sync += [out.eq(value), txv.eq(1), crc_byte.eq(state in ("LEN0", "LEN1", "KIND", "PAY"))]
                         if state == "PAY":
                             m.d.sync += k.eq(k + 1)
