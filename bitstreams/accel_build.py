@@ -144,9 +144,10 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
     watcher = threading.Thread(target=_progress, args=(out, "spiketrack", stop, time.monotonic(), echo), daemon=True)
     watcher.start()
     try:
-        # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build
+        # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build;
+        # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
-                              nextpnr_opts=["--router", "router2"] if fam == "ecp5" else [])
+                              nextpnr_opts=(["--router", "router2"] if fam == "ecp5" else []) + ["--timing-allow-fail"])
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}

@@ -550,7 +550,8 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
             _which(_TOOLS[tool])
         if callable(top) and not isinstance(top, Elaboratable):
             top = top()
-        for stale in ("report.json", "synth_report.json", f"{name}.json"):
+        for stale in ("report.json", "synth_report.json", f"{name}.json", f"{name}.config", f"{name}.asc",
+                      f"{name}.tim", f"{name}.bit", f"{name}.bin", f"{name}.svf"):   # the progress line reads these
             (out / stale).unlink(missing_ok=True)
 
         platform = b.platform_class()()

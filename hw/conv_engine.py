@@ -137,17 +137,17 @@ def _assign(view, values: dict) -> list:
     return [getattr(view, k).eq(v) for k, v in values.items()]
 
 
-def _at_most_two(mask):
-    """At most two bits of ``mask`` set (then the mask without its lowest bit has at most one), by
-    table lookups on 4-bit groups (LUT logic, no carry chain)."""
+def _at_most(mask, n: int):
+    """At most ``n`` (1 or 2) bits of ``mask`` set, by table lookups on 4-bit groups (LUT logic, no
+    carry chain): two bits of a word mean one left after the current event."""
     groups = [mask[i:i + 4] for i in range(0, len(mask), 4)]
     counts = [Array([Const(min(bin(v).count("1"), 3), 2) for v in range(1 << len(gp))])[gp] for gp in groups]
     total = Const(0, 2)
     over = Const(0, 1)
-    for c in counts:   # saturating sum of the group counts, flag once above two
+    for c in counts:   # saturating sum of the group counts, flag once above n
         s = total + c
-        over = over | (s > 2)
-        total = Mux(s > 2, 3, s)[:2]
+        over = over | (s > n)
+        total = Mux(s > n, 3, s)[:2]
     return ~over
 
 
@@ -319,7 +319,8 @@ class ConvEngine(wiring.Component):
         o_cur = Signal(A)                  # output word offset: position + t·o_t
         fifo_level = Signal(range(FIFO_DEPTH + 1))
         f1_valid, f2_valid = Signal(), Signal()
-        issue = cur_valid & (fifo_level + f1_valid + f2_valid <= FIFO_DEPTH - 1)
+        credit = Signal(range(FIFO_DEPTH + 1))   # = fifo_level + f1_valid + f2_valid, kept as a register
+        issue = cur_valid & (credit <= FIFO_DEPTH - 1)
         last_g = d.depthwise | (g == wpg_m1)
         last_kx, last_ky, last_t = kx_i == nx_m1, ky_i == ny_m1, t == T_m1
         group_end = last_g & last_kx & last_ky
@@ -361,15 +362,15 @@ class ConvEngine(wiring.Component):
                      *_assign(f1_tag, {"w": Mux(d.depthwise, w_tap, w_g), "group_end": group_end, "op_end": op_end,
                                        "t": t, "o": o_cur, "chunk": cur_chunk})]
         slot = data.StructLayout({"w": 3 * P, "t": tag, "nz": P, "single": 1})
-        f2 = Signal(data.StructLayout({"w": 3 * P, "t": tag, "nz": P}))
-        levels_in = [self.in_data[3 * j:3 * j + 3] for j in range(P)]
-        pixels_in = [self.in_data[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
-        m.d.sync += [f2_valid.eq(f1_valid), f2.w.eq(self.in_data), f2.t.eq(f1_tag),
-                     f2.nz.eq(Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in])))]
+        f2 = Signal(data.StructLayout({"w": 3 * P, "t": tag}))
+        m.d.sync += [f2_valid.eq(f1_valid), f2.w.eq(self.in_data), f2.t.eq(f1_tag)]
+        levels_in = [f2.w[3 * j:3 * j + 3] for j in range(P)]
+        pixels_in = [f2.w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
+        f2_nz = Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in]))
         fe = [Signal(slot, name=f"fifo{i}") for i in range(FIFO_DEPTH)]   # shift FIFO: the head is fe[0]
         pop = Signal()
         new = Signal(slot)
-        m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2.nz), new.single.eq((f2.nz & (f2.nz - 1)) == 0)]
+        m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(new.nz, 1))]
         for i in range(FIFO_DEPTH):
             here = f2_valid & Mux(pop, fifo_level == i + 1, fifo_level == i)
             with m.If(here):
@@ -377,7 +378,7 @@ class ConvEngine(wiring.Component):
             with m.Elif(pop):
                 if i + 1 < FIFO_DEPTH:
                     m.d.sync += fe[i].eq(fe[i + 1])
-        m.d.sync += fifo_level.eq(fifo_level + f2_valid - pop)
+        m.d.sync += [fifo_level.eq(fifo_level + f2_valid - pop), credit.eq(credit + issue - pop)]
 
         # ---------------------------------------------------------------- level scanner -> e1
         hd = fe[0]
@@ -397,7 +398,7 @@ class ConvEngine(wiring.Component):
         have = (fifo_level != 0) & ~hold
         m.d.comb += pop.eq(have & done_word)
         with m.If(have):
-            m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq(_at_most_two(mask))]
+            m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq(_at_most(mask, 2))]
         with m.If(take):
             m.d.sync += [cool.eq(0), cool_zero.eq(1)]
         with m.Elif(pop & hd.t.group_end):
@@ -428,22 +429,22 @@ class ConvEngine(wiring.Component):
         TB = BIAS_BITS + SHIFT_BITS
         side = data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "tab": TB * P, "res": STREAM_BITS * P})
 
-        # e2d: the read data in registers (block RAM outputs feed no logic directly)
-        e2d = Signal(data.StructLayout({"s": side, "k": data.ArrayLayout(8, P),
-                                        "w": data.ArrayLayout(signed(TM_BITS + 1), P)}))
+        # e2d: the read data in registers (block RAM outputs and their cascade multiplexers feed no logic)
+        e2d = Signal(data.StructLayout({"s": side, "k": data.ArrayLayout(8, P), "w": 8 * P, "tm": TM_BITS * P}))
         m.d.sync += _assign(e2d.s, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "tab": self.tab_data,
                                     "res": self.res_data})
+        m.d.sync += [e2d.w.eq(self.w_data), e2d.tm.eq(self.tm_data)]
         for lane in range(P):
-            m.d.sync += [e2d.w[lane].eq(Mux(d.tmem, self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
-                                             self.w_data[8 * lane:8 * lane + 8].as_signed())),
-                         e2d.k[lane].eq(Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level))]
+            m.d.sync += e2d.k[lane].eq(Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level))
 
         # e2p, e3: k·w by shift-add over two stages (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w,
         # 4·w = w << 2; the stem's pixel p: Σ_β p_β · (w << β), its bit planes added, §IS-11)
         e2p = Signal(data.StructLayout({"s": side, "part": data.ArrayLayout(data.ArrayLayout(signed(Ba), 4), P)}))
         m.d.sync += e2p.s.eq(e2d.s)
         for lane in range(P):
-            w, k = e2d.w[lane], e2d.k[lane]
+            w = Mux(d.tmem, e2d.tm[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
+                    e2d.w[8 * lane:8 * lane + 8].as_signed())
+            k = e2d.k[lane]
             for q in range(4):
                 m.d.sync += e2p.part[lane][q].eq(Mux(k[2 * q], w << (2 * q), 0) + Mux(k[2 * q + 1], w << (2 * q + 1), 0))
         e3 = Signal(data.StructLayout({"s": side, "prod": data.ArrayLayout(signed(Ba), P)}))

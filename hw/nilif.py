@@ -118,16 +118,19 @@ class NiLifPipeline(wiring.Component):
 
         h = Signal(data.ArrayLayout(signed(HB), P))
 
-        # stage A1: the decay terms ±(h >> a_j)
+        # stage A1: the decay terms h >> a_j, complemented when negative (-q = ~q + 1: the ones
+        # go into x + n_1 + n_2, computed beside the shifts)
         sd = Signal(data.StructLayout({"valid": 1, "update": 1, "t0": 1, "carry": self._carry,
-                                       "x": data.ArrayLayout(signed(B), P),
+                                       "x": data.ArrayLayout(signed(B), P), "xn": data.ArrayLayout(signed(B + 2), P),
                                        "q": data.ArrayLayout(data.ArrayLayout(signed(HB), 2), P)}))
         m.d.sync += [sd.valid.eq(self.i_valid), sd.update.eq(self.i_update), sd.t0.eq(self.i_t == 0),
                      sd.carry.eq(self.i_carry), sd.x.eq(self.i_x)]
+        negs = [term.en & term.neg for term in self.i_terms]
         for i in range(P):
+            m.d.sync += sd.xn[i].eq(self.i_x[i] + negs[0] + negs[1])
             for j, term in enumerate(self.i_terms):
                 part = h[i] >> term.sh
-                m.d.sync += sd.q[i][j].eq(Mux(term.en, Mux(term.neg, -part, part), 0))
+                m.d.sync += sd.q[i][j].eq(Mux(term.en, Mux(term.neg, ~part, part), 0))
 
         # stage A2: s = Σ terms + x
         sa = Signal(data.StructLayout({"valid": 1, "update": 1, "t0": 1, "carry": self._carry,
@@ -135,7 +138,7 @@ class NiLifPipeline(wiring.Component):
         m.d.sync += [sa.valid.eq(sd.valid), sa.update.eq(sd.update), sa.t0.eq(sd.t0), sa.carry.eq(sd.carry),
                      sa.x.eq(sd.x)]
         for i in range(P):
-            m.d.sync += sa.s[i].eq(Mux(sd.t0, sd.x[i], sd.q[i][0] + sd.q[i][1] + sd.x[i]))
+            m.d.sync += sa.s[i].eq(Mux(sd.t0, sd.x[i], sd.q[i][0] + sd.q[i][1] + sd.xn[i]))
 
         # stage B: clamp and the level comparisons
         sb = Signal(data.StructLayout({"valid": 1, "update": 1, "carry": self._carry, "sat": P,

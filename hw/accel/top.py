@@ -257,7 +257,7 @@ class Accelerator(wiring.Component):
             m.d.sync += rsp_valid.eq(0)
         depth_of = Signal(A + 1)
         wpr = Signal(6)
-        host_rd_data = Signal(max(W.values()))
+        host_rd_data, host_rd_q = Signal(max(W.values())), Signal(max(W.values()))
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
@@ -390,8 +390,11 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.comb += [host_rd_addr.eq(addr), host_rd_en.eq(1)]
                     m.next = "RLATCH"
-            with m.State("RLATCH"):
-                m.d.sync += [row.eq(host_rd_data), widx.eq(0)]
+            with m.State("RLATCH"):     # the selected memory's row registered, then latched
+                m.d.sync += host_rd_q.eq(host_rd_data)
+                m.next = "RLATCH2"
+            with m.State("RLATCH2"):
+                m.d.sync += [row.eq(host_rd_q), widx.eq(0)]
                 m.next = "RSEND"
             with m.State("RSEND"):
                 with m.If(can_reply):
