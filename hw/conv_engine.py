@@ -370,7 +370,7 @@ class ConvEngine(wiring.Component):
         fe = [Signal(slot, name=f"fifo{i}") for i in range(FIFO_DEPTH)]   # shift FIFO: the head is fe[0]
         pop = Signal()
         new = Signal(slot)
-        m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(new.nz, 1))]
+        m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(f2_nz, 1))]
         for i in range(FIFO_DEPTH):
             here = f2_valid & Mux(pop, fifo_level == i + 1, fifo_level == i)
             with m.If(here):
