@@ -135,8 +135,6 @@ def _track_rtl(args, box) -> int:
     from spiketrack.quant.ir import save_artifact
     from spiketrack.sim.accel_cocotb import run_job_cocotb
 
-    if args.video:
-        raise UserError("--video is not offered with --backend rtl yet: render the boxes file with --backend golden")
     net = _integer_network(args)
     ap = lower_to_accel(net, 8)
     t0 = time.monotonic()
@@ -155,10 +153,24 @@ def _track_rtl(args, box) -> int:
     write_bytes_atomic(out, buf.getvalue().encode())
     search = [r["cycles"] for r in rep["passes"] if r["pass"] == "search_frame"]
     secs = time.monotonic() - t0
-    print(f"tracked {len(boxes)} frames on the RTL -> {out}; search frame {sum(search) / max(1, len(search)):.0f} "
-          f"cycles ({100e6 * len(search) / max(1, sum(search)):.1f} fps at 100 MHz), {rep['cycles_simulated']} cycles "
-          f"simulated in {secs:.0f} s")
+    if args.video:
+        render_video(args.video, iter_frames(args.frames), boxes)
+    print(f"tracked {len(boxes)} frames on the RTL -> {out}" + (f", video {args.video}" if args.video else "")
+          + f"; search frame {sum(search) / max(1, len(search)):.0f} cycles "
+          f"({100e6 * len(search) / max(1, sum(search)):.1f} fps at 100 MHz), {rep['cycles_simulated']} cycles "
+          f"simulated in {secs:.0f} s ({len(search) / secs:.3f} frames/s of simulation)")
     return 0
+
+
+def render_video(path: str, frames, boxes) -> None:
+    """Write ``frames`` with ``boxes`` drawn in (one box per frame) to the video ``path``."""
+    iio = _imageio()
+    writer = iio.get_writer(path, fps=25, macro_block_size=1)
+    try:
+        for img, b in zip(frames, boxes):
+            writer.append_data(draw_box(img, b))
+    finally:
+        writer.close()
 
 
 def run(args) -> int:

@@ -153,7 +153,8 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
         label = "template_update" if i == 0 else f"search_frame_{i - 1}"
         for name, x in host_inputs.items():
             pl = ap.placement[name]
-            steps.append({"op": "write", "mem": pl.mem, "addr": pl.base, "rows": tensor_rows(x[:, 0], net.types[name].kind, P)})
+            steps.append({"op": "write", "pass": label, "mem": pl.mem, "addr": pl.base,
+                          "rows": tensor_rows(x[:, 0], net.types[name].kind, P)})
         first, count = ap.programs[pname]
         kind = RunKind.TEMPLATE if pname == "template_update" else RunKind.SEARCH
         nodes = [n for n in ap.nodes if n.program == pname]
@@ -190,6 +191,7 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
     t0 = time.monotonic()
     for step in plan:
         op = step["op"]
+        t_step = time.monotonic()
         if trace:
             print(f"[plan {time.monotonic() - t0:8.2f} s, cycle {cycle()}] {op} {step.get('mem', '')} "
                   f"{step.get('addr', step.get('first', ''))}", flush=True)
@@ -202,7 +204,7 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
             drv.run(step["first"], step["count"], step["kind"])
             after = drv.wait_idle()
             cycles = after["run_cycles"] - before["run_cycles"]
-            pp = report["per_pass"].setdefault(step["pass"], {"cycles": 0, "predicted_cycles": 0, "counters": {}})
+            pp = _pass_entry(report, step["pass"])
             pp["cycles"] += cycles
             pp["predicted_cycles"] += step["predicted"]
             for k, v in after.items():
@@ -229,7 +231,15 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
                 if report["first_mismatch"] is None:
                     report["first_mismatch"] = {"pass": step["pass"], "layer": step["layer"], "tensor": step["tensor"],
                                                 "element": _first_bad_element(step, got, lanes), "cycle": cycle()}
+        if step.get("pass"):
+            _pass_entry(report, step["pass"])["wall_s"] += time.monotonic() - t_step
     return report
+
+
+def _pass_entry(report: dict, name: str) -> dict:
+    """The per-pass record: cycles, predicted cycles, counters and the wall time its steps took
+    (loading its pixels, running, reading back; the simulator's time, not the plan's)."""
+    return report["per_pass"].setdefault(name, {"cycles": 0, "predicted_cycles": 0, "counters": {}, "wall_s": 0.0})
 
 
 def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,

@@ -56,7 +56,9 @@ def summarise(rep: dict, frames: int) -> dict:
             "utilization": {"units_busy": round(busy / run, 4) if run else None,
                             "conv_engine": round(conv / run, 4) if run else None},
             "fps_at_100mhz": round(100e6 / cyc, 2) if cyc else None,
-            "seconds_per_frame": round(rep["seconds"] / (frames + 1), 2), "seconds": rep["seconds"],
+            "seconds_per_frame": round(sum(v["wall_s"] for v in search) / max(1, len(search)), 2),
+            "template_seconds": round(rep["per_pass"].get("template_update", {}).get("wall_s", 0.0), 2),
+            "seconds": rep["seconds"],
             "counters_per_frame": {k: round(sum(v["counters"].get(k, 0) for v in search) / max(1, len(search)))
                                    for k in (search[0]["counters"] if search else {})}}
 

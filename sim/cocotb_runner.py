@@ -57,7 +57,7 @@ import shutil
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,31 @@ DEFAULT_BUILD_ARGS: dict[str, list[str]] = {
 }
 
 _SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
+
+#: Which signals Verilator makes visible to VPI (cocotb). ``"top"``: only the top module's (its
+#: ports are all the testbenches touch), so Verilator inlines and optimises everything below;
+#: cocotb's own ``--public-flat-rw`` makes every signal of every module public, which keeps each
+#: one a stored variable (measured on the whole accelerator: docs/verification.md).
+#: ``"all"``: cocotb's default.
+VERILATOR_PUBLIC = "top"
+
+
+def _verilator_public_top(runner, build_dir: Path, toplevel: str) -> None:
+    """Make ``runner`` verilate with only ``toplevel``'s signals public (a ``.vlt`` config file
+    instead of ``--public-flat-rw``)."""
+    vlt = build_dir / "public.vlt"
+    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+    build_command = runner._build_command
+
+    def command():
+        cmds = build_command()
+        if cmds and "--public-flat-rw" in cmds[0]:
+            first = list(cmds[0])
+            first[first.index("--public-flat-rw")] = str(vlt)
+            cmds = [first, *cmds[1:]]
+        return cmds
+
+    runner._build_command = command  # type: ignore[method-assign]
 
 
 class CocotbFailure(AssertionError):
@@ -300,7 +325,8 @@ def run_cocotb(
     build_args = list(build_args)
 
     verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
-    key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves])
+    key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves]
+                     + ([VERILATOR_PUBLIC] if sim == "verilator" and VERILATOR_PUBLIC != "all" else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     root = Path(build_root)
@@ -335,6 +361,8 @@ def run_cocotb(
                 runner._build_command = lambda: []  # type: ignore[method-assign]
             else:
                 stamp.unlink(missing_ok=True)
+                if sim == "verilator" and VERILATOR_PUBLIC == "top":
+                    _verilator_public_top(runner, build_dir, toplevel)
             try:
                 runner.build(
                     sources=[vfile],

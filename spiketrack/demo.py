@@ -4,6 +4,7 @@
 2. tracking: one-pass evaluation of the shipped checkpoint on the synthetic benchmark;
 3. quantisation: the integer network, checked bit-exactly against the Brevitas model;
 4. tracking with the quantised model, and energy on real frames (also from the accelerator's counters);
+   an annotated video of one sequence: ground truth, float and integer (golden) boxes;
 5. hardware: RTL fuzzing against the golden model;
 6. the compiler: the integer network as hardware ops, cycles per frame and the ULX3S-85F memory plan;
 7. real layers of a frame on the run-time-configured RTL (conv engine, vector unit), bit- and cycle-exact;
@@ -83,6 +84,43 @@ def track_reduced_on_accelerator(frames: int = 2, seed: int = 0) -> dict:
             "seconds": round(time.time() - t0, 1)}
 
 
+def annotated_video(artifact: Path, path: Path, frames: int = 16) -> dict:
+    """Track the first ``frames`` frames of synthetic sequence 0 with the shipped float checkpoint and
+    with its integer network (golden executor), and write them to the video ``path`` with three boxes:
+    ground truth (green), float (red), integer (blue)."""
+    import numpy as np
+
+    from spiketrack.model.checkpoint import model_from_checkpoint
+    from spiketrack.model.cli_track import _imageio, draw_box
+    from spiketrack.model.data.datasets import load_eval_dataset
+    from spiketrack.model.metrics import iou
+    from spiketrack.model.tracker import SpikeTrackTracker
+    from spiketrack.quant.ir import load_artifact
+    from spiketrack.quant.tracking import ArtifactTracking
+
+    _, (seq,) = load_eval_dataset("synthetic", 1)
+    imgs = [seq.frame(i) for i in range(min(frames, seq.n_frames))]
+    model, _ = model_from_checkpoint(None, "cpu")
+    trackers = {"float": SpikeTrackTracker(model), "golden": SpikeTrackTracker(ArtifactTracking(load_artifact(artifact)))}
+    boxes = {k: [seq.boxes[0]] for k in trackers}
+    for k, tr in trackers.items():
+        tr.init(imgs[0], seq.boxes[0])
+        boxes[k] += [tr.update(f) for f in imgs[1:]]
+    writer = _imageio().get_writer(str(path), fps=8, macro_block_size=1)
+    try:
+        for i, img in enumerate(imgs):
+            img = draw_box(img, seq.boxes[i], color=(0, 200, 0))
+            img = draw_box(img, boxes["float"][i], color=(255, 0, 0))
+            writer.append_data(draw_box(img, boxes["golden"][i], color=(0, 80, 255)))
+    finally:
+        writer.close()
+    b = {k: np.asarray(v, float) for k, v in boxes.items()}
+    gt = seq.boxes[:len(imgs)]
+    return {"video": str(path), "sequence": seq.name, "frames": len(imgs),
+            "float_vs_integer_iou_median": round(float(np.median(iou(b["float"][1:], b["golden"][1:]))), 3),
+            "gt_iou_median": {k: round(float(np.median(iou(v[1:], gt[1:]))), 3) for k, v in b.items()}}
+
+
 def last_build_report(board: str) -> dict | None:
     """The build report of ``spiketrack build --board BOARD``: ``build/<board>/build_report.json``
     when this checkout built one, else the measured one shipped in ``bitstreams/reports/``."""
@@ -139,6 +177,11 @@ def run(args) -> int:
           f"ANN twin {en['ann_mj']:.4f} mJ, ratio {en['ratio']:.1f}x (45 nm paper convention); with memory counted: "
           f"per-SOP accounting {en['with_memory']['ratio']:.2f}x, the accelerator's counters "
           f"{acc['snn_mj']:.4f} mJ vs ANN twin on the same memories {acc['ann_mj']:.4f} mJ: {acc['ratio']:.2f}x")
+    vid = annotated_video(out / "artifact", out / "tracking.mp4")
+    summary["video"] = vid
+    print(f"annotated video {vid['video']} ({vid['sequence']}, {vid['frames']} frames; green ground truth, red float, "
+          f"blue integer): IoU with ground truth, median: float {vid['gt_iou_median']['float']}, integer "
+          f"{vid['gt_iou_median']['golden']}; float vs integer {vid['float_vs_integer_iou_median']}")
 
     if not args.skip_hw:
         _step(f"5. hardware: {args.fuzz} RTL fuzz cases against the golden model")

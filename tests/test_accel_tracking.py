@@ -74,8 +74,12 @@ def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
     outs = {}
     for backend in ("golden", "rtl"):
         outs[backend] = tmp_path / f"{backend}.txt"
+        video = ["--video", str(tmp_path / "rtl.mp4")] if backend == "rtl" else []
         assert main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
-                     "--init", "14,10,12,14", "--out", str(outs[backend])]) == 0
+                     "--init", "14,10,12,14", "--out", str(outs[backend])] + video) == 0
     assert "on the RTL" in capsys.readouterr().out
     golden, rtl = outs["golden"].read_text(), outs["rtl"].read_text()
     assert len(golden.splitlines()) == 4 and rtl == golden
+    from spiketrack.model.cli_track import iter_frames
+    rendered = list(iter_frames(str(tmp_path / "rtl.mp4")))   # the annotated video: one frame per box
+    assert len(rendered) == 4 and rendered[0].shape == _frames(1)[0].shape
