@@ -12,6 +12,9 @@ cycles, the cycle model's prediction and mismatches per pass).
 
 from __future__ import annotations
 
+import sys
+import time
+
 import torch
 
 from spiketrack.compiler.accel import AccelProgram, _size, rows_tensor, tensor_rows
@@ -132,6 +135,7 @@ def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames:
     model = AcceleratorTracking(net, ap, drv, load=False)
     tracker = SpikeTrackTracker(model, update_interval=update_interval, update_threshold=update_threshold)
     boxes = []
+    t0 = time.monotonic()
     for i, img in enumerate(iter_frames(frames)):
         if max_frames is not None and i >= max_frames:
             break
@@ -140,4 +144,7 @@ def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames:
             boxes.append([float(v) for v in init])
         else:
             boxes.append([float(v) for v in tracker.update(img)])
+        # progress on the terminal: the simulator's cycle and wall time after each frame
+        print(f"[rtl] frame {i + 1}: cycle {cycle()}, {time.monotonic() - t0:.0f} s, box "
+              f"{','.join(f'{v:.1f}' for v in boxes[-1])}", file=sys.stderr, flush=True)
     return {"boxes": boxes, "passes": model.reports, "cycles_simulated": cycle()}
