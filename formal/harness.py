@@ -12,7 +12,7 @@ from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume
 from amaranth.lib.wiring import In
 
-__all__ = ["any_environment", "past", "StreamCheck", "cycles_since_busy", "elaborate_with_probes", "submodule", "output_rules", "under_proof"]
+__all__ = ["any_environment", "past", "StreamCheck", "cycles_since_busy", "elaborate_with_probes", "submodule", "signal_named", "fsm_in", "output_rules", "under_proof"]
 
 
 def any_environment(m: Module, unit, *, keep=()) -> None:
@@ -60,12 +60,12 @@ class StreamCheck:
         self.fire = port.valid & port.ready
         if role != "observe":
             held = past(m, port.valid & ~port.ready, f"{name}_held")
-            payload = past(m, port.payload.as_value(), f"{name}_payload")
+            payload = past(m, Value.cast(port.payload), f"{name}_payload")
             check = Assert if role == "producer" else Assume
             kind = "" if role == "producer" else "env."
             with m.If(held):
                 m.d.comb += [check(port.valid, f"{kind}{name}.valid_held"),
-                             check(port.payload.as_value() == payload, f"{kind}{name}.payload_stable")]
+                             check(Value.cast(port.payload) == payload, f"{kind}{name}.payload_stable")]
         self.count = Signal(count_bits, name=f"{name}_count")
         m.d.sync += self.count.eq(self.count + self.fire)
 
@@ -96,6 +96,30 @@ def submodule(body: Module, name: str):
     except KeyError:
         raise KeyError(f"the unit has no submodule {name!r} (has {sorted(body._named_submodules)}); "
                        "update the harness to the unit") from None
+
+
+def signal_named(body: Module, name: str) -> Signal:
+    """The signal called ``name`` that an elaborated ``Module`` drives (a unit's internal
+    register, e.g. ``"guard"``), for a harness to observe; it must be unique. This reads
+    Amaranth's private ``Module._driving``."""
+    found = [s for s in body._driving.keys() if s.name == name]
+    if len(found) != 1:
+        raise KeyError(f"the unit drives {len(found)} signals named {name!r} (expected one); "
+                       "update the harness to the unit")
+    return found[0]
+
+
+def fsm_in(body: Module, fsm: str, *states: str):
+    """High while the FSM ``fsm`` of an elaborated ``Module`` is in one of ``states`` (reads the
+    private ``Module._generated`` and the FSM's state encoding)."""
+    try:
+        f = body._generated[fsm]
+    except KeyError:
+        raise KeyError(f"the unit has no FSM {fsm!r}; update the harness to the unit") from None
+    missing = [s for s in states if s not in f.encoding]
+    if missing:
+        raise KeyError(f"FSM {fsm!r} has no states {missing} (has {list(f.encoding)}); update the harness")
+    return f.state.matches(*(f.encoding[s] for s in states))
 
 
 def output_rules(unit, *ports: str, environment=None) -> Module:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from spiketrack.formal import encoder, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
+from spiketrack.formal import accel, encoder, link, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
 from spiketrack.formal.mutants import Mutant, load
 from spiketrack.formal.sby import ProofResult, run_sby
 
@@ -85,6 +85,18 @@ NEU = "spiketrack.hw.neuron_unit"
 RN = "spiketrack.hw.retrieval_neuron"
 STREAM = "(a) {}: valid held until ready, payload stable while stalled"
 IGNORES_READY = "the output register advances under backpressure"
+
+
+CONV = "spiketrack.hw.conv_engine"
+VEC = "spiketrack.hw.vector_unit"
+MB = "spiketrack.hw.memory_builder"
+TOP = "spiketrack.hw.accel.top"
+LINK = "spiketrack.hw.link.frames"
+CONTRACT = ("(a) port contract (no output stream: results leave by a write port): i_desc ready whenever "
+            "not busy, every out_en write while busy")
+NILIF_DONE_EARLY = ("busy falls when the op's last word enters the NI-LIF pipeline (its write lands after)",
+                    "        with m.If(nl.o_valid & nl.o_carry.op_end):\n            m.d.sync += active.eq(0)",
+                    "        with m.If(nl.i_valid & nl.i_carry.op_end):\n            m.d.sync += active.eq(0)")
 
 
 def mutant(*args) -> tuple:
@@ -165,4 +177,53 @@ PROOFS = {p.name: p for p in [
           MEM, memory_unit.GEOMETRY, memory_unit.counters, "bmc", 20,
           mutants=mutant("no_stall_in", "input gaps are not counted",
                          "ctr.inc.stall_in.eq(in_phase & ~self.i_events.valid)", "ctr.inc.stall_in.eq(0)")),
+    # ------------------------------------------------------------ the accelerator that ships (formal/accel.py, link.py)
+    Proof("conv_contract", CONTRACT, CONV, accel.CONV_GEOMETRY, accel.conv_contract, "bmc", 45, cut=("dut.ctr",),
+          mutants=mutant("done_early", *NILIF_DONE_EARLY)),
+    Proof("vec_contract", CONTRACT, VEC, accel.UNIT_GEOMETRY, accel.vec_contract, "bmc", 80, cut=("dut.ctr",),
+          mutants=mutant("done_early", *NILIF_DONE_EARLY)),
+    Proof("mb_contract", CONTRACT + " (with lemmas: every pipeline stage valid only while active)", MB,
+          accel.UNIT_GEOMETRY, accel.mb_contract_inductive, "prove", 6, cut=("dut.ctr",), mutant_depth=12, fast=True,
+          mutants=mutant("done_early", "busy falls when the op's last line leaves the multiplier stage, "
+                         "two cycles before its write",
+                         "        with m.If(wst.op_end):\n            m.d.sync += active.eq(0)",
+                         "        with m.If(s1.valid & s1.op_end):\n            m.d.sync += active.eq(0)")),
+    Proof("accel_rsp_stream", STREAM.format("o_rsp"), TOP, accel.TOP_GEOMETRY, accel.rsp_stream, "prove", 2,
+          cut=accel.TOP_CUT, mutant_depth=14,
+          mutants=(Mutant("reply_overwrites", "a new reply word is written while the previous one is stalled",
+                          "can_reply = ~rsp_valid | self.o_rsp.ready", "can_reply = Const(1)"),
+                   Mutant("valid_falls_early", "rsp_valid is cleared whether or not the word was taken",
+                          "with m.If(self.o_rsp.valid & self.o_rsp.ready):", "with m.If(self.o_rsp.valid):"))),
+    Proof("accel_template_write", "(b) during a search run no template slot (template-memory row below the "
+          "guard) is written, and neither the run kind nor the guard changes while a run lasts",
+          TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=24,
+          mutants=(Mutant("guard_ignored", "the memory builder's writes are not blocked below the guard",
+                          "running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)", "running & (cur == Unit.MB) & mb.out_en)"),
+                   Mutant("guard_while_running", "a GUARD command is accepted while a run is in progress",
+                          "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)\n"
+                          "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)",
+                          "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)\n"
+                          "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)"),
+                   Mutant("block_template_runs", "the guard blocks template runs instead of search runs",
+                          "tm_blocked = running & (run_kind == RunKind.SEARCH)",
+                          "tm_blocked = running & (run_kind == RunKind.TEMPLATE)"))),
+    Proof("link_stream", "(a) o_cmd and o_byte: valid held until ready, payload stable while stalled",
+          LINK, link.GEOMETRY, link.stream_rules, "prove", 2, mutant_depth=16, fast=True,
+          mutants=(Mutant("cmd_reads_ahead", "the buffer read address advances while o_cmd is stalled",
+                          "rd.addr.eq(Mux(take, ridx + 1, ridx))", "rd.addr.eq(ridx + 1)"),
+                   Mutant("byte_valid_falls_early", "the UART byte is withdrawn whether or not it was taken",
+                          "        with m.If(sent):\n            m.d.sync += txv.eq(0)",
+                          "        with m.If(txv):\n            m.d.sync += txv.eq(0)"))),
+    Proof("link_crc_step", "the RTL's CRC-16 step equals the host's CRC-16/CCITT-FALSE for every register and byte",
+          LINK, "combinational: all 2^24 (register, byte) pairs", link.crc_step, "prove", 1, mutant_depth=2, fast=True,
+          mutants=mutant("wrong_polynomial", "polynomial 0x1031 instead of 0x1021",
+                         "Cat(0, c[:15]) ^ 0x1021", "Cat(0, c[:15]) ^ 0x1031")),
+    Proof("link_rejects", "a frame with a bad CRC, an unknown command (kind > GUARD), a header op other than its "
+          "kind or a wrong length is never executed: no word reaches o_cmd (one frame from reset; exempt: a "
+          "one-word WRITE of 0 rows, the finding of docs/formal.md)",
+          LINK, link.GEOMETRY, link.rejects, "bmc", 20,
+          mutants=(Mutant("crc_check_skipped", "the CRC comparison is dropped", "with m.If(crc != crc_rx):",
+                          "with m.If(Const(0)):"),
+                   Mutant("kind_check_skipped", "an unknown kind byte is not rejected", "with m.If(byte > Op.GUARD):",
+                          "with m.If(Const(0)):"))),
 ]}

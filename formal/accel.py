@@ -1,0 +1,144 @@
+"""Harnesses of the accelerator that ships: its three units and its top (``hw/accel/top.py``).
+
+The units (:class:`~spiketrack.hw.conv_engine.ConvEngine`,
+:class:`~spiketrack.hw.vector_unit.VectorUnit`,
+:class:`~spiketrack.hw.memory_builder.MemoryBuilder`) have one stream port, the descriptor input
+``i_desc``; their results leave through a memory write port (``out_en``/``out_addr``/``out_data``,
+no ready), so they have no output stream to hold the stream rules. What the top's controller
+relies on instead (it asserts ``i_desc.valid`` for exactly one cycle, ISSUE, waits for ``busy`` to
+fall, WAIT, and routes the write port to the unit only while its descriptor runs) is the unit's
+port contract, proved by :func:`unit_contract`:
+
+* ``i_desc.ready_when_idle``: the unit is ready whenever it is not busy (a one-cycle issue is
+  never lost);
+* ``out.write_only_while_busy``: every memory write happens while ``busy`` is high (no write
+  lands after the controller moved on).
+
+Geometry: ``P = 2`` lanes (conv engine ``P = 4``: its stem reads three pixel lanes), 6-bit
+addresses; every descriptor field, every read-data word and every ``valid`` is free each cycle.
+
+The top (:class:`~spiketrack.hw.accel.top.Accelerator`) at its smallest: ``P = 8`` lanes (the
+least it accepts), 4-bit addresses, every memory 2 rows, WRITE timeout 4 cycles. Its three units
+are cut (yosys ``cutpoint``: every unit output free each cycle), so the top's proofs hold for any
+behaviour of the units, and the command stream ``i_cmd`` is free.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import Assert, Assume
+
+from spiketrack.formal.harness import (any_environment, elaborate_with_probes, output_rules, past, signal_named,
+                                      submodule, under_proof)
+
+__all__ = ["UNIT_GEOMETRY", "CONV_GEOMETRY", "TOP_GEOMETRY", "TOP_CUT", "conv_contract", "vec_contract",
+           "mb_contract", "rsp_stream", "template_write",
+           "template_write_any_address", "mb_contract_inductive"]
+
+UNIT_GEOMETRY = "P=2 lanes, 6-bit addresses, any descriptor"
+CONV_GEOMETRY = "P=4 lanes, 6-bit addresses, any descriptor"
+TOP_GEOMETRY = ("P=8, 4-bit addresses, every memory 2 rows (program rows start as memory-build descriptors), "
+                "timeout 4; units cut (any unit behaviour)")
+TOP_CUT = ("dut.conv", "dut.vec", "dut.mb")
+_DEPTHS = {k: 2 for k in ("prog", "w", "tab", "cst", "lv", "st", "tm")}
+
+
+def unit_contract(dut) -> Module:
+    """The port contract of one unit (module docstring), in any environment."""
+    m = under_proof(dut)
+    _contract(m, dut)
+    return m
+
+
+def _contract(m, dut):
+    with m.If(~dut.busy):
+        m.d.comb += Assert(dut.i_desc.ready, "i_desc.ready_when_idle")
+    with m.If(dut.out_en):
+        m.d.comb += Assert(dut.busy, "out.write_only_while_busy")
+
+
+def conv_contract(hw) -> Module:
+    return unit_contract(hw.ConvEngine(lanes=4, addr_bits=6))
+
+
+def vec_contract(hw) -> Module:
+    return unit_contract(hw.VectorUnit(lanes=2, addr_bits=6))
+
+
+def mb_contract(hw) -> Module:
+    return unit_contract(hw.MemoryBuilder(lanes=2, addr_bits=6))
+
+
+def mb_contract_inductive(hw) -> Module:
+    """:func:`mb_contract` with lemmas that make it k-inductive: while the sequencer reads
+    (``k_en``) or any pipeline stage (``s1``, ``s1d``, ``s2``, ``wst``: ``valid`` is each record's
+    bit 0) holds a line, the unit is ``active``."""
+    m = Module()
+    dut = hw.MemoryBuilder(lanes=2, addr_bits=6)
+    body = elaborate_with_probes(m, dut)
+    any_environment(m, dut)
+    _contract(m, dut)
+    active = signal_named(body, "active")
+    for stage in ("s1", "s1d", "s2", "wst"):
+        with m.If(signal_named(body, stage)[0]):
+            m.d.comb += Assert(active, f"lemma.{stage}_valid_while_active")
+    with m.If(dut.k_en):
+        m.d.comb += Assert(active, "lemma.reading_while_active")
+    return m
+
+
+def _top(hw):
+    # the program rows start as memory-build descriptors (the host may overwrite them): a search
+    # run reaches the memory builder without a WRITE first, so counterexamples are short
+    mb = hw.Unit.MB.value
+    return hw.Accelerator(lanes=8, depths=_DEPTHS, addr_bits=4, timeout=4, init={"prog": [mb, mb]})
+
+
+def rsp_stream(hw) -> Module:
+    """(a) ``o_rsp`` keeps ``valid`` until ready and its payload stable, any command stream."""
+    return output_rules(_top(hw), "o_rsp")
+
+
+def template_write(hw, *, mb_addr_in_memory: bool = True) -> Module:
+    """(b) During a search run no template slot of the template memory is written.
+
+    A *search frame* is a run whose kind (the top's ``run_kind``, set from the RUN command) is
+    SEARCH, from the cycle ``busy`` rises to the cycle it falls; the template slots are the rows
+    below the guard (``guard``, set by the GUARD command) as it was when the run started. The
+    harness latches both at the start and asserts that they do not change during the run
+    (``run.kind_stable``, ``run.guard_stable``: no command re-targets a running frame), and that
+    the template memory's write port (observed on the memory itself, whoever drives it: a unit or
+    the host) writes no row below that guard while the run lasts.
+
+    Assumed: the memory builder writes rows that exist (``out_addr`` below the template memory's
+    depth), as every compiled program does. Without it the proof fails: the top compares the
+    guard with the unit's whole address, but the memory decodes only its low bits, so a write
+    past the end (row ``depth + r``) lands on row ``r``, possibly a template slot
+    (``mb_addr_in_memory=False`` shows it: :func:`template_write_any_address`).
+    """
+    m = Module()
+    dut = _top(hw)
+    body = elaborate_with_probes(m, dut)
+    any_environment(m, dut)
+    kind, guard = signal_named(body, "run_kind"), signal_named(body, "guard")
+    search = hw.RunKind.SEARCH
+    rise = dut.busy & ~past(m, dut.busy, "busy")
+    kind_r, guard_r = Signal.like(kind, name="frame_kind"), Signal.like(guard, name="frame_guard")
+    with m.If(rise):
+        m.d.sync += [kind_r.eq(kind), guard_r.eq(guard)]
+    frame_kind, frame_guard = Mux(rise, kind, kind_r), Mux(rise, guard, guard_r)
+    wr = dut.mems["tm"].write_ports[0]
+    mb = submodule(body, "mb")
+    if mb_addr_in_memory:   # a compiled program addresses rows of the memory (see the docstring)
+        with m.If(mb.out_en):
+            m.d.comb += Assume(mb.out_addr < dut.depths["tm"], "env.mb_addr_in_memory")
+    with m.If(dut.busy):
+        m.d.comb += [Assert(kind == frame_kind, "run.kind_stable"), Assert(guard == frame_guard, "run.guard_stable")]
+        with m.If((frame_kind == search) & wr.en):
+            m.d.comb += Assert(wr.addr >= frame_guard, "tm.no_template_write_in_search")
+    return m
+
+
+def template_write_any_address(hw) -> Module:
+    """:func:`template_write` without the address assumption (fails: the finding)."""
+    return template_write(hw, mb_addr_in_memory=False)

@@ -1,0 +1,92 @@
+"""Formal proofs of the accelerator that ships (formal/accel.py, formal/link.py; docs/formal.md).
+
+The proofs and their mutants are registered in ``formal/proofs.py`` (so ``make formal`` and
+``python -m spiketrack.formal`` run them, and ``tests/test_formal_proofs.py`` checks PASS / FAIL).
+Here: each mutant fails on the very property it breaks (not on another one), the two findings
+still fail as documented, and the harness helpers name what they cannot find. The solver runs
+carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
+"""
+
+import pytest
+
+from spiketrack.formal import accel, link
+from spiketrack.formal.harness import fsm_in, signal_named
+from spiketrack.formal.mutants import load
+from spiketrack.formal.proofs import LINK, PROOFS, TOP, run_mutant
+from spiketrack.formal.sby import run_sby
+
+# mutant -> the property its counterexample must violate
+EXPECTED = {
+    ("conv_contract", "done_early"): "out.write_only_while_busy",
+    ("vec_contract", "done_early"): "out.write_only_while_busy",
+    ("mb_contract", "done_early"): "out.write_only_while_busy",
+    ("accel_rsp_stream", "reply_overwrites"): "o_rsp.payload_stable",
+    ("accel_rsp_stream", "valid_falls_early"): "o_rsp.valid_held",
+    ("accel_template_write", "guard_ignored"): "tm.no_template_write_in_search",
+    ("accel_template_write", "guard_while_running"): "run.guard_stable",
+    ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
+    ("link_stream", "cmd_reads_ahead"): "o_cmd.payload_stable",
+    ("link_stream", "byte_valid_falls_early"): "o_byte.valid_held",
+    ("link_crc_step", "wrong_polynomial"): "crc.step_matches_host",
+    ("link_rejects", "crc_check_skipped"): "o_cmd.never_bad_crc",
+    ("link_rejects", "kind_check_skipped"): "o_cmd.never_unknown_command",
+}
+
+
+def test_every_accel_mutant_has_an_expected_property():
+    names = {"conv_contract", "vec_contract", "mb_contract", "accel_rsp_stream", "accel_template_write",
+             "link_stream", "link_crc_step", "link_rejects"}
+    registered = {(n, mu.name) for n in names for mu in PROOFS[n].mutants}
+    assert registered == set(EXPECTED)
+
+
+def _mutant_params():
+    return [pytest.param(PROOFS[p], mu, id=f"{p}-{mu}", marks=() if PROOFS[p].fast else pytest.mark.formal)
+            for p, mu in EXPECTED]
+
+
+# proofs whose harness adds lemmas: their mutants run on the contract alone here, so the
+# counterexample breaks the contract itself, not only a lemma about the unit's internals
+CONTRACT_ONLY = {"mb_contract": accel.mb_contract}
+
+
+@pytest.mark.parametrize("proof, mutant_name", _mutant_params())
+def test_mutant_fails_on_its_property(proof, mutant_name):
+    mutant = next(mu for mu in proof.mutants if mu.name == mutant_name)
+    if proof.name in CONTRACT_ONLY:
+        res = run_sby(f"{proof.name}__{mutant.name}__contract", CONTRACT_ONLY[proof.name](load(proof.unit, mutant)),
+                      mode="bmc", depth=proof.mutant_depth, cut=proof.cut)
+    else:
+        res = run_mutant(proof, mutant)
+    assert res.status == "FAIL", res.describe()
+    assert EXPECTED[proof.name, mutant_name] in [p for p, _ in res.failed], res.describe()
+    assert res.traces and all(t.exists() for t in res.traces), res.describe()
+
+
+@pytest.mark.formal
+def test_finding_link_executes_one_word_write():
+    """The link executes a one-word WRITE frame of 0 rows (no address word): when this fails, the
+    link was fixed; drop the exemption in ``formal.link.rejects`` and update docs/formal.md."""
+    res = run_sby("finding_link_short_write", link.rejects_exact_length(load(LINK)), mode="bmc", depth=16)
+    assert res.status == "FAIL", res.describe()
+    assert [p for p, _ in res.failed] == ["o_cmd.never_bad_length"], res.describe()
+
+
+@pytest.mark.formal
+def test_finding_template_write_past_the_end_aliases():
+    """A memory-build write past the template memory's end lands on a low row, a template slot,
+    during a search run: when this fails, the top blocks such writes; drop the assumption."""
+    res = run_sby("finding_tm_alias", accel.template_write_any_address(load(TOP)), mode="bmc", depth=24,
+                  cut=accel.TOP_CUT)
+    assert res.status == "FAIL", res.describe()
+    assert [p for p, _ in res.failed] == ["tm.no_template_write_in_search"], res.describe()
+
+
+def test_probes_name_what_is_missing():
+    from amaranth import Module
+    body = Module()   # no signals, no FSM
+    body._MustUse__silence = True
+    with pytest.raises(KeyError, match="'guard'"):
+        signal_named(body, "guard")
+    with pytest.raises(KeyError, match="no FSM 'rx'"):
+        fsm_in(body, "rx", "SOF")
