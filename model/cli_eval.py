@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="absent-target frames: skip them (default) or count them as failures")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
+    p.add_argument("--backend", choices=("float", "golden", "rtl"), default=None,
+                   help="float: the checkpoint's model (default); golden: its integer network on the golden "
+                        "executor (as --quantized, or --artifact); rtl: that integer network on the accelerator's "
+                        "Verilog (cocotb + Verilator), the same boxes as golden")
     p.add_argument("--artifact", default=None,
                    help="evaluate a saved integer-network artifact (spiketrack quantize --out DIR) instead of a checkpoint")
     p.add_argument("--weight-bits", default=None, choices=("8", "4", "mixed"),
@@ -77,6 +81,45 @@ def _artifact_model(args):
     return model, {"variant": model.cfg.name}
 
 
+def _eval_rtl(args) -> int:
+    """``--backend rtl``: the whole evaluation runs inside the cocotb process, the tracker's model on
+    the accelerator's Verilog (program, weights and tables baked in; crops and head maps over the
+    command stream)."""
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.model.cli_track import _integer_network
+    from spiketrack.quant.ir import save_artifact
+    from spiketrack.sim.accel_cocotb import run_job_cocotb
+
+    if args.device != "cpu" or args.stem_pad is not None or any(
+            a is not None for a in (args.weight_bits, args.frac, args.width)):
+        raise UserError("--backend rtl runs the default integer network (or --artifact): no --device, --stem-pad, "
+                        "--weight-bits, --frac or --width")
+    net = _integer_network(args)
+    ap = lower_to_accel(net, 8)
+    out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"rtl-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    art = Path(args.artifact) if args.artifact else save_artifact(net, out / "artifact")
+    summary = run_job_cocotb(ap, "spiketrack.sim.accel_tracking:eval_job",
+                             {"artifact": str(art.resolve()), "dataset": args.dataset, "max_seqs": args.max_seqs,
+                              "out_dir": str(out.resolve()), "absent": args.absent,
+                              "plot": str(Path(args.plot).resolve()) if args.plot else None,
+                              "size_lr": args.size_lr, "update_interval": args.update_interval,
+                              "update_threshold": args.update_threshold},
+                             init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")})
+    from spiketrack.model.evaluate import JSON_KEYS
+
+    if args.json:
+        print(json.dumps({k: summary[k] for k in (*JSON_KEYS, "search_cycles", "fps_at_100mhz")}))
+    else:
+        print(f"the integer network on the accelerator's RTL, {args.dataset}: {summary['sequences']} sequences, "
+              f"{summary['frames']} frames")
+        print(f"  AUC {summary['auc']:.3f}  precision {summary['precision']:.3f}  AO {summary['ao']:.3f}; "
+              f"search frame {summary['search_cycles']:.0f} cycles ({summary['fps_at_100mhz']:.1f} fps at 100 MHz), "
+              f"{summary['fps']:.2f} frames/s simulated")
+        print(f"  results in {out}")
+    return 0
+
+
 def run(args) -> int:
     import torch
 
@@ -87,6 +130,12 @@ def run(args) -> int:
 
     if args.max_seqs is not None and args.max_seqs < 1:
         raise UserError("--max-seqs must be at least 1")
+    if args.backend == "float" and (args.quantized or args.artifact is not None):
+        raise UserError("--backend float runs the checkpoint's float model: it excludes --quantized and --artifact")
+    if args.backend == "golden" and args.artifact is None:
+        args.quantized = True
+    if args.backend == "rtl":
+        return _eval_rtl(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     fmt_args = (args.weight_bits, args.frac, args.width)

@@ -148,3 +148,28 @@ def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames:
         print(f"[rtl] frame {i + 1}: cycle {cycle()}, {time.monotonic() - t0:.0f} s, box "
               f"{','.join(f'{v:.1f}' for v in boxes[-1])}", file=sys.stderr, flush=True)
     return {"boxes": boxes, "passes": model.reports, "cycles_simulated": cycle()}
+
+
+def eval_job(drv, cycle, *, artifact: str, dataset: str, max_seqs: int | None, out_dir: str, absent: str = "exclude",
+             plot: str | None = None, size_lr: float | None = None, update_interval: int | None = None,
+             update_threshold: float | None = None) -> dict:
+    """Host job for ``spiketrack eval --backend rtl``: one-pass evaluation with the tracker's model on
+    the accelerator (the same tracker settings as the golden backend); the evaluation summary plus the
+    mean search-frame cycles."""
+    from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.model.data.datasets import load_eval_dataset
+    from spiketrack.model.evaluate import evaluate
+    from spiketrack.model.tracker import SpikeTrackTracker
+    from spiketrack.quant.ir import load_artifact
+
+    net = load_artifact(artifact)
+    model = AcceleratorTracking(net, lower_to_accel(net, 8), drv, load=False)
+    kind, seqs = load_eval_dataset(dataset, max_seqs)
+    tracker = SpikeTrackTracker(model, size_lr=size_lr, dataset=kind, update_interval=update_interval,
+                                update_threshold=update_threshold)
+    summary = evaluate(tracker, seqs, out_dir, absent=absent, plot=plot, progress=True, label="SpikeTrack (RTL)")
+    search = [r["cycles"] for r in model.reports if r["pass"] == "search_frame"]
+    summary["search_cycles"] = sum(search) / max(1, len(search))
+    summary["fps_at_100mhz"] = 100e6 * len(search) / max(1, sum(search))
+    summary["cycles_simulated"] = cycle()
+    return summary

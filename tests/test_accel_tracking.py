@@ -103,3 +103,26 @@ def test_verify_network_on_the_accelerator_checks_every_layer():
     assert out["layers_checked"] == out["layers_total"] == sum(len(n.layers) for n in ap.nodes)
     assert out["mismatches"] == 0 and out["first_mismatch"] is None and out["cycle_model_exact"]
     assert out["cycles"]["template_update"] > out["cycles"]["search_frame"][0] > 0
+
+
+def test_eval_backend_rtl_gives_the_golden_results(tmp_path, capsys):
+    """`spiketrack eval --backend rtl`: the one-pass evaluation with the tracker on the accelerator's
+    Verilog writes the same per-frame boxes and the same AUC as `--backend golden`."""
+    import json
+
+    from spiketrack.cli import main
+    from spiketrack.quant.ir import save_artifact
+
+    net, _ = reduced_network()
+    art = save_artifact(net, tmp_path / "artifact")
+    res = {}
+    for backend in ("golden", "rtl"):
+        assert main(["eval", "--backend", backend, "--artifact", str(art), "--dataset", "synthetic", "--max-seqs", "1",
+                     "--out-dir", str(tmp_path / backend), "--json"]) == 0
+        res[backend] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["rtl"]["frames"] == res["golden"]["frames"] == 100
+    assert res["rtl"]["auc"] == res["golden"]["auc"] and res["rtl"]["search_cycles"] > 0
+    boxes = {b: sorted((tmp_path / b / "lasot").glob("*.txt")) for b in res}
+    assert [p.name for p in boxes["rtl"]] == [p.name for p in boxes["golden"]] and boxes["rtl"]
+    for g, r in zip(boxes["golden"], boxes["rtl"]):
+        assert r.read_text() == g.read_text(), r.name
