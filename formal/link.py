@@ -16,7 +16,7 @@ from spiketrack.hw.accel.protocol import MEM_IDS, Op, words_per_row
 from spiketrack.hw.accel.top import mem_widths
 from spiketrack.hw.link.protocol import MAX_WORDS, SOF, crc16_byte
 
-__all__ = ["GEOMETRY", "GAP", "stream_rules", "rejects", "rejects_exact_length", "crc_step", "crc16_ref"]
+__all__ = ["GEOMETRY", "GAP", "stream_rules", "rejects", "rejects_exact_length", "crc_step", "crc16_ref", "uart_stream"]
 
 GAP = 4
 GEOMETRY = f"row words of P=8, 4-bit addresses; gap_cycles={GAP}, chunk 2, quiet 2, {MAX_WORDS}-word buffer"
@@ -138,3 +138,9 @@ def crc_step(hw) -> Module:
     m.d.comb += [crc.eq(AnySeq(16)), byte.eq(AnySeq(8))]
     m.d.comb += Assert(hw.crc16_step(m, crc, byte, "rtl_crc") == crc16_ref(crc, byte), "crc.step_matches_host")
     return m
+
+
+def uart_stream(hw) -> Module:
+    """(a) The UART receiver's ``o_byte`` keeps ``valid`` until ready and its byte stable (a byte
+    that completes while the previous one is stalled is dropped, not written over it); any line."""
+    return output_rules(hw.UartRx(divisor=4), "o_byte")

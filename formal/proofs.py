@@ -92,6 +92,7 @@ VEC = "spiketrack.hw.vector_unit"
 MB = "spiketrack.hw.memory_builder"
 TOP = "spiketrack.hw.accel.top"
 LINK = "spiketrack.hw.link.frames"
+UART = "spiketrack.hw.link.uart"
 CONTRACT = ("(a) port contract (no output stream: results leave by a write port): i_desc ready whenever "
             "not busy, every out_en write while busy")
 NILIF_DONE_EARLY = ("busy falls when the op's last word enters the NI-LIF pipeline (its write lands after)",
@@ -214,6 +215,11 @@ PROOFS = {p.name: p for p in [
                    Mutant("byte_valid_falls_early", "the UART byte is withdrawn whether or not it was taken",
                           "        with m.If(sent):\n            m.d.sync += txv.eq(0)",
                           "        with m.If(txv):\n            m.d.sync += txv.eq(0)"))),
+    Proof("uart_stream", "(a) UART receiver o_byte: valid held until ready, payload stable while stalled",
+          UART, "divisor 4 (cycles per bit), any line", link.uart_stream, "prove", 2, mutant_depth=90, fast=True,
+          mutants=mutant("overwrites_stalled_byte", "a byte completing while the previous one is stalled overwrites it",
+                         "with m.If(self.o_byte.valid & ~self.o_byte.ready):",
+                         "with m.If(self.o_byte.valid & self.o_byte.ready):")),
     Proof("link_crc_step", "the RTL's CRC-16 step equals the host's CRC-16/CCITT-FALSE for every register and byte",
           LINK, "combinational: all 2^24 (register, byte) pairs", link.crc_step, "prove", 1, mutant_depth=2, fast=True,
           mutants=mutant("wrong_polynomial", "polynomial 0x1031 instead of 0x1021",

@@ -27,6 +27,7 @@ EXPECTED = {
     ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
     ("link_stream", "cmd_reads_ahead"): "o_cmd.payload_stable",
     ("link_stream", "byte_valid_falls_early"): "o_byte.valid_held",
+    ("uart_stream", "overwrites_stalled_byte"): "o_byte.payload_stable",
     ("link_crc_step", "wrong_polynomial"): "crc.step_matches_host",
     ("link_rejects", "crc_check_skipped"): "o_cmd.never_bad_crc",
     ("link_rejects", "kind_check_skipped"): "o_cmd.never_unknown_command",
@@ -35,7 +36,7 @@ EXPECTED = {
 
 def test_every_accel_mutant_has_an_expected_property():
     names = {"conv_contract", "vec_contract", "mb_contract", "accel_rsp_stream", "accel_template_write",
-             "link_stream", "link_crc_step", "link_rejects"}
+             "link_stream", "uart_stream", "link_crc_step", "link_rejects"}
     registered = {(n, mu.name) for n in names for mu in PROOFS[n].mutants}
     assert registered == set(EXPECTED)
 
