@@ -21,8 +21,8 @@ from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 __all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "build_name"]
 
 #: Verilator's C++ at -O1 for the evaluation and -O0 for the initialisation (where baked memory
-#: images land): about 2.5 min to compile on one core, then ~13,000 cycles/s while the testbench lets
-#: it run freely (-O0 everywhere: 90 s to compile, ~1,500 cycles/s).
+#: images land): a few minutes to compile the shipped network's accelerator on one core, then
+#: ~77,500 cycles/s beside other jobs while the testbench lets it run freely (docs/accelerator.md).
 BUILD_ENV = {"verilator": {"MAKEFLAGS": "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"}}
 
 
