@@ -29,7 +29,7 @@ bench: setup
 
 # every SymbiYosys proof and its mutant (docs/formal.md); one solver run at a time
 formal: setup
-	$(PY) -m pytest -q -m "formal or not formal" tests/test_formal_proofs.py tests/test_formal_sby.py
+	$(PY) -m pytest -q -m "formal or not formal" tests/test_formal_proofs.py tests/test_formal_sby.py tests/test_formal_accel.py
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis

@@ -26,14 +26,13 @@ behaviour of the units, and the command stream ``i_cmd`` is free.
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.hdl import Assert, Assume
+from amaranth.hdl import Assert
 
-from spiketrack.formal.harness import (any_environment, elaborate_with_probes, output_rules, past, signal_named,
-                                      submodule, under_proof)
+from spiketrack.formal.harness import any_environment, elaborate_with_probes, output_rules, past, signal_named, under_proof
 
 __all__ = ["UNIT_GEOMETRY", "CONV_GEOMETRY", "TOP_GEOMETRY", "TOP_CUT", "conv_contract", "vec_contract",
            "mb_contract", "rsp_stream", "template_write",
-           "template_write_any_address", "mb_contract_inductive"]
+           "mb_contract_inductive"]
 
 UNIT_GEOMETRY = "P=2 lanes, 6-bit addresses, any descriptor"
 CONV_GEOMETRY = "P=4 lanes, 6-bit addresses, any descriptor"
@@ -99,7 +98,7 @@ def rsp_stream(hw) -> Module:
     return output_rules(_top(hw), "o_rsp")
 
 
-def template_write(hw, *, mb_addr_in_memory: bool = True) -> Module:
+def template_write(hw) -> Module:
     """(b) During a search run no template slot of the template memory is written.
 
     A *search frame* is a run whose kind (the top's ``run_kind``, set from the RUN command) is
@@ -110,11 +109,9 @@ def template_write(hw, *, mb_addr_in_memory: bool = True) -> Module:
     the template memory's write port (observed on the memory itself, whoever drives it: a unit or
     the host) writes no row below that guard while the run lasts.
 
-    Assumed: the memory builder writes rows that exist (``out_addr`` below the template memory's
-    depth), as every compiled program does. Without it the proof fails: the top compares the
-    guard with the unit's whole address, but the memory decodes only its low bits, so a write
-    past the end (row ``depth + r``) lands on row ``r``, possibly a template slot
-    (``mb_addr_in_memory=False`` shows it: :func:`template_write_any_address`).
+    The memory builder's address is free, past the memory's end included: this proof found a
+    write past the end (row ``depth + r``, which the memory decodes as row ``r``) landing on a
+    template slot; the top now blocks writes past the end (``tm_blocked``).
     """
     m = Module()
     dut = _top(hw)
@@ -128,17 +125,8 @@ def template_write(hw, *, mb_addr_in_memory: bool = True) -> Module:
         m.d.sync += [kind_r.eq(kind), guard_r.eq(guard)]
     frame_kind, frame_guard = Mux(rise, kind, kind_r), Mux(rise, guard, guard_r)
     wr = dut.mems["tm"].write_ports[0]
-    mb = submodule(body, "mb")
-    if mb_addr_in_memory:   # a compiled program addresses rows of the memory (see the docstring)
-        with m.If(mb.out_en):
-            m.d.comb += Assume(mb.out_addr < dut.depths["tm"], "env.mb_addr_in_memory")
     with m.If(dut.busy):
         m.d.comb += [Assert(kind == frame_kind, "run.kind_stable"), Assert(guard == frame_guard, "run.guard_stable")]
         with m.If((frame_kind == search) & wr.en):
             m.d.comb += Assert(wr.addr >= frame_guard, "tm.no_template_write_in_search")
     return m
-
-
-def template_write_any_address(hw) -> Module:
-    """:func:`template_write` without the address assumption (fails: the finding)."""
-    return template_write(hw, mb_addr_in_memory=False)

@@ -16,7 +16,7 @@ from spiketrack.hw.accel.protocol import MEM_IDS, Op, words_per_row
 from spiketrack.hw.accel.top import mem_widths
 from spiketrack.hw.link.protocol import MAX_WORDS, SOF, crc16_byte
 
-__all__ = ["GEOMETRY", "GAP", "stream_rules", "rejects", "rejects_exact_length", "crc_step", "crc16_ref", "uart_stream"]
+__all__ = ["GEOMETRY", "GAP", "stream_rules", "rejects", "crc_step", "crc16_ref", "uart_stream"]
 
 GAP = 4
 GEOMETRY = f"row words of P=8, 4-bit addresses; gap_cycles={GAP}, chunk 2, quiet 2, {MAX_WORDS}-word buffer"
@@ -45,7 +45,7 @@ def crc16_ref(crc, byte):
     return out
 
 
-def rejects(hw, *, exact_length: bool = False) -> Module:
+def rejects(hw) -> Module:
     """A frame whose CRC fails, whose kind is no command, whose header disagrees with its kind or
     whose length is not its command's is never executed: no word of it reaches ``o_cmd``.
 
@@ -55,10 +55,9 @@ def rejects(hw, *, exact_length: bool = False) -> Module:
     computes the frame's checks itself from the bytes it sent (its own CRC, :func:`crc16_ref`)
     and asserts that ``o_cmd.valid`` is never high for a frame that fails one.
 
-    The length check exempts one case unless ``exact_length``: a one-word WRITE frame whose
-    header counts 0 rows. The link executes it (its WRITE check counts rows of the words after
-    the address and never checks that the address word came), so the accelerator takes the next
-    frame's header as this command's address: a finding, ``exact_length=True`` fails on it.
+    A WRITE's length is its header, its address word and its rows: this proof found the link
+    executing a one-word WRITE of 0 rows (no address word; the accelerator then took the next
+    frame's header as its address), fixed in ``hw/link/frames.py``.
     """
     m = Module()
     dut = _unit(hw)
@@ -114,8 +113,6 @@ def rejects(hw, *, exact_length: bool = False) -> Module:
                              write_ok.eq((count < MAX_WORDS) & (words == 2 + count[:9] * n))]
     length_ok = ((length != 0) & (length[:2] == 0) & (length <= 4 * MAX_WORDS)
                  & Mux(is_write, write_ok, words == 2))
-    if not exact_length:
-        length_ok |= is_write & (hdr[8:] == 0) & (words == 1)
     with m.If(dut.o_cmd.valid):
         m.d.comb += [Assert(done, "o_cmd.only_after_whole_frame"),
                      Assert(crc == crc_rx, "o_cmd.never_bad_crc"),
@@ -123,11 +120,6 @@ def rejects(hw, *, exact_length: bool = False) -> Module:
                      Assert(hdr[:4] == kind, "o_cmd.header_matches_kind"),
                      Assert(length_ok, "o_cmd.never_bad_length")]
     return m
-
-
-def rejects_exact_length(hw) -> Module:
-    """:func:`rejects` without the exemption (fails on the link as it is: the finding)."""
-    return rejects(hw, exact_length=True)
 
 
 def crc_step(hw) -> Module:

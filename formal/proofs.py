@@ -206,10 +206,13 @@ PROOFS = {p.name: p for p in [
                           "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)\n"
                           "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)"),
                    Mutant("block_template_runs", "the guard blocks template runs instead of search runs",
-                          "tm_blocked = running & (run_kind == RunKind.SEARCH)",
-                          "tm_blocked = running & (run_kind == RunKind.TEMPLATE)"))),
+                          "((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))",
+                          "((run_kind == RunKind.TEMPLATE) & (mb.out_addr < guard))"),
+                   Mutant("end_unchecked", "writes past the template memory's end are not blocked (they alias "
+                          "onto low rows: the finding this proof made)",
+                          '\n                                | (mb.out_addr >= self.depths["tm"]))', ")"))),
     Proof("link_stream", "(a) o_cmd and o_byte: valid held until ready, payload stable while stalled",
-          LINK, link.GEOMETRY, link.stream_rules, "prove", 2, mutant_depth=16, fast=True,
+          LINK, link.GEOMETRY, link.stream_rules, "prove", 2, mutant_depth=24, fast=True,
           mutants=(Mutant("cmd_reads_ahead", "the buffer read address advances while o_cmd is stalled",
                           "rd.addr.eq(Mux(take, ridx + 1, ridx))", "rd.addr.eq(ridx + 1)"),
                    Mutant("byte_valid_falls_early", "the UART byte is withdrawn whether or not it was taken",
@@ -225,11 +228,13 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("wrong_polynomial", "polynomial 0x1031 instead of 0x1021",
                          "Cat(0, c[:15]) ^ 0x1021", "Cat(0, c[:15]) ^ 0x1031")),
     Proof("link_rejects", "a frame with a bad CRC, an unknown command (kind > GUARD), a header op other than its "
-          "kind or a wrong length is never executed: no word reaches o_cmd (one frame from reset; exempt: a "
-          "one-word WRITE of 0 rows, the finding of docs/formal.md)",
+          "kind or a wrong length is never executed: no word reaches o_cmd (one frame from reset)",
           LINK, link.GEOMETRY, link.rejects, "bmc", 20,
           mutants=(Mutant("crc_check_skipped", "the CRC comparison is dropped", "with m.If(crc != crc_rx):",
                           "with m.If(Const(0)):"),
                    Mutant("kind_check_skipped", "an unknown kind byte is not rejected", "with m.If(byte > Op.GUARD):",
-                          "with m.If(Const(0)):"))),
+                          "with m.If(Const(0)):"),
+                   Mutant("write_without_address", "a WRITE's length check does not require the address word (a "
+                          "one-word WRITE of 0 rows executes: the finding this proof made)",
+                          "(widx >= 2) & (in_row == 0)", "(in_row == 0)"))),
 ]}

@@ -2,17 +2,17 @@
 
 The proofs and their mutants are registered in ``formal/proofs.py`` (so ``make formal`` and
 ``python -m spiketrack.formal`` run them, and ``tests/test_formal_proofs.py`` checks PASS / FAIL).
-Here: each mutant fails on the very property it breaks (not on another one), the two findings
-still fail as documented, and the harness helpers name what they cannot find. The solver runs
-carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
+Here: each mutant fails on the very property it breaks (not on another one; the two bugs the
+proofs found are mutants that re-introduce them), and the harness helpers name what they cannot
+find. The solver runs carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
 """
 
 import pytest
 
-from spiketrack.formal import accel, link
+from spiketrack.formal import accel
 from spiketrack.formal.harness import fsm_in, signal_named
 from spiketrack.formal.mutants import load
-from spiketrack.formal.proofs import LINK, PROOFS, TOP, run_mutant
+from spiketrack.formal.proofs import PROOFS, run_mutant
 from spiketrack.formal.sby import run_sby
 
 # mutant -> the property its counterexample must violate
@@ -25,12 +25,14 @@ EXPECTED = {
     ("accel_template_write", "guard_ignored"): "tm.no_template_write_in_search",
     ("accel_template_write", "guard_while_running"): "run.guard_stable",
     ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
+    ("accel_template_write", "end_unchecked"): "tm.no_template_write_in_search",
     ("link_stream", "cmd_reads_ahead"): "o_cmd.payload_stable",
     ("link_stream", "byte_valid_falls_early"): "o_byte.valid_held",
     ("uart_stream", "overwrites_stalled_byte"): "o_byte.payload_stable",
     ("link_crc_step", "wrong_polynomial"): "crc.step_matches_host",
     ("link_rejects", "crc_check_skipped"): "o_cmd.never_bad_crc",
     ("link_rejects", "kind_check_skipped"): "o_cmd.never_unknown_command",
+    ("link_rejects", "write_without_address"): "o_cmd.never_bad_length",
 }
 
 
@@ -62,25 +64,6 @@ def test_mutant_fails_on_its_property(proof, mutant_name):
     assert res.status == "FAIL", res.describe()
     assert EXPECTED[proof.name, mutant_name] in [p for p, _ in res.failed], res.describe()
     assert res.traces and all(t.exists() for t in res.traces), res.describe()
-
-
-@pytest.mark.formal
-def test_finding_link_executes_one_word_write():
-    """The link executes a one-word WRITE frame of 0 rows (no address word): when this fails, the
-    link was fixed; drop the exemption in ``formal.link.rejects`` and update docs/formal.md."""
-    res = run_sby("finding_link_short_write", link.rejects_exact_length(load(LINK)), mode="bmc", depth=16)
-    assert res.status == "FAIL", res.describe()
-    assert [p for p, _ in res.failed] == ["o_cmd.never_bad_length"], res.describe()
-
-
-@pytest.mark.formal
-def test_finding_template_write_past_the_end_aliases():
-    """A memory-build write past the template memory's end lands on a low row, a template slot,
-    during a search run: when this fails, the top blocks such writes; drop the assumption."""
-    res = run_sby("finding_tm_alias", accel.template_write_any_address(load(TOP)), mode="bmc", depth=24,
-                  cut=accel.TOP_CUT)
-    assert res.status == "FAIL", res.describe()
-    assert [p for p, _ in res.failed] == ["tm.no_template_write_in_search"], res.describe()
 
 
 def test_probes_name_what_is_missing():

@@ -140,6 +140,8 @@ def test_link_executes_commands_and_rejects_every_bad_frame_unexecuted():
         msgs["length"] = expect_reject(tr, encode_frame(Op.WRITE, write_w0 + words_bytes([1, 2])), LinkErr.LENGTH)
         expect_reject(tr, encode_frame(Op.WRITE, write_w0[:-1]), LinkErr.LENGTH)
         expect_reject(tr, encode_frame(Op.STATUS, b""), LinkErr.LENGTH)
+        # a WRITE of 0 rows without its address word (found by the formal proof link_rejects)
+        expect_reject(tr, encode_frame(Op.WRITE, words_bytes([header(Op.WRITE, 1, 0)])), LinkErr.LENGTH)
         # 4. a frame that stops halfway
         msgs["truncated"] = expect_reject(tr, encode_frame(Op.WRITE, write_w0)[:9], LinkErr.TRUNCATED)
         # 5. a frame that arrives while the previous one is still executing: the READ's 81 reply

@@ -178,7 +178,11 @@ class Accelerator(wiring.Component):
         u_en = Mux(cur == Unit.CONV, conv.out_en, Mux(cur == Unit.VEC, vec.out_en, 0))
         u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
         u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
-        tm_blocked = running & (run_kind == RunKind.SEARCH) & (mb.out_addr < guard)
+        # a search run never writes a template slot (rows below the guard); no run writes past the
+        # end of the template memory (the memory decodes the low address bits only: row depth + r
+        # would land on row r)
+        tm_blocked = running & (((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))
+                                | (mb.out_addr >= self.depths["tm"]))
         unit_wr = {"lv": (u_addr, u_data, running & u_en & dst_lv), "st": (u_addr, u_data, running & u_en & ~dst_lv),
                    "tm": (mb.out_addr, mb.out_data, running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)}
         wr_en = {}

@@ -162,7 +162,9 @@ class FrameLink(wiring.Component):
                             m.next = "ERR"
             with m.State("CHECK"):
                 is_write = hdr[:4] == Op.WRITE
-                length_ok = Mux(is_write & (wpr != 0), (in_row == 0) & (rows == hdr[8:]), widx == 2)
+                # a WRITE: the header, the address word, then whole rows (hdr[8:] of them); every
+                # other command: the header and one argument word
+                length_ok = Mux(is_write & (wpr != 0), (widx >= 2) & (in_row == 0) & (rows == hdr[8:]), widx == 2)
                 with m.If(crc != crc_rx):
                     m.d.sync += reject(LinkErr.CRC)
                     m.next = "DRAIN"
