@@ -59,7 +59,7 @@ def compare_with_golden(qmodel, net: IntegerNetwork, template_pixels: torch.Tens
         if n:
             bad.append(layer.name)
     unmatched = [l.name for l in net.layers if l.op in ("neuron", "requant", "memory_build", "add", "add_const",
-                                                        "avg_pool", "upsample", "mean_fusion")
+                                                        "avg_pool", "upsample", "upsample_bilinear", "mean_fusion")
                  and l.name not in rec.outputs]
     return {"layers": layers, "elements": elements, "mismatches": bad_elements, "mismatching_layers": bad,
             "unmatched_layers": unmatched, "saturations": sum(res.saturations.values())}

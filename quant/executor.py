@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spiketrack.quant.golden.arith import check_int, requantize, saturate
+from spiketrack.quant.golden.arith import check_int, requantize, saturate, times_csd
 from spiketrack.quant.golden.memory import memory_build, retrieve
 from spiketrack.quant.golden.neuron import Decay, mean_fusion, ni_lif
-from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_nearest
+from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_bilinear, upsample_nearest
 from spiketrack.quant.golden.synapse import conv2d_acc, stem_bitplane_acc
 from spiketrack.quant.ir import ArtifactError, IntegerNetwork, Layer
 
@@ -102,6 +102,12 @@ def _run_layer(layer: Layer, p: dict, args: list[torch.Tensor]) -> tuple[torch.T
     if op == "upsample":
         x, tb = _fold_time(args[0])
         return _unfold_time(upsample_nearest(x, a["factor"]), tb), 0
+    if op == "upsample_bilinear":
+        x, tb = _fold_time(args[0])
+        y, n = upsample_bilinear(x, a["factor"], a["bits"])
+        return _unfold_time(y, tb), n
+    if op == "mul_const":
+        return times_csd(args[0], a["terms"]), 0
     if op == "mean_fusion":
         return mean_fusion(args[0]).unsqueeze(0), 0
     if op == "repeat_time":

@@ -17,7 +17,8 @@ from torch import nn
 
 from spiketrack.quant.golden.neuron import Decay
 
-__all__ = ["round_half_up_ste", "floor_ste", "FixedPoint", "nearest_shift_add", "shift_add_candidates"]
+__all__ = ["round_half_up_ste", "floor_ste", "FixedPoint", "nearest_shift_add", "shift_add_candidates",
+           "SCALE_FRAC", "scale_constant"]
 
 
 class _RoundHalfUp(torch.autograd.Function):
@@ -123,3 +124,27 @@ def nearest_shift_add(beta: float) -> Decay:
     if not math.isfinite(beta):
         raise ValueError(f"decay must be finite, got {beta}")
     return min(_CANDIDATES, key=lambda d: (abs(d.value - beta), len(d.terms)))
+
+
+SCALE_FRAC = 12  #: fractional bits of a non-power-of-two constant scale (§IS-12)
+
+
+def scale_constant(scale: float, frac: int = SCALE_FRAC) -> tuple[int, int]:
+    """A positive constant scale as ``m · 2**-k`` with ``m`` odd (§IS-12).
+
+    A power of two ``2**-σ`` is exact: ``(1, σ)``. Any other scale is rounded half up to ``frac``
+    fractional bits, ``m = floor(scale · 2**frac + 1/2)``, then trailing zero bits of ``m`` move into
+    ``k``. The integer network multiplies by ``m`` with the shift-adds of its CSD digits
+    (:func:`~spiketrack.quant.golden.arith.csd_terms`) and shifts by ``k`` in the requantisation.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"a constant scale must be positive and finite, got {scale}")
+    e = -math.log2(scale)
+    if e == int(e):
+        return 1, int(e)
+    m, k = math.floor(scale * 2 ** frac + 0.5), frac
+    if m < 1:
+        raise ValueError(f"scale {scale} rounds to zero with {frac} fractional bits")
+    while m % 2 == 0:
+        m, k = m // 2, k - 1
+    return m, k

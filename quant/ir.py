@@ -51,6 +51,8 @@ OPS = {
     "retrieve": "§IS-8 R = Q · M per head",
     "avg_pool": "§IS-10 power-of-two average pooling",
     "upsample": "§IS-10 nearest-neighbour upsampling",
+    "upsample_bilinear": "§IS-13 bilinear upsampling by a power of two, requantised",
+    "mul_const": "§IS-12 exact product by a shift-add constant (non-power-of-two scale)",
     "mean_fusion": "§IS-10 compare-only mean over timesteps",
     "repeat_time": "copy a one-step tensor to T timesteps (query expansion input)",
     "select_time": "take one timestep or a slice of the time axis (no arithmetic)",
@@ -120,7 +122,7 @@ class TensorType:
 
 # ---------------------------------------------------------------------------------------------
 # attribute schemas: attr name -> (kind, required). Kinds: int, bool, str, ints (list of int),
-# int_or_ints, decays (list per timestep of [[sign, shift], ...]).
+# int_or_ints, decays (list per timestep of [[sign, shift], ...]), terms ([[sign, shift], ...]).
 
 _CONV_ATTRS = {"stride": ("int", True), "padding": ("int", True), "groups": ("int", True),
                "acc_bits": ("int", True), "weight_bits": ("int", True), "acc_exp": ("ints", True),
@@ -136,6 +138,8 @@ OP_SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "retrieve": {"heads": ("int", True), "sigma": ("int", True)},
     "avg_pool": {"size": ("int", True), "bits": ("int", True)},
     "upsample": {"factor": ("int", True)},
+    "upsample_bilinear": {"factor": ("int", True), "bits": ("int", True)},
+    "mul_const": {"terms": ("terms", True), "frac": ("int", True)},
     "mean_fusion": {},
     "repeat_time": {"timesteps": ("int", True)},
     "select_time": {"start": ("int", True), "stop": ("int", True)},
@@ -157,6 +161,9 @@ def _attr_ok(kind: str, v) -> bool:
         return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
     if kind == "int_or_ints":
         return is_int or _attr_ok("ints", v)
+    if kind == "terms":
+        return isinstance(v, list) and len(v) >= 1 and all(
+            _attr_ok("ints", t) and len(t) == 2 and t[0] in (1, -1) and t[1] >= 0 for t in v)
     if kind == "decays":
         return isinstance(v, list) and all(
             isinstance(d, list) and 1 <= len(d) <= 2 and all(_attr_ok("ints", t) and len(t) == 2 for t in d) for d in v)
@@ -261,6 +268,19 @@ def _infer(layer: "Layer", params: dict, args: list[TensorType]) -> TensorType:
         x = args[0]
         f = a["factor"]
         return TensorType((x.shape[0], x.shape[1], x.shape[2] * f, x.shape[3] * f), x.kind, x.bits, x.signed, x.exp)
+    if op == "upsample_bilinear":
+        x = need(0, "stream")
+        f = a["factor"]
+        if f < 2 or f & (f - 1):
+            raise ArtifactError(f"layer {name!r}: bilinear factor {f} is not a power of two >= 2")
+        return TensorType((x.shape[0], x.shape[1], x.shape[2] * f, x.shape[3] * f), "stream", a["bits"], True, x.exp)
+    if op == "mul_const":
+        x = need(0, "acc")
+        m = sum(sign << shift for sign, shift in a["terms"])
+        if m < 1:
+            raise ArtifactError(f"layer {name!r}: shift-add constant {a['terms']} is {m}, not >= 1")
+        exps = x.exp if isinstance(x.exp, tuple) else (x.exp,)
+        return TensorType(x.shape, "acc", x.bits + m.bit_length(), x.signed, tuple(e + a["frac"] for e in exps))
     if op == "mean_fusion":
         x = need(0, "levels")
         return TensorType((1, *x.shape[1:]), "levels", x.bits, False, x.exp)

@@ -26,12 +26,13 @@ from torch import nn
 from spiketrack.model.hooks import ForwardHooks
 from spiketrack.model.layers import MemoryBuild, Upsample
 from spiketrack.model.mrm import MeanFusion
+from spiketrack.quant.golden.arith import csd_terms
 from spiketrack.quant.golden.memory import retrieval_shift
 from spiketrack.quant.golden.neuron import LEVEL_BITS
 from spiketrack.quant.golden.synapse import acc_bound
 from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
 from spiketrack.quant.qat import (QuantAvgPool, QuantConvBN, QuantNILIF, QuantPosEmbed, QuantResidual, QuantRetrieve,
-                                  UnsupportedLayerError)
+                                  QuantUpsample, UnsupportedLayerError)
 
 __all__ = ["lower", "module_outputs", "output_scale"]
 
@@ -111,6 +112,9 @@ class _Lowerer:
     def upsample(self, mod: nn.Module, x: str, branch: str) -> str:
         if isinstance(mod, nn.Identity):
             return x
+        if isinstance(mod, QuantUpsample):  # bilinear (§IS-13)
+            return self.emit(self.name(mod, branch), "upsample_bilinear", [x], self.T(x),
+                             {"factor": mod.p, "bits": self.fmt.bits})
         assert isinstance(mod, Upsample) and mod.mode == "nearest"
         return self.emit(self.name(mod, branch), "upsample", [x], self.T(x), {"factor": mod.p})
 
@@ -119,7 +123,10 @@ class _Lowerer:
 
     def retrieve(self, mod: QuantRetrieve, q: str, m: str, branch: str) -> str:
         r = self.emit(self.name(mod, branch, ".acc"), "retrieve", [q, m], self.T(q), {"heads": mod.heads, "sigma": mod.sigma})
-        shift = retrieval_shift(mod.sigma, self.fmt.frac)
+        if mod.mult != 1:  # a non-power-of-two scale m·2**-k (§IS-12): exact shift-add product, k joins the shift
+            r = self.emit(self.name(mod, branch, ".scaled"), "mul_const", [r], self.T(q),
+                          {"terms": csd_terms(mod.mult), "frac": mod.mult_frac})
+        shift = retrieval_shift(mod.sigma + mod.mult_frac, self.fmt.frac)
         return self.emit(self.name(mod, branch), "requant", [r], self.T(q), {"shift": shift, "bits": self.fmt.bits})
 
     # ------------------------------------------------------------------ composite blocks

@@ -16,11 +16,13 @@ float module        quantised twin
 ``Residual``        :class:`QuantResidual`: saturating add (§IS-6).
 ``PosEmbed``        :class:`QuantPosEmbed`: embeddings rounded to the stream grid, saturating add.
 ``AvgPool``         :class:`QuantAvgPool`: window mean rounded half-up to the grid (§IS-10).
-``Retrieve``        :class:`QuantRetrieve`: ``Q·M·2**-σ`` rounded to the stream grid (§IS-8).
+``Retrieve``        :class:`QuantRetrieve`: ``Q·M·2**-σ`` rounded to the stream grid (§IS-8); a
+                    non-power-of-two scale becomes ``m·2**-k`` (``m`` applied by shift-adds, §IS-12).
+``Upsample``        bilinear: :class:`QuantUpsample`, rounded half-up to the stream grid (§IS-13).
 ==================  ==========================================================================
 
 ``MemoryBuild``, nearest ``Upsample`` and ``MeanFusion`` are exact already. The paper's softmax
-gate and bilinear upsampling have no integer form and are refused.
+gate has no integer form and is refused.
 
 Every real-valued tensor (residual stream, membranes, requantised accumulators) uses one fixed-point
 format ``(frac, bits)`` (default ``f = 8``, 16 bits). Run in float64, the quantised model's values are
@@ -38,7 +40,7 @@ from torch import nn
 
 from spiketrack.model.layers import AvgPool, ConvBN, PosEmbed, Residual, Retrieve, Upsample, _per_frame
 from spiketrack.model.neuron import NILIF, ReLUNeuron
-from spiketrack.quant.fake_quant import FixedPoint, floor_ste, nearest_shift_add, round_half_up_ste
+from spiketrack.quant.fake_quant import FixedPoint, floor_ste, nearest_shift_add, round_half_up_ste, scale_constant
 from spiketrack.quant.golden.neuron import Decay
 
 warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
@@ -52,7 +54,7 @@ from brevitas.quant.scaled_int import Int32Bias  # noqa: E402
 from brevitas.quant.solver.act import ActQuantSolver  # noqa: E402
 
 __all__ = ["QuantFormat", "WEIGHT_PLANS", "QAT_KEY", "qat_payload", "quantized_from_payload", "mixed_weight_bits", "weight_bytes", "quantize_model", "QuantConvBN", "QuantNILIF", "QuantResidual", "QuantPosEmbed",
-           "QuantAvgPool", "QuantRetrieve", "UnsupportedLayerError", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "QuantAvgPool", "QuantRetrieve", "QuantUpsample", "UnsupportedLayerError", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -341,18 +343,37 @@ class QuantAvgPool(AvgPool):
 
 
 class QuantRetrieve(Retrieve):
-    """``Q · M · 2**-σ`` then requantisation to the stream format (§IS-8)."""
+    """``Q · M · scale`` then requantisation to the stream format (§IS-8).
+
+    A power-of-two scale ``2**-σ`` is an exponent (``sigma``, ``mult = 1``). Any other scale (the
+    paper's ``2·d_h**-0.5`` for ``d_h = 8, 24``) is replaced by the constant ``mult · 2**-mult_frac``
+    of :func:`~spiketrack.quant.fake_quant.scale_constant` (§IS-12): ``sigma = 0``, and the integer
+    network multiplies by ``mult`` with shift-adds before the requantisation.
+    """
 
     def __init__(self, src: Retrieve, fmt: QuantFormat):
-        super().__init__(src.heads, src.scale)
-        sigma = -math.log2(src.scale)
-        if sigma != int(sigma):
-            raise UnsupportedLayerError(f"attention scale {src.scale} is not a power of two (d_h must be 4, 16 or 64)")
-        self.sigma = int(sigma)
+        m, k = scale_constant(src.scale)
+        super().__init__(src.heads, m * 2.0 ** -k)
+        self.float_scale = src.scale
+        self.sigma, self.mult, self.mult_frac = (k, 1, 0) if m == 1 else (0, m, k)
         self.out = fmt.fixed_point()
 
     def forward(self, q, m):
         return self.out(super().forward(q, m))
+
+
+class QuantUpsample(Upsample):
+    """Bilinear upsampling by a power of two, rounded half-up to the stream grid (§IS-13)."""
+
+    def __init__(self, src: Upsample, fmt: QuantFormat):
+        super().__init__(src.p, src.mode)
+        if src.mode != "bilinear" or src.p < 2 or src.p & (src.p - 1):
+            raise UnsupportedLayerError(f"{src.mode} upsampling by {src.p}: only nearest, or bilinear by a power "
+                                        f"of two, has an integer form")
+        self.out = fmt.fixed_point()
+
+    def forward(self, x):
+        return self.out(super().forward(x))
 
 
 def quantize_model(model: nn.Module, fmt: QuantFormat | None = None) -> nn.Module:
@@ -364,7 +385,7 @@ def quantize_model(model: nn.Module, fmt: QuantFormat | None = None) -> nn.Modul
     Raises
     ------
     UnsupportedLayerError
-        For an ANN twin, the paper's softmax gate, bilinear upsampling or a non-power-of-two pool.
+        For an ANN twin, the paper's softmax gate (T > 1) or a non-power-of-two pool.
     """
     existing = getattr(model, "quant_format", None)
     if existing is not None:  # already quantisation-aware (e.g. a QAT checkpoint): keep its format
@@ -378,7 +399,7 @@ def quantize_model(model: nn.Module, fmt: QuantFormat | None = None) -> nn.Modul
         raise UnsupportedLayerError("an ANN twin has no spiking neurons to quantise; quantise the spiking variant")
     q = copy.deepcopy(model).eval()
     stem = _find_stem(q)
-    _swap(q, fmt, stem, "")
+    _swap(q, fmt, stem, "", getattr(cfg, "timesteps", 1))
     q.quant_format = fmt
     return q
 
@@ -436,7 +457,7 @@ def _find_stem(model: nn.Module) -> ConvBN:
     raise UnsupportedLayerError("model has no ConvBN stem: quantize_model needs a SpikeTrack model built from model/layers.py")
 
 
-def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN, prefix: str) -> None:
+def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN, prefix: str, timesteps: int = 1) -> None:
     from spiketrack.model.mrm import GateFusion
 
     for name, child in list(module.named_children()):
@@ -458,12 +479,14 @@ def _swap(module: nn.Module, fmt: QuantFormat, stem: ConvBN, prefix: str) -> Non
         elif isinstance(child, Retrieve):
             new = QuantRetrieve(child, fmt)
         elif isinstance(child, Upsample) and child.mode != "nearest":
-            raise UnsupportedLayerError(f"{name}: {child.mode} upsampling has no integer form; use nearest")
+            new = QuantUpsample(child, fmt)
         elif isinstance(child, GateFusion):
-            raise UnsupportedLayerError(f"{name}: the softmax temporal gate has no integer form; use mean fusion")
+            if timesteps > 1:
+                raise UnsupportedLayerError(f"{name}: the softmax temporal gate has no integer form; use mean fusion")
+            continue  # T = 1: the gate is never run (one template step, nothing to fuse); left as it is
         elif isinstance(child, (nn.Conv1d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d)):
             raise UnsupportedLayerError(f"{name}: bare {type(child).__name__} outside a ConvBN is not supported")
         if new is not None:
             setattr(module, name, new)
         else:
-            _swap(child, fmt, stem, path + ".")
+            _swap(child, fmt, stem, path + ".", timesteps)

@@ -1,4 +1,5 @@
-"""Integer arithmetic primitives: round-half-up shifts and saturation (docs/integer_semantics.md §IS-5).
+"""Integer arithmetic primitives: round-half-up shifts and saturation (docs/integer_semantics.md §IS-5),
+and the exact shift-add product by a constant (§IS-12).
 
 Every function takes and returns integer tensors (``torch.int64``); none uses floating point.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_int", "shift_round", "saturate", "requantize", "bit_width_signed", "bit_width_unsigned"]
+__all__ = ["check_int", "shift_round", "saturate", "requantize", "bit_width_signed", "bit_width_unsigned",
+           "csd_terms", "times_csd"]
 
 
 def check_int(x, name: str = "tensor") -> torch.Tensor:
@@ -61,3 +63,32 @@ def bit_width_signed(max_abs: int) -> int:
 def bit_width_unsigned(max_value: int) -> int:
     """Smallest unsigned width holding ``max_value`` (at least 1)."""
     return max(1, int(max_value).bit_length())
+
+
+def csd_terms(m: int) -> list[list[int]]:
+    """The canonical signed-digit (non-adjacent) form of ``m >= 1``: ``[[sign, shift], ...]`` with
+    ``m = Σ sign · 2**shift``, no two shifts adjacent, lowest shift first (§IS-12)."""
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"a shift-add constant must be an integer >= 1, got {m!r}")
+    terms, shift = [], 0
+    while m:
+        if m & 1:
+            digit = 2 - (m & 3)  # +1 if m = 1 (mod 4), -1 if m = 3 (mod 4)
+            terms.append([digit, shift])
+            m -= digit
+        m >>= 1
+        shift += 1
+    return terms
+
+
+def times_csd(y: torch.Tensor, terms) -> torch.Tensor:
+    """``Σ sign · (y << shift)``: the exact product of ``y`` by a shift-add constant (§IS-12)."""
+    y = check_int(y, "y")
+    if not terms:
+        raise ValueError("a shift-add constant needs at least one term")
+    out = torch.zeros_like(y)
+    for sign, shift in terms:
+        if sign not in (1, -1) or shift < 0:
+            raise ValueError(f"bad shift-add term (sign={sign}, shift={shift}): sign must be +-1, shift >= 0")
+        out = out + sign * (y << shift)
+    return out
