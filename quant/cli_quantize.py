@@ -29,6 +29,12 @@ def add_arguments(p) -> None:
     p.add_argument("--width", type=int, default=None, help="stream/membrane width in bits (default 16)")
     p.add_argument("--qat-steps", type=int, default=0, help="quantisation-aware fine-tuning steps (default 0: PTQ)")
     p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate (default 1e-4)")
+    p.add_argument("--qat-freeze", default=None,
+                   help="parameters QAT leaves fixed: a comma list of 'stem' (the pixel convolution) and module "
+                        "paths (e.g. stem,backbone.stages.0; default: none)")
+    p.add_argument("--qat-lr-mult", type=float, default=1.0,
+                   help="LR multiplier of the parameters outside the MRMs, decays and positional embeddings "
+                        "(as train's backbone multiplier; default 1.0: one LR for all)")
     p.add_argument("--qat-lr-drop", type=float, default=None,
                    help="QAT LR x0.1 after this fraction of the steps (default as for train: 0.5 for T > 1)")
     p.add_argument("--data", default="synthetic", help="training data for --qat-steps (as for train, e.g. "
@@ -64,8 +70,10 @@ def run(args) -> int:
         raise UserError("--qat-steps and --check-frames must be >= 0")
     if args.stop_after is not None and args.stop_after < 1:
         raise UserError("--stop-after must be at least 1")
-    if (args.resume or args.stop_after or args.save_checkpoint) and not args.qat_steps:
-        raise UserError("--resume, --stop-after and --save-checkpoint need --qat-steps")
+    if (args.resume or args.stop_after or args.save_checkpoint or args.qat_freeze) and not args.qat_steps:
+        raise UserError("--resume, --stop-after, --save-checkpoint and --qat-freeze need --qat-steps")
+    if not (args.qat_lr > 0 and args.qat_lr_mult > 0):
+        raise UserError("--qat-lr and --qat-lr-mult must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -86,14 +94,23 @@ def run(args) -> int:
         report["qat_checkpoint"] = ck["extra"].get("qat", {})
     if args.qat_steps:
         from spiketrack.model.train import TrainConfig, train
+        from spiketrack.quant.qat import freeze_for_qat
 
+        try:
+            frozen = freeze_for_qat(qmodel, args.qat_freeze)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        recipe = {"parent": src, "lr": args.qat_lr, "lr_mult": args.qat_lr_mult, "freeze": args.qat_freeze or "none",
+                  "data": args.data}
+        report["qat_frozen"] = frozen
         run_dir = f"{args.out}/qat-run"
         cfg = TrainConfig(variant=ck["variant"], data=args.data, out=run_dir, steps=args.qat_steps,
-                          batch=args.batch, lr=args.qat_lr, lr_drop=args.qat_lr_drop, backbone_lr_mult=1.0,
+                          batch=args.batch, lr=args.qat_lr, lr_drop=args.qat_lr_drop,
+                          backbone_lr_mult=args.qat_lr_mult,
                           ckpt_every=max(1, min(50, args.qat_steps)), progress=False, resume=args.resume,
                           stop_after=args.stop_after, center_jitter=args.center_jitter,
                           scale_jitter=args.scale_jitter, scene_cache=args.scene_cache,
-                          extra={"quant": qf.spec(), "qat": {"parent": src, "lr": args.qat_lr, "data": args.data}})
+                          extra={"quant": qf.spec(), "qat": recipe})
         report["qat"] = train(cfg, build=lambda _name: qmodel)
         qmodel.eval()
         if report["qat"]["steps"] < args.qat_steps:  # time-sliced: stop here, resume later
@@ -104,8 +121,8 @@ def run(args) -> int:
         if args.save_checkpoint:
             from spiketrack.model.checkpoint import save_checkpoint_atomic
 
-            info = {"parent": src, "steps": report["qat"]["steps"], "lr": args.qat_lr, "data": args.data,
-                    "batch": args.batch, "center_jitter": args.center_jitter, "scale_jitter": args.scale_jitter}
+            info = {**recipe, "steps": report["qat"]["steps"], "lr_drop": args.qat_lr_drop, "batch": args.batch,
+                    "center_jitter": args.center_jitter, "scale_jitter": args.scale_jitter}
             save_checkpoint_atomic(args.save_checkpoint, qat_payload(qmodel, args.qat_steps, info))
             report["saved_checkpoint"] = args.save_checkpoint
     net = lower(qmodel)

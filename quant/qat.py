@@ -53,7 +53,7 @@ from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint  # noqa: E
 from brevitas.quant.scaled_int import Int32Bias  # noqa: E402
 from brevitas.quant.solver.act import ActQuantSolver  # noqa: E402
 
-__all__ = ["QuantFormat", "WEIGHT_PLANS", "QAT_KEY", "qat_payload", "quantized_from_payload", "mixed_weight_bits", "weight_bytes", "quantize_model", "QuantConvBN", "QuantNILIF", "QuantResidual", "QuantPosEmbed",
+__all__ = ["QuantFormat", "WEIGHT_PLANS", "QAT_KEY", "qat_payload", "freeze_for_qat", "quantized_from_payload", "mixed_weight_bits", "weight_bytes", "quantize_model", "QuantConvBN", "QuantNILIF", "QuantResidual", "QuantPosEmbed",
            "QuantAvgPool", "QuantRetrieve", "QuantUpsample", "UnsupportedLayerError", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -417,6 +417,39 @@ def qat_payload(qmodel: nn.Module, step: int, info: dict | None = None) -> dict:
     from spiketrack.model.checkpoint import make_payload
 
     return make_payload(qmodel, None, step, {QAT_KEY: qmodel.quant_format.spec(), "qat": dict(info or {})})
+
+
+def freeze_for_qat(qmodel: nn.Module, spec: str | None) -> list[str]:
+    """Freeze parts of a quantisation-aware model for QAT; returns the frozen parameter names.
+
+    ``spec`` is a comma list of ``stem`` (the pixel convolution, whose weights are folded with the
+    ImageNet normalisation and so ~30x smaller than any other: AdamW's scale-blind step moves them
+    relatively furthest) and module-path prefixes of the model (e.g. ``backbone.stages.0``, a whole
+    path component each). Frozen parameters get ``requires_grad = False``, so the training loop's
+    optimiser leaves them out. ``None``, ``""`` or ``"none"`` freezes nothing.
+
+    Raises
+    ------
+    ValueError
+        For a part that names no parameter of the model.
+    """
+    parts = [p.strip() for p in (spec or "").split(",") if p.strip() and p.strip() != "none"]
+    if not parts:
+        return []
+    stems = [n for n, m in qmodel.named_modules() if isinstance(m, QuantConvBN) and m.pixels]
+    names = []
+    for part in parts:
+        prefixes = stems if part == "stem" else [part]
+        hit = [n for n, _ in qmodel.named_parameters()
+               if any(n.startswith(pre + ".") for pre in prefixes)]
+        if not hit:
+            raise ValueError(f"--qat-freeze {part!r} names no parameter of the model"
+                             + ("" if part == "stem" else " (use 'stem' or a module path such as backbone.stages.0)"))
+        names += [n for n in hit if n not in names]
+    params = dict(qmodel.named_parameters())
+    for n in names:
+        params[n].requires_grad_(False)
+    return names
 
 
 def quantized_from_payload(ck: dict, build) -> nn.Module:
