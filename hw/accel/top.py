@@ -41,7 +41,7 @@ from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BIT
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
-__all__ = ["Accelerator", "Unit", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
+__all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
 
 DESC_OVERHEAD = 3   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
 RUN_OVERHEAD = 1    #: controller cycles per run (start)
@@ -53,15 +53,20 @@ class Unit(enum.Enum, shape=2):
     MB = 2
 
 
-def prog_width(lanes: int, addr_bits: int = 16) -> int:
-    """Bits of one program word: the unit and the widest descriptor."""
-    return 2 + max(desc_layout(addr_bits).size, vec_desc_layout(addr_bits).size, mb_desc_layout(addr_bits).size)
+#: The units an accelerator can have (``Accelerator(units=...)``): conv engine, vector unit, memory builder.
+UNITS = ("conv", "vec", "mb")
 
 
-def mem_widths(lanes: int, addr_bits: int = 16) -> dict[str, int]:
+def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> int:
+    """Bits of one program word: the unit and the widest descriptor (of the units present)."""
+    sizes = {"conv": desc_layout, "vec": vec_desc_layout, "mb": mb_desc_layout}
+    return 2 + max(sizes[u](addr_bits).size for u in units)
+
+
+def mem_widths(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> dict[str, int]:
     """Row width of each memory, by name (``protocol.MEM_IDS``)."""
     P = lanes
-    return {"prog": prog_width(P, addr_bits), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
+    return {"prog": prog_width(P, addr_bits, units), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
             "lv": 3 * P, "st": STREAM_BITS * P, "tm": TM_BITS * P}
 
 
@@ -82,6 +87,18 @@ class Accelerator(wiring.Component):
     init : dict of str to list of int, optional
         Initial rows of memories (a board's bitstream can carry the program, weights and tables:
         ``AccelProgram.images``). Rows not given start at 0.
+    units : tuple of str
+        The units present (a subset of :data:`UNITS`; default all three). A unit left out is not
+        built: its outputs are held at 0, so a descriptor for it finishes after the controller's
+        ``DESC_OVERHEAD`` cycles and writes nothing (the compiler places no op on it); program
+        words are as wide as the widest descriptor of the units present. Without the conv engine
+        (no stem) any ``lanes >= 1`` is accepted (the iCEBreaker configuration).
+    counters : tuple of str, optional
+        The counters of ``protocol.COUNTERS`` that are built besides ``runs`` and ``descriptors``
+        (default: all); the others read 0 (a small device saves their adders).
+    ram_style : dict of str to str, optional
+        Yosys ``ram_style`` attribute per memory (``{"prog": "block"}``: block RAM even when the
+        memory is a few rows deep, which Yosys would otherwise build from flip-flops and LUTs).
 
     Members
     -------
@@ -94,11 +111,19 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
-                 init: dict | None = None):
-        if lanes < 8:
+                 init: dict | None = None, units: tuple = UNITS, ram_style: dict | None = None,
+                 counters: tuple = COUNTERS):
+        self.units = tuple(u for u in UNITS if u in units)
+        if not self.units or set(units) - set(UNITS):
+            raise ValueError(f"units must be a non-empty subset of {UNITS}, got {tuple(units)}")
+        if lanes < (8 if "conv" in self.units else 1):
             raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
         self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
-        self.widths = mem_widths(lanes, addr_bits)
+        self.widths = mem_widths(lanes, addr_bits, self.units)
+        self.ram_style = dict(ram_style or {})
+        if set(counters) - set(COUNTERS):
+            raise ValueError(f"unknown counters {sorted(set(counters) - set(COUNTERS))}; known: {', '.join(COUNTERS)}")
+        self.counters = tuple(counters)
         self.depths = {k: 16 for k in self.widths}
         self.depths.update(depths or {})
         for k, v in self.depths.items():
@@ -121,12 +146,16 @@ class Accelerator(wiring.Component):
         m = Module()
         P, A = self.lanes, self.addr_bits
         W = self.widths
-        m.submodules.conv = conv = ConvEngine(P, A)
-        m.submodules.vec = vec = VectorUnit(P, A)
-        m.submodules.mb = mb = MemoryBuilder(P, A)
+        conv, vec, mb = ConvEngine(P, A), VectorUnit(P, A), MemoryBuilder(P, A)
+        for name, unit in zip(UNITS, (conv, vec, mb)):
+            if name in self.units:
+                m.submodules[name] = unit
+            else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
+                unit._MustUse__silence = True
         for name in W:
+            style = {"attrs": {"ram_style": self.ram_style[name]}} if name in self.ram_style else {}
             self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name],
-                                                                       init=self.init.get(name, []))
+                                                                       init=self.init.get(name, []), **style)
         mem = self.mems
         rd = {n: mem[n].read_port() for n in W}
         rd2 = {n: mem[n].read_port() for n in ("lv", "st")}
@@ -229,8 +258,8 @@ class Accelerator(wiring.Component):
             with m.State("DECODE"):
                 pw = rd["prog"].data
                 u = pw[:2]
-                neuron_bit = pw[2 + desc_layout(A)["neuron"].offset]
-                mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2]
+                neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
+                mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
                 m.d.sync += [word.eq(pw), cur.eq(u),
                              dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
                                            (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
@@ -427,6 +456,8 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- counters
         def bump(name, inc):   # the increment is registered first: counts lag by one cycle
+            if name not in self.counters:
+                return
             inc_v = Value.cast(inc)
             inc_r = Signal(inc_v.shape(), name=f"inc_{name}")
             m.d.sync += [inc_r.eq(inc), ctr[name].eq(ctr[name] + inc_r)]
