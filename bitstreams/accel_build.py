@@ -11,11 +11,12 @@ by default the reduced edge-t3 of ``sim/reduced.py`` (every op kind of edge-t3 a
 the shipped edge-t3's program needs about 8.7 Mbit of memory, more than the 3.8 Mbit of block RAM
 of an ECP5-85F, and the accelerator has no external-memory path yet (docs/boards.md).
 
-The iCEBreaker (UP5K: 5,280 LUT4, 30 EBR) gets a reduced configuration (:data:`REDUCED`): the
-vector unit alone (NI-LIF, adds, pooling, fusion) at one lane, 10-bit addresses, the program in
-block RAM, the cycle counters only, with the controller, host interface and UART link unchanged, so
-the same driver and protocol run it; by default it carries ``sim/reduced.neuron_network``. The
-conv engine does not fit (yosys alone: 12,464 LUT4 at P = 8, 4,921 at P = 2; docs/boards.md).
+The iCEBreaker (UP5K: 5,280 logic cells, 30 EBR) gets a reduced configuration (:data:`REDUCED`):
+the memory builder alone (``M = Kᵀ·V``) at P = 8 with 10-bit addresses and five counters, the
+controller, host interface and UART link unchanged, so the same driver and protocol run it; by
+default it carries ``sim/reduced.memory_network``. The conv engine does not fit (yosys alone:
+12,464 LUT4 at P = 8, 4,921 at P = 2), nor does the vector unit with the controller and link
+(6,626 logic cells at P = 1, nextpnr could not place it; docs/boards.md).
 """
 
 from __future__ import annotations
@@ -43,19 +44,22 @@ READ_PORTS = {"lv": 2, "st": 2}   #: memories with two read ports are stored twi
 #: LUT4 / FF per lane and fixed, of the accelerator's parts (see estimate())
 LUT_PER_LANE, LUT_FIXED = 2600, 3000
 FF_PER_LANE, FF_FIXED = 1300, 2500
-#: A reduced configuration (vector unit only): LUT4 / FF per lane and fixed of the vector unit, and
-#: fixed of the controller, host interface (cycle counters only) and link (yosys synth_ice40 of the pieces, docs/boards.md)
-VEC_LUT_PER_LANE, VEC_LUT_FIXED, VEC_FF_PER_LANE, VEC_FF_FIXED = 880, 1610, 530, 1050
+#: A reduced configuration: LUT4 / FF per lane and fixed of each unit present (yosys synth_ice40 of
+#: the unit alone at P = 1, 2, 4, 8), plus the controller, host interface and link (the whole linked
+#: accelerator with the vector unit at P = 1 less that unit: 4,396 − 2,492 LUT4, 2,974 − 1,578 FF;
+#: docs/boards.md)
+UNIT_LUT = {"vec": (880, 1610), "mb": (27, 845)}
+UNIT_FF = {"vec": (530, 1050), "mb": (24, 385)}
 CTRL_LUT, CTRL_FF = 1900, 1400
 #: EBR of the link's frame buffer and response FIFO (iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
 LINK_EBR = {"ecp5": 1, "ice40": 4}
 
 #: Boards whose device cannot hold the whole accelerator: the configuration they get instead
 #: (``Accelerator`` keyword arguments) and the network they carry by default.
-REDUCED = {"icebreaker": {"lanes": 1, "addr_bits": 10, "units": ("vec",), "ram_style": {"prog": "block"},
-                          "counters": ("cycles", "run_cycles"),
-                          "network": "the neuron network (sim/reduced.py neuron_network: avg_pool, "
-                                     "upsampled add, NI-LIF with a positional table, time fusion; 3x4x4x4)"}}
+REDUCED = {"icebreaker": {"lanes": 8, "addr_bits": 10, "units": ("mb",),
+                          "counters": ("cycles", "run_cycles", "mb_busy", "lv_reads", "tm_writes"),
+                          "network": "one MRM's template-memory build (sim/reduced.py memory_network: "
+                                     "M = K^T V, T 3, 2 heads, d_h = d_v = 8, 4x4 tokens)"}}
 
 
 #: Boards without a USB-serial UART: the link's pins (OrangeCrab: feather pins 0 = RX, 1 = TX)
@@ -78,17 +82,18 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       buffer (:data:`LINK_EBR`); a one-row memory (a unit left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
-      With the vector unit only: ``VEC_LUT_PER_LANE·P + VEC_LUT_FIXED + CTRL_LUT`` (FF likewise).
+      A reduced configuration (not all three units): per unit present ``a·P + b`` of
+      :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     """
     widths = mem_widths(lanes, addr_bits, units)
     by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) if d > 1 else 0 for k, d in depths.items()}
-    if tuple(units) == ("vec",):
-        lut = VEC_LUT_PER_LANE * lanes + VEC_LUT_FIXED + CTRL_LUT
-        ff = VEC_FF_PER_LANE * lanes + VEC_FF_FIXED + CTRL_FF
-    elif set(units) == set(UNITS):
+    if set(units) == set(UNITS):
         lut, ff = LUT_PER_LANE * lanes + LUT_FIXED, FF_PER_LANE * lanes + FF_FIXED
+    elif set(units) <= set(UNIT_LUT):
+        lut = CTRL_LUT + sum(UNIT_LUT[u][0] * lanes + UNIT_LUT[u][1] for u in units)
+        ff = CTRL_FF + sum(UNIT_FF[u][0] * lanes + UNIT_FF[u][1] for u in units)
     else:
-        raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or the vector unit alone)")
+        raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
     return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
 
 
@@ -101,9 +106,9 @@ def board_network(compiled: str | None = None, board: str | None = None):
 
         return load_artifact(compiled), f"artifact {compiled}"
     if board in REDUCED:
-        from spiketrack.sim.reduced import neuron_network
+        from spiketrack.sim.reduced import memory_network
 
-        return neuron_network()[0], REDUCED[board]["network"]
+        return memory_network()[0], REDUCED[board]["network"]
     from spiketrack.sim.reduced import reduced_network
 
     return reduced_network()[0], "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
@@ -124,10 +129,10 @@ def board_program(compiled: str | None = None, lanes: int = 8, board: str | None
     cfg = REDUCED.get(board, {})
     ap = lower_to_accel(net, lanes, cfg.get("addr_bits", 16), units=cfg.get("units", UNITS))
     if "run" in ap.programs:
-        from spiketrack.sim.reduced import neuron_network
+        from spiketrack.sim.reduced import memory_network
 
         graph = fuse(net)[0]
-        env = run_program(graph, programs(graph)["run"], {k: v[:, :1] for k, v in neuron_network()[1].items()})
+        env = run_program(graph, programs(graph)["run"], {k: v[:, :1] for k, v in memory_network()[1].items()})
         return ap, desc, ap.run_cycles(graph, "run", env)
     zt, xt = net.types["template_pixels"].shape, net.types["search_pixels"].shape
     g = torch.Generator().manual_seed(0)
@@ -186,7 +191,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "build" / b.name
     top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, baud=baud, lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
-                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "ram_style", "counters")})
+                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")
     stop = threading.Event()

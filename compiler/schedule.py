@@ -34,7 +34,7 @@ class Program:
 def programs(graph: HwGraph) -> dict[str, Program]:
     """Split the graph into the template program (-> memories) and the search program (-> heads).
 
-    A network that is not a tracker (no ``meta["memories"]``, e.g. ``sim/reduced.neuron_network``)
+    A network that is not a tracker (no ``meta["memories"]``, e.g. ``sim/reduced.memory_network``)
     is one program, ``"run"``: every node, from the network's inputs to its outputs."""
     net = graph.net
     if "memories" not in net.meta:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from spiketrack.hw.accel.board import LinkedAccelerator
+from spiketrack.hw.accel.protocol import COUNTERS
 from spiketrack.hw.accel.top import UNITS
 from spiketrack.sim.accel_driver import AccelDriver
 from spiketrack.sim.link_transport import LinkTransport, QueuePort, UartLine
@@ -19,13 +20,15 @@ __all__ = ["run_link_session"]
 
 
 def run_link_session(fn, *, lanes: int = 8, depths: dict | None = None, divisor: int = 4, gap_cycles: int = 400,
-                     preload: dict | None = None, vcd: str | None = None, addr_bits: int = 16, units: tuple = UNITS):
+                     preload: dict | None = None, vcd: str | None = None, addr_bits: int = 16, units: tuple = UNITS,
+                     counters: tuple = COUNTERS):
     """Run ``fn(driver, transport, state)`` against the simulated :class:`LinkedAccelerator`;
     returns ``fn``'s result (``state["cycle"]``: cycles so far, ``state["line"]``: the line).
-    ``addr_bits``, ``units``: the accelerator's configuration (the iCEBreaker's: ``units=("vec",)``)."""
+    ``addr_bits``, ``units``, ``counters``: the accelerator's configuration (``Accelerator``'s arguments)."""
     from amaranth.sim import Simulator
 
-    dut = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor, gap_cycles=gap_cycles, units=units)
+    dut = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor, gap_cycles=gap_cycles, units=units,
+                            counters=counters)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     port = QueuePort()

@@ -41,39 +41,27 @@ def reduced_network(seed: int = 0):
     return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg
 
 
-def neuron_network(seed: int = 0, timesteps: int = 3, channels: int = 4, size: int = 4):
-    """A small spiking network of the vector unit's ops only (the iCEBreaker configuration runs it:
-    no conv engine, no memory builder). Returns ``(integer network, inputs)``.
 
-    A residual block with a positional table and a time fusion, on a stream input ``x``
-    ``[T, C, H, W]`` (16-bit, exponent 8):
+def memory_network(seed: int = 0, timesteps: int = 3, heads: int = 2, dh: int = 8, dv: int = 8, size: int = 4):
+    """The template-memory build of one MRM as a network of its own (the iCEBreaker configuration
+    runs it: the memory builder, no conv engine or vector unit). Returns ``(integer network, inputs)``.
 
-    ``pool = avg_pool(x, 2)``; ``s = x + upsample(pool, 2)`` (saturating, the upsampled operand read
-    by nearest-neighbour addressing); ``spikes = NI-LIF(s + pos)`` (the positional table ``pos`` from
-    the constant memory); ``fused = mean_fusion(spikes)`` (compare-only mean over ``T``). Outputs:
-    ``spikes`` (levels ``[T, C, H, W]``) and ``fused`` (levels ``[1, C, H, W]``). Every vector-unit
-    mode runs once: POOL, ADD (upsampled), NEURON with a table, FUSION. ``inputs`` is
-    ``{"x": [T, 1, C, H, W]}`` (batch 1), random values of both signs so that every level fires.
+    ``M = build(K, V)``: per timestep and head ``M = Kᵀ·V`` over the ``size²`` tokens (§IS-8), from
+    spike levels ``K`` ``[T, heads·dh, size, size]`` and ``V`` ``[T, heads·dv, size, size]``; ``M`` is
+    ``[T, heads, dh, dv]``. ``inputs`` is ``{"k": ..., "v": ...}`` with a batch axis of 1: random
+    levels 0..D, about half of ``K`` zero (a spike map's sparsity).
     """
-    import numpy as np
-
-    from spiketrack.quant.golden.neuron import D
+    from spiketrack.quant.golden.neuron import D, LEVEL_BITS
     from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
 
-    T, C, H = timesteps, channels, size
-    g = np.random.default_rng(seed)
-    decays = [[[1, 2]] for _ in range(T - 1)]
-    layers = [
-        Layer("pool", "avg_pool", ["x"], {"size": 2, "bits": 16}),
-        Layer("pool_up", "upsample", ["pool"], {"factor": 2}),
-        Layer("sum", "add", ["x", "pool_up"], {"bits": 16}),
-        Layer("pos", "add_const", ["sum"], {"bits": 16},
-              {"value": g.integers(-64, 65, (T, 1, C, H, H)).astype(np.int32)}),
-        Layer("spikes", "neuron", ["pos"], {"f_m": 8, "bits": 16, "decays": decays, "rounding": "half_up"}),
-        Layer("fused", "mean_fusion", ["spikes"], {}),
-    ]
-    net = IntegerNetwork(layers, ["x"], ["spikes", "fused"], {"config": "neuron-block", "levels": D},
-                         {"x": TensorType((T, C, H, H), "stream", 16, True, 8)})
+    g = torch.Generator().manual_seed(seed)
+    T, n = timesteps, size
+    layers = [Layer("memory", "memory_build", ["k", "v"], {"heads": heads})]
+    types = {"k": TensorType((T, heads * dh, n, n), "levels", LEVEL_BITS + 1, False, LEVEL_BITS),
+             "v": TensorType((T, heads * dv, n, n), "levels", LEVEL_BITS + 1, False, LEVEL_BITS)}
+    net = IntegerNetwork(layers, ["k", "v"], ["memory"], {"config": "mrm-memory"}, types)
     net.validate()
-    x = torch.from_numpy(g.integers(-3 << 8, 5 << 8, (T, 1, C, H, H))).to(torch.int64)
-    return net, {"x": x}
+    k = torch.randint(0, D + 1, (T, 1, heads * dh, n, n), generator=g)
+    k = k * (torch.rand(k.shape, generator=g) < 0.5)
+    v = torch.randint(0, D + 1, (T, 1, heads * dv, n, n), generator=g)
+    return net, {"k": k, "v": v}

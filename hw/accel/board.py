@@ -38,8 +38,8 @@ class LinkedAccelerator(wiring.Component):
         Quiet cycles that end a truncated frame (see :class:`~spiketrack.hw.link.frames.FrameLink`).
     init : dict, optional
         Memory images baked into the design (``Accelerator(init=...)``).
-    units, ram_style, counters :
-        The accelerator's units, memory styles and counters (``Accelerator(units=..., ...)``).
+    units, counters :
+        The accelerator's units and counters (``Accelerator(units=..., counters=...)``).
 
     Members
     -------
@@ -51,9 +51,8 @@ class LinkedAccelerator(wiring.Component):
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, *, divisor: int = 4,
                  gap_cycles: int = 1 << 16, init: dict | None = None, units: tuple = UNITS,
-                 ram_style: dict | None = None, counters: tuple = COUNTERS):
-        self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, ram_style=ram_style,
-                                 counters=counters)
+                 counters: tuple = COUNTERS):
+        self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, counters=counters)
         self.divisor, self.gap_cycles = divisor, gap_cycles
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "frames_ok": Out(16), "frames_bad": Out(16)})
@@ -136,9 +135,9 @@ class BoardTop(Elaboratable):
         Core clock wanted from the PLL (the nearest reachable frequency is used: ``f_core_mhz``).
     baud : int
         UART rate; the divisor is ``round(f_core / baud)``.
-    lanes, depths, init, addr_bits, units, ram_style, counters : as :class:`~spiketrack.hw.accel.top.Accelerator`
+    lanes, depths, init, addr_bits, units, counters : as :class:`~spiketrack.hw.accel.top.Accelerator`
         (``init``: images baked into the bitstream's block RAM; ``units``: the iCEBreaker
-        configuration has the vector unit only).
+        configuration has the memory builder only).
     uart : tuple
         The UART resource ``(name, number)``. A board without one (OrangeCrab: its USB port goes to
         the FPGA itself) gets ``uart_pins``: a UART on two header pins for a 3.3 V USB-serial adapter.
@@ -149,7 +148,7 @@ class BoardTop(Elaboratable):
     def __init__(self, *, family: str, f_in_mhz: float, clock_mhz: float = 100.0, baud: int = 1_000_000,
                  lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
                  uart_pins: dict | None = None, addr_bits: int = 16, units: tuple = UNITS,
-                 ram_style: dict | None = None, counters: tuple = COUNTERS):
+                 counters: tuple = COUNTERS):
         self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
         self.f_core_mhz = self.pll["f_out_mhz"]
@@ -157,7 +156,7 @@ class BoardTop(Elaboratable):
         # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
         self.core = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor,
                                       gap_cycles=int(self.f_core_mhz * 1e3 * 20), init=init, units=units,
-                                      ram_style=ram_style, counters=counters)
+                                      counters=counters)
 
     def elaborate(self, platform):
         m = Module()

@@ -55,6 +55,15 @@ class Unit(enum.Enum, shape=2):
 
 #: The units an accelerator can have (``Accelerator(units=...)``): conv engine, vector unit, memory builder.
 UNITS = ("conv", "vec", "mb")
+#: The memories each unit reads or writes (besides ``prog``); a memory no present unit uses is not built.
+MEM_USERS = {"conv": ("w", "tab", "tm", "lv", "st"), "vec": ("cst", "lv", "st"), "mb": ("lv", "tm")}
+
+
+class _NoPort:
+    """A port of a memory the configuration leaves out: its signals drive nothing, its data reads 0."""
+
+    def __init__(self, width: int, addr_bits: int):
+        self.addr, self.en, self.data = Signal(addr_bits), Signal(), Signal(width)
 
 
 def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> int:
@@ -91,14 +100,13 @@ class Accelerator(wiring.Component):
         The units present (a subset of :data:`UNITS`; default all three). A unit left out is not
         built: its outputs are held at 0, so a descriptor for it finishes after the controller's
         ``DESC_OVERHEAD`` cycles and writes nothing (the compiler places no op on it); program
-        words are as wide as the widest descriptor of the units present. Without the conv engine
-        (no stem) any ``lanes >= 1`` is accepted (the iCEBreaker configuration).
+        words are as wide as the widest descriptor of the units present, and a memory no present
+        unit uses (:data:`MEM_USERS`) is not built: its depth is 0, so every host access to it is
+        refused as out of range. Without the conv engine (no stem) any ``lanes >= 1`` is accepted.
+        The iCEBreaker configuration has the memory builder alone.
     counters : tuple of str, optional
         The counters of ``protocol.COUNTERS`` that are built besides ``runs`` and ``descriptors``
         (default: all); the others read 0 (a small device saves their adders).
-    ram_style : dict of str to str, optional
-        Yosys ``ram_style`` attribute per memory (``{"prog": "block"}``: block RAM even when the
-        memory is a few rows deep, which Yosys would otherwise build from flip-flops and LUTs).
 
     Members
     -------
@@ -111,7 +119,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
-                 init: dict | None = None, units: tuple = UNITS, ram_style: dict | None = None,
+                 init: dict | None = None, units: tuple = UNITS,
                  counters: tuple = COUNTERS):
         self.units = tuple(u for u in UNITS if u in units)
         if not self.units or set(units) - set(UNITS):
@@ -120,7 +128,6 @@ class Accelerator(wiring.Component):
             raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
         self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
         self.widths = mem_widths(lanes, addr_bits, self.units)
-        self.ram_style = dict(ram_style or {})
         if set(counters) - set(COUNTERS):
             raise ValueError(f"unknown counters {sorted(set(counters) - set(COUNTERS))}; known: {', '.join(COUNTERS)}")
         self.counters = tuple(counters)
@@ -129,6 +136,8 @@ class Accelerator(wiring.Component):
         for k, v in self.depths.items():
             if not 1 <= v <= 1 << addr_bits:
                 raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
+        self.built = tuple(k for k in self.widths if k == "prog" or any(k in MEM_USERS[u] for u in self.units))
+        self.depths.update({k: 0 for k in self.widths if k not in self.built})
         self.init = {k: [int(r) for r in v] for k, v in (init or {}).items()}
         for k, rows in self.init.items():
             if k not in self.widths:
@@ -152,14 +161,13 @@ class Accelerator(wiring.Component):
                 m.submodules[name] = unit
             else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
                 unit._MustUse__silence = True
-        for name in W:
-            style = {"attrs": {"ram_style": self.ram_style[name]}} if name in self.ram_style else {}
+        for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name],
-                                                                       init=self.init.get(name, []), **style)
+                                                                       init=self.init.get(name, []))
         mem = self.mems
-        rd = {n: mem[n].read_port() for n in W}
-        rd2 = {n: mem[n].read_port() for n in ("lv", "st")}
-        wr = {n: mem[n].write_port() for n in W}
+        rd = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in W}
+        rd2 = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in ("lv", "st")}
+        wr = {n: mem[n].write_port() if n in mem else _NoPort(W[n], A) for n in W}
 
         # ---------------------------------------------------------------- controller state
         running = Signal()
@@ -203,7 +211,8 @@ class Accelerator(wiring.Component):
                      vec.c_data.eq(rd["cst"].data), mb.k_data.eq(rd["lv"].data), mb.v_data.eq(rd2["lv"].data)]
 
         # ---------------------------------------------------------------- write ports
-        host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(max(W.values())), Signal()
+        wmax = max(W[n] for n in self.built)      # the widest row the host can write or read
+        host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(wmax), Signal()
         u_en = Mux(cur == Unit.CONV, conv.out_en, Mux(cur == Unit.VEC, vec.out_en, 0))
         u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
         u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
@@ -278,7 +287,7 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- host command interface
         widx, nwords = Signal(6), Signal(6)
-        row = Signal(32 * max(words_per_row(w) for w in W.values()))
+        row = Signal(32 * words_per_row(wmax))
         err = Signal(4)
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
@@ -290,7 +299,7 @@ class Accelerator(wiring.Component):
             m.d.sync += rsp_valid.eq(0)
         depth_of = Signal(A + 1)
         wpr = Signal(6)
-        host_rd_data, host_rd_q = Signal(max(W.values())), Signal(max(W.values()))
+        host_rd_data, host_rd_q = Signal(wmax), Signal(wmax)
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
