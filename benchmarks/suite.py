@@ -391,7 +391,8 @@ def synthesis_rows(ctx: Context) -> list[dict]:
                 continue
             note = f"of {totals[key]}" if totals.get(key) else ""
             if key == "fps_at_fmax":
-                note = f"{rep.get('network', '')}, {rep.get('search_cycles')} cycles per search frame"
+                note = (f"{rep.get('network', '')}, {rep['search_cycles']} cycles per search frame" if "search_cycles" in rep
+                        else f"{rep.get('network', '')}, {rep.get('run_cycles')} cycles per run")
             rows.append(row(what, rep[key], unit, cmd, board=board, source=src, key=key, note=note))
     return rows
 

@@ -10,6 +10,13 @@ Which network: ``--compiled DIR`` (an integer-network artifact, ``spiketrack qua
 by default the reduced edge-t3 of ``sim/reduced.py`` (every op kind of edge-t3 at 16×16 crops):
 the shipped edge-t3's program needs about 8.7 Mbit of memory, more than the 3.8 Mbit of block RAM
 of an ECP5-85F, and the accelerator has no external-memory path yet (docs/boards.md).
+
+The iCEBreaker (UP5K: 5,280 logic cells, 30 EBR) gets a reduced configuration (:data:`REDUCED`):
+the memory builder alone (``M = Kᵀ·V``) at P = 8 with 10-bit addresses and five counters, the
+controller, host interface and UART link unchanged, so the same driver and protocol run it; by
+default it carries ``sim/reduced.memory_network``. The conv engine does not fit (yosys alone:
+12,464 LUT4 at P = 8, 4,921 at P = 2), nor does the vector unit with the controller and link
+(6,626 logic cells at P = 1, nextpnr could not place it; docs/boards.md).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pathlib import Path
 
 from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
-from spiketrack.hw.accel.top import mem_widths
+from spiketrack.hw.accel.top import UNITS, mem_widths
 
 __all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "BoardDoesNotFit", "EBR_TOTAL",
            "LUT_TOTAL"]
@@ -37,6 +44,22 @@ READ_PORTS = {"lv": 2, "st": 2}   #: memories with two read ports are stored twi
 #: LUT4 / FF per lane and fixed, of the accelerator's parts (see estimate())
 LUT_PER_LANE, LUT_FIXED = 2600, 3000
 FF_PER_LANE, FF_FIXED = 1300, 2500
+#: A reduced configuration: LUT4 / FF per lane and fixed of each unit present (yosys synth_ice40 of
+#: the unit alone at P = 1, 2, 4, 8), plus the controller, host interface and link (the whole linked
+#: accelerator with the vector unit at P = 1 less that unit: 4,396 − 2,492 LUT4, 2,974 − 1,578 FF;
+#: docs/boards.md)
+UNIT_LUT = {"vec": (880, 1610), "mb": (27, 845)}
+UNIT_FF = {"vec": (530, 1050), "mb": (24, 385)}
+CTRL_LUT, CTRL_FF = 1900, 1400
+#: EBR of the link's frame buffer and response FIFO (iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
+LINK_EBR = {"ecp5": 1, "ice40": 4}
+
+#: Boards whose device cannot hold the whole accelerator: the configuration they get instead
+#: (``Accelerator`` keyword arguments) and the network they carry by default.
+REDUCED = {"icebreaker": {"lanes": 8, "addr_bits": 10, "units": ("mb",),
+                          "counters": ("cycles", "run_cycles", "mb_busy", "lv_reads", "tm_writes"),
+                          "network": "one MRM's template-memory build (sim/reduced.py memory_network: "
+                                     "M = K^T V, T 3, 2 heads, d_h = d_v = 8, 4x4 tokens)"}}
 
 
 #: Boards without a USB-serial UART: the link's pins (OrangeCrab: feather pins 0 = RX, 1 = TX)
@@ -52,42 +75,65 @@ def ebr_blocks(width: int, depth: int, family: str) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in EBR_SHAPES[family])
 
 
-def estimate(depths: dict, lanes: int, family: str) -> dict:
+def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS) -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
-    * EBR: per memory :func:`ebr_blocks` × read ports (``lv``, ``st``: 2), plus 1 for the link's
-      frame buffer (256 × 32 bits).
+    * EBR: per memory :func:`ebr_blocks` × read ports (``lv``, ``st``: 2), plus the link's frame
+      buffer (:data:`LINK_EBR`); a one-row memory (a unit left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
+      A reduced configuration (not all three units): per unit present ``a·P + b`` of
+      :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     """
-    widths = mem_widths(lanes)
-    by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) for k, d in depths.items()}
-    return {"lut": LUT_PER_LANE * lanes + LUT_FIXED, "ff": FF_PER_LANE * lanes + FF_FIXED,
-            "ebr": sum(by_mem.values()) + 1, "ebr_by_memory": by_mem}
+    widths = mem_widths(lanes, addr_bits, units)
+    by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) if d > 1 else 0 for k, d in depths.items()}
+    if set(units) == set(UNITS):
+        lut, ff = LUT_PER_LANE * lanes + LUT_FIXED, FF_PER_LANE * lanes + FF_FIXED
+    elif set(units) <= set(UNIT_LUT):
+        lut = CTRL_LUT + sum(UNIT_LUT[u][0] * lanes + UNIT_LUT[u][1] for u in units)
+        ff = CTRL_FF + sum(UNIT_FF[u][0] * lanes + UNIT_FF[u][1] for u in units)
+    else:
+        raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
+    return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
 
 
-def board_network(compiled: str | None = None):
+def board_network(compiled: str | None = None, board: str | None = None):
     """``(IntegerNetwork, description)`` of the network a bitstream carries: the artifact
-    ``compiled``, or the reduced edge-t3."""
+    ``compiled``, or the board's default (the reduced edge-t3; on a :data:`REDUCED` board its
+    network)."""
     if compiled:
         from spiketrack.quant.ir import load_artifact
 
         return load_artifact(compiled), f"artifact {compiled}"
+    if board in REDUCED:
+        from spiketrack.sim.reduced import memory_network
+
+        return memory_network()[0], REDUCED[board]["network"]
     from spiketrack.sim.reduced import reduced_network
 
     return reduced_network()[0], "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
 
 
-def board_program(compiled: str | None = None, lanes: int = 8):
-    """``(AccelProgram, description, search_cycles)`` of the network the bitstream carries;
-    ``search_cycles`` is the cycle model's search frame on the network's first calibration crop."""
+def board_program(compiled: str | None = None, lanes: int = 8, board: str | None = None):
+    """``(AccelProgram, description, cycles)`` of the network the bitstream carries (compiled for
+    the board's configuration); ``cycles`` is the cycle model's search frame on a random crop, or
+    for a one-program network one run on its default inputs."""
     import torch
 
     from spiketrack.compiler.accel import lower_to_accel
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.compiler.schedule import programs, run_program
     from spiketrack.sim.accel_sim import golden_passes
 
-    net, desc = board_network(compiled)
-    ap = lower_to_accel(net, lanes)
+    net, desc = board_network(compiled, board)
+    cfg = REDUCED.get(board, {})
+    ap = lower_to_accel(net, lanes, cfg.get("addr_bits", 16), units=cfg.get("units", UNITS))
+    if "run" in ap.programs:
+        from spiketrack.sim.reduced import memory_network
+
+        graph = fuse(net)[0]
+        env = run_program(graph, programs(graph)["run"], {k: v[:, :1] for k, v in memory_network()[1].items()})
+        return ap, desc, ap.run_cycles(graph, "run", env)
     zt, xt = net.types["template_pixels"].shape, net.types["search_pixels"].shape
     g = torch.Generator().manual_seed(0)
     zp = torch.randint(0, 256, (zt[0], 1, *zt[1:]), generator=g)
@@ -104,7 +150,8 @@ def _progress(out: Path, name: str, stop: threading.Event, t0: float, echo) -> N
         echo(f"  {step}: {time.monotonic() - t0:.0f} s")
 
 
-def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8, clock_mhz: float | None = None,
+def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | None = None,
+                      clock_mhz: float | None = None,
                       baud: int = 1_000_000, seed: int | None = None, estimate_only: bool = False,
                       out_dir: str | Path | None = None, echo=print) -> dict:
     """Build (or only estimate) the accelerator bitstream for ``board``; returns the report."""
@@ -115,20 +162,26 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
     b = get_board(board)
     fam, dev = b.device.family, b.device.device
     clock_mhz = clock_mhz or (100.0 if fam == "ecp5" else 24.0)
-    echo(f"[1/3] compiling the network for the accelerator (P = {lanes})")
-    ap, desc, search_cycles = board_program(compiled, lanes)
-    est = estimate(ap.depths, lanes, fam)
+    cfg = dict(REDUCED.get(b.name, {}))
+    lanes = lanes or cfg.get("lanes", 8)
+    units, addr_bits = cfg.get("units", UNITS), cfg.get("addr_bits", 16)
+    echo(f"[1/3] compiling the network for the accelerator (P = {lanes}, units {', '.join(units)})")
+    ap, desc, cycles = board_program(compiled, lanes, b.name)
+    est = estimate(ap.depths, lanes, fam, addr_bits, units)
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
-    report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes,
-              "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
+    report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
+              "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
               "estimate": {"lut": est["lut"], "ff": est["ff"], "ebr": est["ebr"]},
-              "ebr_by_memory": est["ebr_by_memory"], "search_cycles": search_cycles}
+              "ebr_by_memory": est["ebr_by_memory"],
+              ("run_cycles" if "run" in ap.programs else "search_cycles"): cycles}
     problems = []
     if est["ebr"] > ebr_total:
         worst = ", ".join(f"{k} {v}" for k, v in sorted(est["ebr_by_memory"].items(), key=lambda kv: -kv[1]))
-        problems.append(f"block RAM: {est['ebr']} EBR estimated ({worst}, link 1) of the {ebr_total} of {b.name}")
+        problems.append(f"block RAM: {est['ebr']} EBR estimated, {est['ebr'] - ebr_total} more than the {ebr_total} "
+                        f"of {b.name} (by memory: {worst}, link {LINK_EBR[fam]})")
     if est["lut"] > lut_total:
-        problems.append(f"logic: {est['lut']} LUT4 estimated of the {lut_total} of {b.name}")
+        problems.append(f"logic: {est['lut']} LUT4 estimated, {est['lut'] - lut_total} more than the {lut_total} "
+                        f"of {b.name}")
     report["fits"] = not problems
     if problems:
         raise BoardDoesNotFit(f"{desc} does not fit {b.name}: " + "; ".join(problems))
@@ -137,7 +190,8 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
         return report
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "build" / b.name
     top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, baud=baud, lanes=lanes, depths=ap.depths,
-                   init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name))
+                   init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
+                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")
     stop = threading.Event()
@@ -154,9 +208,9 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int = 8
     fmax = min(core.values()) if core else None
     report.update({
         "lut": fig["lut"], "logic_cells": fig["logic_cells"], "ff": fig["ff"], "ebr": fig["ebr"], "dsp": fig["dsp"],
-        "carry": fig["carry"], "fmax_mhz": fmax, "fmax_by_clock": core, "clock_mhz": round(top.f_core_mhz, 3),
+        "spram": fig["cells"].get("SB_SPRAM256KA", 0), "carry": fig["carry"], "fmax_mhz": fmax, "fmax_by_clock": core, "clock_mhz": round(top.f_core_mhz, 3),
         "timing_met": fig["timing_met"], "bitstream": fig["bitstream"],
-        "fps_at_fmax": round(fmax * 1e6 / search_cycles, 1) if fmax else None,
+        "fps_at_fmax": round(fmax * 1e6 / cycles, 1) if fmax else None,
         "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
                            for k in ("lut", "ff", "ebr")},
         "seconds": round(time.monotonic() - t0, 1),

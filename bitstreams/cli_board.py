@@ -13,7 +13,8 @@ import sys
 from spiketrack.cli import UserError
 
 KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz",
-        "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "estimate", "estimate_error", "fits", "seconds")
+        "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "run_cycles", "estimate", "estimate_error", "fits",
+        "seconds")
 
 
 def add_arguments(p) -> None:
@@ -23,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--compiled", default=None, metavar="DIR",
                    help="integer-network artifact to bake in (default: the reduced edge-t3 of sim/reduced.py; "
                         "the shipped edge-t3 needs external memory, docs/boards.md)")
-    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--lanes", type=int, default=None, help="default 8; iCEBreaker 1 (its reduced configuration)")
     p.add_argument("--clock-mhz", type=float, default=None, help="core clock from the PLL (ECP5 100, iCE40 24)")
     p.add_argument("--baud", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
@@ -35,6 +36,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from spiketrack.bitstreams.accel_build import BoardDoesNotFit, build_accelerator
     from spiketrack.bitstreams.synth import ToolchainError
+    from spiketrack.compiler.fuse import CompileError
 
     def echo(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -45,6 +47,8 @@ def run(args) -> int:
                                 out_dir=args.out_dir, echo=echo)
     except BoardDoesNotFit as e:
         raise UserError(str(e)) from None
+    except CompileError as e:
+        raise UserError(f"the network does not compile for {args.board}: {e}") from None
     except ToolchainError as e:
         raise UserError(f"toolchain: {e}") from None
     if rep.get("timing_met") is False:

@@ -32,7 +32,7 @@ from spiketrack.compiler.fuse import CompileError, HwGraph, fuse
 from spiketrack.compiler.hwops import REGISTRY
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
-from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, Unit
+from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, UNITS, Unit
 from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
 from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
@@ -82,6 +82,7 @@ class AccelProgram:
     guard: int                 #: template-memory rows that hold the template pass's memories
     inputs: dict               #: program -> input tensor names written by the host
     outputs: dict              #: program -> output tensor names
+    units: tuple = UNITS       #: the accelerator units it was compiled for (``Accelerator(units=...)``)
 
     def node_cycles(self, graph: HwGraph, node_name: str, env) -> int:
         """The node's predicted cycles on the accelerator (unit model + controller overhead)."""
@@ -253,13 +254,28 @@ class _Allocator:
         self.live.remove((base, size))
 
 
-def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None) -> AccelProgram:
-    """Place, describe and pack ``net`` for the accelerator (see the module docstring)."""
+#: The accelerator unit (``Accelerator(units=...)``) each hardware op's class runs on.
+UNIT_OF = {"conv_engine": "conv", "vector_unit": "vec", "memory_unit": "mb"}
+UNIT_NAMES = {"conv": "conv engine", "vec": "vector unit", "mb": "memory builder"}
+
+
+def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None,
+                   units: tuple = UNITS) -> AccelProgram:
+    """Place, describe and pack ``net`` for the accelerator (see the module docstring).
+
+    ``units``: the units the accelerator has (``Accelerator(units=...)``); an op on a unit it
+    leaves out is refused, naming the op and the unit. Fewer than 8 lanes are refused when the
+    conv engine is present (the stem's 24-bit pixel word)."""
     P = lanes
-    if P < 8:
+    if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
     graph = graph or fuse(net)[0]
     progs = programs(graph)
+    for hw in graph.nodes:
+        u = UNIT_OF.get(REGISTRY[hw.kind].unit)
+        if u is not None and u not in units:
+            raise CompileError(f"{hw.name}: op {hw.kind!r} runs on the {UNIT_NAMES[u]}, which this accelerator "
+                               f"configuration (units {', '.join(units)}) does not have")
     types = net.types
     images = {"w": [], "tab": [], "cst": [], "prog": []}
     weight_at: dict = {}
@@ -268,7 +284,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
 
     # template slots: the template program's outputs, first in tm
     slot = 0
-    for name in progs["template_update"].outputs:
+    for name in progs["template_update"].outputs if "template_update" in progs else ():
         rows, per_t = _size(types[name].shape, "memory", P)
         placement[name] = Placement("tm", slot, per_t)
         slot += rows
@@ -276,8 +292,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     peaks["tm"] = guard
 
     nodes: list[AccelNode] = []
-    for pname in ("template_update", "search_frame"):
-        prog = progs[pname]
+    for pname, prog in progs.items():
         _place_program(net, graph, prog, types, placement, peaks, guard, P)
         for hw in prog.nodes:
             if REGISTRY[hw.kind].view:
@@ -295,9 +310,11 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     depths = {k: max(1, v) for k, v in depths.items()}
     for k, v in depths.items():
         if v > 1 << addr_bits:
-            raise CompileError(f"memory {k!r} needs {v} rows, more than {addr_bits}-bit addresses reach")
+            raise CompileError(f"memory {k!r} needs {v} rows, {v - (1 << addr_bits)} more than the {1 << addr_bits} "
+                               f"that {addr_bits}-bit addresses reach")
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
-                        guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs})
+                        guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
+                        tuple(u for u in UNITS if u in units))
 
 
 def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):

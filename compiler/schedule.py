@@ -32,8 +32,13 @@ class Program:
 
 
 def programs(graph: HwGraph) -> dict[str, Program]:
-    """Split the graph into the template program (-> memories) and the search program (-> heads)."""
+    """Split the graph into the template program (-> memories) and the search program (-> heads).
+
+    A network that is not a tracker (no ``meta["memories"]``, e.g. ``sim/reduced.memory_network``)
+    is one program, ``"run"``: every node, from the network's inputs to its outputs."""
     net = graph.net
+    if "memories" not in net.meta:
+        return {"run": Program("run", list(graph.nodes), list(net.inputs), list(net.outputs))}
     mems = list(net.meta["memories"])
     heads = [net.meta[k] for k in ("score", "size", "offset")]
     tmpl = _needed(net, mems, {"template_pixels"})

@@ -24,7 +24,7 @@ from spiketrack.compiler.accel import AccelProgram, memory_rows, rows_tensor, te
 from spiketrack.compiler.fuse import fuse
 from spiketrack.compiler.schedule import programs, run_program
 from spiketrack.hw.accel.protocol import TIMEOUT, RunKind
-from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator, mem_widths
+from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.unit_sim import run_simulator
 
@@ -49,7 +49,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
     from amaranth import Module, Signal
 
-    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)
+    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, units=ap.units)
     rst = Signal()
     wrapper = Module()
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
@@ -73,7 +73,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
         for name, rows in (preload or {}).items():
             for i, row in enumerate(rows):
                 ctx.set(dut.mems[name].data[i], row)
-        thread = tr.start_host(lambda: fn(AccelDriver(tr, mem_widths(ap.lanes, ap.addr_bits)), state))
+        thread = tr.start_host(lambda: fn(AccelDriver(tr, dut.widths), state))
         while not tr.closed.is_set():
             if cur is None:
                 cur = tr.next_word(quiet, timeout + 32)
@@ -136,12 +136,21 @@ def _read_steps(ap: AccelProgram, net, name: str, expected: torch.Tensor, label:
 def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool = True) -> list[dict]:
     """The host's session as a list of steps (loads, runs with their predicted cycles, checks).
 
+    ``inputs``: a tracker's ``[(template_pixels, search_pixels), ...]`` (a template pass, then one
+    search frame per pair), or for a one-program network (``ap.programs == {"run": ...}``) its
+    inputs ``{name: [T, B, C, H, W]}`` (one RAW run, batch 0).
+
     Executed by :func:`execute_plan` over any transport (amaranth.sim, cocotb, a board), so the
     simulation and the board run the same host code.
     """
     if check not in ("layers", "outputs"):
         raise ValueError(f"check must be 'layers' or 'outputs', got {check!r}")
-    graph, passes = golden_passes(net, inputs)
+    if "run" in ap.programs:   # not a tracker: one program on the inputs {name: [T, B, ...]}
+        graph, _ = fuse(net)
+        env = run_program(graph, programs(graph)["run"], {k: v[:, :1] for k, v in inputs.items()})
+        passes = [("run", env, {k: v[:, :1] for k, v in inputs.items()})]
+    else:
+        graph, passes = golden_passes(net, inputs)
     P = ap.lanes
     steps: list[dict] = []
     for mem in ("prog", "w", "tab", "cst") if load else ():
@@ -150,13 +159,13 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
             steps.append({"op": "write", "mem": mem, "addr": i, "rows": rows[i:i + LOAD_CHUNK]})
     steps.append({"op": "guard", "rows": ap.guard})
     for i, (pname, env, host_inputs) in enumerate(passes):
-        label = "template_update" if i == 0 else f"search_frame_{i - 1}"
+        label = pname if pname == "run" else "template_update" if i == 0 else f"search_frame_{i - 1}"
         for name, x in host_inputs.items():
             pl = ap.placement[name]
             steps.append({"op": "write", "pass": label, "mem": pl.mem, "addr": pl.base,
                           "rows": tensor_rows(x[:, 0], net.types[name].kind, P)})
         first, count = ap.programs[pname]
-        kind = RunKind.TEMPLATE if pname == "template_update" else RunKind.SEARCH
+        kind = {"run": RunKind.RAW, "template_update": RunKind.TEMPLATE}.get(pname, RunKind.SEARCH)
         nodes = [n for n in ap.nodes if n.program == pname]
         if check == "layers":
             for n in nodes:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 
 from spiketrack.hw.accel.board import LinkedAccelerator
-from spiketrack.hw.accel.top import mem_widths
+from spiketrack.hw.accel.protocol import COUNTERS
+from spiketrack.hw.accel.top import UNITS
 from spiketrack.sim.accel_driver import AccelDriver
 from spiketrack.sim.link_transport import LinkTransport, QueuePort, UartLine
 from spiketrack.sim.unit_sim import run_simulator
@@ -19,12 +20,15 @@ __all__ = ["run_link_session"]
 
 
 def run_link_session(fn, *, lanes: int = 8, depths: dict | None = None, divisor: int = 4, gap_cycles: int = 400,
-                     preload: dict | None = None, vcd: str | None = None):
+                     preload: dict | None = None, vcd: str | None = None, addr_bits: int = 16, units: tuple = UNITS,
+                     counters: tuple = COUNTERS):
     """Run ``fn(driver, transport, state)`` against the simulated :class:`LinkedAccelerator`;
-    returns ``fn``'s result (``state["cycle"]``: cycles so far, ``state["line"]``: the line)."""
+    returns ``fn``'s result (``state["cycle"]``: cycles so far, ``state["line"]``: the line).
+    ``addr_bits``, ``units``, ``counters``: the accelerator's configuration (``Accelerator``'s arguments)."""
     from amaranth.sim import Simulator
 
-    dut = LinkedAccelerator(lanes, depths, divisor=divisor, gap_cycles=gap_cycles)
+    dut = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor, gap_cycles=gap_cycles, units=units,
+                            counters=counters)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     port = QueuePort()
@@ -37,7 +41,7 @@ def run_link_session(fn, *, lanes: int = 8, depths: dict | None = None, divisor:
     def host():
         try:
             tr = LinkTransport(port)
-            result["value"] = fn(AccelDriver(tr, mem_widths(lanes)), tr, state)
+            result["value"] = fn(AccelDriver(tr, dut.accel.widths), tr, state)
         except BaseException as e:
             result["error"] = e
         finally:

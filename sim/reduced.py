@@ -39,3 +39,29 @@ def reduced_network(seed: int = 0):
     torch.manual_seed(seed)
     m = firing_batchnorm(build_model(cfg).eval(), seed)
     return lower(quantize_model(m, QuantFormat(8, 16, 4))), cfg
+
+
+
+def memory_network(seed: int = 0, timesteps: int = 3, heads: int = 2, dh: int = 8, dv: int = 8, size: int = 4):
+    """The template-memory build of one MRM as a network of its own (the iCEBreaker configuration
+    runs it: the memory builder, no conv engine or vector unit). Returns ``(integer network, inputs)``.
+
+    ``M = build(K, V)``: per timestep and head ``M = Kᵀ·V`` over the ``size²`` tokens (§IS-8), from
+    spike levels ``K`` ``[T, heads·dh, size, size]`` and ``V`` ``[T, heads·dv, size, size]``; ``M`` is
+    ``[T, heads, dh, dv]``. ``inputs`` is ``{"k": ..., "v": ...}`` with a batch axis of 1: random
+    levels 0..D, about half of ``K`` zero (a spike map's sparsity).
+    """
+    from spiketrack.quant.golden.neuron import D, LEVEL_BITS
+    from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
+
+    g = torch.Generator().manual_seed(seed)
+    T, n = timesteps, size
+    layers = [Layer("memory", "memory_build", ["k", "v"], {"heads": heads})]
+    types = {"k": TensorType((T, heads * dh, n, n), "levels", LEVEL_BITS + 1, False, LEVEL_BITS),
+             "v": TensorType((T, heads * dv, n, n), "levels", LEVEL_BITS + 1, False, LEVEL_BITS)}
+    net = IntegerNetwork(layers, ["k", "v"], ["memory"], {"config": "mrm-memory"}, types)
+    net.validate()
+    k = torch.randint(0, D + 1, (T, 1, heads * dh, n, n), generator=g)
+    k = k * (torch.rand(k.shape, generator=g) < 0.5)
+    v = torch.randint(0, D + 1, (T, 1, heads * dv, n, n), generator=g)
+    return net, {"k": k, "v": v}

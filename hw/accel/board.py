@@ -17,8 +17,8 @@ from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.accel.protocol import MEM_IDS, words_per_row
-from spiketrack.hw.accel.top import Accelerator
+from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, words_per_row
+from spiketrack.hw.accel.top import UNITS, Accelerator
 from spiketrack.hw.link.frames import FrameLink
 from spiketrack.hw.link.uart import UartRx, UartTx
 
@@ -38,6 +38,8 @@ class LinkedAccelerator(wiring.Component):
         Quiet cycles that end a truncated frame (see :class:`~spiketrack.hw.link.frames.FrameLink`).
     init : dict, optional
         Memory images baked into the design (``Accelerator(init=...)``).
+    units, counters :
+        The accelerator's units and counters (``Accelerator(units=..., counters=...)``).
 
     Members
     -------
@@ -48,8 +50,9 @@ class LinkedAccelerator(wiring.Component):
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, *, divisor: int = 4,
-                 gap_cycles: int = 1 << 16, init: dict | None = None):
-        self.accel = Accelerator(lanes, depths, addr_bits, init=init)
+                 gap_cycles: int = 1 << 16, init: dict | None = None, units: tuple = UNITS,
+                 counters: tuple = COUNTERS):
+        self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, counters=counters)
         self.divisor, self.gap_cycles = divisor, gap_cycles
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "frames_ok": Out(16), "frames_bad": Out(16)})
@@ -132,8 +135,9 @@ class BoardTop(Elaboratable):
         Core clock wanted from the PLL (the nearest reachable frequency is used: ``f_core_mhz``).
     baud : int
         UART rate; the divisor is ``round(f_core / baud)``.
-    lanes, depths, init : as :class:`~spiketrack.hw.accel.top.Accelerator` (``init``: images baked into
-        the bitstream's block RAM).
+    lanes, depths, init, addr_bits, units, counters : as :class:`~spiketrack.hw.accel.top.Accelerator`
+        (``init``: images baked into the bitstream's block RAM; ``units``: the iCEBreaker
+        configuration has the memory builder only).
     uart : tuple
         The UART resource ``(name, number)``. A board without one (OrangeCrab: its USB port goes to
         the FPGA itself) gets ``uart_pins``: a UART on two header pins for a 3.3 V USB-serial adapter.
@@ -143,14 +147,16 @@ class BoardTop(Elaboratable):
 
     def __init__(self, *, family: str, f_in_mhz: float, clock_mhz: float = 100.0, baud: int = 1_000_000,
                  lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
-                 uart_pins: dict | None = None):
+                 uart_pins: dict | None = None, addr_bits: int = 16, units: tuple = UNITS,
+                 counters: tuple = COUNTERS):
         self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
         self.f_core_mhz = self.pll["f_out_mhz"]
         divisor = round(self.f_core_mhz * 1e6 / baud)
         # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
-        self.core = LinkedAccelerator(lanes, depths, divisor=divisor, gap_cycles=int(self.f_core_mhz * 1e3 * 20),
-                                      init=init)
+        self.core = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor,
+                                      gap_cycles=int(self.f_core_mhz * 1e3 * 20), init=init, units=units,
+                                      counters=counters)
 
     def elaborate(self, platform):
         m = Module()

@@ -41,7 +41,7 @@ from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BIT
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
-__all__ = ["Accelerator", "Unit", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
+__all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
 
 DESC_OVERHEAD = 3   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
 RUN_OVERHEAD = 1    #: controller cycles per run (start)
@@ -53,15 +53,29 @@ class Unit(enum.Enum, shape=2):
     MB = 2
 
 
-def prog_width(lanes: int, addr_bits: int = 16) -> int:
-    """Bits of one program word: the unit and the widest descriptor."""
-    return 2 + max(desc_layout(addr_bits).size, vec_desc_layout(addr_bits).size, mb_desc_layout(addr_bits).size)
+#: The units an accelerator can have (``Accelerator(units=...)``): conv engine, vector unit, memory builder.
+UNITS = ("conv", "vec", "mb")
+#: The memories each unit reads or writes (besides ``prog``); a memory no present unit uses is not built.
+MEM_USERS = {"conv": ("w", "tab", "tm", "lv", "st"), "vec": ("cst", "lv", "st"), "mb": ("lv", "tm")}
 
 
-def mem_widths(lanes: int, addr_bits: int = 16) -> dict[str, int]:
+class _NoPort:
+    """A port of a memory the configuration leaves out: its signals drive nothing, its data reads 0."""
+
+    def __init__(self, width: int, addr_bits: int):
+        self.addr, self.en, self.data = Signal(addr_bits), Signal(), Signal(width)
+
+
+def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> int:
+    """Bits of one program word: the unit and the widest descriptor (of the units present)."""
+    sizes = {"conv": desc_layout, "vec": vec_desc_layout, "mb": mb_desc_layout}
+    return 2 + max(sizes[u](addr_bits).size for u in units)
+
+
+def mem_widths(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> dict[str, int]:
     """Row width of each memory, by name (``protocol.MEM_IDS``)."""
     P = lanes
-    return {"prog": prog_width(P, addr_bits), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
+    return {"prog": prog_width(P, addr_bits, units), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
             "lv": 3 * P, "st": STREAM_BITS * P, "tm": TM_BITS * P}
 
 
@@ -82,6 +96,17 @@ class Accelerator(wiring.Component):
     init : dict of str to list of int, optional
         Initial rows of memories (a board's bitstream can carry the program, weights and tables:
         ``AccelProgram.images``). Rows not given start at 0.
+    units : tuple of str
+        The units present (a subset of :data:`UNITS`; default all three). A unit left out is not
+        built: its outputs are held at 0, so a descriptor for it finishes after the controller's
+        ``DESC_OVERHEAD`` cycles and writes nothing (the compiler places no op on it); program
+        words are as wide as the widest descriptor of the units present, and a memory no present
+        unit uses (:data:`MEM_USERS`) is not built: its depth is 0, so every host access to it is
+        refused as out of range. Without the conv engine (no stem) any ``lanes >= 1`` is accepted.
+        The iCEBreaker configuration has the memory builder alone.
+    counters : tuple of str, optional
+        The counters of ``protocol.COUNTERS`` that are built besides ``runs`` and ``descriptors``
+        (default: all); the others read 0 (a small device saves their adders).
 
     Members
     -------
@@ -94,16 +119,25 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
-                 init: dict | None = None):
-        if lanes < 8:
+                 init: dict | None = None, units: tuple = UNITS,
+                 counters: tuple = COUNTERS):
+        self.units = tuple(u for u in UNITS if u in units)
+        if not self.units or set(units) - set(UNITS):
+            raise ValueError(f"units must be a non-empty subset of {UNITS}, got {tuple(units)}")
+        if lanes < (8 if "conv" in self.units else 1):
             raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
         self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
-        self.widths = mem_widths(lanes, addr_bits)
+        self.widths = mem_widths(lanes, addr_bits, self.units)
+        if set(counters) - set(COUNTERS):
+            raise ValueError(f"unknown counters {sorted(set(counters) - set(COUNTERS))}; known: {', '.join(COUNTERS)}")
+        self.counters = tuple(counters)
         self.depths = {k: 16 for k in self.widths}
         self.depths.update(depths or {})
         for k, v in self.depths.items():
             if not 1 <= v <= 1 << addr_bits:
                 raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
+        self.built = tuple(k for k in self.widths if k == "prog" or any(k in MEM_USERS[u] for u in self.units))
+        self.depths.update({k: 0 for k in self.widths if k not in self.built})
         self.init = {k: [int(r) for r in v] for k, v in (init or {}).items()}
         for k, rows in self.init.items():
             if k not in self.widths:
@@ -121,16 +155,19 @@ class Accelerator(wiring.Component):
         m = Module()
         P, A = self.lanes, self.addr_bits
         W = self.widths
-        m.submodules.conv = conv = ConvEngine(P, A)
-        m.submodules.vec = vec = VectorUnit(P, A)
-        m.submodules.mb = mb = MemoryBuilder(P, A)
-        for name in W:
+        conv, vec, mb = ConvEngine(P, A), VectorUnit(P, A), MemoryBuilder(P, A)
+        for name, unit in zip(UNITS, (conv, vec, mb)):
+            if name in self.units:
+                m.submodules[name] = unit
+            else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
+                unit._MustUse__silence = True
+        for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name],
                                                                        init=self.init.get(name, []))
         mem = self.mems
-        rd = {n: mem[n].read_port() for n in W}
-        rd2 = {n: mem[n].read_port() for n in ("lv", "st")}
-        wr = {n: mem[n].write_port() for n in W}
+        rd = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in W}
+        rd2 = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in ("lv", "st")}
+        wr = {n: mem[n].write_port() if n in mem else _NoPort(W[n], A) for n in W}
 
         # ---------------------------------------------------------------- controller state
         running = Signal()
@@ -174,7 +211,8 @@ class Accelerator(wiring.Component):
                      vec.c_data.eq(rd["cst"].data), mb.k_data.eq(rd["lv"].data), mb.v_data.eq(rd2["lv"].data)]
 
         # ---------------------------------------------------------------- write ports
-        host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(max(W.values())), Signal()
+        wmax = max(W[n] for n in self.built)      # the widest row the host can write or read
+        host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(wmax), Signal()
         u_en = Mux(cur == Unit.CONV, conv.out_en, Mux(cur == Unit.VEC, vec.out_en, 0))
         u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
         u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
@@ -229,8 +267,8 @@ class Accelerator(wiring.Component):
             with m.State("DECODE"):
                 pw = rd["prog"].data
                 u = pw[:2]
-                neuron_bit = pw[2 + desc_layout(A)["neuron"].offset]
-                mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2]
+                neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
+                mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
                 m.d.sync += [word.eq(pw), cur.eq(u),
                              dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
                                            (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
@@ -249,7 +287,7 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- host command interface
         widx, nwords = Signal(6), Signal(6)
-        row = Signal(32 * max(words_per_row(w) for w in W.values()))
+        row = Signal(32 * words_per_row(wmax))
         err = Signal(4)
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
@@ -261,7 +299,7 @@ class Accelerator(wiring.Component):
             m.d.sync += rsp_valid.eq(0)
         depth_of = Signal(A + 1)
         wpr = Signal(6)
-        host_rd_data, host_rd_q = Signal(max(W.values())), Signal(max(W.values()))
+        host_rd_data, host_rd_q = Signal(wmax), Signal(wmax)
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
@@ -427,6 +465,8 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- counters
         def bump(name, inc):   # the increment is registered first: counts lag by one cycle
+            if name not in self.counters:
+                return
             inc_v = Value.cast(inc)
             inc_r = Signal(inc_v.shape(), name=f"inc_{name}")
             m.d.sync += [inc_r.eq(inc), ctr[name].eq(ctr[name] + inc_r)]
