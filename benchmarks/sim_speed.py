@@ -10,10 +10,7 @@ conversion, compilation and simulator start-up are excluded and reported apart).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,13 +56,8 @@ class BakedHarness(UnitHarness):
         self.images = job.images
         depths = {name: len(img) for name, img in job.images.items()}
         depths["out"] = job.out_depth
-        super().__init__(ConvEngine(lanes), _reads(lanes), STREAM_BITS * lanes, depths, desc_layout(16))
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        for name, image in self.images.items():
-            self.mems[name].init = image
-        return m
+        super().__init__(ConvEngine(lanes), _reads(lanes), STREAM_BITS * lanes, depths, desc_layout(16),
+                         init=job.images)
 
 
 def packed_desc(job) -> int:
@@ -111,21 +103,6 @@ def amaranth_speed(max_cycles: int = 200_000) -> dict:
     return {"cycles": state["cycles"], "run_seconds": t2 - t1, "setup_seconds": t1 - t0}
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send what the simulator process prints to stderr (file descriptor 1 is inherited), so that
-    stdout keeps only the benchmark's tables or its JSON."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def cocotb_speed(sim: str, max_cycles: int = 200_000) -> dict:
     """Run the job's Verilog under cocotb on ``sim`` (``icarus`` or ``verilator``); the same keys as
     :func:`amaranth_speed` plus ``build_seconds`` and ``built`` (False: a cached build was reused)."""
@@ -135,7 +112,7 @@ def cocotb_speed(sim: str, max_cycles: int = 200_000) -> dict:
     t0 = time.perf_counter()
     work = PROJECT_ROOT / "build" / "bench"
     work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp, _stdout_to_stderr():
+    with tempfile.TemporaryDirectory(dir=work) as tmp:   # run_cocotb sends the tools' output to stderr
         report = Path(tmp) / "speed.json"
         res = run_cocotb(lambda: BakedHarness(job), toplevel="bench_conv_engine", test_module=TB, sim=sim,
                          name=f"bench-conv-engine-{sim}",

@@ -107,7 +107,8 @@ def template_write(hw) -> Module:
     harness latches both at the start and asserts that they do not change during the run
     (``run.kind_stable``, ``run.guard_stable``: no command re-targets a running frame), and that
     the template memory's write port (observed on the memory itself, whoever drives it: a unit or
-    the host) writes no row below that guard while the run lasts.
+    the host) writes no row below that guard while the run lasts (a write lands on the memory's
+    banks one cycle after it is presented, so the cycle after the run's last is observed too).
 
     The memory builder's address is free, past the memory's end included: this proof found a
     write past the end (row ``depth + r``, which the memory decodes as row ``r``) landing on a
@@ -124,9 +125,9 @@ def template_write(hw) -> Module:
     with m.If(rise):
         m.d.sync += [kind_r.eq(kind), guard_r.eq(guard)]
     frame_kind, frame_guard = Mux(rise, kind, kind_r), Mux(rise, guard, guard_r)
-    wr = dut.mems["tm"].write_ports[0]
+    tm = dut.mems["tm"]   # a write lands one cycle after it is presented (hw/banked_memory.py)
     with m.If(dut.busy):
         m.d.comb += [Assert(kind == frame_kind, "run.kind_stable"), Assert(guard == frame_guard, "run.guard_stable")]
-        with m.If((frame_kind == search) & wr.en):
-            m.d.comb += Assert(wr.addr >= frame_guard, "tm.no_template_write_in_search")
+    with m.If(past(m, dut.busy, "busy_w") & (kind_r == search) & tm.wrote):
+        m.d.comb += Assert(tm.wrote_addr >= guard_r, "tm.no_template_write_in_search")
     return m

@@ -19,7 +19,7 @@ and one output word per (timestep, position, chunk). No partial sum goes to memo
 Address arithmetic uses only adds and compares: every product (row strides, per-chunk weight
 strides) is a descriptor field the compiler computes (:func:`conv_descriptor`).
 
-Memory ports (synchronous reads: data one cycle after the address)
+Memory ports (reads: data ``read_latency`` cycles after the address, :mod:`~spiketrack.hw.banked_memory`)
 ------------------------------------------------------------------
 ``in``: activation words, ``3·G`` bits, address ``in_base + t·in_t + iy·in_row + ix·n_words + g``.
 ``w``: weight lines, ``P × 8`` bits, address ``w_base + chunk·w_chunk + (ky·k + kx)·w_col + ci``
@@ -39,6 +39,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
+from spiketrack.hw.banked_memory import READ_LATENCY, delay
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
 
@@ -46,7 +47,7 @@ __all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "deca
            "STREAM_BITS", "MAX_T", "TM_BITS"]
 
 ENGINE_COUNTERS = ("busy", "words", "events", "saturated")
-FIFO_DEPTH = 4     #: fetched input words waiting for the level scanner
+FIFO_DEPTH = 4     #: fetched input words waiting for the level scanner, plus read_latency - 1
 BIAS_BITS = 24     #: bias and accumulator width
 STREAM_BITS = 16   #: stream values, residuals, membranes
 MAX_T = 4          #: timesteps per op (decays for t = 1..3)
@@ -174,7 +175,7 @@ class ConvEngine(wiring.Component):
     i_desc : In(stream.Signature(desc_layout))
         One descriptor per layer; taken when the engine is idle.
     in_addr, w_addr, tm_addr, tab_addr, res_addr : Out(addr_bits)
-        Read addresses (data expected one cycle later).
+        Read addresses (data expected ``read_latency`` cycles later).
     in_en, w_en, tm_en, tab_en, res_en : Out(1)
         The read's data is used (read enables: what a memory-access counter counts; the data
         of a cycle without its enable is never used).
@@ -188,8 +189,8 @@ class ConvEngine(wiring.Component):
         ``busy`` cycles, input ``words`` read, non-zero ``events``, ``saturated`` elements.
     """
 
-    def __init__(self, lanes: int = 8, addr_bits: int = 16):
-        self.lanes, self.addr_bits = lanes, addr_bits
+    def __init__(self, lanes: int = 8, addr_bits: int = 16, read_latency: int = READ_LATENCY):
+        self.lanes, self.addr_bits, self.read_latency = lanes, addr_bits, read_latency
         P, A = lanes, addr_bits
         super().__init__({
             "i_desc": In(stream.Signature(desc_layout(A))),
@@ -205,7 +206,8 @@ class ConvEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, A = self.lanes, self.addr_bits
+        P, A, L = self.lanes, self.addr_bits, self.read_latency
+        FD = FIFO_DEPTH + L - 1     # the fetch round trip grows with the read latency
         m.submodules.ctr = ctr = CounterBank(ENGINE_COUNTERS, inc_widths={"saturated": 6})
         m.d.comb += self.counters.eq(ctr.counts)
 
@@ -317,10 +319,10 @@ class ConvEngine(wiring.Component):
         in_pos, in_rowa, in_tap, in_cur = (Signal(A, name=n) for n in ("in_pos", "in_rowa", "in_tap", "in_cur"))
         w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_pos", "w_rowa", "w_tap", "w_g"))
         o_cur = Signal(A)                  # output word offset: position + t·o_t
-        fifo_level = Signal(range(FIFO_DEPTH + 1))
+        fifo_level = Signal(range(FD + 1))
         f1_valid, f2_valid = Signal(), Signal()
-        credit = Signal(range(FIFO_DEPTH + 1))   # = fifo_level + f1_valid + f2_valid, kept as a register
-        issue = cur_valid & (credit <= FIFO_DEPTH - 1)
+        credit = Signal(range(FD + 1))   # = fifo_level + words in flight, kept as a register
+        issue = cur_valid & (credit <= FD - 1)
         last_g = d.depthwise | (g == wpg_m1)
         last_kx, last_ky, last_t = kx_i == nx_m1, ky_i == ny_m1, t == T_m1
         group_end = last_g & last_kx & last_ky
@@ -363,20 +365,21 @@ class ConvEngine(wiring.Component):
                                        "t": t, "o": o_cur, "chunk": cur_chunk})]
         slot = data.StructLayout({"w": 3 * P, "t": tag, "nz": P, "single": 1})
         f2 = Signal(data.StructLayout({"w": 3 * P, "t": tag}))
-        m.d.sync += [f2_valid.eq(f1_valid), f2.w.eq(self.in_data), f2.t.eq(f1_tag)]
+        m.d.sync += [f2_valid.eq(delay(m, f1_valid, L - 1, "f1v")), f2.w.eq(self.in_data),
+                     f2.t.eq(delay(m, f1_tag, L - 1, "f1t"))]
         levels_in = [f2.w[3 * j:3 * j + 3] for j in range(P)]
         pixels_in = [f2.w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
         f2_nz = Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in]))
-        fe = [Signal(slot, name=f"fifo{i}") for i in range(FIFO_DEPTH)]   # shift FIFO: the head is fe[0]
+        fe = [Signal(slot, name=f"fifo{i}") for i in range(FD)]   # shift FIFO: the head is fe[0]
         pop = Signal()
         new = Signal(slot)
         m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(f2_nz, 1))]
-        for i in range(FIFO_DEPTH):
+        for i in range(FD):
             here = f2_valid & Mux(pop, fifo_level == i + 1, fifo_level == i)
             with m.If(here):
                 m.d.sync += fe[i].eq(new)
             with m.Elif(pop):
-                if i + 1 < FIFO_DEPTH:
+                if i + 1 < FD:
                     m.d.sync += fe[i].eq(fe[i + 1])
         m.d.sync += [fifo_level.eq(fifo_level + f2_valid - pop), credit.eq(credit + issue - pop)]
 
@@ -423,8 +426,7 @@ class ConvEngine(wiring.Component):
                      self.w_en.eq(e1.valid & e1.ev & ~d.tmem), self.tm_en.eq(e1.valid & e1.ev & d.tmem),
                      self.tab_en.eq(e1.valid & e1.tag.group_end),
                      self.res_en.eq(e1.valid & e1.tag.group_end & d.residual)]
-        e2 = Signal.like(e1)
-        m.d.sync += e2.eq(e1)
+        e2 = delay(m, e1, L, "e2")       # the cycle the read data arrives
         Ba = BIAS_BITS
         TB = BIAS_BITS + SHIFT_BITS
         side = data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "tab": TB * P, "res": STREAM_BITS * P})

@@ -46,16 +46,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spiketrack.hw.banked_memory import READ_LATENCY
 from spiketrack.hw.nilif import NILIF_STAGES
 
 __all__ = ["Engine", "Cost", "MB_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", "GROUP_MIN", "NEURON_WORD_CYCLES", "conv_cost", "retrieve_cost", "memory_build_cost", "vector_cost", "pack_conv",
            "const_bits", "LEVEL_BITS_STORED"]
 
-CONV_OVERHEAD = 25     #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
-VECTOR_OVERHEAD = 12   #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
+# Per-op constants of the units with memories of READ_LATENCY (hw/banked_memory.py): each read
+# stage of a unit's pipeline lengthens the op by READ_LATENCY - 1 cycles (the conv engine has two
+# in series: the input-word fetch and the weight/table/residual read).
+CONV_OVERHEAD = 23 + 2 * READ_LATENCY   #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
+VECTOR_OVERHEAD = 11 + READ_LATENCY     #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
 GROUP_MIN = NILIF_STAGES  #: least cycles between two output words of the conv engine
 NEURON_WORD_CYCLES = NILIF_STAGES  #: vector unit: cycles per output word of a neuron op
-MB_OVERHEAD = 6        #: per memory-build op (exact: tests/test_accel.py; hw/memory_builder.py)
+MB_OVERHEAD = 5 + READ_LATENCY       #: per memory-build op (exact: tests/test_accel.py; hw/memory_builder.py)
 LEVEL_BITS_STORED = 3  #: a spike level 0..4 is stored in 3 bits
 
 

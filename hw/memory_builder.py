@@ -19,6 +19,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from spiketrack.hw.banked_memory import READ_LATENCY, delay
 from spiketrack.hw.conv_engine import TM_BITS, _assign
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.engine_cycles import MB_OVERHEAD
@@ -54,15 +55,15 @@ class MemoryBuilder(wiring.Component):
     -------
     i_desc : In(stream.Signature(mb_desc_layout))
     k_addr, v_addr : Out(addr_bits); k_data, v_data : In(3·P); k_en, v_en : Out(1)
-        Synchronous level-word reads (data one cycle after the address).
+        Level-word reads (data ``read_latency`` cycles after the address, :mod:`~spiketrack.hw.banked_memory`).
     out_addr : Out(addr_bits), out_data : Out(TM_BITS·P), out_en : Out(1)
         Template-memory line writes.
     busy : Out(1)
     counters : Out(StructLayout)  ``busy`` cycles, ``reads`` (token steps, two words each).
     """
 
-    def __init__(self, lanes: int = 8, addr_bits: int = 16):
-        self.lanes, self.addr_bits = lanes, addr_bits
+    def __init__(self, lanes: int = 8, addr_bits: int = 16, read_latency: int = READ_LATENCY):
+        self.lanes, self.addr_bits, self.read_latency = lanes, addr_bits, read_latency
         P, A = lanes, addr_bits
         super().__init__({
             "i_desc": In(stream.Signature(mb_desc_layout(A))),
@@ -133,7 +134,8 @@ class MemoryBuilder(wiring.Component):
         s1 = Signal(data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "lane": range(P)}))
         m.d.sync += _assign(s1, {"valid": running, "first": n == 0, "end": line_end, "op_end": op_end, "lane": kl})
         s1d = Signal(data.StructLayout({"tag": s1.shape(), "k": 3 * P, "v": 3 * P}))   # read data registered
-        m.d.sync += [s1d.tag.eq(s1), s1d.k.eq(self.k_data), s1d.v.eq(self.v_data)]
+        m.d.sync += [s1d.tag.eq(delay(m, s1, self.read_latency - 1, "s1")), s1d.k.eq(self.k_data),
+                     s1d.v.eq(self.v_data)]
         k = Signal(3)
         for j in range(P):
             with m.If(s1d.tag.lane == j):

@@ -25,6 +25,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp, times_const
+from spiketrack.hw.banked_memory import READ_LATENCY, delay
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
@@ -64,7 +65,7 @@ class VectorUnit(wiring.Component):
     -------
     i_desc : In(stream.Signature(vec_desc_layout))
     a_addr, b_addr, c_addr : Out(addr_bits); a_data, b_data, c_data : In(16·P)
-        Synchronous reads (data one cycle after the address).
+        Reads (data ``read_latency`` cycles after the address, :mod:`~spiketrack.hw.banked_memory`).
     a_en, b_en, c_en : Out(1)
         The read's data is used (read enables, counted as memory accesses).
     out_addr : Out(addr_bits), out_data : Out(16·P), out_en : Out(1)
@@ -72,8 +73,8 @@ class VectorUnit(wiring.Component):
     counters : Out(StructLayout)  ``busy``, ``reads`` (of ``a``), ``saturated``.
     """
 
-    def __init__(self, lanes: int = 8, addr_bits: int = 16):
-        self.lanes, self.addr_bits = lanes, addr_bits
+    def __init__(self, lanes: int = 8, addr_bits: int = 16, read_latency: int = READ_LATENCY):
+        self.lanes, self.addr_bits, self.read_latency = lanes, addr_bits, read_latency
         P, A, B = lanes, addr_bits, STREAM_BITS
         super().__init__({
             "i_desc": In(stream.Signature(vec_desc_layout(A))),
@@ -86,7 +87,7 @@ class VectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, A, B = self.lanes, self.addr_bits, STREAM_BITS
+        P, A, B, L = self.lanes, self.addr_bits, STREAM_BITS, self.read_latency
         m.submodules.ctr = ctr = CounterBank(VECTOR_COUNTERS, inc_widths={"saturated": 5})
         m.d.comb += self.counters.eq(ctr.counts)
         d = Signal(vec_desc_layout(A))
@@ -174,6 +175,7 @@ class VectorUnit(wiring.Component):
         m.d.sync += _assign(s1, {"valid": issue, "first": Mux(neuron, 1, (rx == 0) & (ry == 0)), "end": word_end,
                                  "op_end": op_end, "t": t, "o": o_t0 + o_pos})
         s1d = Signal(data.StructLayout({"tag": tag, "a": B * P, "b": B * P, "c": B * P}))   # read data registered
+        s1 = delay(m, s1, L - 1, "s1")     # the cycle the read data arrives
         m.d.sync += [s1d.tag.eq(s1), s1d.tag.valid.eq(s1.valid & (~neuron | s1.end)),
                      s1d.a.eq(self.a_data), s1d.b.eq(self.b_data), s1d.c.eq(self.c_data)]
         lane = lambda word, i: word[B * i:B * (i + 1)].as_signed()

@@ -50,7 +50,7 @@ def run_link_session(fn, *, lanes: int = 8, depths: dict | None = None, divisor:
     async def tb(ctx):
         for name, rows in (preload or {}).items():
             for i, row in enumerate(rows):
-                ctx.set(dut.accel.mems[name].data[i], row)
+                ctx.set(dut.accel.mems[name].row(i), row)
         thread = threading.Thread(target=host, daemon=True)
         thread.start()
         quiet, last_rx = 0, None

@@ -244,6 +244,21 @@ def _patched_env(updates: Mapping[str, str], sys_path_head: Iterable[Path]):
         sys.path[:] = saved_path
 
 
+@contextlib.contextmanager
+def _tool_output_to_stderr():
+    """The simulator's and its build's output (they write to file descriptor 1) go to standard
+    error, so a command's ``--json`` on standard output stays parseable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     # Keep the mtime stable for unchanged text so cocotb's Icarus build can skip.
     if path.is_file() and path.read_text() == text:
@@ -341,7 +356,7 @@ def run_cocotb(
     env: dict[str, str] = {"PATH": tool_path}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
 
-    with _locked(build_dir):
+    with _locked(build_dir), _tool_output_to_stderr():
         test_dir.mkdir(parents=True, exist_ok=True)
         vfile = build_dir / f"{toplevel}.v"
         _write_if_changed(vfile, verilog_text)

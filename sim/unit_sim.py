@@ -1,8 +1,9 @@
 """amaranth.sim harness shared by the run-time-configured units (conv engine, vector unit).
 
 :class:`UnitHarness` puts a unit between its memories (one read memory per ``<name>_addr`` /
-``<name>_data`` port pair, one output memory on ``out_addr`` / ``out_data`` / ``out_en``), all
-loaded at run time, so one elaborated design runs any number of jobs. :func:`run_unit_jobs`
+``<name>_data`` port pair, a :class:`~spiketrack.hw.banked_memory.BankedMemory` as in the
+accelerator, read latency included; one output memory on ``out_addr`` / ``out_data`` /
+``out_en``), all loaded at run time (or given as ``init``), so one elaborated design runs any number of jobs. :func:`run_unit_jobs`
 runs jobs back to back: load each job's memory images, hand the unit its descriptor, wait until it
 is idle, read the output memory and the counter deltas. A job is any object with ``desc``
 (a dict of descriptor field values), ``images`` (memory name -> list of words), ``out_depth``,
@@ -16,6 +17,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from spiketrack.hw.banked_memory import BankedMemory
+
 __all__ = ["UnitHarness", "set_fields", "run_unit_jobs", "run_simulator", "words"]
 
 
@@ -28,19 +31,22 @@ def words(values, bits: int) -> list[int]:
 class UnitHarness(wiring.Component):
     """A unit with its read memories and output memory (contents loaded at run time)."""
 
-    def __init__(self, unit, reads: dict[str, int], out_width: int, depths: dict[str, int], desc_layout):
+    def __init__(self, unit, reads: dict[str, int], out_width: int, depths: dict[str, int], desc_layout,
+                 init: dict | None = None):
         self.unit, self.reads, self.out_width, self.depths = unit, dict(reads), out_width, dict(depths)
-        self.mems: dict[str, Memory] = {}
+        self.mems: dict = {name: BankedMemory(width, max(1, self.depths.get(name, 1)), unit.addr_bits,
+                                              init=(init or {}).get(name, ()))
+                           for name, width in self.reads.items()}
         super().__init__({"i_desc": wiring.In(stream.Signature(desc_layout)), "busy": wiring.Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.unit = u = self.unit
-        for name, width in self.reads.items():
-            mem = self.mems[name] = Memory(shape=width, depth=max(1, self.depths.get(name, 1)), init=[])
-            m.submodules[f"{name}_mem"] = mem
-            rd = mem.read_port()
-            m.d.comb += [rd.addr.eq(getattr(u, f"{name}_addr")), getattr(u, f"{name}_data").eq(rd.data)]
+        for name in self.reads:
+            mem = m.submodules[f"{name}_mem"] = self.mems[name]
+            en = getattr(u, f"{name}_en", 1)
+            m.d.comb += [mem.r0_addr.eq(getattr(u, f"{name}_addr")), mem.r0_en.eq(en),
+                         getattr(u, f"{name}_data").eq(mem.r0_data)]
         out = self.mems["out"] = Memory(shape=self.out_width, depth=max(1, self.depths["out"]), init=[])
         m.submodules.out_mem = out
         wr = out.write_port()
@@ -77,7 +83,7 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
         for job in jobs:
             for name in reads:
                 for i, word in enumerate(job.images.get(name, [])):
-                    ctx.set(dut.mems[name].data[i], word)
+                    ctx.set(dut.mems[name].row(i), word)
             set_fields(ctx, dut.i_desc.payload, job.desc)
             before = {n: ctx.get(getattr(ctr, n)) for n in counters}
             ctx.set(dut.i_desc.valid, 1)

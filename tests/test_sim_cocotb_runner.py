@@ -46,12 +46,15 @@ class StreamAdder(wiring.Component):
 
 
 @pytest.mark.parametrize("sim", SIMS)
-def test_stream_adder_passes(sim):
+def test_stream_adder_passes(sim, capfd):
     res = run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim=sim,
                      tb_params={"n": 40, "width": 8})
     assert sorted(res.passed) == ["test_reset_clears_output_valid", "test_sums_under_backpressure"]
     assert not res.failed and res.results_xml.is_file()
     assert res.build_dir.is_relative_to(PROJECT_ROOT / "build" / "cocotb")
+    # the simulator's own output goes to standard error: a --json command's stdout stays JSON
+    out, err = capfd.readouterr()
+    assert out == "" and "test_sums_under_backpressure" in err
 
 
 def test_flattened_port_names_in_generated_verilog():

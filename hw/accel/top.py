@@ -7,7 +7,9 @@ Units: :class:`~spiketrack.hw.conv_engine.ConvEngine` (stem, spiking convs, retr
 at a time, in program order: the compiler (``compiler/accel.py``) orders, places and sizes
 everything, so the controller only fetches, issues and waits.
 
-Memories (``P`` lanes; all synchronous-read block RAM, contents kept through a reset):
+Memories (``P`` lanes; block RAM in banks with registered ports,
+:class:`~spiketrack.hw.banked_memory.BankedMemory`: read data :data:`READ_LATENCY` cycles after
+the address, writes land a cycle after they are presented; contents kept through a reset):
 
 =======  ===========  ==================================================================
 ``prog`` descriptors  ``unit[1:0] | payload``: one per hardware op
@@ -33,18 +35,25 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
+from spiketrack.hw.banked_memory import READ_LATENCY, BankedMemory
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
 __all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
 
-DESC_OVERHEAD = 3   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
+DESC_OVERHEAD = 2 + READ_LATENCY   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
 RUN_OVERHEAD = 1    #: controller cycles per run (start)
+
+
+class _Port:
+    """One port of a :class:`BankedMemory`, by role: ``addr``, ``en``, ``data``."""
+
+    def __init__(self, addr, en, data):
+        self.addr, self.en, self.data = addr, en, data
 
 
 class Unit(enum.Enum, shape=2):
@@ -144,7 +153,7 @@ class Accelerator(wiring.Component):
                 raise ValueError(f"init: unknown memory {k!r}")
             if len(rows) > self.depths[k]:
                 raise ValueError(f"init: {len(rows)} rows for memory {k!r} of depth {self.depths[k]}")
-        self.mems: dict[str, Memory] = {}
+        self.mems: dict[str, BankedMemory] = {}
         super().__init__({
             "i_cmd": In(stream.Signature(32)),
             "o_rsp": Out(stream.Signature(32)),
@@ -162,12 +171,18 @@ class Accelerator(wiring.Component):
             else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
                 unit._MustUse__silence = True
         for name in self.built:
-            self.mems[name] = m.submodules[f"mem_{name}"] = Memory(shape=W[name], depth=self.depths[name],
-                                                                       init=self.init.get(name, []))
+            self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
+                W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []))
         mem = self.mems
-        rd = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in W}
-        rd2 = {n: mem[n].read_port() if n in mem else _NoPort(W[n], A) for n in ("lv", "st")}
-        wr = {n: mem[n].write_port() if n in mem else _NoPort(W[n], A) for n in W}
+
+        def port(n, kind):   # a port of memory n ("r0", "r1", "w"), or of a memory left out
+            if n not in mem:
+                return _NoPort(W[n], A)
+            return _Port(*(getattr(mem[n], f"{kind}_{s}") for s in ("addr", "en", "data")))
+
+        rd = {n: port(n, "r0") for n in W}
+        rd2 = {n: port(n, "r1") for n in ("lv", "st")}
+        wr = {n: port(n, "w") for n in W}
 
         # ---------------------------------------------------------------- controller state
         running = Signal()
@@ -234,6 +249,7 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- program controller
         start_req, start, start_kind, start_pc, start_n = Signal(), Signal(), Signal(2), Signal(A), Signal(24)
         op, cnt, addr = Signal(4), Signal(24), Signal(32)
+        fetch_wait, read_wait = Signal(range(READ_LATENCY)), Signal(range(READ_LATENCY))
         # the accepted RUN reaches the controller one cycle later (host checks and the controller in
         # separate cycles); host_mem / addr / cnt hold until the ACK
         m.d.sync += start.eq(start_req)
@@ -257,12 +273,17 @@ class Accelerator(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [ctrl_prog_addr.eq(pc), ctrl_prog_en.eq(1)]
+                m.d.sync += fetch_wait.eq(READ_LATENCY - 2)
                 with m.If(left == 0):
                     m.d.sync += running.eq(0)
                     with m.If(run_kind == RunKind.TEMPLATE):
                         m.d.sync += tmpl_valid.eq(1)
                     m.next = "IDLE"
                 with m.Else():
+                    m.next = "FWAIT"
+            with m.State("FWAIT"):      # the program word's read latency
+                m.d.sync += fetch_wait.eq(fetch_wait - 1)
+                with m.If(fetch_wait == 0):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 pw = rd["prog"].data
@@ -431,6 +452,11 @@ class Accelerator(wiring.Component):
                     m.next = "HDR0"
                 with m.Else():
                     m.d.comb += [host_rd_addr.eq(addr), host_rd_en.eq(1)]
+                    m.d.sync += read_wait.eq(READ_LATENCY - 2)
+                    m.next = "RWAIT"
+            with m.State("RWAIT"):      # the memory's read latency
+                m.d.sync += read_wait.eq(read_wait - 1)
+                with m.If(read_wait == 0):
                     m.next = "RLATCH"
             with m.State("RLATCH"):     # the selected memory's row registered, then latched
                 m.d.sync += host_rd_q.eq(host_rd_data)

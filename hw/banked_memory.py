@@ -1,0 +1,153 @@
+"""Block-RAM memories with registered ports: the accelerator's memories at the core clock.
+
+A memory of the accelerator spans up to ~50 block RAMs spread over the device. Read straight
+from the units, one clock period would hold the address's route to the farthest block RAM, the
+block RAM's clock-to-output (5.6 ns on an ECP5 of speed grade 6), the depth multiplexer and the
+route back. :class:`BankedMemory` cuts that into register-to-register steps that each hold one
+route or one multiplexer:
+
+1. the read address and enable are registered (the register drives only the block RAMs);
+2. the block RAM reads (a synchronous read port);
+3. each bank's read data is registered next to the bank;
+4. the bank selected by the registered address is multiplexed into the output register.
+
+Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
+read port: 1). Writes are registered once (address, data and one enable per bank), so a write
+lands one cycle after it is presented. A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
+deep at 18 bits); bank selection is a compare of the address's high bits (no divider).
+
+The data of a cycle whose read enable was low is not held: the units use read data only in the
+cycles their enables announced (``hw/conv_engine.py``, ``hw/vector_unit.py``,
+``hw/memory_builder.py``), and they delay their read tags by ``READ_LATENCY - 1``
+(:func:`delay`).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "delay"]
+
+READ_LATENCY = 4   #: cycles from a read address to its data (address, block RAM, bank, output registers)
+BANK_ROWS = 1024   #: rows per bank (a power of two)
+
+
+def delay(m: Module, value, cycles: int, name: str = "d"):
+    """``value`` delayed by ``cycles`` registers (``cycles = 0``: ``value`` itself)."""
+    v = value
+    for i in range(cycles):
+        nxt = Signal.like(v, name=f"{name}_{i}")
+        m.d.sync += nxt.eq(v)
+        v = nxt
+    return v
+
+
+class BankedMemory(wiring.Component):
+    """A memory of ``depth`` rows of ``width`` bits in banks of :data:`BANK_ROWS` rows, with
+    ``read_ports`` registered read ports of latency :data:`READ_LATENCY` and one registered
+    write port.
+
+    Parameters
+    ----------
+    width, depth : int
+        Row width in bits and number of rows.
+    addr_bits : int
+        Width of the port addresses. Rows past ``depth`` are not stored: a write there in a bank
+        past the last is dropped.
+    read_ports : int
+        Number of read ports.
+    init : list of int, optional
+        Initial rows (the rest start at 0); kept through a reset.
+    bank_rows : int
+        Rows per bank, a power of two.
+
+    Members
+    -------
+    r{i}_addr : In(addr_bits); r{i}_en : In(1); r{i}_data : Out(width)
+        Read port ``i``: the row at ``addr`` appears on ``data`` :data:`READ_LATENCY` cycles after
+        a cycle with ``en`` high.
+    w_addr : In(addr_bits); w_data : In(width); w_en : In(1)
+        The write port (the row is written one cycle later).
+    """
+
+    def __init__(self, width: int, depth: int, addr_bits: int = 16, read_ports: int = 1, init=(),
+                 bank_rows: int = BANK_ROWS):
+        if bank_rows < 1 or bank_rows & (bank_rows - 1):
+            raise ValueError(f"bank_rows must be a power of two, got {bank_rows}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.width, self.depth, self.addr_bits, self.read_ports = width, depth, addr_bits, read_ports
+        init = [int(r) for r in init]
+        if len(init) > depth:
+            raise ValueError(f"{len(init)} initial rows for a memory of depth {depth}")
+        self.bank_rows = min(bank_rows, 1 << max(0, (depth - 1).bit_length()))
+        R = self.bank_rows
+        self.banks = [Memory(shape=width, depth=min(R, depth - b * R), init=init[b * R:(b + 1) * R])
+                      for b in range((depth + R - 1) // R)]
+        sig = {}
+        for i in range(read_ports):
+            sig.update({f"r{i}_addr": In(addr_bits), f"r{i}_en": In(1), f"r{i}_data": Out(width)})
+        sig.update({"w_addr": In(addr_bits), "w_data": In(width), "w_en": In(1)})
+        super().__init__(sig)
+        # the write reaching the banks this cycle (registered), for observers such as the proofs
+        self.wrote = Signal(name="wrote")
+        self.wrote_addr = Signal(addr_bits, name="wrote_addr")
+
+    def row(self, i: int):
+        """The simulator signal of row ``i`` (a backdoor for preloading and reading back)."""
+        if not 0 <= i < self.depth:
+            raise IndexError(f"row {i} outside 0..{self.depth - 1}")
+        return self.banks[i // self.bank_rows].data[i % self.bank_rows]
+
+    def _bank_of(self, addr):
+        """(bank index bits, bank-local address bits) of ``addr``."""
+        sh = (self.bank_rows - 1).bit_length()
+        return addr[sh:], addr[:sh]
+
+    def elaborate(self, platform):
+        m = Module()
+        nb = len(self.banks)
+        for b, mem in enumerate(self.banks):
+            m.submodules[f"bank{b}"] = mem
+
+        # ---------------------------------------------------------------- write port (registered)
+        wa = Signal(self.addr_bits)
+        wd = Signal(self.width)
+        m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
+        w_hi, _ = self._bank_of(self.w_addr)
+        _, wa_lo = self._bank_of(wa)
+        we = []
+        for b, mem in enumerate(self.banks):
+            e = Signal(name=f"we{b}")
+            m.d.sync += e.eq(self.w_en & (w_hi == b))
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(wa_lo), wp.data.eq(wd), wp.en.eq(e)]
+            we.append(e)
+        m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
+
+        # ---------------------------------------------------------------- read ports (latency 4)
+        for i in range(self.read_ports):
+            addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
+            a1, e1 = Signal(self.addr_bits, name=f"r{i}_a1"), Signal(name=f"r{i}_e1")
+            m.d.sync += [a1.eq(addr), e1.eq(en)]
+            hi, lo = self._bank_of(a1)
+            outs = []
+            for b, mem in enumerate(self.banks):
+                rp = mem.read_port()
+                q = Signal(self.width, name=f"r{i}_q{b}")
+                m.d.comb += [rp.addr.eq(lo), rp.en.eq(e1 & (hi == b))]
+                m.d.sync += q.eq(rp.data)
+                outs.append(q)
+            if nb == 1:
+                m.d.sync += data.eq(outs[0])
+            else:
+                with m.Switch(delay(m, hi, 2, name=f"r{i}_sel")):
+                    for b, q in enumerate(outs):
+                        with m.Case(b):
+                            m.d.sync += data.eq(q)
+                    with m.Default():
+                        m.d.sync += data.eq(0)
+        return m
