@@ -82,6 +82,7 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       buffer (:data:`LINK_EBR`); a one-row memory (a unit left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
+      FF adds the memories' port registers (:func:`memory_ff`).
       A reduced configuration (not all three units): per unit present ``a·P + b`` of
       :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     """
@@ -94,7 +95,22 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
         ff = CTRL_FF + sum(UNIT_FF[u][0] * lanes + UNIT_FF[u][1] for u in units)
     else:
         raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
+    ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1)) for k, d in depths.items() if d >= 1)
     return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
+
+
+def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1) -> int:
+    """Flip-flops of one :class:`~spiketrack.hw.banked_memory.BankedMemory`: per read port the
+    registered address and enable, one data register per bank, the output register and two bank
+    selects (one bank: the address and enable twice and one data register); the write port's
+    address, data and one enable per bank."""
+    from spiketrack.hw.banked_memory import BANK_ROWS
+
+    banks = math.ceil(depth / BANK_ROWS)
+    if banks == 1:   # one bank: the address registered twice, one data register
+        return read_ports * (2 * (addr_bits + 1) + width) + addr_bits + width + 1
+    sel = (banks - 1).bit_length()
+    return read_ports * (addr_bits + 1 + width * (banks + 1) + 2 * sel) + addr_bits + width + banks
 
 
 def board_network(compiled: str | None = None, board: str | None = None):
@@ -205,7 +221,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}
-    fmax = min(core.values()) if core else None
+    fmax = round(min(core.values()), 2) if core else None
     report.update({
         "lut": fig["lut"], "logic_cells": fig["logic_cells"], "ff": fig["ff"], "ebr": fig["ebr"], "dsp": fig["dsp"],
         "spram": fig["cells"].get("SB_SPRAM256KA", 0), "carry": fig["carry"], "fmax_mhz": fmax, "fmax_by_clock": core, "clock_mhz": round(top.f_core_mhz, 3),

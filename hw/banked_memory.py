@@ -11,6 +11,9 @@ route or one multiplexer:
 3. each bank's read data is registered next to the bank;
 4. the bank selected by the registered address is multiplexed into the output register.
 
+A memory of one bank has nothing to multiplex: its address is registered twice instead (steps 1
+and 4 swapped), which keeps the latency with fewer flip-flops than a second data register.
+
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
 lands one cycle after it is presented. A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
@@ -133,6 +136,8 @@ class BankedMemory(wiring.Component):
             addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
             a1, e1 = Signal(self.addr_bits, name=f"r{i}_a1"), Signal(name=f"r{i}_e1")
             m.d.sync += [a1.eq(addr), e1.eq(en)]
+            if nb == 1:   # one bank: the address registered twice instead of the data (fewer bits)
+                a1, e1 = delay(m, a1, 1, f"r{i}_a2"), delay(m, e1, 1, f"r{i}_e2")
             hi, lo = self._bank_of(a1)
             outs = []
             for b, mem in enumerate(self.banks):
@@ -142,7 +147,7 @@ class BankedMemory(wiring.Component):
                 m.d.sync += q.eq(rp.data)
                 outs.append(q)
             if nb == 1:
-                m.d.sync += data.eq(outs[0])
+                m.d.comb += data.eq(outs[0])
             else:
                 with m.Switch(delay(m, hi, 2, name=f"r{i}_sel")):
                     for b, q in enumerate(outs):
