@@ -70,15 +70,16 @@ def mb_contract(hw) -> Module:
 
 def mb_contract_inductive(hw) -> Module:
     """:func:`mb_contract` with lemmas that make it k-inductive: while the sequencer reads
-    (``k_en``) or any pipeline stage (``s1``, ``s1d``, ``s2``, ``wst``: ``valid`` is each record's
-    bit 0) holds a line, the unit is ``active``."""
+    (``k_en``) or any pipeline stage (``s1``, its read-latency delays ``s1_0``.., ``s1d``, ``s2``,
+    ``wst``: ``valid`` is each record's bit 0) holds a line, the unit is ``active``."""
     m = Module()
     dut = hw.MemoryBuilder(lanes=2, addr_bits=6)
     body = elaborate_with_probes(m, dut)
     any_environment(m, dut)
     _contract(m, dut)
     active = signal_named(body, "active")
-    for stage in ("s1", "s1d", "s2", "wst"):
+    delayed = tuple(f"s1_{i}" for i in range(dut.read_latency - 1))   # the read tag waiting for the data
+    for stage in ("s1", *delayed, "s1d", "s2", "wst"):
         with m.If(signal_named(body, stage)[0]):
             m.d.comb += Assert(active, f"lemma.{stage}_valid_while_active")
     with m.If(dut.k_en):

@@ -184,7 +184,8 @@ PROOFS = {p.name: p for p in [
     Proof("vec_contract", CONTRACT, VEC, accel.UNIT_GEOMETRY, accel.vec_contract, "bmc", 80, cut=("dut.ctr",),
           mutants=mutant("done_early", *NILIF_DONE_EARLY)),
     Proof("mb_contract", CONTRACT + " (with lemmas: every pipeline stage valid only while active)", MB,
-          accel.UNIT_GEOMETRY, accel.mb_contract_inductive, "prove", 6, cut=("dut.ctr",), mutant_depth=12, fast=True,
+          # k = 9: longer than the unit's 7-stage line pipeline (s1, three read-latency stages, s1d, s2, wst)
+          accel.UNIT_GEOMETRY, accel.mb_contract_inductive, "prove", 9, cut=("dut.ctr",), mutant_depth=12, fast=True,
           mutants=mutant("done_early", "busy falls when the op's last line leaves the multiplier stage, "
                          "two cycles before its write",
                          "        with m.If(wst.op_end):\n            m.d.sync += active.eq(0)",
