@@ -25,7 +25,6 @@ EXPECTED = {
     ("accel_template_write", "guard_ignored"): "tm.no_template_write_in_search",
     ("accel_template_write", "guard_while_running"): "run.guard_stable",
     ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
-    ("accel_template_write", "end_unchecked"): "tm.no_template_write_in_search",
     ("link_stream", "cmd_reads_ahead"): "o_cmd.payload_stable",
     ("link_stream", "byte_valid_falls_early"): "o_byte.valid_held",
     ("uart_stream", "overwrites_stalled_byte"): "o_byte.payload_stable",
