@@ -50,7 +50,8 @@ RUN_OVERHEAD = 1    #: controller cycles per run (start)
 
 
 class _Port:
-    """One port of a :class:`BankedMemory`, by role: ``addr``, ``en``, ``data``."""
+    """One port of a :class:`BankedMemory`, by role: ``addr``, ``en``, ``data`` (of a memory the
+    configuration leaves out: fresh signals that drive nothing, its data reads 0)."""
 
     def __init__(self, addr, en, data):
         self.addr, self.en, self.data = addr, en, data
@@ -66,13 +67,6 @@ class Unit(enum.Enum, shape=2):
 UNITS = ("conv", "vec", "mb")
 #: The memories each unit reads or writes (besides ``prog``); a memory no present unit uses is not built.
 MEM_USERS = {"conv": ("w", "tab", "tm", "lv", "st"), "vec": ("cst", "lv", "st"), "mb": ("lv", "tm")}
-
-
-class _NoPort:
-    """A port of a memory the configuration leaves out: its signals drive nothing, its data reads 0."""
-
-    def __init__(self, width: int, addr_bits: int):
-        self.addr, self.en, self.data = Signal(addr_bits), Signal(), Signal(width)
 
 
 def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> int:
@@ -177,7 +171,7 @@ class Accelerator(wiring.Component):
 
         def port(n, kind):   # a port of memory n ("r0", "r1", "w"), or of a memory left out
             if n not in mem:
-                return _NoPort(W[n], A)
+                return _Port(Signal(A), Signal(), Signal(W[n]))
             return _Port(*(getattr(mem[n], f"{kind}_{s}") for s in ("addr", "en", "data")))
 
         rd = {n: port(n, "r0") for n in W}
