@@ -130,6 +130,15 @@ class HwOp:
         """Parameters as memory images: ``{memory: int array}`` (default: none)."""
         return {}
 
+    # ------------------------------------------------------------------ verification
+    @classmethod
+    def random_case(cls, rng) -> dict | None:
+        """One random instance of this op run on its unit's RTL against the golden functions and
+        the cycle model (``sim/op_cases.py``): ``{"type", "match", "cycles_exact", ...}``.
+        ``spiketrack verify --fuzz`` draws its ``accel.<kind>`` cases from here; an op with a unit
+        must define it (a test checks every registered class). None: nothing runs (a view)."""
+        raise NotImplementedError(f"hardware op {cls.kind!r} has no random RTL case")
+
 
 def _levels(env, name) -> torch.Tensor | None:
     return None if env is None else env[name][:, 0]  # [T, C, H, W] of batch 0
@@ -142,6 +151,11 @@ class SpikeConv(HwOp):
 
     kind, unit = "spike_conv", "conv_engine"
     pattern = ("conv", "requant", "add?", "neuron?")
+
+    @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import spike_conv_case
+        return spike_conv_case(rng)
 
     @classmethod
     def accepts(cls, net, names, cand):
@@ -171,6 +185,11 @@ class Stem(SpikeConv):
     kind = "stem"
     pattern = ("stem_conv", "requant", "neuron?")
 
+    @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import stem_case
+        return stem_case(rng)
+
 
 @register
 class Retrieval(HwOp):
@@ -179,6 +198,11 @@ class Retrieval(HwOp):
 
     kind, unit = "retrieval", "conv_engine"
     pattern = ("retrieve", "requant", "neuron?")
+
+    @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import retrieval_case
+        return retrieval_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -195,6 +219,11 @@ class MemoryBuild(HwOp):
     pattern = ("memory_build",)
 
     @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import memory_build_case
+        return memory_build_case(rng)
+
+    @classmethod
     def cost(cls, node, net, types, engine, env=None):
         m = net.layer(node.layers[0])
         return ec.memory_build_cost(engine, types[m.inputs[0]], types[m.inputs[1]], types[node.output],
@@ -207,6 +236,11 @@ class Neuron(HwOp):
 
     kind, unit = "neuron", "vector_unit"
     pattern = ("add_const?", "neuron")
+
+    @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import neuron_case
+        return neuron_case(rng)
 
     @classmethod
     def match(cls, net, layer, consumers):
@@ -242,6 +276,11 @@ class Add(HwOp):
     pattern = ("add",)
 
     @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import add_case
+        return add_case(rng)
+
+    @classmethod
     def cost(cls, node, net, types, engine, env=None):
         return ec.vector_cost(engine, types[node.output], [types[node.output]] * 2)
 
@@ -251,6 +290,11 @@ class AvgPool(HwOp):
     """Power-of-two average pooling (§IS-10) on the vector unit: ``p²`` reads per output word."""
 
     kind, unit, pattern = "avg_pool", "vector_unit", ("avg_pool",)
+
+    @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import avg_pool_case
+        return avg_pool_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -266,6 +310,11 @@ class MeanFusion(HwOp):
     kind, unit, pattern = "mean_fusion", "vector_unit", ("mean_fusion",)
 
     @classmethod
+    def random_case(cls, rng):
+        from spiketrack.sim.op_cases import mean_fusion_case
+        return mean_fusion_case(rng)
+
+    @classmethod
     def cost(cls, node, net, types, engine, env=None):
         src = types[net.layer(node.layers[0]).inputs[0]]
         return ec.vector_cost(engine, types[node.output], [src], reads_per_word=src.shape[0])
@@ -277,6 +326,10 @@ class TimeView(HwOp):
 
     kind, unit, view = "view", "addressing", True
     ops = ("select_time", "concat_time", "repeat_time", "upsample")
+
+    @classmethod
+    def random_case(cls, rng):
+        return None   # buffer addressing only: checked by the network runs, not by a unit case
 
     @classmethod
     def match(cls, net, layer, consumers):

@@ -12,7 +12,10 @@ Registry
 --------
 :data:`CASES` maps a layer-type name to a generator ``fn(rng: random.Random) -> dict`` that builds
 one random case, runs it and returns at least ``{"type", "match": bool, "cycles_exact": bool}``
-(plus any detail). Add a type with the :func:`register` decorator in a module listed in
+(plus any detail). The accelerator's units are driven by the compiler's op-class registry: every
+class of ``compiler.hwops.REGISTRY`` with a unit is a layer type ``accel.<kind>`` whose cases come
+from its ``random_case`` (``sim/op_cases.py``), so a new hardware op is fuzzed as soon as it is
+registered (and a test fails if it has no case). Add another type with the :func:`register` decorator in a module listed in
 :data:`CASE_MODULES` (imported lazily), e.g. the memory unit's ``memory_build`` / ``retrieval`` /
 ``attention`` cases::
 
@@ -42,7 +45,7 @@ import torch
 from amaranth import signed
 from amaranth.lib import data
 
-__all__ = ["CASES", "CASE_MODULES", "register", "run_fuzz", "add_arguments", "run",
+__all__ = ["CASES", "CASE_MODULES", "register", "register_hw_ops", "run_fuzz", "add_arguments", "run",
            "core_case", "neuron_case", "encoder_case", "make_core", "core_packets"]
 
 CASES: dict = {}
@@ -265,10 +268,28 @@ def _encoder_random(rng):
 
 # ---------------------------------------------------------------------------------------------
 
+def register_hw_ops() -> list[str]:
+    """Register one layer type ``accel.<kind>`` per op class of the compiler's registry
+    (``compiler.hwops.REGISTRY``) that runs on a unit: its :meth:`HwOp.random_case`. Returns the
+    names. Views (folded into addressing) have no case."""
+    from spiketrack.compiler.hwops import REGISTRY
+
+    names = []
+    for kind, cls in REGISTRY.items():
+        if cls.view:
+            continue
+        name = f"accel.{kind}"
+        CASES.setdefault(name, cls.random_case)
+        names.append(name)
+    return names
+
+
 def run_fuzz(n: int, seed: int = 0, types=None, sim: str = "amaranth") -> dict:
-    """Run ``n`` random cases round-robin over ``types`` (default: all registered)."""
+    """Run ``n`` random cases round-robin over ``types`` (default: all registered: the per-layer
+    cores' cases and one ``accel.<kind>`` per hardware op class)."""
     for mod in CASE_MODULES:
         importlib.import_module(mod)
+    register_hw_ops()
     names = list(types or CASES)
     unknown = [t for t in names if t not in CASES]
     if unknown:

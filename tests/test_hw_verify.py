@@ -3,6 +3,7 @@
 import json
 
 from spiketrack.cli import main
+from spiketrack.compiler.hwops import REGISTRY
 from spiketrack.sim import verify
 
 
@@ -10,8 +11,41 @@ def test_verify_fuzz_json(capsys):
     assert main(["verify", "--fuzz", "24", "--seed", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["cases"] == 24 and out["mismatches"] == 0 and out["cycle_model_exact"]
+    hw_ops = {f"accel.{k}" for k, c in REGISTRY.items() if not c.view}
+    assert hw_ops == {"accel.spike_conv", "accel.stem", "accel.retrieval", "accel.memory_build", "accel.neuron",
+                      "accel.add", "accel.avg_pool", "accel.mean_fusion"}
     assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder",
-                                       "memory_build", "retrieval", "attention", "retrieval_neuron"}
+                                       "memory_build", "retrieval", "attention", "retrieval_neuron"} | hw_ops
+
+
+def test_every_hardware_op_class_has_a_random_rtl_case():
+    """verify --fuzz is driven by the compiler's op-class registry: a class registered with a unit
+    and no random case fails here, and each case runs on the unit and matches golden and model."""
+    import random
+
+    for kind, cls in REGISTRY.items():
+        r = cls.random_case(random.Random(7))
+        if cls.view:
+            assert r is None
+            continue
+        assert r["type"] == f"accel.{kind}" and r["match"] and r["cycles_exact"], r
+
+
+def test_hardware_op_cases_detect_a_broken_golden(monkeypatch):
+    """The op cases compare with the golden functions: a conv accumulator off by one, a wrong
+    memory build, or a cycle model off by one cycle must be reported."""
+    import random
+
+    from spiketrack.sim import op_cases
+
+    real_conv, real_mb, real_vec = op_cases.conv2d_acc, op_cases.memory_build, op_cases.vector_cost
+    monkeypatch.setattr(op_cases, "conv2d_acc", lambda *a: real_conv(*a) + 1)
+    monkeypatch.setattr(op_cases, "memory_build", lambda k, v: real_mb(k, v) + 1)
+    assert not op_cases.spike_conv_case(random.Random(1))["match"]
+    assert not op_cases.memory_build_case(random.Random(1))["match"]
+    monkeypatch.setattr(op_cases, "vector_cost", lambda *a, **k: type("C", (), {"cycles": real_vec(*a, **k).cycles + 1}))
+    r = op_cases.add_case(random.Random(1))
+    assert r["match"] and not r["cycles_exact"]
 
 
 def test_memory_unit_cases_detect_a_broken_golden(monkeypatch):
