@@ -251,7 +251,11 @@ class ConvEngine(wiring.Component):
         q = [Signal(entry, name=f"posq{i}") for i in range(QD)]
         q_n, q_rd, q_wr = Signal(range(QD + 1)), Signal(range(QD)), Signal(range(QD))
         q_pop = Signal()
-        gen_step = gen_run & (q_n + rec1.valid + rec2.valid + rec3.valid < QD)
+        # occ = q_n + rec1.valid + rec2.valid + rec3.valid, kept as a register so that the step
+        # condition is one LUT deep (the sum was the core clock's critical path on the ULX3S)
+        occ = Signal(range(QD + 1))
+        gen_step = gen_run & (occ < QD)
+        m.d.sync += occ.eq(occ + gen_step - q_pop)
 
         with m.If(take):
             p = self.i_desc.payload
