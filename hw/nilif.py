@@ -102,17 +102,25 @@ class NiLifPipeline(wiring.Component):
         hi, lo = (1 << (B - 1)) - 1, -(1 << (B - 1))
         HB, SB = B + 2, B + 4         # membrane after the reset; the unclamped sum
 
-        # per-op constants (one cycle after f_m / half_even): thresholds and reset amounts
+        # per-op constants (three cycles after f_m / half_even; an op's first value reaches stage B
+        # later than that): thresholds thr_j = (2j-1)·2^(f_m-1) (+1 for odd j under half_even, a tie
+        # rounds to the even level) and reset amounts k·2^(f_m-3). f_m and half_even are registered
+        # first, then the shifts, then the +1, so no path mixes the descriptor's routing, a shift
+        # and an add.
         thr = [Signal(signed(B + 2), name=f"thr{j}") for j in range(1, D + 1)]
         thr_on = [Signal(name=f"thr_on{j}") for j in range(1, D + 1)]
         rst = [Signal(unsigned(B + 1), name=f"rst{k}") for k in range(D + 1)]
-        fm = self.f_m
-        half = Const(1, unsigned(40)) << (fm - 1)[:5]
+        fm, he = Signal.like(self.f_m, name="fm_q"), Signal(name="he_q")
+        he2 = Signal(name="he_q2")
+        base = [Signal(unsigned(B + 1), name=f"thr_base{j}") for j in range(1, D + 1)]
+        m.d.sync += [fm.eq(self.f_m), he.eq(self.half_even), he2.eq(he)]
         for j in range(1, D + 1):
-            full = (Const(j, unsigned(40)) << fm) - half + (self.half_even & (j % 2 == 1))
+            # (j << f_m) - 2^(f_m-1) = (2j-1) << (f_m-1) for f_m >= 1; f_m = 0 gives j (2^31 wraps away)
+            shifted = Mux(fm == 0, Const(j, unsigned(40)), Const(2 * j - 1, unsigned(40)) << (fm - 1)[:5])
             # thr_j <= hi exactly when (2j-1)·2^(f_m-1) <= hi (the +1 of a tie never crosses it)
             fm_max = max(f for f in range(1, 32) if (2 * j - 1) << (f - 1) <= hi)
-            m.d.sync += [thr[j - 1].eq(full[:B + 1]), thr_on[j - 1].eq(fm <= fm_max)]
+            m.d.sync += [base[j - 1].eq(shifted[:B + 1]), thr_on[j - 1].eq(fm <= fm_max)]
+            m.d.sync += thr[j - 1].eq((base[j - 1] + (he2 & (j % 2 == 1)))[:B + 1])
         for k in range(D + 1):
             m.d.sync += rst[k].eq((Const(k, unsigned(40)) << (fm - LEVEL_BITS)[:5])[:B + 1])
 

@@ -10,8 +10,9 @@ Modes (one output word of ``P`` lanes per ``R`` cycles, ``R`` reads of the input
 * ``POOL`` (§IS-10): the ``p × p`` window sum of ``a``, requantised by ``2·log2 p``. ``R = p²``.
 * ``FUSION`` (§IS-10): compare-only mean of ``T_in`` timesteps of levels. ``R = T_in``.
 
-The epilogue is pipelined (read data registered, reduction, add/round, clamp/shift, then the
-NI-LIF pipeline that every mode passes through); no stage holds a variable shift of the membrane.
+The epilogue is pipelined (read data registered, reduction, add/round, clamp/shift, the NI-LIF
+input chosen by mode, then the NI-LIF pipeline that every mode passes through); no stage holds a
+variable shift of the membrane.
 
 Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks + chunk``, ``P`` lanes
 (16-bit stream values, or 3-bit levels in the low bits). Exact cycles:
@@ -227,21 +228,26 @@ class VectorUnit(wiring.Component):
         for i in range(P):
             added, s_add = clamp(v1.sum[i], B)
             m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c), v2.sat[i].eq(add_sat & s_add)]
+        # v3: the NI-LIF input chosen by mode (the pooled value clamped), registered so that the
+        # clamp and the mode multiplexer do not share a cycle with the NI-LIF's first stage
+        v3 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B))}))
+        pool_sat = Signal(P)
+        m.d.sync += _assign(v3, {"valid": v2.valid, "op_end": v2.op_end, "t": v2.t, "o": v2.o})
+        for i in range(P):
+            pooled, s_pool = clamp(v2.pool[i], B)
+            m.d.sync += [v3.x[i].eq(Mux(neuron, Mux(d.const, v2.added[i], v2.x[i]),
+                                        Mux(d.mode == VecMode.ADD, v2.added[i],
+                                            Mux(d.mode == VecMode.POOL, pooled, v2.fused[i])))),
+                         pool_sat[i].eq(v2.valid & (d.mode == VecMode.POOL) & s_pool)]
         terms = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
-        for i, term in enumerate(decay_terms(d.decays, v1.t)):   # v2's step: registered with v2
+        for i, term in enumerate(decay_terms(d.decays, v2.t)):   # v3's step: registered with v3
             m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF (every mode passes through)
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
-        pool_sat = Signal(P)
-        for i in range(P):
-            pooled, s_pool = clamp(v2.pool[i], B)
-            m.d.comb += [nl.i_x[i].eq(Mux(neuron, Mux(d.const, v2.added[i], v2.x[i]),
-                                          Mux(d.mode == VecMode.ADD, v2.added[i],
-                                              Mux(d.mode == VecMode.POOL, pooled, v2.fused[i])))),
-                         pool_sat[i].eq(v2.valid & (d.mode == VecMode.POOL) & s_pool)]
-        m.d.comb += [nl.i_valid.eq(v2.valid), nl.i_t.eq(v2.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
-                     nl.i_carry.op_end.eq(v2.op_end), nl.i_carry.addr.eq(d.o_base + v2.o),
+        m.d.comb += [nl.i_x.eq(v3.x)]
+        m.d.comb += [nl.i_valid.eq(v3.valid), nl.i_t.eq(v3.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
+                     nl.i_carry.op_end.eq(v3.op_end), nl.i_carry.addr.eq(d.o_base + v3.o),
                      nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
         levels_out = neuron | (d.mode == VecMode.FUSION)
         lv_word = Cat(*[Mux(nl.o_update, nl.o_k[i], nl.o_x[i][:3]) for i in range(P)])
