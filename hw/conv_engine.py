@@ -218,13 +218,14 @@ class ConvEngine(wiring.Component):
 
         # ---------------------------------------------------------------- per-op constants (setup cycle)
         wo_m1, ho_m1, ch_m1, wpg_m1, T_m1 = Signal(9), Signal(9), Signal(8), Signal(8), Signal(3)
+        wpg_one, T_one = Signal(), Signal()
         s_nw, s_row = Signal(A + 2), Signal(A + 2)                    # stride·n_words, stride·in_row
         p_nw, p_row = Signal(signed(A + 3)), Signal(signed(A + 3))    # -pad·n_words, -pad·in_row
         neg_pad = Signal(signed(5))
         gen_run = Signal()
         with m.If(setup):
             m.d.sync += [setup.eq(0), gen_run.eq(1), wo_m1.eq(d.wo - 1), ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1),
-                         wpg_m1.eq(d.wpg - 1), T_m1.eq(d.T - 1),
+                         wpg_m1.eq(d.wpg - 1), T_m1.eq(d.T - 1), wpg_one.eq(d.wpg == 1), T_one.eq(d.T == 1),
                          s_nw.eq(_times_small(d.stride, d.n_words)), s_row.eq(_times_small(d.stride, d.in_row)),
                          p_nw.eq(-_times_small(d.pad, d.n_words)), p_row.eq(-_times_small(d.pad, d.in_row)),
                          neg_pad.eq(-d.pad.as_signed())]
@@ -327,8 +328,13 @@ class ConvEngine(wiring.Component):
         f1_valid, f2_valid = Signal(), Signal()
         credit = Signal(range(FD + 1))   # = fifo_level + words in flight, kept as a register
         issue = cur_valid & (credit <= FD - 1)
-        last_g = d.depthwise | (g == wpg_m1)
-        last_kx, last_ky, last_t = kx_i == nx_m1, ky_i == ny_m1, t == T_m1
+        # g == wpg_m1, kx_i == nx_m1, ky_i == ny_m1, t == T_m1 kept as registers, set with the
+        # counters (the compares fed the queue pop and every counter's enable in one cycle: the
+        # ULX3S critical path); nx_one / ny_one: the position's nx_m1 / ny_m1 are 0
+        lg, lkx, lky, lt, nx_one, ny_one = (Signal(name=n) for n in ("last_g_q", "last_kx_q", "last_ky_q",
+                                                                     "last_t_q", "nx_one", "ny_one"))
+        last_g = d.depthwise | lg
+        last_kx, last_ky, last_t = lkx, lky, lt
         group_end = last_g & last_kx & last_ky
         pos_end = group_end & last_t
         op_end = pos_end & cur_last
@@ -339,27 +345,32 @@ class ConvEngine(wiring.Component):
             m.d.sync += [cur_valid.eq(1), cur_last.eq(head.last), ny_m1.eq(head.ny_m1), nx_m1.eq(head.nx_m1),
                          cur_chunk.eq(head.chunk), t.eq(0), ky_i.eq(0), kx_i.eq(0), g.eq(0), o_cur.eq(head.o_pos),
                          in_pos.eq(head.in_off), in_rowa.eq(head.in_off), in_tap.eq(head.in_off), in_cur.eq(head.in_off),
-                         w_pos.eq(head.w_off), w_rowa.eq(head.w_off), w_tap.eq(head.w_off), w_g.eq(head.w_off)]
+                         w_pos.eq(head.w_off), w_rowa.eq(head.w_off), w_tap.eq(head.w_off), w_g.eq(head.w_off),
+                         lg.eq(wpg_one), lkx.eq(head.nx_m1 == 0), lky.eq(head.ny_m1 == 0), lt.eq(T_one),
+                         nx_one.eq(head.nx_m1 == 0), ny_one.eq(head.ny_m1 == 0)]
         with m.Elif(issue & pos_end):
             m.d.sync += cur_valid.eq(0)
         with m.If(issue & ~pos_end):
             with m.If(~last_g):
-                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P), in_cur.eq(in_cur + 1)]
+                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P), in_cur.eq(in_cur + 1), lg.eq((g + 1)[:8] == wpg_m1)]
             with m.Elif(~last_kx):
                 ni = in_tap + d.n_words
                 nw = w_tap + d.w_col
-                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(ni), in_cur.eq(ni), w_tap.eq(nw), w_g.eq(nw)]
+                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(ni), in_cur.eq(ni), w_tap.eq(nw), w_g.eq(nw),
+                             lg.eq(wpg_one), lkx.eq((kx_i + 1)[:4] == nx_m1)]
             with m.Elif(~last_ky):
                 ni = in_rowa + d.in_row
                 nw = w_rowa + d.w_row
                 m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(ky_i + 1), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
-                             w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
+                             w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw),
+                             lg.eq(wpg_one), lkx.eq(nx_one), lky.eq((ky_i + 1)[:4] == ny_m1)]
             with m.Else():
                 ni = in_pos + d.in_t
                 nw = w_pos + d.w_t   # template-memory weights: one set of lines per timestep
                 m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_cur.eq(o_cur + d.o_t),
                              in_pos.eq(ni), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
-                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
+                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw),
+                             lg.eq(wpg_one), lkx.eq(nx_one), lky.eq(ny_one), lt.eq((t + 1)[:3] == T_m1)]
 
         # ---------------------------------------------------------------- fetch -> f2 (read data registered) -> FIFO
         tag = data.StructLayout({"w": A, "group_end": 1, "op_end": 1, "t": 3, "o": A, "chunk": 8})

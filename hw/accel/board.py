@@ -21,6 +21,7 @@ from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, words_per_row
 from spiketrack.hw.accel.top import UNITS, Accelerator
 from spiketrack.hw.link.frames import FrameLink
 from spiketrack.hw.link.uart import UartRx, UartTx
+from spiketrack.hw.streams import StreamRegister
 
 __all__ = ["LinkedAccelerator", "BoardTop", "ecp5_pll", "ice40_pll"]
 
@@ -66,7 +67,11 @@ class LinkedAccelerator(wiring.Component):
         m.submodules.link = link = FrameLink(row_words, gap_cycles=self.gap_cycles)
         wiring.connect(m, urx.o_byte, link.i_byte)
         wiring.connect(m, link.o_byte, utx.i_byte)
-        wiring.connect(m, link.o_cmd, accel.i_cmd)
+        # the link's command word comes straight from its frame buffer's read port: registered
+        # here before the accelerator decodes it (that path was the ULX3S critical path at 66 MHz)
+        m.submodules.cmd_reg = cmd_reg = StreamRegister(32)
+        wiring.connect(m, link.o_cmd, cmd_reg.i)
+        wiring.connect(m, cmd_reg.o, accel.i_cmd)
         wiring.connect(m, accel.o_rsp, link.i_rsp)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.busy.eq(accel.busy),
                      self.frames_ok.eq(link.frames_ok), self.frames_bad.eq(link.frames_bad)]
