@@ -107,7 +107,8 @@ def test_track_runs_the_qat_default_as_its_integer_network_and_float_the_parent(
 def _eval(argv, capsys):
     assert main(["eval", *argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    print(argv, out)
+    with capsys.disabled():            # not swallowed by the next eval's readouterr
+        print(argv, out)
     assert out["sequences"] == 24
     return out
 
@@ -123,7 +124,7 @@ def test_float_parent_reaches_auc_060(capsys, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_qat_default_reaches_auc_066_on_synthetic(capsys, tmp_path, monkeypatch):
     """Issue #17: no regression on `synthetic` (AUC >= 0.66; measured 0.668). The QAT network runs
-    in Brevitas: about an hour on one core."""
+    in Brevitas at ~4 frames/s: about 11 min on one core."""
     monkeypatch.chdir(tmp_path)
     out = _eval(["--dataset", "synthetic"], capsys)
     assert out["frames"] == 2400 and out["auc"] >= 0.66, out
@@ -132,7 +133,7 @@ def test_qat_default_reaches_auc_066_on_synthetic(capsys, tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_qat_default_holds_on_synthetic_hard(capsys, tmp_path, monkeypatch):
     """Issue #17: on `synthetic-hard` the QAT default's integer network is at most 0.02 below its float
-    parent (measured 0.465 against 0.455). About an hour and a half on one core."""
+    parent (measured 0.465 against 0.455). About 12 min on one core."""
     monkeypatch.chdir(tmp_path)
     qat = _eval(["--dataset", "synthetic-hard", "--out-dir", "qat"], capsys)
     parent = _eval(["--float", "--dataset", "synthetic-hard", "--out-dir", "float"], capsys)
