@@ -5,7 +5,7 @@
 One ``BatchNorm2d`` serves both streams (weight sharing). In training the template stream
 normalises a batch of ``T·B`` maps and the search stream a batch of ``B``, each with its own batch
 statistics, while both update the same running statistics, which eval then applies to both
-streams. Measured here, for a checkpoint (default: the shipped one):
+streams. Measured here, for a float checkpoint (default: the shipped float edge-t3):
 
 * ``stream_gap``: on ``--pairs`` template/search pairs cut from ``synthetic-val`` in the training
   geometry, per BN layer, the mean over channels of ``|mean_template - mean_search| / sqrt(running_var)``
@@ -91,14 +91,14 @@ def auc(model, max_seqs: int | None, batch_stats: bool) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", nargs="?", default=None)
+    p.add_argument("checkpoint", nargs="?", default=None, help="float checkpoint (default: the shipped float edge-t3)")
     p.add_argument("--pairs", type=int, default=16)
     p.add_argument("--max-seqs", type=int, default=None)
     p.add_argument("--no-auc", action="store_true", help="only the statistics (the AUCs take two eval runs)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, ck = model_from_checkpoint(args.checkpoint)
+    model, ck = model_from_checkpoint(args.checkpoint, float_default=True)
     report = {"variant": ck["variant"], "pairs": args.pairs, **stream_gaps(model, args.pairs)}
     if not args.no_auc:
         report["auc_running"] = auc(model, args.max_seqs, batch_stats=False)

@@ -9,7 +9,7 @@ dataset (template = first frame's target, search = a later frame around its grou
 the mean fraction of equal spike levels over all neurons, the score-map SQNR and the box IoU
 (median / 5th percentile) between the boxes the two models decode. Rows:
 
-* ``ptq``: the shipped recipe (stream f = 8, 16 bit; int8 weights; float stem padded with zeros
+* ``ptq``: post-training quantisation in the default format (stream f = 8, 16 bit; int8 weights; float stem padded with zeros
   of the normalised input);
 * ``black-pad``: the float stem padded with the normalised value of pixel 0, which is what the
   integer stem's zero padding of raw pixels means (``SpikeTrackConfig.stem_pad = "black"``);
@@ -121,14 +121,14 @@ def noise_floor(model, pairs, seed: int = 0) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", default=None, help="float checkpoint (default: the shipped float edge-t3)")
     ap.add_argument("--dataset", default="synthetic-hard")
     ap.add_argument("--crops", type=int, default=24)
     ap.add_argument("--out", default=None)
     ap.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    model, _ = model_from_checkpoint(args.checkpoint)
+    model, _ = model_from_checkpoint(args.checkpoint, float_default=True)
     if getattr(model, "quant_format", None) is not None:
         raise SystemExit("bench_quant_sources: give a float checkpoint")
     _, seqs = load_eval_dataset(args.dataset)

@@ -59,8 +59,9 @@ def _bench_cmd(section: str, quick: bool) -> str:
 
 
 class Context:
-    """What several sections share, built once on first use: the shipped float model, its integer
-    network (as ``spiketrack quantize`` makes it) and its compilation (as ``spiketrack compile``)."""
+    """What several sections share, built once on first use: the shipped default (the int8 QAT
+    edge-t3), its float parent, the default's integer network (as ``spiketrack quantize`` makes it)
+    and its compilation (as ``spiketrack compile``)."""
 
     def __init__(self, quick: bool = False):
         self.quick = quick
@@ -73,19 +74,32 @@ class Context:
 
     @property
     def model(self):
+        """The shipped default: the int8 QAT edge-t3 (a quantisation-aware model)."""
         def make():
             from spiketrack.model.checkpoint import model_from_checkpoint
 
             return model_from_checkpoint(None)[0]
         return self._once("model", make)
 
+    @property
+    def float_model(self):
+        """The shipped float edge-t3, the QAT default's parent (``--float``)."""
+        def make():
+            from spiketrack.model.checkpoint import model_from_checkpoint
+
+            return model_from_checkpoint(None, float_default=True)[0]
+        return self._once("float_model", make)
+
     def net(self, weight_bits="8"):
-        """The shipped default's integer network with ``weight_bits`` 8, 4 or ``"mixed"``."""
+        """The integer network: the shipped default's (int8, QAT) for ``weight_bits`` 8, the float
+        parent's post-training quantisation for 4 or ``"mixed"`` (``spiketrack quantize --float --bits``)."""
         def make():
             from spiketrack.quant.lower import lower
             from spiketrack.quant.qat import QuantFormat, quantize_model
 
-            return lower(quantize_model(self.model.eval(), QuantFormat(weight_bits=weight_bits)))
+            if weight_bits == "8":
+                return lower(quantize_model(self.model.eval()))
+            return lower(quantize_model(self.float_model.eval(), QuantFormat(weight_bits=weight_bits)))
         return self._once(("net", weight_bits), make)
 
     def compiled(self, weight_bits="8") -> dict:
@@ -220,13 +234,13 @@ def network_rows(ctx: Context) -> list[dict]:
     out_dir = "build/bench/compiled"
     rows = []
     rep = ctx.compiled("8")["report"]
-    shipped = f"edge-t3 int8, P = {rep['lanes']} (shipped default)"
+    shipped = f"edge-t3 int8 QAT, P = {rep['lanes']} (shipped default)"
     rows += _network_variant_rows(shipped, rep, f"spiketrack compile --out {out_dir} --json", fmax, fmax_note)
     for s in rep["lane_sweep"]:
         if s["lanes"] == rep["lanes"]:
             continue
         cmd = f"spiketrack compile --lanes {s['lanes']} --out {out_dir} --json"
-        v = f"edge-t3 int8, P = {s['lanes']}"
+        v = f"edge-t3 int8 QAT, P = {s['lanes']}"
         note = "lane sweep of `spiketrack compile` (cycle model)" + (
             "; the accelerator top needs P >= 8" if s["lanes"] < 8 else "")
         rows.append(row("search frame cycles, calibrated", s["search_frame_cycles"], "cycles", cmd, variant=v,
@@ -241,10 +255,10 @@ def network_rows(ctx: Context) -> list[dict]:
     else:
         for bits in ("4", "mixed"):
             art = f"build/bench/art{bits}"
-            cmd = (f"spiketrack quantize --bits {bits} --out {art} --check-frames 0 && "
+            cmd = (f"spiketrack quantize --float --bits {bits} --out {art} --check-frames 0 && "
                    f"spiketrack compile --artifact {art} --out {out_dir}-{bits} --json")
             r = ctx.compiled(bits)["report"]
-            label = "int4" if bits == "4" else "mixed int4/int8"
+            label = ("int4" if bits == "4" else "mixed int4/int8") + " (post-training, float parent)"
             rows += _network_variant_rows(f"edge-t3 {label}, P = {r['lanes']}", r, cmd, fmax, fmax_note)
     others = [] if ctx.quick else [n for n in list_configs() if n != "edge-t3"]
     for name in others:
@@ -309,8 +323,8 @@ def _tracking_fps(tracker, seq, warmup: int, budget_s: float, max_frames: int) -
 
 
 def cpu_rows(ctx: Context) -> list[dict]:
-    """Tracking fps on this CPU of the float model and of the golden model (the integer network on
-    the golden executor), shipped default, first synthetic benchmark sequence."""
+    """Tracking fps on this CPU of the float model (the shipped float parent) and of the golden model
+    (the shipped default's integer network on the golden executor), first synthetic benchmark sequence."""
     import torch
 
     from spiketrack.model.data.synthetic import benchmark_sequences
@@ -324,7 +338,8 @@ def cpu_rows(ctx: Context) -> list[dict]:
     where = (f"synthetic sequence {seq.name} after {warmup} warm-up frame(s), no template update, "
              f"{torch.get_num_threads()} torch threads, load average {load:.1f} on {os.cpu_count()} CPUs at the start")
     rows = []
-    for label, model in (("float model (PyTorch)", ctx.model), ("golden model (integer executor)", ArtifactTracking(ctx.net("8")))):
+    for label, model in (("float model (PyTorch; the float parent)", ctx.float_model),
+                         ("golden model (integer executor; the QAT default)", ArtifactTracking(ctx.net("8")))):
         fps, n, dt = _tracking_fps(SpikeTrackTracker(model), seq, warmup, budget, max_frames)
         rows.append(row("tracking fps", round(fps, 3), "frames/s", cmd, model=f"edge-t3 {label}",
                         note=f"{n} search frame(s) in {dt:.2f} s; {where}"))

@@ -16,7 +16,7 @@ from spiketrack.cli import UserError
 
 def add_arguments(p) -> None:
     p.add_argument("--artifact", default=None,
-                   help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+                   help="integer-network artifact (default: lower the shipped QAT edge-t3 now)")
     p.add_argument("--board", default="ulx3s-85f", choices=("ulx3s-85f", "orangecrab-85f", "icebreaker"))
     p.add_argument("--lanes", type=int, default=None, help="conv-engine lanes P (default 8, or the sweep's pick)")
     p.add_argument("--target-fps", type=float, default=None, help="pick the fewest lanes reaching this fps at 100 MHz")
@@ -37,10 +37,10 @@ def _artifact(path):
         return load_artifact(path)
     from spiketrack.model.checkpoint import model_from_checkpoint
     from spiketrack.quant.lower import lower
-    from spiketrack.quant.qat import QuantFormat, quantize_model
+    from spiketrack.quant.qat import quantize_model
 
-    model, _ = model_from_checkpoint(None)
-    return lower(quantize_model(model.eval(), QuantFormat()))
+    model, _ = model_from_checkpoint(None)  # the shipped default: a QAT checkpoint, its int8 format kept
+    return lower(quantize_model(model.eval()))
 
 
 def run(args) -> int:

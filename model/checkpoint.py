@@ -31,11 +31,17 @@ from spiketrack.cli import UserError
 FORMAT = "spiketrack-checkpoint"
 VERSION = 1
 REQUIRED = ("format", "version", "variant", "config", "model", "step")
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "edge-t3.pt"
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+#: The shipped default: edge-t3 fine-tuned with Brevitas int8 QAT (stem frozen, docs/quant.md); a QAT
+#: checkpoint, so every command that loads it without a --checkpoint runs its integer network.
+DEFAULT_CHECKPOINT = CHECKPOINTS / "edge-t3-qat8.pt"
+#: Its float parent (the float edge-t3 of docs/tracking.md 2.1), shipped for comparison (``--float``).
+FLOAT_CHECKPOINT = CHECKPOINTS / "edge-t3.pt"
 PRODUCE_HINT = (
     "produce it with `spiketrack train --config edge-t1 --data synthetic --out runs/t1` then "
     "`spiketrack train --config edge-t3 --data synthetic --init-from runs/t1/last.pt --out runs/t3` "
-    "and copy runs/t3/last.pt to {path} (see docs/tracking.md), or pass --checkpoint"
+    "and copy runs/t3/last.pt to {path} (see docs/tracking.md); the QAT default then is `spiketrack quantize "
+    "--qat-steps` of it (phase 3 of tools/make_default_checkpoint.sh, docs/quant.md); or pass --checkpoint"
 )
 
 
@@ -96,13 +102,14 @@ def save_checkpoint_atomic(path: str | Path, payload: dict) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
-def resolve_checkpoint(path: str | Path | None) -> Path:
-    """The --checkpoint argument, or the shipped default; UserError if it does not exist."""
+def resolve_checkpoint(path: str | Path | None, float_default: bool = False) -> Path:
+    """The --checkpoint argument, or the shipped default (the QAT :data:`DEFAULT_CHECKPOINT`; with
+    ``float_default`` its float parent :data:`FLOAT_CHECKPOINT`); UserError if it does not exist."""
     if path is None:
-        if not DEFAULT_CHECKPOINT.exists():
-            raise UserError(f"no shipped checkpoint at {DEFAULT_CHECKPOINT}; "
-                            + PRODUCE_HINT.format(path=DEFAULT_CHECKPOINT))
-        return DEFAULT_CHECKPOINT
+        default = FLOAT_CHECKPOINT if float_default else DEFAULT_CHECKPOINT
+        if not default.exists():
+            raise UserError(f"no shipped checkpoint at {default}; " + PRODUCE_HINT.format(path=default))
+        return default
     p = Path(path)
     if not p.is_file():
         raise UserError(f"checkpoint not found: {p}")
@@ -132,15 +139,18 @@ def load_checkpoint(path: str | Path, expect_variant: str | None = None) -> dict
     return ck
 
 
-def model_from_checkpoint(path: str | Path | None, device: str = "cpu", **overrides):
+def model_from_checkpoint(path: str | Path | None, device: str = "cpu", *, float_default: bool = False,
+                          **overrides):
     """Build the checkpoint's variant and load its weights (eval mode). Returns (model, ckpt).
+
+    ``path`` None: the shipped default (QAT), or with ``float_default`` its float parent.
 
     ``overrides``: :data:`BEHAVIOUR_FIELDS` to set instead of the checkpoint's (``None`` values are
     ignored), e.g. ``rounding="half_even"``. A quantisation-aware (QAT) checkpoint
     (``extra["quant"]`` holds its format, see ``spiketrack.quant.qat.qat_payload``) gives the
     quantisation-aware model.
     """
-    p = resolve_checkpoint(path)
+    p = resolve_checkpoint(path, float_default)
     ck = load_checkpoint(p)
     from spiketrack.model import build_model
 
@@ -204,9 +214,10 @@ def state_dict_mismatch(expected: dict, got: dict) -> list[str]:
     return out
 
 
-def export_weights(src: str | Path, dst: str | Path) -> Path:
-    """Copy a checkpoint without its optimizer state (what ships in the package), atomically."""
+def export_weights(src: str | Path, dst: str | Path, extra: dict | None = None) -> Path:
+    """Copy a checkpoint without its optimizer state (what ships in the package), atomically.
+    ``extra``: entries to set in the copy's ``extra`` (e.g. a QAT run's recipe in ``"qat"``)."""
     ck = load_checkpoint(src)
     ck = dict(ck, optimizer=None)
-    ck["extra"] = dict(ck.get("extra") or {}, exported_from=str(src))
+    ck["extra"] = dict(ck.get("extra") or {}, **(extra or {}), exported_from=str(src))
     return save_checkpoint_atomic(dst, ck)

@@ -13,8 +13,7 @@ from spiketrack.cli import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
+    add_checkpoint_arguments(p)
     p.add_argument("--dataset", default="synthetic",
                    help="synthetic | synthetic-val | synthetic-hard | synthetic-hard-val | lasot:DIR | got10k:DIR[:split] | "
                         "otb:DIR (default: synthetic)")
@@ -27,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quantized", action="store_true", help="evaluate the quantized model (needs spiketrack.quant)")
     p.add_argument("--backend", choices=("float", "golden", "rtl"), default=None,
-                   help="float: the checkpoint's model (default); golden: its integer network on the golden "
+                   help="float: the checkpoint's model (default; a QAT checkpoint such as the shipped default runs "
+                        "as its integer network, --float gives the float parent); golden: its integer network on the golden "
                         "executor (as --quantized, or --artifact); rtl: that integer network on the accelerator's "
                         "Verilog (cocotb + Verilator), the same boxes as golden")
     p.add_argument("--artifact", default=None,
@@ -44,6 +44,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-lr", type=float, default=None,
                    help="tracker scale damping in (0, 1] (default: the variant's size_lr; 1.0 = no damping)")
     add_tracker_arguments(p)
+
+
+def add_checkpoint_arguments(p: argparse.ArgumentParser, checkpoint_help: str | None = None,
+                             float_help: str | None = None) -> None:
+    """``--checkpoint`` and ``--float`` (shared by eval, track and quantize; ``args.float_parent``)."""
+    p.add_argument("--checkpoint", default=None, help=checkpoint_help or (
+        "checkpoint file (default: the shipped QAT model model/checkpoints/edge-t3-qat8.pt, run as its integer "
+        "network)"))
+    p.add_argument("--float", action="store_true", dest="float_parent", help=float_help or (
+        "the shipped float model model/checkpoints/edge-t3.pt (the QAT default's float parent) instead of the "
+        "QAT default; with --quantized / golden: its post-training quantisation"))
+
+
+def resolve_float_argument(args) -> None:
+    """``--float``: set ``args.checkpoint`` to the shipped float parent (it excludes --checkpoint and
+    --artifact)."""
+    if not getattr(args, "float_parent", False):
+        return
+    if args.checkpoint is not None or getattr(args, "artifact", None) is not None:
+        raise UserError("--float is the shipped float checkpoint: it excludes --checkpoint and --artifact")
+    from spiketrack.model.checkpoint import resolve_checkpoint
+
+    args.checkpoint = str(resolve_checkpoint(None, float_default=True))
 
 
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
@@ -130,6 +153,7 @@ def run(args) -> int:
 
     if args.max_seqs is not None and args.max_seqs < 1:
         raise UserError("--max-seqs must be at least 1")
+    resolve_float_argument(args)
     if args.backend == "float" and (args.quantized or args.artifact is not None):
         raise UserError("--backend float runs the checkpoint's float model: it excludes --quantized and --artifact")
     if args.backend == "golden" and args.artifact is None:

@@ -10,15 +10,14 @@ import numpy as np
 
 from spiketrack.atomic import write_bytes_atomic
 from spiketrack.cli import UserError
-from spiketrack.model.cli_eval import add_tracker_arguments
+from spiketrack.model.cli_eval import add_checkpoint_arguments, add_tracker_arguments, resolve_float_argument
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint file (default: the shipped model/checkpoints/edge-t3.pt)")
+    add_checkpoint_arguments(p)
     p.add_argument("--frames", required=True, help="folder of images (sorted by name) or a video file")
     p.add_argument("--init", required=True, help="initial box x,y,w,h in pixels of the first frame")
     p.add_argument("--out", required=True, help="output text file, one x,y,w,h line per frame")
@@ -29,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-settings", default=None, metavar="DATASET",
                    help="use this benchmark's template-update gate (lasot: 40 frames / 0.8; default 25 / 0.7)")
     p.add_argument("--backend", choices=("float", "golden", "rtl"), default="float",
-                   help="float: the checkpoint's model; golden: its integer network on the golden executor; "
+                   help="float: the checkpoint's model (a QAT checkpoint such as the shipped default runs as its "
+                        "integer network; --float gives the float parent); golden: its integer network on the golden executor; "
                         "rtl: that integer network on the accelerator's Verilog (cocotb + Verilator), the same "
                         "boxes as golden")
     p.add_argument("--artifact", default=None,
@@ -177,6 +177,7 @@ def run(args) -> int:
     from spiketrack.model.checkpoint import model_from_checkpoint
     from spiketrack.model.tracker import SpikeTrackTracker
 
+    resolve_float_argument(args)
     box = parse_box(args.init)
     frames = iter_frames(args.frames)
     try:

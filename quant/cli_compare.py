@@ -23,7 +23,9 @@ from spiketrack.cli import UserError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped edge-t3); float or QAT")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint, float or QAT (default: the shipped QAT edge-t3, compared with its shipped float "
+                        "parent)")
     p.add_argument("--float-checkpoint", default=None,
                    help="float reference (default: the checkpoint itself, or a QAT checkpoint's parent)")
     p.add_argument("--artifact", default=None,
@@ -78,6 +80,10 @@ def run(args) -> int:
                           args.weight_bits or "8")
     qat = (ck.get("extra") or {}).get("quant") is not None
     ref_path = args.float_checkpoint
+    if ref_path is None and qat and args.checkpoint is None:  # the shipped QAT default: its shipped parent
+        from spiketrack.model.checkpoint import FLOAT_CHECKPOINT
+
+        ref_path = str(FLOAT_CHECKPOINT)
     if ref_path is None and qat:
         ref_path = (ck["extra"].get("qat") or {}).get("parent")
         if not ref_path:

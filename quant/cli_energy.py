@@ -18,7 +18,8 @@ from spiketrack.cli import UserError
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--artifact", default=None, help="integer-network folder from `spiketrack quantize`")
-    src.add_argument("--checkpoint", default=None, help="float checkpoint, quantised on the fly (default: shipped)")
+    src.add_argument("--checkpoint", default=None, help="checkpoint: a float one quantised on the fly, a QAT one as it is "
+                                                        "(default: the shipped QAT edge-t3)")
     p.add_argument("--dataset", default="synthetic", choices=("synthetic",), help="frames to count on")
     p.add_argument("--frames", type=int, default=4, help="number of frames (default 4)")
     p.add_argument("--accelerator", action="store_true",

@@ -21,7 +21,13 @@ from spiketrack.cli import UserError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--checkpoint", default=None, help="float checkpoint (default: the shipped edge-t3)")
+    from spiketrack.model.cli_eval import add_checkpoint_arguments
+
+    add_checkpoint_arguments(
+        p, checkpoint_help="checkpoint: a float one is quantised after training, a QAT one lowered as it is "
+                           "(default: the shipped QAT edge-t3, model/checkpoints/edge-t3-qat8.pt)",
+        float_help="the shipped float edge-t3 (the QAT default's parent), quantised after training, instead of the "
+                   "QAT default (e.g. with --bits 4 or mixed, or as a QAT parent)")
     p.add_argument("--out", required=True, help="artifact folder")
     p.add_argument("--bits", default=None, choices=("8", "4", "mixed"),
                    help="weight bits: 8, 4 or the mixed plan (int4 dense 1x1 convs, int8 elsewhere; default 8)")
@@ -66,6 +72,9 @@ def run(args) -> int:
 
     from spiketrack.quant.qat import qat_payload, weight_bytes
 
+    from spiketrack.model.cli_eval import resolve_float_argument
+
+    resolve_float_argument(args)
     if args.qat_steps < 0 or args.check_frames < 0:
         raise UserError("--qat-steps and --check-frames must be >= 0")
     if args.stop_after is not None and args.stop_after < 1:

@@ -1,10 +1,15 @@
 """``spiketrack demo``: the main job on the shipped default, end to end, in a few minutes.
 
+The shipped default is the int8 QAT edge-t3 (``model/checkpoints/edge-t3-qat8.pt``, fine-tuned with
+Brevitas from the shipped float edge-t3, docs/quant.md); its integer network is what the steps from
+3 on run. The float parent (``--float``) is the reference in steps 2 and 4.
+
 1. the model: size and compute of the shipped variant;
-2. tracking: one-pass evaluation of the shipped checkpoint on the synthetic benchmark;
-3. quantisation: the integer network, checked bit-exactly against the Brevitas model;
-4. tracking with the quantised model, and energy on real frames (also from the accelerator's counters);
-   an annotated video of one sequence: ground truth, float and integer (golden) boxes;
+2. tracking: one-pass evaluation of the float parent on the synthetic benchmark;
+3. quantisation: the QAT default's integer network, checked bit-exactly against the Brevitas model;
+4. tracking with the QAT default's integer network, and energy on real frames (also from the
+   accelerator's counters); an annotated video of one sequence: ground truth, float parent and
+   integer (golden) boxes;
 5. hardware: RTL fuzzing against the golden model;
 6. the compiler: the integer network as hardware ops, cycles per frame and the ULX3S-85F memory plan;
 7. real layers of a frame on the run-time-configured RTL (conv engine, vector unit), bit- and cycle-exact;
@@ -85,9 +90,9 @@ def track_reduced_on_accelerator(frames: int = 2, seed: int = 0) -> dict:
 
 
 def annotated_video(artifact: Path, path: Path, frames: int = 16) -> dict:
-    """Track the first ``frames`` frames of synthetic sequence 0 with the shipped float checkpoint and
-    with its integer network (golden executor), and write them to the video ``path`` with three boxes:
-    ground truth (green), float (red), integer (blue)."""
+    """Track the first ``frames`` frames of synthetic sequence 0 with the shipped float checkpoint (the
+    QAT default's parent) and with the integer network ``artifact`` (golden executor), and write them
+    to the video ``path`` with three boxes: ground truth (green), float (red), integer (blue)."""
     import numpy as np
 
     from spiketrack.model.checkpoint import model_from_checkpoint
@@ -100,7 +105,7 @@ def annotated_video(artifact: Path, path: Path, frames: int = 16) -> dict:
 
     _, (seq,) = load_eval_dataset("synthetic", 1)
     imgs = [seq.frame(i) for i in range(min(frames, seq.n_frames))]
-    model, _ = model_from_checkpoint(None, "cpu")
+    model, _ = model_from_checkpoint(None, "cpu", float_default=True)
     trackers = {"float": SpikeTrackTracker(model), "golden": SpikeTrackTracker(ArtifactTracking(load_artifact(artifact)))}
     boxes = {k: [seq.boxes[0]] for k in trackers}
     for k, tr in trackers.items():
@@ -143,7 +148,7 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = str(resolve_checkpoint(None))
-    summary: dict = {"checkpoint": ckpt}
+    summary: dict = {"checkpoint": ckpt, "float_checkpoint": str(resolve_checkpoint(None, float_default=True))}
     t0 = time.time()
 
     _step("1. model")
@@ -152,35 +157,35 @@ def run(args) -> int:
     print(f"{info['config']}: {info['params'] / 1e6:.3f} M parameters, {info['search_macs'] / 1e6:.1f} M MACs per "
           f"search frame, {info['template_macs'] / 1e6:.1f} M per template update, T={info['timesteps']}")
 
-    _step(f"2. tracking: shipped checkpoint on {args.seqs} synthetic sequences")
-    ev = _call(["eval", "--dataset", "synthetic", "--max-seqs", str(args.seqs), "--out-dir", str(out / "eval"),
+    _step(f"2. tracking: the shipped float parent (--float) on {args.seqs} synthetic sequences")
+    ev = _call(["eval", "--float", "--dataset", "synthetic", "--max-seqs", str(args.seqs), "--out-dir", str(out / "eval"),
                 "--plot", str(out / "success.png"), "--json"])
     summary["eval"] = ev
     print(f"AUC {ev['auc']:.3f}  precision {ev['precision']:.3f}  AO {ev['ao']:.3f}  {ev['fps']:.1f} fps "
           f"({ev['frames']} frames); plot {out / 'success.png'}")
 
-    _step("3. quantisation: integer network, golden model vs Brevitas")
+    _step("3. quantisation: the shipped QAT default's integer network, golden model vs Brevitas")
     q = _call(["quantize", "--out", str(out / "artifact"), "--check-frames", "2", "--json"])
     summary["quantize"] = q
     g = q["golden_check"]
     print(f"{q['layers']} integer layers, {q['parameter_bytes']} bytes of parameters; golden vs Brevitas on "
           f"{g['frames']} frames: {g['layers']} layer outputs, {g['elements']} elements, {g['mismatches']} mismatches")
 
-    _step("4. quantised tracking and energy")
+    _step("4. tracking with the QAT default's integer network, and energy")
     evq = _call(["eval", "--dataset", "synthetic", "--max-seqs", str(args.seqs), "--quantized",
                  "--out-dir", str(out / "eval-quantized"), "--json"])
     summary["eval_quantized"] = evq
     en = _call(["energy", "--artifact", str(out / "artifact"), "--frames", "2", "--accelerator", "--json"])
     summary["energy"] = en
     acc = en["accelerator"]["with_memory"]
-    print(f"quantised AUC {evq['auc']:.3f} (float {ev['auc']:.3f}); energy per frame: SNN {en['snn_mj']:.4f} mJ, "
+    print(f"QAT integer AUC {evq['auc']:.3f} (float parent {ev['auc']:.3f}); energy per frame: SNN {en['snn_mj']:.4f} mJ, "
           f"ANN twin {en['ann_mj']:.4f} mJ, ratio {en['ratio']:.1f}x (45 nm paper convention); with memory counted: "
           f"per-SOP accounting {en['with_memory']['ratio']:.2f}x, the accelerator's counters "
           f"{acc['snn_mj']:.4f} mJ vs ANN twin on the same memories {acc['ann_mj']:.4f} mJ: {acc['ratio']:.2f}x")
     vid = annotated_video(out / "artifact", out / "tracking.mp4")
     summary["video"] = vid
     print(f"annotated video {vid['video']} ({vid['sequence']}, {vid['frames']} frames; green ground truth, red float, "
-          f"blue integer): IoU with ground truth, median: float {vid['gt_iou_median']['float']}, integer "
+          f"blue integer, QAT default): IoU with ground truth, median: float {vid['gt_iou_median']['float']}, integer "
           f"{vid['gt_iou_median']['golden']}; float vs integer {vid['float_vs_integer_iou_median']}")
 
     if not args.skip_hw:

@@ -126,9 +126,12 @@ def test_t3_softmax_gate_is_still_refused():
 
 
 # --------------------------------------------------------------------------- edge unchanged
-#: SHA-256 of the shipped edge-t3's lowering (layers, attributes, parameters, meta) with the default
-#: format, taken before the paper forms were added: its artifact must stay bit-identical.
+#: SHA-256 of the shipped float edge-t3's post-training lowering (layers, attributes, parameters, meta)
+#: with the default format, taken before the paper forms were added: its artifact must stay bit-identical.
 SHIPPED_EDGE_T3_LOWERING = "1bd53d4e635824be69e7196fddcb9a0a7954e4615d46f971538e00016b37226e"
+#: The same for the shipped default, the int8 QAT edge-t3 (edge-t3-qat8.pt), taken when it was made
+#: the default (its artifact then equalled the one measured in docs/quant.md, build/qat-default).
+SHIPPED_QAT_DEFAULT_LOWERING = "065130ec5442334668ce704d0b2b1757844354206ad94eda2135fc32d79d94f6"
 
 
 def lowering_digest(net) -> str:
@@ -146,10 +149,13 @@ def lowering_digest(net) -> str:
 def test_shipped_edge_lowering_is_unchanged():
     from spiketrack.model.checkpoint import model_from_checkpoint
 
-    model, _ = model_from_checkpoint(None)
+    model, _ = model_from_checkpoint(None, float_default=True)
     net = lower(quantize_model(model.eval(), QuantFormat()))
     assert not any(l.op in ("mul_const", "upsample_bilinear") for l in net.layers)
     assert lowering_digest(net) == SHIPPED_EDGE_T3_LOWERING
+    qat, _ = model_from_checkpoint(None)
+    net = lower(quantize_model(qat.eval(), QuantFormat()))
+    assert lowering_digest(net) == SHIPPED_QAT_DEFAULT_LOWERING
 
 
 # --------------------------------------------------------------------------- the real size (slow)

@@ -236,7 +236,7 @@ def test_got10k_adapter_equals_eval(tmp_path):
     import got10k.trackers as got10k   # a pinned test dependency (pyproject.toml)
 
     torch.set_num_threads(1)
-    model, _ = model_from_checkpoint(None)
+    model, _ = model_from_checkpoint(None, float_default=True)
     seq = make_sequence(3, 8)
     files = []
     for i in range(len(seq)):

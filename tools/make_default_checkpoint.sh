@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default checkpoint model/checkpoints/edge-t3.pt on CPU (one core per run;
-# measured times in docs/tracking.md 2.1):
+# Reproduces the shipped checkpoints on CPU (one core per run; measured times in docs/tracking.md 2.1
+# and docs/quant.md): the float edge-t3 model/checkpoints/edge-t3.pt (phases 1-2) and, with QAT > 0,
+# the shipped default, its int8 QAT model/checkpoints/edge-t3-qat8.pt (phase 3):
 #   phase 1: edge-t1 from scratch on the synthetic data, trained in stages T1_STAGES (comma list,
 #            e.g. 4000,8000,16000): the first stage runs from step 0, each next stage resumes the
 #            same run to its step count. The LR schedule is recomputed for each stage's total
@@ -14,18 +15,24 @@
 # with the variant's tracker defaults. A stage the run has already passed is skipped, so an
 # interrupted script can simply be started again.
 #
-#   phase 3 (only with QAT > 0): Brevitas quantisation-aware fine-tuning of the final float edge-t3
-#            (`spiketrack quantize --qat-steps QAT`, weight plan QAT_BITS, LR 1e-4, x0.1 at 50 %) on
-#            mix:synthetic@1,synthetic-hard@1, time-sliced and resumable like the float stages; the QAT
-#            checkpoint runs/default-qat<bits>-<QAT>/qat.pt is scored as the integer network on synthetic,
-#            synthetic-val, synthetic-hard and synthetic-hard-val next to its float parent. QAT 600,
-#            QAT_BITS 8 is the run measured in docs/quant.md ("Quantisation-aware training"); it misses
-#            the bar for a QAT default, so nothing is copied into the package: the shipped default
-#            stays the float edge-t3.
+#   phase 3 (only with QAT > 0): Brevitas quantisation-aware fine-tuning of the float edge-t3 just
+#            copied into the package (`spiketrack quantize --qat-steps`), the recipe of docs/quant.md
+#            ("Stem frozen"): weight plan QAT_BITS, the stem frozen at its post-training values
+#            (--qat-freeze stem), AdamW LR 1e-4, batch 16, centre / scale jitter 1.0 / 0.25, on
+#            mix:synthetic@1,synthetic-hard@1, a QAT_SCHEDULE-step schedule (LR x0.1 at half of it)
+#            stopped after QAT steps (--stop-after; resumable: an interrupted run continues to step
+#            QAT). The shipped default is QAT 150 of QAT_SCHEDULE 200 (the drop at step 100), QAT_BITS 8.
+#            The step-QAT checkpoint (runs/default-qat<bits>-<QAT>/qat-run/last.pt) is copied, weights
+#            only and with its recipe and the parent's SHA-256 in extra["qat"], to
+#            model/checkpoints/edge-t3-qat<bits>.pt, and scored as the integer network on synthetic,
+#            synthetic-val, synthetic-hard and synthetic-hard-val next to its float parent and the
+#            parent's post-training quantisation (runs/qat-*-eval.json; four times 24 sequences each:
+#            hours on one core).
 #
-# Usage: bash tools/make_default_checkpoint.sh [T1_STAGES] [T3] [SUFFIX] [QAT] [QAT_BITS]
-#   defaults 4000,8000,16000 2000 "" 0 8 (the shipped run). SUFFIX "-ann" trains the ANN twin
-#   (edge-t1-ann -> edge-t3-ann) with the identical recipe and ships nothing.
+# Usage: bash tools/make_default_checkpoint.sh [T1_STAGES] [T3] [SUFFIX] [QAT] [QAT_BITS] [QAT_SCHEDULE]
+#   defaults 4000,8000,16000 2000 "" 0 8 200 (the shipped float run; add "" 150 for the shipped QAT
+#   default). SUFFIX "-ann" trains the ANN twin (edge-t1-ann -> edge-t3-ann) with the identical recipe
+#   and ships nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T1_STAGES=${1:-4000,8000,16000}
@@ -33,6 +40,7 @@ T3=${2:-2000}
 SUFFIX=${3:-}
 QAT=${4:-0}
 QAT_BITS=${5:-8}
+QAT_SCHEDULE=${6:-200}
 export OMP_NUM_THREADS=1
 ST=.venv/bin/spiketrack
 PY=.venv/bin/python
@@ -65,16 +73,39 @@ if [ -z "$SUFFIX" ]; then
     echo "wrote model/checkpoints/edge-t3.pt"
 fi
 if [ -z "$SUFFIX" ] && [ "$QAT" -gt 0 ]; then
+    if [ "$QAT" -gt "$QAT_SCHEDULE" ]; then
+        echo "QAT ($QAT) must not exceed QAT_SCHEDULE ($QAT_SCHEDULE)" >&2
+        exit 2
+    fi
+    PARENT=model/checkpoints/edge-t3.pt
     OUTQ=runs/default-qat$QAT_BITS-$QAT
-    QARGS="--checkpoint $OUT3/last.pt --out $OUTQ --qat-steps $QAT --bits $QAT_BITS --qat-lr 1e-4
-           --data mix:synthetic@1,synthetic-hard@1 --batch 16 --center-jitter 1.0 --scale-jitter 0.25
-           --scene-cache 5000 --threads 1 --check-frames 2 --save-checkpoint $OUTQ/qat.pt"
-    if [ -f "$OUTQ/qat-run/last.pt" ]; then QARGS="$QARGS --resume"; fi
-    $ST quantize $QARGS --json > runs/qat$QAT_BITS-$QAT-quantize.json
+    DONE=$(step_of $OUTQ/qat-run)
+    if [ "$DONE" -lt "$QAT" ]; then
+        QARGS="--checkpoint $PARENT --out $OUTQ --qat-steps $QAT_SCHEDULE --stop-after $((QAT - DONE))
+               --bits $QAT_BITS --qat-lr 1e-4 --qat-freeze stem --data mix:synthetic@1,synthetic-hard@1 --batch 16
+               --center-jitter 1.0 --scale-jitter 0.25 --scene-cache 5000 --threads 1 --check-frames 2"
+        if [ "$DONE" -gt 0 ]; then QARGS="$QARGS --resume"; fi
+        $ST quantize $QARGS --json > runs/qat$QAT_BITS-$QAT-quantize.json
+    fi
+    QCK=model/checkpoints/edge-t3-qat$QAT_BITS.pt
+    $PY - "$OUTQ/qat-run/last.pt" "$QCK" "$PARENT" "$QAT_SCHEDULE" <<'PYEOF'
+import hashlib, sys
+from spiketrack.model.checkpoint import export_weights, load_checkpoint
+src, dst, parent, schedule = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ck = load_checkpoint(src)
+train = ck["extra"]["train"]
+qat = dict(ck["extra"]["qat"], steps=ck["step"], schedule_steps=schedule, lr_drop=train["lr_drop"] or 0.5,
+           batch=train["batch"], center_jitter=train["center_jitter"], scale_jitter=train["scale_jitter"],
+           seed=train["seed"], parent_sha256=hashlib.sha256(open(parent, "rb").read()).hexdigest())
+export_weights(src, dst, extra={"qat": qat})
+PYEOF
+    echo "wrote $QCK"
+    # the integer network of the copied checkpoint against the golden model (exits 1 on a mismatch)
+    $ST quantize --checkpoint $QCK --out $OUTQ/artifact --check-frames 2 --json > runs/qat$QAT_BITS-$QAT-check.json
     for D in synthetic synthetic-val synthetic-hard synthetic-hard-val; do
-        $ST eval --checkpoint $OUT3/last.pt --dataset $D --json > runs/qat-parent-$D-eval.json
-        $ST eval --checkpoint $OUT3/last.pt --dataset $D --quantized --weight-bits $QAT_BITS --json \
+        $ST eval --checkpoint $PARENT --dataset $D --json > runs/qat-parent-$D-eval.json
+        $ST eval --checkpoint $PARENT --dataset $D --quantized --weight-bits $QAT_BITS --json \
             > runs/ptq$QAT_BITS-$D-eval.json
-        $ST eval --checkpoint $OUTQ/qat.pt --dataset $D --quantized --json > runs/qat$QAT_BITS-$QAT-$D-eval.json
+        $ST eval --checkpoint $QCK --dataset $D --json > runs/qat$QAT_BITS-$QAT-$D-eval.json
     done
 fi
