@@ -18,7 +18,7 @@ from spiketrack.cli import UserError
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--artifact", default=None,
-                     help="integer-network artifact (default: quantise the shipped edge-t3 now)")
+                     help="integer-network artifact (default: lower the shipped default, the int8 QAT edge-t3, now)")
     src.add_argument("--reduced", action="store_true",
                      help="a reduced edge-t3 with random weights (16x16 crops; sim/reduced.py): the whole "
                           "accelerator in minutes of amaranth.sim")

@@ -324,7 +324,7 @@ def run_fuzz(n: int, seed: int = 0, types=None, sim: str = "amaranth") -> dict:
 def add_arguments(p):
     p.add_argument("--network", action="store_true",
                    help="run a real frame node by node on the run-time-configured RTL (sim/network_verify.py)")
-    p.add_argument("--artifact", default=None, help="--network: integer-network artifact (default: the shipped edge-t3)")
+    p.add_argument("--artifact", default=None, help="--network: integer-network artifact (default: the shipped default, the int8 QAT edge-t3)")
     p.add_argument("--frames", type=int, default=1, help="--network: search frames after the template pass")
     p.add_argument("--max-nodes", type=int, default=None, help="--network: check at most this many nodes")
     p.add_argument("--max-nodes-per-kind", type=int, default=None, help="--network: check at most this many of each kind")
