@@ -134,10 +134,18 @@ class HwOp:
     @classmethod
     def random_case(cls, rng) -> dict | None:
         """One random instance of this op run on its unit's RTL against the golden functions and
-        the cycle model (``sim/op_cases.py``): ``{"type", "match", "cycles_exact", ...}``.
-        ``spiketrack verify --fuzz`` draws its ``accel.<kind>`` cases from here; an op with a unit
-        must define it (a test checks every registered class). None: nothing runs (a view)."""
-        raise NotImplementedError(f"hardware op {cls.kind!r} has no random RTL case")
+        the cycle model: ``sim/op_cases.<kind>_case(rng)``, ``{"type", "match", "cycles_exact",
+        ...}``. ``spiketrack verify --fuzz`` draws its ``accel.<kind>`` cases from here; an op with
+        a unit must have one (a test checks every registered class). None for a view (buffer
+        addressing only: checked by the network runs, not by a unit case)."""
+        if cls.view:
+            return None
+        from spiketrack.sim import op_cases
+
+        case = getattr(op_cases, f"{cls.kind}_case", None)
+        if case is None:
+            raise NotImplementedError(f"hardware op {cls.kind!r} has no random RTL case (sim/op_cases.py)")
+        return case(rng)
 
 
 def _levels(env, name) -> torch.Tensor | None:
@@ -152,10 +160,6 @@ class SpikeConv(HwOp):
     kind, unit = "spike_conv", "conv_engine"
     pattern = ("conv", "requant", "add?", "neuron?")
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import spike_conv_case
-        return spike_conv_case(rng)
 
     @classmethod
     def accepts(cls, net, names, cand):
@@ -185,10 +189,6 @@ class Stem(SpikeConv):
     kind = "stem"
     pattern = ("stem_conv", "requant", "neuron?")
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import stem_case
-        return stem_case(rng)
 
 
 @register
@@ -199,10 +199,6 @@ class Retrieval(HwOp):
     kind, unit = "retrieval", "conv_engine"
     pattern = ("retrieve", "requant", "neuron?")
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import retrieval_case
-        return retrieval_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -218,10 +214,6 @@ class MemoryBuild(HwOp):
     kind, unit = "memory_build", "memory_unit"
     pattern = ("memory_build",)
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import memory_build_case
-        return memory_build_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -237,10 +229,6 @@ class Neuron(HwOp):
     kind, unit = "neuron", "vector_unit"
     pattern = ("add_const?", "neuron")
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import neuron_case
-        return neuron_case(rng)
 
     @classmethod
     def match(cls, net, layer, consumers):
@@ -275,10 +263,6 @@ class Add(HwOp):
     kind, unit = "add", "vector_unit"
     pattern = ("add",)
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import add_case
-        return add_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -291,10 +275,6 @@ class AvgPool(HwOp):
 
     kind, unit, pattern = "avg_pool", "vector_unit", ("avg_pool",)
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import avg_pool_case
-        return avg_pool_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -309,10 +289,6 @@ class MeanFusion(HwOp):
 
     kind, unit, pattern = "mean_fusion", "vector_unit", ("mean_fusion",)
 
-    @classmethod
-    def random_case(cls, rng):
-        from spiketrack.sim.op_cases import mean_fusion_case
-        return mean_fusion_case(rng)
 
     @classmethod
     def cost(cls, node, net, types, engine, env=None):
@@ -326,10 +302,6 @@ class TimeView(HwOp):
 
     kind, unit, view = "view", "addressing", True
     ops = ("select_time", "concat_time", "repeat_time", "upsample")
-
-    @classmethod
-    def random_case(cls, rng):
-        return None   # buffer addressing only: checked by the network runs, not by a unit case
 
     @classmethod
     def match(cls, net, layer, consumers):

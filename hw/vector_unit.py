@@ -245,8 +245,7 @@ class VectorUnit(wiring.Component):
 
         # ---------------------------------------------------------------- NI-LIF (every mode passes through)
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
-        m.d.comb += [nl.i_x.eq(v3.x)]
-        m.d.comb += [nl.i_valid.eq(v3.valid), nl.i_t.eq(v3.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
+        m.d.comb += [nl.i_x.eq(v3.x), nl.i_valid.eq(v3.valid), nl.i_t.eq(v3.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
                      nl.i_carry.op_end.eq(v3.op_end), nl.i_carry.addr.eq(d.o_base + v3.o),
                      nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
         levels_out = neuron | (d.mode == VecMode.FUSION)

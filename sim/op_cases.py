@@ -9,9 +9,9 @@ executes it (conv engine, vector unit or memory builder, in amaranth.sim through
     {"type": "accel.<kind>", "match": bool, "cycles_exact": bool, "cycles": int, "model": int,
      "geom": {...}}
 
-The op classes call these from :meth:`HwOp.random_case`; ``spiketrack verify --fuzz`` registers
-one layer type ``accel.<kind>`` per op class of :data:`compiler.hwops.REGISTRY` that has a unit
-(the view op has none). Shapes stay small (amaranth.sim runs a few thousand cycles a case) and
+:meth:`HwOp.random_case` calls ``<kind>_case`` for the op class of that ``kind``; ``spiketrack
+verify --fuzz`` registers one layer type ``accel.<kind>`` per op class of
+:data:`compiler.hwops.REGISTRY` that has a unit (the view op has none). Shapes stay small (amaranth.sim runs a few thousand cycles a case) and
 within the units' limits (docs/hw_conv_engine.md); spike density is drawn from 0 to 1.
 """
 
