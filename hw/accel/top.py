@@ -192,17 +192,32 @@ class Accelerator(wiring.Component):
         host_rd_addr, host_rd_en, host_mem = Signal(A), Signal(), Signal(4)
 
         # ---------------------------------------------------------------- read ports
+        # which unit owns the memory ports: one register per unit, equal to ``running & (cur ==
+        # unit)`` from the op's DECODE to its end (set with ``cur``, cleared when the run ends), so
+        # each port's multiplexers see a register instead of a decode of ``cur`` and ``running``
+        act = {u: Signal(name=f"act_{u.name.lower()}") for u in Unit}
+        # the host's row read is registered like its writes (address, one enable per memory)
+        hr_addr = Signal(A, name="hr_addr")
+        m.d.sync += hr_addr.eq(host_rd_addr)
+
+        def host_read(host_id):
+            e = Signal(name=f"hr_en_{int(host_id)}")
+            m.d.sync += e.eq(host_rd_en & (host_mem == host_id))
+            return e
+
         def rsel(port, pairs, host_id):
-            addr, en = host_rd_addr, host_rd_en & (host_mem == host_id) & ~running
+            h_en = host_read(host_id)
+            addr, en = hr_addr, h_en & ~running
             for unit, (a, e) in pairs:
-                addr = Mux(running & (cur == unit), a, addr)
-                en = Mux(running & (cur == unit), e, en)
+                addr = Mux(act[unit], a, addr)
+                en = Mux(act[unit], e, en)
             m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
             return en
 
         ctrl_prog_addr, ctrl_prog_en = Signal(A), Signal()
-        m.d.comb += [rd["prog"].addr.eq(Mux(running, ctrl_prog_addr, host_rd_addr)),
-                     rd["prog"].en.eq(Mux(running, ctrl_prog_en, host_rd_en & (host_mem == Mem.PROG)))]
+        hr_prog = host_read(Mem.PROG)
+        m.d.comb += [rd["prog"].addr.eq(Mux(running, ctrl_prog_addr, hr_addr)),
+                     rd["prog"].en.eq(Mux(running, ctrl_prog_en, hr_prog))]
         en_w = rsel(rd["w"], [(Unit.CONV, (conv.w_addr, conv.w_en))], Mem.W)
         en_tab = rsel(rd["tab"], [(Unit.CONV, (conv.tab_addr, conv.tab_en))], Mem.TAB)
         en_cst = rsel(rd["cst"], [(Unit.VEC, (vec.c_addr, vec.c_en))], Mem.CST)
@@ -211,8 +226,8 @@ class Accelerator(wiring.Component):
                                 (Unit.MB, (mb.k_addr, mb.k_en))], Mem.LV)
         en_st = rsel(rd["st"], [(Unit.CONV, (conv.res_addr, conv.res_en)), (Unit.VEC, (vec.a_addr, vec.a_en & ~is_fusion))],
                      Mem.ST)
-        m.d.comb += [rd2["lv"].addr.eq(mb.v_addr), rd2["lv"].en.eq(running & (cur == Unit.MB) & mb.v_en),
-                     rd2["st"].addr.eq(vec.b_addr), rd2["st"].en.eq(running & (cur == Unit.VEC) & vec.b_en)]
+        m.d.comb += [rd2["lv"].addr.eq(mb.v_addr), rd2["lv"].en.eq(act[Unit.MB] & mb.v_en),
+                     rd2["st"].addr.eq(vec.b_addr), rd2["st"].en.eq(act[Unit.VEC] & vec.b_en)]
         en_lv2, en_st2 = rd2["lv"].en, rd2["st"].en
         m.d.comb += [conv.in_data.eq(rd["lv"].data), conv.w_data.eq(rd["w"].data), conv.tm_data.eq(rd["tm"].data),
                      conv.tab_data.eq(rd["tab"].data), conv.res_data.eq(rd["st"].data),
@@ -222,7 +237,7 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- write ports
         wmax = max(W[n] for n in self.built)      # the widest row the host can write or read
         host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(wmax), Signal()
-        u_en = Mux(cur == Unit.CONV, conv.out_en, Mux(cur == Unit.VEC, vec.out_en, 0))
+        u_en = Mux(act[Unit.CONV], conv.out_en, Mux(act[Unit.VEC], vec.out_en, 0))
         u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
         u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
         # a search run never writes a template slot (rows below the guard); no run writes past the
@@ -230,14 +245,24 @@ class Accelerator(wiring.Component):
         # would land on row r)
         tm_blocked = running & (((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))
                                 | (mb.out_addr >= self.depths["tm"]))
-        unit_wr = {"lv": (u_addr, u_data, running & u_en & dst_lv), "st": (u_addr, u_data, running & u_en & ~dst_lv),
-                   "tm": (mb.out_addr, mb.out_data, running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)}
+        unit_wr = {"lv": (u_addr, u_data, u_en & dst_lv), "st": (u_addr, u_data, u_en & ~dst_lv),
+                   "tm": (mb.out_addr, mb.out_data, act[Unit.MB] & mb.out_en & ~tm_blocked)}
+        # the host's row write is registered (address, data, one enable per memory) before it
+        # reaches the memories: the host state machine then drives these registers only, and each
+        # memory's write port sees registers and ``running`` (the row lands a cycle later; the
+        # host FSM needs several cycles before its next command can read or run)
+        hw_addr, hw_data = Signal(A, name="hw_addr"), Signal(wmax, name="hw_data")
+        m.d.sync += [hw_addr.eq(host_wr_addr), hw_data.eq(host_wr_data)]
         wr_en = {}
         for name, port in wr.items():
-            h_en = host_wr_en & (host_mem == MEM_IDS[name]) & ~running
-            a, dat, e = unit_wr.get(name, (0, 0, 0))
-            m.d.comb += [port.addr.eq(Mux(running, a, host_wr_addr)), port.data.eq(Mux(running, dat, host_wr_data)),
-                         port.en.eq(Mux(running, e, h_en))]
+            h_en = Signal(name=f"hw_en_{name}")
+            m.d.sync += h_en.eq(host_wr_en & (host_mem == MEM_IDS[name]))
+            if name in unit_wr:
+                a, dat, e = unit_wr[name]
+                m.d.comb += [port.addr.eq(Mux(running, a, hw_addr)), port.data.eq(Mux(running, dat, hw_data)),
+                             port.en.eq(Mux(running, e, h_en))]
+            else:   # written by the host only (never while a program runs: its commands are refused then)
+                m.d.comb += [port.addr.eq(hw_addr), port.data.eq(hw_data), port.en.eq(h_en & ~running)]
             wr_en[name] = port.en
 
         # ---------------------------------------------------------------- program controller
@@ -269,7 +294,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [ctrl_prog_addr.eq(pc), ctrl_prog_en.eq(1)]
                 m.d.sync += fetch_wait.eq(READ_LATENCY - 2)
                 with m.If(left == 0):
-                    m.d.sync += running.eq(0)
+                    m.d.sync += [running.eq(0), *(a.eq(0) for a in act.values())]
                     with m.If(run_kind == RunKind.TEMPLATE):
                         m.d.sync += tmpl_valid.eq(1)
                     m.next = "IDLE"
@@ -284,6 +309,7 @@ class Accelerator(wiring.Component):
                 u = pw[:2]
                 neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
                 mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
+                m.d.sync += [act[un].eq(u == un.value) for un in Unit]
                 m.d.sync += [word.eq(pw), cur.eq(u),
                              dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
                                            (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
@@ -446,7 +472,7 @@ class Accelerator(wiring.Component):
                     m.next = "HDR0"
                 with m.Else():
                     m.d.comb += [host_rd_addr.eq(addr), host_rd_en.eq(1)]
-                    m.d.sync += read_wait.eq(READ_LATENCY - 2)
+                    m.d.sync += read_wait.eq(READ_LATENCY - 1)   # the registered request, then the latency
                     m.next = "RWAIT"
             with m.State("RWAIT"):      # the memory's read latency
                 m.d.sync += read_wait.eq(read_wait - 1)
@@ -497,7 +523,7 @@ class Accelerator(wiring.Component):
         bump("conv_busy", conv.busy)
         bump("vec_busy", vec.busy)
         bump("mb_busy", mb.busy)
-        bump("events", running & (cur == Unit.CONV) & conv.w_en | running & (cur == Unit.CONV) & conv.tm_en)
+        bump("events", act[Unit.CONV] & (conv.w_en | conv.tm_en))
         bump("lv_reads", en_lv.as_unsigned() + en_lv2)
         bump("st_reads", en_st.as_unsigned() + en_st2)
         bump("tm_reads", en_tm)
@@ -508,7 +534,7 @@ class Accelerator(wiring.Component):
         bump("lv_writes", wr_en["lv"])
         bump("st_writes", wr_en["st"])
         bump("tm_writes", wr_en["tm"])
-        bump("guard_blocked", running & (cur == Unit.MB) & mb.out_en & tm_blocked)
+        bump("guard_blocked", act[Unit.MB] & mb.out_en & tm_blocked)
         bump("rsp_stall", rsp_valid & ~self.o_rsp.ready)
         prev_sat = Signal(32)
         sat_now = conv.counters.saturated + vec.counters.saturated
