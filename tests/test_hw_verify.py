@@ -13,7 +13,7 @@ def test_verify_fuzz_json(capsys):
     assert out["cases"] == 24 and out["mismatches"] == 0 and out["cycle_model_exact"]
     hw_ops = {f"accel.{k}" for k, c in REGISTRY.items() if not c.view}
     assert hw_ops == {"accel.spike_conv", "accel.stem", "accel.retrieval", "accel.memory_build", "accel.neuron",
-                      "accel.add", "accel.avg_pool", "accel.mean_fusion"}
+                      "accel.add", "accel.avg_pool", "accel.upsample_bilinear", "accel.mul_const", "accel.mean_fusion"}
     assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder",
                                        "memory_build", "retrieval", "attention", "retrieval_neuron"} | hw_ops
 
