@@ -167,18 +167,33 @@ class VectorUnit(wiring.Component):
         nrx_m1, nry_m1, tout_m1, up_m1 = Signal(3), Signal(3), Signal(3), Signal(4)
         wo_m1, ho_m1, ch_m1 = Signal(9), Signal(9), Signal(8)
         bil, hor = Signal(), Signal()                     # the POOL variants (module docstring)
-        # bilinear state per axis (§IS-13): w_lo, lo / hi not clamped, inputs left before hi clamps
+        # bilinear state per axis (§IS-13): w_lo, lo / hi not clamped, inputs left before hi clamps;
+        # registered flags so that no compare lies on an address adder's path: s (the next read of
+        # this output steps from lo to hi), s0 (the same at the output's first read), mv (lo steps
+        # one input on at the next output)
         byw, bxw, by_lo, by_hi, bx_lo, bx_hi = Signal(3), Signal(3), Signal(), Signal(), Signal(), Signal()
         by_left, bx_left, n_in_y, n_in_x = Signal(9), Signal(9), Signal(9), Signal(9)
+        sy, sy0, my, sx, sx0, mx = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
 
-        def bil_reset(w, lo, hi, left, n, p_m1):
-            return [w.eq(p_m1), lo.eq(0), hi.eq(1), left.eq(n)]
+        def bil_reset(ax, n, p_m1):
+            w, lo, hi, left, s_, s0, mv = ax
+            return [w.eq(p_m1), lo.eq(0), hi.eq(1), left.eq(n), s_.eq(0), s0.eq(0), mv.eq(0)]
 
-        def bil_next(w, lo, hi, left):
-            """One output on along an axis: (lo steps one input on, the register updates)."""
-            wrap = w == 1
-            return wrap & lo, [w.eq(Mux(wrap, nrx_m1, w - 2)), lo.eq(lo | wrap), hi.eq(hi & ~(wrap & (left == 1))),
-                               left.eq(left - wrap)]
+        def bil_next(ax):
+            """One output on along an axis (lo steps when ``mv``); the next w_lo is 1 iff w_lo is 3."""
+            w, lo, hi, left, s_, s0, mv = ax
+            wrap, at3 = w == 1, w == 3
+            s_new = bil & at3 & lo & hi
+            return [w.eq(Mux(wrap, nrx_m1, w - 2)), lo.eq(lo | wrap), hi.eq(hi & ~(wrap & (left == 1))),
+                    left.eq(left - wrap), s_.eq(s_new), s0.eq(s_new), mv.eq(at3 & lo)]
+
+        def bil_read(ax, r):
+            """The read index ``r`` of this output steps on to ``r + 1``."""
+            w, lo, hi, left, s_, s0, mv = ax
+            return s_.eq(bil & (r + 2 == w) & lo & hi)
+
+        yax = (byw, by_lo, by_hi, by_left, sy, sy0, my)
+        xax = (bxw, bx_lo, bx_hi, bx_left, sx, sx0, mx)
 
         with m.If(setup):
             pool = d.mode == VecMode.POOL
@@ -187,16 +202,13 @@ class VectorUnit(wiring.Component):
                          nry_m1.eq(Mux(pool & d.bil, taps_m1, n_r_y - 1)), bil.eq(pool & d.bil), hor.eq(pool & d.horner),
                          tout_m1.eq(T_out - 1), up_m1.eq(p_m1), wo_m1.eq(d.wo - 1),
                          ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1),
-                         *bil_reset(byw, by_lo, by_hi, by_left, n_in_y, p_m1),
-                         *bil_reset(bxw, bx_lo, bx_hi, bx_left, n_in_x, p_m1)]
+                         *bil_reset(yax, n_in_y, p_m1), *bil_reset(xax, n_in_x, p_m1)]
         last_rx, last_ry = rx == nrx_m1, ry == nry_m1
         last_t, last_ox, last_oy, last_ch = t == tout_m1, ox == wo_m1, oy == ho_m1, chunk == ch_m1
         word_end = last_rx & last_ry
         op_end = word_end & last_t & last_ox & last_oy & last_ch
         up_last_x = ux == up_m1
         up_last_y = uy == up_m1
-        step_x = bil & (rx + 1 == bxw) & bx_lo & bx_hi     # bilinear: the next read is the hi column
-        step_y = bil & (ry + 1 == byw) & by_lo & by_hi     # ... the hi row
         m.d.comb += [self.a_addr.eq(a_cur), self.b_addr.eq(b_cur), self.c_addr.eq(c_cur)]
 
         with m.If(take):
@@ -212,11 +224,12 @@ class VectorUnit(wiring.Component):
                      self.c_en.eq(read & neuron & d.const)]
         with m.If(issue):
             with m.If(~last_rx):
-                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + Mux(neuron | (bil & ~step_x), 0, d.a_rx))]
+                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + Mux(neuron | (bil & ~sx), 0, d.a_rx)), bil_read(xax, rx)]
             with m.Elif(~last_ry):
-                nr = a_rpos + Mux(bil & ~step_y, 0, d.a_ry)
-                m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(nr), a_cur.eq(nr)]
+                nr = a_rpos + Mux(bil & ~sy, 0, d.a_ry)
+                m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(nr), a_cur.eq(nr), sx.eq(sx0), bil_read(yax, ry)]
             with m.Elif(~last_t):
+                m.d.sync += [sx.eq(sx0), sy.eq(sy0)]
                 nt = a_t0 + d.a_t
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1), a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
                              b_t0.eq(b_t0 + d.b_t), b_cur.eq(b_cur + d.b_t), o_t0.eq(o_t0 + d.o_t),
@@ -224,18 +237,16 @@ class VectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(0), b_t0.eq(0), o_t0.eq(0)]
                 with m.If(~last_ox):
-                    move, upd = bil_next(bxw, bx_lo, bx_hi, bx_left)
-                    m.d.sync += upd
-                    na = a_cpos + Mux(bil & ~move, 0, d.a_col)
+                    m.d.sync += bil_next(xax) + [sy.eq(sy0)]
+                    na = a_cpos + Mux(bil & ~mx, 0, d.a_col)
                     nc = c_cpos + d.chunks
                     nb = Mux(up_last_x, b_cpos + d.chunks, b_cpos)
                     m.d.sync += [ox.eq(ox + 1), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
                                  o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1)), b_cpos.eq(nb),
                                  b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_oy):
-                    move, upd = bil_next(byw, by_lo, by_hi, by_left)
-                    m.d.sync += upd + bil_reset(bxw, bx_lo, bx_hi, bx_left, n_in_x, up_m1)
-                    na = a_row0 + Mux(bil & ~move, 0, d.a_row)
+                    m.d.sync += bil_next(yax) + bil_reset(xax, n_in_x, up_m1)
+                    na = a_row0 + Mux(bil & ~my, 0, d.a_row)
                     nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
                     nc = c_cpos + d.chunks
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
@@ -243,8 +254,7 @@ class VectorUnit(wiring.Component):
                                  uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb),
                                  c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_ch):
-                    m.d.sync += bil_reset(bxw, bx_lo, bx_hi, bx_left, n_in_x, up_m1) + \
-                        bil_reset(byw, by_lo, by_hi, by_left, n_in_y, up_m1)
+                    m.d.sync += bil_reset(xax, n_in_x, up_m1) + bil_reset(yax, n_in_y, up_m1)
                     na = d.a_base + chunk + 1
                     nb = d.b_base + chunk + 1
                     nc = d.c_base + chunk + 1

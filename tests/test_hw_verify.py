@@ -48,6 +48,20 @@ def test_hardware_op_cases_detect_a_broken_golden(monkeypatch):
     assert r["match"] and not r["cycles_exact"]
 
 
+def test_paper_op_cases_detect_a_broken_golden(monkeypatch):
+    """The bilinear and constant-product cases compare with the golden functions: a bilinear result
+    off by one or a product by m + 1 must be reported."""
+    import random
+
+    from spiketrack.sim import op_cases
+
+    real_up, real_csd = op_cases.upsample_bilinear, op_cases.times_csd
+    monkeypatch.setattr(op_cases, "upsample_bilinear", lambda x, p, b: (real_up(x, p, b)[0] + 1, 0))
+    monkeypatch.setattr(op_cases, "times_csd", lambda y, terms: real_csd(y, terms) + y)
+    assert not op_cases.upsample_bilinear_case(random.Random(2))["match"]
+    assert not op_cases.mul_const_case(random.Random(2))["match"]
+
+
 def test_memory_unit_cases_detect_a_broken_golden(monkeypatch):
     """The memory-unit fuzz cases compare with the golden function: a wrong golden must be caught."""
     import random
