@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from spiketrack.compiler.fuse import CompileError, HwGraph, fuse
-from spiketrack.compiler.hwops import REGISTRY
+from spiketrack.compiler.hwops import REGISTRY, csd_value
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
 from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, UNITS, Unit
 from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
 from spiketrack.hw.memory_builder import mb_desc_layout
-from spiketrack.hw.vector_unit import VecMode, vec_desc_layout
+from spiketrack.hw.vector_unit import VecMode, bilinear_fields, horner_fields, reads_per_word, vec_desc_layout
 from spiketrack.quant.golden.neuron import D
 from spiketrack.quant.ir import IntegerNetwork
 
@@ -123,8 +123,7 @@ class AccelProgram:
             elif n.unit == "vector_unit":
                 mode = d["mode"]
                 out_words = d["T"] * d["ho"] * d["wo"] * d["chunks"]
-                reads = out_words * d["r_y"] * d["r_x"] if mode == VecMode.POOL else \
-                    out_words * d["r_y"] if mode == VecMode.FUSION else out_words
+                reads = out_words * reads_per_word(d)
                 c["lv_reads" if mode == VecMode.FUSION else "st_reads"] += reads
                 c["st_reads"] += out_words if mode == VecMode.ADD else 0
                 c["cst_reads"] += out_words if mode == VecMode.NEURON and d["const"] else 0
@@ -270,6 +269,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
     graph = graph or fuse(net)[0]
+    net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
     progs = programs(graph)
     for hw in graph.nodes:
         u = UNIT_OF.get(REGISTRY[hw.kind].unit)
@@ -521,6 +521,18 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
         wi = W * p
         base.update(mode=VecMode.POOL, r_y=p, r_x=p, shift=2 * (p.bit_length() - 1), a_base=src.base, a_t=src.t_stride,
                     a_row=p * wi * ch, a_col=p * ch, a_ry=wi * ch, a_rx=ch)
+        return "vector_unit", base
+    if hw.kind == "upsample_bilinear":
+        lay = layers[0]
+        f = lay.attrs["factor"]
+        src = _plain(placement[lay.inputs[0]], hw.name, "bilinear upsampling")
+        base.update(mode=VecMode.POOL, a_base=src.base, a_t=src.t_stride, **bilinear_fields(f, W // f, ch))
+        return "vector_unit", base
+    if hw.kind == "mul_const":
+        mul, req = layers
+        src = _plain(placement[mul.inputs[0]], hw.name, "a constant product")
+        base.update(mode=VecMode.POOL, a_base=src.base, a_t=src.t_stride,
+                    **horner_fields(csd_value(mul.attrs["terms"]), req.attrs["shift"]))
         return "vector_unit", base
     if hw.kind == "mean_fusion":
         lay = layers[0]

@@ -72,7 +72,7 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
         steps[name] = round(now - t, 2)
         t = now
 
-    graph, records = fuse(net)
+    graph, records = fuse(net)   # graph.net: net after the compiler's IR rewrite (compiler/fuse.py)
     step("fuse")
     progs = programs(graph)
     step("programs")
@@ -116,7 +116,7 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
     step("memory_plan")
     images = {}
     for i, node in enumerate(graph.nodes):
-        for mem, arr in REGISTRY[node.kind].pack(node, net, engine).items():
+        for mem, arr in REGISTRY[node.kind].pack(node, graph.net, engine).items():
             images[f"{i:04d}/{mem}"] = arr
     step("pack")
     frame = cyc["search_frame"]["calibrated"] or cyc["search_frame"]["dense"]

@@ -1,6 +1,7 @@
 """Fusion passes: IR layers -> hardware-op nodes (:mod:`.hwops`).
 
-The graph starts with one unfused node per IR layer (kind ``"ir:<op>"``). One pass per hardware
+The graph starts with one unfused node per IR layer (kind ``"ir:<op>"``). One IR rewrite runs
+first, :func:`saturate_retrieval_products` (exact: it changes no output). Then one pass per hardware
 op class replaces each run of layers its pattern matches by one node, placed at the position of
 its last layer (every input it reads is produced before that). :func:`check_placed` then refuses a
 graph with a layer no hardware op took, naming it.
@@ -10,14 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spiketrack.compiler.hwops import REGISTRY, HwNode
-from spiketrack.compiler.passes import PassRecord, run_passes
-from spiketrack.quant.ir import IntegerNetwork
+import torch
 
-__all__ = ["HwGraph", "CompileError", "fusion_passes", "check_placed", "fuse"]
+from spiketrack.compiler.hwops import REGISTRY, HwNode, csd_value
+from spiketrack.compiler.passes import PassRecord, run_passes
+from spiketrack.quant.golden.arith import shift_round
+from spiketrack.quant.ir import IntegerNetwork, Layer
+
+__all__ = ["HwGraph", "CompileError", "fusion_passes", "check_placed", "fuse", "saturate_retrieval_products",
+           "STREAM_MAX"]
 
 #: Fusion order: larger patterns first, so a layer is taken by the op that does most with it.
-FUSION_ORDER = ("stem", "spike_conv", "retrieval", "memory_build", "neuron", "add", "avg_pool", "mean_fusion", "view")
+FUSION_ORDER = ("stem", "spike_conv", "retrieval", "memory_build", "neuron", "add", "avg_pool", "upsample_bilinear",
+                "mul_const", "mean_fusion", "view")
+STREAM_MAX = (1 << 15) - 1   #: the largest value of a 16-bit stream word
 
 
 class CompileError(ValueError):
@@ -72,6 +79,52 @@ def _fusion_pass(kind: str):
     return fuse_pass
 
 
+def _product_saturates(mul: Layer, req: Layer) -> bool:
+    """Whether ``requant(R · m)`` is already at the top of its range for ``R = STREAM_MAX`` (then for
+    every larger ``R``: round and shift are monotone), for every channel's shift."""
+    m = csd_value(mul.attrs["terms"])
+    shifts = req.attrs["shift"] if isinstance(req.attrs["shift"], list) else [req.attrs["shift"]]
+    top = (1 << (req.attrs["bits"] - 1)) - 1
+    return all(int(shift_round(torch.tensor(STREAM_MAX * m), s)) >= top for s in shifts)
+
+
+def saturate_retrieval_products(graph: HwGraph) -> tuple[HwGraph, bool]:
+    """IR rewrite (exact): ``retrieve -> mul_const -> requant`` becomes ``retrieve -> requant(shift 0,
+    16 bits) -> mul_const -> requant``, one site per call.
+
+    The retrieval's accumulator ``R`` (unsigned, up to 20 bits for ``d_h = 24``) then leaves the conv
+    engine as a 16-bit stream word, saturated at ``STREAM_MAX``, and the vector unit forms the
+    product (:class:`~spiketrack.compiler.hwops.MulConst`). Rewritten only where that changes no
+    output: ``R >= 0``, and the product of ``STREAM_MAX`` already requantises to the top of the
+    output range (the §IS-12 scales of ``d_h = 8, 24`` at ``f_m = 8``: ``m·2**-s`` = 2.83 and 1.63),
+    so every ``R >= STREAM_MAX`` gives that top value either way. The new layer is named
+    ``<retrieve>.sat``; the compiler's golden check (``compile_network``) compares the rewritten
+    programs with the original network.
+    """
+    net = graph.net
+    consumers = graph.consumers()
+    for layer in net.layers:
+        if layer.op != "mul_const" or layer.inputs[0] not in consumers or len(consumers.get(layer.name, [])) != 1:
+            continue
+        try:
+            src = net.layer(layer.inputs[0])
+        except KeyError:
+            continue
+        req = net.layer(consumers[layer.name][0])
+        if src.op != "retrieve" or consumers[src.name] != [layer.name] or req.op != "requant" \
+                or not _product_saturates(layer, req):
+            continue
+        sat = Layer(f"{src.name}.sat", "requant", [src.name], {"shift": 0, "bits": 16})
+        layers = []
+        for l in net.layers:
+            if l is layer:
+                layers += [sat, Layer(l.name, l.op, [sat.name], dict(l.attrs), l.params)]
+            else:
+                layers.append(l)
+        return HwGraph.unfused(IntegerNetwork(layers, net.inputs, net.outputs, net.meta, net.input_types)), True
+    return graph, False
+
+
 def fusion_passes() -> list:
     return [_fusion_pass(k) for k in FUSION_ORDER]
 
@@ -86,7 +139,9 @@ def check_placed(graph: HwGraph) -> None:
 
 
 def fuse(net: IntegerNetwork) -> tuple[HwGraph, list[PassRecord]]:
-    """All fusion passes, then :func:`check_placed`."""
-    graph, records = run_passes(HwGraph.unfused(net), fusion_passes(), max_rounds=100_000)
+    """The IR rewrite, all fusion passes, then :func:`check_placed`. The graph's ``net`` is the
+    rewritten network (``net`` itself where nothing was rewritten)."""
+    graph, records = run_passes(HwGraph.unfused(net), [saturate_retrieval_products] + fusion_passes(),
+                                max_rounds=100_000)
     check_placed(graph)
     return graph, records

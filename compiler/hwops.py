@@ -31,6 +31,7 @@ import torch
 
 from spiketrack.hw import engine_cycles as ec
 from spiketrack.hw.engine_cycles import Cost
+from spiketrack.hw.vector_unit import HORNER_STEPS, horner_fields
 from spiketrack.quant.executor import _run_layer
 from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
 
@@ -281,6 +282,71 @@ class AvgPool(HwOp):
         layer = net.layer(node.layers[0])
         return ec.vector_cost(engine, types[node.output], [types[layer.inputs[0]]],
                               reads_per_word=layer.attrs["size"] ** 2)
+
+
+#: ops whose output is a stream of ``attrs["bits"]`` bits (what the vector unit reads in 16-bit lanes)
+_STREAM_OPS = ("requant", "add", "add_const", "avg_pool", "upsample_bilinear")
+
+
+def csd_value(terms) -> int:
+    """The constant ``m = Σ σ_j 2**a_j`` of a ``mul_const`` (§IS-12)."""
+    return sum(sign << shift for sign, shift in terms)
+
+
+@register
+class UpsampleBilinear(HwOp):
+    """Bilinear upsampling by 2 or 4 (§IS-13) on the vector unit: the pooling datapath with the
+    bilinear read sequence, each tap read ``w_y·w_x`` times (``(2p)²`` reads per output word), then
+    the requantisation by ``2·log2(2p)`` (``hw/vector_unit.py``, ``bil``)."""
+
+    kind, unit, pattern = "upsample_bilinear", "vector_unit", ("upsample_bilinear",)
+
+    @classmethod
+    def match(cls, net, layer, consumers):
+        ok = layer.op == "upsample_bilinear" and layer.attrs["factor"] in (2, 4) and layer.attrs["bits"] == 16
+        return [layer.name] if ok else None
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        layer = net.layer(node.layers[0])
+        return ec.vector_cost(engine, types[node.output], [types[layer.inputs[0]]],
+                              reads_per_word=(2 * layer.attrs["factor"]) ** 2)
+
+
+@register
+class MulConst(HwOp):
+    """Exact product by a shift-add constant (§IS-12) -> requantise (§IS-5), on the vector unit:
+    binary Horner over the constant's 8 bits, :data:`~spiketrack.hw.vector_unit.HORNER_STEPS` reads
+    of the same word, a doubling and an add each (``hw/vector_unit.py``, ``horner``). Takes a 16-bit
+    stream and constants 1..255; the retrievals' products reach it through
+    :func:`~spiketrack.compiler.fuse.saturate_retrieval_products`."""
+
+    kind, unit = "mul_const", "vector_unit"
+    pattern = ("mul_const", "requant")
+
+    @classmethod
+    def match(cls, net, layer, consumers):
+        names = super().match(net, layer, consumers)
+        if names is None:
+            return None
+        src, req = layer.inputs[0], net.layer(names[1])
+        try:
+            prod = net.layer(src)
+        except KeyError:
+            return None
+        if prod.op not in _STREAM_OPS or prod.attrs["bits"] > 16 or req.attrs["bits"] != 16 \
+                or not isinstance(req.attrs["shift"], int):
+            return None
+        try:
+            horner_fields(csd_value(layer.attrs["terms"]), req.attrs["shift"])
+        except ValueError:
+            return None
+        return names
+
+    @classmethod
+    def cost(cls, node, net, types, engine, env=None):
+        layer = net.layer(node.layers[0])
+        return ec.vector_cost(engine, types[node.output], [types[layer.inputs[0]]], reads_per_word=HORNER_STEPS)
 
 
 @register

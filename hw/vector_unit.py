@@ -7,7 +7,21 @@ Modes (one output word of ``P`` lanes per ``R`` cycles, ``R`` reads of the input
   word, ``R = NILIF_STAGES`` cycles (the spacing of the pipelined recurrence, ``hw/nilif.py``).
 * ``ADD`` (§IS-6, §IS-10): ``sat(a + b)``; ``a`` may be one timestep broadcast over ``T``
   (``a_t = 0``), ``b`` may be read through nearest-neighbour upsampling by ``2**up``. ``R = 1``.
-* ``POOL`` (§IS-10): the ``p × p`` window sum of ``a``, requantised by ``2·log2 p``. ``R = p²``.
+* ``POOL`` (§IS-10): the ``p × p`` window sum of ``a``, requantised by ``shift`` (``2·log2 p``). ``R = p²``.
+  Two variants of its read sequence share the reduction, requantisation and clamp:
+
+  - ``bil`` (§IS-13): bilinear upsampling by ``p = 2**up`` (2 or 4). Each output reads the
+    ``2p × 2p`` grid ``x[row(ry), col(rx)]``, ``row(ry) = lo`` for ``ry < w_lo`` and ``hi`` after
+    (columns the same): every tap is read ``w_y·w_x`` times, so the window sum is the exact
+    ``Σ w_y·w_x·x`` with no multiplier; requantised by ``2·log2(2p)``. ``R = (2p)²``. The
+    sequencer keeps, per axis, ``w_lo`` (odd, ``p - 1`` at the border, ``-2`` per output, ``+2p``
+    when it wraps past 1, where ``lo``/``hi`` step one input on) and whether ``lo``/``hi`` are
+    clamped at the border.
+  - ``horner`` (§IS-12): ``x · m`` for a constant ``1 <= m <= 255``: the same word is read
+    :data:`HORNER_STEPS` = 8 times, ``acc ← 2·acc + b_j · x`` (binary Horner: a doubling and an
+    add per cycle, no multiplier), then requantised by ``shift``. ``b_j`` (``mbits`` bit ``j``) is
+    bit ``7 - j`` of ``m' = m << (8 - bits(m))``; the ``8 - bits(m)`` extra doublings are added to
+    the requantisation shift, which leaves the result exact (:func:`horner_fields`). ``R = 8``.
 * ``FUSION`` (§IS-10): compare-only mean of ``T_in`` timesteps of levels. ``R = T_in``.
 
 The epilogue is pipelined (read data registered, reduction, add/round, clamp/shift, the NI-LIF
@@ -32,9 +46,11 @@ from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
 from spiketrack.quant.golden.neuron import D
 
-__all__ = ["VectorUnit", "VecMode", "vec_desc_layout", "VECTOR_COUNTERS"]
+__all__ = ["VectorUnit", "VecMode", "vec_desc_layout", "VECTOR_COUNTERS", "HORNER_STEPS", "horner_fields",
+           "bilinear_fields", "reads_per_word"]
 
 VECTOR_COUNTERS = ("busy", "reads", "saturated")
+HORNER_STEPS = 8     #: reads (cycles) per output word of a Horner product: constants up to 255
 
 
 class VecMode(enum.Enum, shape=2):
@@ -49,6 +65,7 @@ def vec_desc_layout(addr_bits: int = 16) -> data.StructLayout:
     term = data.StructLayout({"en": 1, "neg": 1, "sh": 5})
     return data.StructLayout({
         "mode": VecMode, "const": 1, "half_even": 1, "T": 3, "f_m": 5,
+        "bil": 1, "horner": 1, "mbits": 8,                    # POOL variants: bilinear reads, Horner product
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
         "ho": 9, "wo": 9, "chunks": 8, "r_y": 3, "r_x": 3,     # reduction window (POOL), or r_y = T_in (FUSION)
         "up": 2, "shift": 6,
@@ -57,6 +74,43 @@ def vec_desc_layout(addr_bits: int = 16) -> data.StructLayout:
         "b_base": A, "b_t": A, "b_row": A,
         "c_base": A, "o_base": A, "o_t": A,
     })
+
+
+def horner_fields(m: int, shift: int) -> dict:
+    """Descriptor fields of ``requant(x · m, shift)`` (§IS-12, §IS-5) in the ``horner`` variant:
+    ``mbits`` (bit ``j``: the bit of ``m`` added at step ``j``, most significant first, ``m``
+    shifted up to 8 bits) and the requantisation shift plus those extra doublings. ``x · m'`` stays
+    within the 24-bit accumulator for 16-bit ``x``; the shift field is 6 bits, signed."""
+    if not 1 <= m <= (1 << HORNER_STEPS) - 1:
+        raise ValueError(f"the vector unit multiplies by constants 1..{(1 << HORNER_STEPS) - 1}, got {m}")
+    extra = HORNER_STEPS - m.bit_length()
+    mp = m << extra
+    s = shift + extra
+    if not -32 <= s <= 31:
+        raise ValueError(f"requantisation shift {s} outside the 6-bit field")
+    return {"horner": 1, "mbits": sum(((mp >> (HORNER_STEPS - 1 - j)) & 1) << j for j in range(HORNER_STEPS)),
+            "shift": s & 63, "r_y": 1, "r_x": 1, "a_ry": 0, "a_rx": 0}
+
+
+def bilinear_fields(p: int, w_in: int, chunks: int) -> dict:
+    """Descriptor fields of bilinear ``p``× upsampling (§IS-13) of a stream ``w_in`` words wide per
+    channel chunk (besides ``a_base``, ``a_t``): ``p`` = 2 or 4, requantised by ``2·log2(2p)``."""
+    if p not in (2, 4):
+        raise ValueError(f"the vector unit upsamples bilinearly by 2 or 4, got {p}")
+    return {"bil": 1, "up": p.bit_length() - 1, "shift": 2 * (2 * p).bit_length() - 2, "a_row": w_in * chunks,
+            "a_col": chunks, "a_ry": w_in * chunks, "a_rx": chunks}
+
+
+def reads_per_word(desc: dict) -> int:
+    """Reads of ``a`` (= cycles) per output word that the unit's loops make for a descriptor."""
+    mode = VecMode(getattr(desc["mode"], "value", desc["mode"]))
+    if mode == VecMode.POOL and desc.get("bil"):
+        return (2 << desc["up"]) ** 2
+    if mode == VecMode.POOL and desc.get("horner"):
+        return HORNER_STEPS
+    if mode == VecMode.POOL:
+        return desc["r_y"] * desc["r_x"]
+    return desc["r_y"] if mode == VecMode.FUSION else 1
 
 
 class VectorUnit(wiring.Component):
@@ -108,13 +162,47 @@ class VectorUnit(wiring.Component):
         n_r_y = Mux(d.mode == VecMode.POOL, d.r_y, Mux(d.mode == VecMode.FUSION, d.r_y, 1))
         n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, Mux(neuron, NILIF_STAGES, 1))   # neuron: read at the last step
         T_out = Mux(d.mode == VecMode.FUSION, 1, d.T)
+        taps_m1 = (Const(2, 4) << d.up) - 1               # bilinear: 2p reads per axis
         # per-op loop bounds, registered in the setup cycle after the descriptor is taken
         nrx_m1, nry_m1, tout_m1, up_m1 = Signal(3), Signal(3), Signal(3), Signal(4)
         wo_m1, ho_m1, ch_m1 = Signal(9), Signal(9), Signal(8)
+        bil, hor = Signal(), Signal()                     # the POOL variants (module docstring)
+        # bilinear state per axis (§IS-13): w_lo, lo / hi not clamped, inputs left before hi clamps;
+        # registered flags so that no compare lies on an address adder's path: s (the next read of
+        # this output steps from lo to hi), s0 (the same at the output's first read), mv (lo steps
+        # one input on at the next output)
+        byw, bxw, by_lo, by_hi, bx_lo, bx_hi = Signal(3), Signal(3), Signal(), Signal(), Signal(), Signal()
+        by_left, bx_left, n_in_y, n_in_x = Signal(9), Signal(9), Signal(9), Signal(9)
+        sy, sy0, my, sx, sx0, mx = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+
+        def bil_reset(ax, n, p_m1):
+            w, lo, hi, left, s_, s0, mv = ax
+            return [w.eq(p_m1), lo.eq(0), hi.eq(1), left.eq(n), s_.eq(0), s0.eq(0), mv.eq(0)]
+
+        def bil_next(ax):
+            """One output on along an axis (lo steps when ``mv``); the next w_lo is 1 iff w_lo is 3."""
+            w, lo, hi, left, s_, s0, mv = ax
+            wrap, at3 = w == 1, w == 3
+            s_new = bil & at3 & lo & hi
+            return [w.eq(Mux(wrap, nrx_m1, w - 2)), lo.eq(lo | wrap), hi.eq(hi & ~(wrap & (left == 1))),
+                    left.eq(left - wrap), s_.eq(s_new), s0.eq(s_new), mv.eq(at3 & lo)]
+
+        def bil_read(ax, r):
+            """The read index ``r`` of this output steps on to ``r + 1``."""
+            w, lo, hi, left, s_, s0, mv = ax
+            return s_.eq(bil & (r + 2 == w) & lo & hi)
+
+        yax = (byw, by_lo, by_hi, by_left, sy, sy0, my)
+        xax = (bxw, bx_lo, bx_hi, bx_left, sx, sx0, mx)
+
         with m.If(setup):
-            m.d.sync += [setup.eq(0), running.eq(1), nrx_m1.eq(n_r_x - 1), nry_m1.eq(n_r_y - 1),
-                         tout_m1.eq(T_out - 1), up_m1.eq((Const(1, 4) << d.up) - 1), wo_m1.eq(d.wo - 1),
-                         ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1)]
+            pool = d.mode == VecMode.POOL
+            p_m1 = (Const(1, 4) << d.up) - 1
+            m.d.sync += [setup.eq(0), running.eq(1), nrx_m1.eq(Mux(pool & d.bil, taps_m1, Mux(pool & d.horner, 7, n_r_x - 1))),
+                         nry_m1.eq(Mux(pool & d.bil, taps_m1, n_r_y - 1)), bil.eq(pool & d.bil), hor.eq(pool & d.horner),
+                         tout_m1.eq(T_out - 1), up_m1.eq(p_m1), wo_m1.eq(d.wo - 1),
+                         ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1),
+                         *bil_reset(yax, n_in_y, p_m1), *bil_reset(xax, n_in_x, p_m1)]
         last_rx, last_ry = rx == nrx_m1, ry == nry_m1
         last_t, last_ox, last_oy, last_ch = t == tout_m1, ox == wo_m1, oy == ho_m1, chunk == ch_m1
         word_end = last_rx & last_ry
@@ -128,17 +216,20 @@ class VectorUnit(wiring.Component):
             m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
                          rx.eq(0), uy.eq(0), ux.eq(0), a_cpos.eq(p.a_base), a_rpos.eq(p.a_base), a_row0.eq(p.a_base),
                          a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
-                         b_cur.eq(p.b_base), o_pos.eq(0), o_t0.eq(0), c_cpos.eq(p.c_base), c_cur.eq(p.c_base)]
+                         b_cur.eq(p.b_base), o_pos.eq(0), o_t0.eq(0), c_cpos.eq(p.c_base), c_cur.eq(p.c_base),
+                         n_in_y.eq(p.ho >> p.up), n_in_x.eq(p.wo >> p.up)]
         issue = running
         read = issue & (~neuron | last_rx)
         m.d.comb += [self.a_en.eq(read), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
                      self.c_en.eq(read & neuron & d.const)]
         with m.If(issue):
             with m.If(~last_rx):
-                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + Mux(neuron, 0, d.a_rx))]
+                m.d.sync += [rx.eq(rx + 1), a_cur.eq(a_cur + Mux(neuron | (bil & ~sx), 0, d.a_rx)), bil_read(xax, rx)]
             with m.Elif(~last_ry):
-                m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(a_rpos + d.a_ry), a_cur.eq(a_rpos + d.a_ry)]
+                nr = a_rpos + Mux(bil & ~sy, 0, d.a_ry)
+                m.d.sync += [rx.eq(0), ry.eq(ry + 1), a_rpos.eq(nr), a_cur.eq(nr), sx.eq(sx0), bil_read(yax, ry)]
             with m.Elif(~last_t):
+                m.d.sync += [sx.eq(sx0), sy.eq(sy0)]
                 nt = a_t0 + d.a_t
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1), a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
                              b_t0.eq(b_t0 + d.b_t), b_cur.eq(b_cur + d.b_t), o_t0.eq(o_t0 + d.o_t),
@@ -146,14 +237,16 @@ class VectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += [rx.eq(0), ry.eq(0), t.eq(0), b_t0.eq(0), o_t0.eq(0)]
                 with m.If(~last_ox):
-                    na = a_cpos + d.a_col
+                    m.d.sync += bil_next(xax) + [sy.eq(sy0)]
+                    na = a_cpos + Mux(bil & ~mx, 0, d.a_col)
                     nc = c_cpos + d.chunks
                     nb = Mux(up_last_x, b_cpos + d.chunks, b_cpos)
                     m.d.sync += [ox.eq(ox + 1), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
                                  o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1)), b_cpos.eq(nb),
                                  b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_oy):
-                    na = a_row0 + d.a_row
+                    m.d.sync += bil_next(yax) + bil_reset(xax, n_in_x, up_m1)
+                    na = a_row0 + Mux(bil & ~my, 0, d.a_row)
                     nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
                     nc = c_cpos + d.chunks
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
@@ -161,6 +254,7 @@ class VectorUnit(wiring.Component):
                                  uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb),
                                  c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_ch):
+                    m.d.sync += bil_reset(xax, n_in_x, up_m1) + bil_reset(yax, n_in_y, up_m1)
                     na = d.a_base + chunk + 1
                     nb = d.b_base + chunk + 1
                     nc = d.c_base + chunk + 1
@@ -171,10 +265,10 @@ class VectorUnit(wiring.Component):
                     m.d.sync += running.eq(0)
 
         # ---------------------------------------------------------------- read data -> reduction
-        tag = data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "t": 3, "o": A})
+        tag = data.StructLayout({"valid": 1, "first": 1, "end": 1, "op_end": 1, "hb": 1, "t": 3, "o": A})
         s1 = Signal(tag)
         m.d.sync += _assign(s1, {"valid": issue, "first": Mux(neuron, 1, (rx == 0) & (ry == 0)), "end": word_end,
-                                 "op_end": op_end, "t": t, "o": o_t0 + o_pos})
+                                 "op_end": op_end, "hb": ~hor | d.mbits.bit_select(rx, 1), "t": t, "o": o_t0 + o_pos})
         s1d = Signal(data.StructLayout({"tag": tag, "a": B * P, "b": B * P, "c": B * P}))   # read data registered
         s1 = delay(m, s1, L - 1, "s1")     # the cycle the read data arrives
         m.d.sync += [s1d.tag.eq(s1), s1d.tag.valid.eq(s1.valid & (~neuron | s1.end)),
@@ -188,8 +282,8 @@ class VectorUnit(wiring.Component):
         st = s1d.tag
         m.d.sync += _assign(r2, {"valid": st.valid & st.end, "op_end": st.valid & st.op_end, "t": st.t, "o": st.o})
         for i in range(P):
-            v = Mux(d.mode == VecMode.FUSION, lev(s1d.a, i), lane(s1d.a, i))
-            sm = Mux(st.first, v, acc[i] + v)
+            v = Mux(st.hb, Mux(d.mode == VecMode.FUSION, lev(s1d.a, i), lane(s1d.a, i)), 0)
+            sm = Mux(st.first, v, Mux(hor, acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
             with m.If(st.valid):
                 m.d.sync += acc[i].eq(sm)
             m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1d.b, i)), r2.c[i].eq(lane(s1d.c, i))]

@@ -275,7 +275,7 @@ def _infer(layer: "Layer", params: dict, args: list[TensorType]) -> TensorType:
             raise ArtifactError(f"layer {name!r}: bilinear factor {f} is not a power of two >= 2")
         return TensorType((x.shape[0], x.shape[1], x.shape[2] * f, x.shape[3] * f), "stream", a["bits"], True, x.exp)
     if op == "mul_const":
-        x = need(0, "acc")
+        x = need(0, "acc", "stream")
         m = sum(sign << shift for sign, shift in a["terms"])
         if m < 1:
             raise ArtifactError(f"layer {name!r}: shift-add constant {a['terms']} is {m}, not >= 1")

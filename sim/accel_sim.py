@@ -151,6 +151,7 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
         passes = [("run", env, {k: v[:, :1] for k, v in inputs.items()})]
     else:
         graph, passes = golden_passes(net, inputs)
+    net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
     P = ap.lanes
     steps: list[dict] = []
     for mem in ("prog", "w", "tab", "cst") if load else ():

@@ -17,7 +17,7 @@ import time
 import torch
 
 from spiketrack.compiler.fuse import fuse
-from spiketrack.compiler.hwops import REGISTRY
+from spiketrack.compiler.hwops import REGISTRY, csd_value
 from spiketrack.compiler.schedule import programs, run_program
 from spiketrack.hw.engine_cycles import Engine
 from spiketrack.quant.ir import IntegerNetwork
@@ -25,7 +25,7 @@ from spiketrack.quant.ir import IntegerNetwork
 __all__ = ["RTL_KINDS", "node_job", "verify_network"]
 
 CONV_KINDS = ("stem", "spike_conv", "retrieval")
-VECTOR_KINDS = ("neuron", "add", "avg_pool", "mean_fusion")
+VECTOR_KINDS = ("neuron", "add", "avg_pool", "upsample_bilinear", "mul_const", "mean_fusion")
 MB_KINDS = ("memory_build",)
 RTL_KINDS = CONV_KINDS + VECTOR_KINDS + MB_KINDS
 
@@ -37,7 +37,7 @@ def _b0(env, name):
 def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
     """The RTL job of one node, its inputs taken from the golden run ``env`` (batch 0)."""
     from spiketrack.sim.conv_engine_sim import conv_job, retrieval_job
-    from spiketrack.sim.vector_unit_sim import add_job, fusion_job, neuron_job, pool_job
+    from spiketrack.sim.vector_unit_sim import add_job, bilinear_job, fusion_job, mul_const_job, neuron_job, pool_job
 
     layers = [net.layer(n) for n in node.layers]
     ops = {l.op: l for l in layers}
@@ -88,6 +88,11 @@ def node_job(node, net: IntegerNetwork, env: dict, lanes: int = 8):
         return add_job(a, b, up=ub, lanes=lanes)
     if node.kind == "avg_pool":
         return pool_job(_b0(env, layers[0].inputs[0]), layers[0].attrs["size"], lanes=lanes)
+    if node.kind == "upsample_bilinear":
+        return bilinear_job(_b0(env, layers[0].inputs[0]), layers[0].attrs["factor"], lanes=lanes)
+    if node.kind == "mul_const":
+        mul, req = layers
+        return mul_const_job(_b0(env, mul.inputs[0]), csd_value(mul.attrs["terms"]), req.attrs["shift"], lanes=lanes)
     if node.kind == "mean_fusion":
         return fusion_job(_b0(env, layers[0].inputs[0]), lanes=lanes)
     if node.kind == "memory_build":
@@ -113,6 +118,7 @@ def verify_network(net: IntegerNetwork, inputs: list[tuple[torch.Tensor, torch.T
 
     t0 = time.monotonic()
     graph, _ = fuse(net)
+    net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
     progs = programs(graph)
     zp = inputs[0][0][:, :1]
     env_t = run_program(graph, progs["template_update"], {"template_pixels": zp})

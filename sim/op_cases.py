@@ -22,16 +22,17 @@ import random
 import torch
 
 from spiketrack.hw.engine_cycles import Engine, conv_cost, memory_build_cost, retrieve_cost, vector_cost
-from spiketrack.quant.golden.arith import requantize, saturate
+from spiketrack.hw.vector_unit import HORNER_STEPS
+from spiketrack.quant.golden.arith import csd_terms, requantize, saturate, times_csd
 from spiketrack.quant.golden.memory import memory_build, retrieve
 from spiketrack.quant.golden.neuron import Decay, mean_fusion, neuron_layer, ni_lif
-from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_nearest
+from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_bilinear, upsample_nearest
 from spiketrack.quant.golden.synapse import conv2d_acc, stem_bitplane_acc
 from spiketrack.quant.ir import Layer, TensorType
 from spiketrack.sim.cores_sim import random_levels
 
 __all__ = ["spike_conv_case", "stem_case", "retrieval_case", "memory_build_case", "neuron_case", "add_case",
-           "avg_pool_case", "mean_fusion_case"]
+           "avg_pool_case", "upsample_bilinear_case", "mul_const_case", "mean_fusion_case"]
 
 LANES = 8
 #: NI-LIF decay tables of the template pass (T = 1, 2, 3): ``decays[:T-1]`` (§IS-7)
@@ -234,6 +235,46 @@ def avg_pool_case(rng: random.Random) -> dict:
     model = vector_cost(Engine(LANES), _t(ref.shape, "stream"), [_t(x.shape, "stream")], reads_per_word=p * p).cycles
     return _result("avg_pool", job.result["out"], ref, None, None, job.result["cycles"], model,
                    {"T": T, "C": C, "H": h * p, "W": w * p, "p": p})
+
+
+def upsample_bilinear_case(rng: random.Random) -> dict:
+    """Bilinear upsampling by 2 or 4 (§IS-13): edges clamped, full 16-bit range. ``(2p)²`` cycles
+    per output word: by 4, one timestep and inputs up to 2×2 keep a case near 8,000 cycles."""
+    from spiketrack.sim.vector_unit_sim import bilinear_job, run_vector_jobs
+
+    g = _gen(rng)
+    p = rng.choice([2, 4])
+    T, C = (rng.randint(1, 3) if p == 2 else 1), rng.randint(3, 12)
+    h, w = rng.randint(1, 4 if p == 2 else 2), rng.randint(1, 4 if p == 2 else 2)
+    lim = rng.choice([300, 1 << 15])
+    x = torch.randint(-lim, lim, (T, C, h, w), generator=g)
+    job = bilinear_job(x, p, LANES)
+    run_vector_jobs([job], LANES)
+    ref, n = upsample_bilinear(x, p, 16)
+    model = vector_cost(Engine(LANES), _t(ref.shape, "stream"), [_t(x.shape, "stream")],
+                        reads_per_word=(2 * p) ** 2).cycles
+    return _result("upsample_bilinear", job.result["out"], ref, job.result["saturated"], n, job.result["cycles"], model,
+                   {"T": T, "C": C, "H": h, "W": w, "p": p})
+
+
+def mul_const_case(rng: random.Random) -> dict:
+    """``requant(x · m, s)`` (§IS-12, §IS-5): the attention-scale constants 181 and 209 or any
+    1..255, a stream in the full 16-bit range or the non-negative saturated retrieval range."""
+    from spiketrack.sim.vector_unit_sim import mul_const_job, run_vector_jobs
+
+    g = _gen(rng)
+    T, C, H, W = _vec_shape(rng)
+    m = rng.choice([181, 209, rng.randint(1, 255)])
+    shift = rng.randint(-2, 12)
+    lo = rng.choice([-(1 << 15), 0])
+    x = torch.randint(lo, 1 << 15, (T, C, H, W), generator=g)
+    job = mul_const_job(x, m, shift, LANES)
+    run_vector_jobs([job], LANES)
+    ref, n = requantize(times_csd(x, csd_terms(m)), shift, 16)
+    model = vector_cost(Engine(LANES), _t(ref.shape, "stream"), [_t(x.shape, "stream")],
+                        reads_per_word=HORNER_STEPS).cycles
+    return _result("mul_const", job.result["out"], ref, job.result["saturated"], n, job.result["cycles"], model,
+                   {"T": T, "C": C, "H": H, "W": W, "m": m, "shift": shift})
 
 
 def mean_fusion_case(rng: random.Random) -> dict:

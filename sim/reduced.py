@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["reduced_network", "firing_batchnorm"]
+__all__ = ["reduced_network", "firing_batchnorm", "memory_network", "paper_ops_network"]
 
 
 def firing_batchnorm(model, seed: int = 0):
@@ -65,3 +65,43 @@ def memory_network(seed: int = 0, timesteps: int = 3, heads: int = 2, dh: int = 
     k = k * (torch.rand(k.shape, generator=g) < 0.5)
     v = torch.randint(0, D + 1, (T, 1, heads * dv, n, n), generator=g)
     return net, {"k": k, "v": v}
+
+
+def paper_ops_network(seed: int = 0, size: int = 6):
+    """The paper variants' two extra integer forms in a network of their own (what the edge
+    variants lack): one MRM retrieval with its §IS-12 attention scale (``d_h = 24``: ``209·2**-9``,
+    ``retrieve -> mul_const -> requant -> neuron``) and bilinear upsampling (§IS-13) by 4 into a
+    residual add and by 2. Returns ``(integer network, inputs)`` (inputs with a batch axis of 1).
+
+    ``K``, the first two channels of ``V`` and the first token row of ``Q`` are all 4s, so ``R``
+    there exceeds the 16-bit stream (``4·24·16·size²`` for ``size >= 6``): the compiler's saturation of ``R``
+    (``compiler/fuse.saturate_retrieval_products``) is exercised, not only its common case.
+    """
+    from spiketrack.quant.golden.arith import csd_terms
+    from spiketrack.quant.golden.neuron import D, LEVEL_BITS
+    from spiketrack.quant.ir import IntegerNetwork, Layer, TensorType
+
+    g = torch.Generator().manual_seed(seed)
+    dh, dv, n = 24, 8, size
+    lv = lambda c, h=n: TensorType((1, c, h, h), "levels", LEVEL_BITS + 1, False, LEVEL_BITS)   # noqa: E731
+    st = lambda c, h: TensorType((1, c, h, h), "stream", 16, True, 8)                            # noqa: E731
+    layers = [Layer("memory", "memory_build", ["k", "v"], {"heads": 1}),
+              Layer("acc", "retrieve", ["q", "memory"], {"heads": 1, "sigma": 0}),
+              Layer("scaled", "mul_const", ["acc"], {"terms": csd_terms(209), "frac": 9}),
+              Layer("retrieved", "requant", ["scaled"], {"shift": 3 * LEVEL_BITS + 9 - 8, "bits": 16}),
+              Layer("fired", "neuron", ["retrieved"], {"f_m": 8, "bits": 16, "decays": [], "rounding": "half_even"}),
+              Layer("up4", "upsample_bilinear", ["x4"], {"factor": 4, "bits": 16}),
+              Layer("sum4", "add", ["up4", "y4"], {"bits": 16}),
+              Layer("up2", "upsample_bilinear", ["x2"], {"factor": 2, "bits": 16})]
+    types = {"k": lv(dh), "v": lv(dv), "q": lv(dh), "x4": st(8, 2), "y4": st(8, 8), "x2": st(12, 3)}
+    net = IntegerNetwork(layers, list(types), ["fired", "retrieved", "sum4", "up2"], {"config": "paper-ops"}, types)
+    net.validate()
+    q = torch.randint(0, D + 1, (1, 1, dh, n, n), generator=g)
+    q[..., 0, :] = D
+    v = torch.randint(0, D + 1, (1, 1, dv, n, n), generator=g)
+    v[:, :, :2] = D
+    inputs = {"k": torch.full((1, 1, dh, n, n), D), "v": v, "q": q,
+              "x4": torch.randint(-30000, 30000, (1, 1, 8, 2, 2), generator=g),
+              "y4": torch.randint(-30000, 30000, (1, 1, 8, 8, 8), generator=g),
+              "x2": torch.randint(-30000, 30000, (1, 1, 12, 3, 3), generator=g)}
+    return net, inputs

@@ -1,5 +1,6 @@
 """amaranth.sim jobs for the vector unit (``hw/vector_unit.py``): NI-LIF on a stream (with a
-positional table), residual add (broadcast, upsampled operand), average pooling, mean fusion.
+positional table), residual add (broadcast, upsampled operand), average pooling, bilinear
+upsampling, product by a constant with requantisation, mean fusion.
 Each ``*_job`` packs the operands into the unit's word layout; :func:`run_vector_jobs` runs jobs
 through one elaborated unit. No reference is computed here (tests use ``quant.golden``)."""
 
@@ -11,11 +12,12 @@ import numpy as np
 import torch
 
 from spiketrack.hw.conv_engine import STREAM_BITS, decay_fields
-from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
+from spiketrack.hw.vector_unit import VecMode, VectorUnit, bilinear_fields, horner_fields, vec_desc_layout
 from spiketrack.sim.conv_engine_sim import level_words
 from spiketrack.sim.unit_sim import run_unit_jobs, words
 
-__all__ = ["VecJob", "neuron_job", "add_job", "pool_job", "fusion_job", "run_vector_jobs"]
+__all__ = ["VecJob", "neuron_job", "add_job", "pool_job", "bilinear_job", "mul_const_job", "fusion_job",
+           "run_vector_jobs"]
 
 
 @dataclass
@@ -48,7 +50,8 @@ def _stream(x, chunks, P, bits=STREAM_BITS):
 
 def _base(mode, T, c, ho, wo, P, **fields):
     chunks = -(-c // P)
-    desc = {"mode": mode, "const": 0, "half_even": 0, "T": T, "f_m": 8, "decays": decay_fields(()), "ho": ho, "wo": wo,
+    desc = {"mode": mode, "const": 0, "half_even": 0, "bil": 0, "horner": 0, "mbits": 0, "T": T, "f_m": 8,
+            "decays": decay_fields(()), "ho": ho, "wo": wo,
             "chunks": chunks, "r_y": 1, "r_x": 1, "up": 0, "shift": 0, "a_base": 0, "a_t": ho * wo * chunks,
             "a_row": wo * chunks, "a_col": chunks, "a_ry": 0, "a_rx": 0, "b_base": 0, "b_t": 0, "b_row": 0,
             "c_base": 0, "o_base": 0, "o_t": ho * wo * chunks}
@@ -88,6 +91,21 @@ def pool_job(x, p: int, lanes: int = 8) -> VecJob:
     desc, _ = _base(VecMode.POOL, T, c, h // p, w // p, lanes, r_y=p, r_x=p, shift=2 * (p.bit_length() - 1),
                     a_t=h * w * chunks, a_row=p * w * chunks, a_col=p * chunks, a_ry=w * chunks, a_rx=chunks)
     return VecJob(desc, {"a": _stream(x, chunks, lanes)}, (T, c, h // p, w // p), False)
+
+
+def bilinear_job(x, p: int, lanes: int = 8) -> VecJob:
+    """Bilinear ``p``× upsampling (§IS-13, ``p`` = 2 or 4) of ``x`` [T, C, H, W] at 16 bits."""
+    T, c, h, w = x.shape
+    chunks = -(-c // lanes)
+    desc, _ = _base(VecMode.POOL, T, c, h * p, w * p, lanes, a_t=h * w * chunks, **bilinear_fields(p, w, chunks))
+    return VecJob(desc, {"a": _stream(x, chunks, lanes)}, (T, c, h * p, w * p), False)
+
+
+def mul_const_job(x, m: int, shift: int, lanes: int = 8) -> VecJob:
+    """``requant(x · m, shift)`` to 16 bits (§IS-12, §IS-5) of ``x`` [T, C, H, W], ``1 <= m <= 255``."""
+    T, c, h, w = x.shape
+    desc, chunks = _base(VecMode.POOL, T, c, h, w, lanes, **horner_fields(m, shift))
+    return VecJob(desc, {"a": _stream(x, chunks, lanes)}, (T, c, h, w), False)
 
 
 def fusion_job(levels, lanes: int = 8) -> VecJob:

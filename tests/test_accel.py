@@ -196,6 +196,32 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
         assert predicted["w_reads"] > 0 and predicted["lv_reads"] > 0 and predicted["tm_writes"] > 0
 
 
+def test_paper_ops_on_the_accelerator():
+    """The paper variants' ops on the whole accelerator (amaranth.sim, every op read back alone):
+    the retrieval saturating R at shift 0 on the conv engine, its §IS-12 product, bilinear
+    upsampling by 4 and 2 on the vector unit; equal to the golden run, cycles and every memory
+    counter equal to the model."""
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.compiler.schedule import programs, run_program
+    from spiketrack.sim.accel_sim import simulate
+    from spiketrack.sim.reduced import paper_ops_network
+
+    net, inputs = paper_ops_network()
+    ap = lower_to_accel(net, 8)
+    assert [n.kind for n in ap.nodes] == ["memory_build", "retrieval", "mul_const", "neuron", "upsample_bilinear", "add",
+                                          "upsample_bilinear"]
+    r = simulate(net, ap, inputs, check="layers", backdoor=True)
+    assert r["mismatches"] == 0 and r["first_mismatch"] is None and r["checks"] >= len(ap.nodes)
+    assert r["cycle_model_exact"] and r["first_cycle_difference"] is None
+    graph = fuse(net)[0]
+    env = run_program(graph, programs(graph)["run"], {n: x[:, :1] for n, x in inputs.items()})
+    predicted = ap.predicted_counters(graph, "run", env)
+    got = r["per_pass"]["run"]["counters"]
+    per_run = ("prog_reads", "run_cycles")   # each op ran alone (check="layers"): one program end per run
+    assert {k: got[k] for k in predicted if k not in per_run} == {k: v for k, v in predicted.items() if k not in per_run}
+    assert got["st_reads"] > 0 and got["tm_reads"] > 0
+
+
 def test_no_multiplier_in_the_accelerator_or_its_link():
     """Every ``*`` in the generated Verilog multiplies by a power of two (a shift after synthesis).
     A product by another constant became MULT18X18D blocks on ECP5 (the mean fusion's 3·, 5·, 7·r_y)."""

@@ -77,6 +77,43 @@ def test_an_op_without_a_hardware_unit_is_refused_by_name():
         fuse(net)
 
 
+def test_retrieval_products_are_saturated_exactly_and_placed():
+    """The paper variants' ops (sim/reduced.paper_ops_network): the retrieval's R is saturated to a
+    16-bit stream before its §IS-12 product (compiler/fuse.saturate_retrieval_products), which
+    changes no output even where R exceeds the stream (checked against the original network), and
+    every layer is placed: the product and both bilinear upsamplings on the vector unit."""
+    from spiketrack.sim.reduced import paper_ops_network
+
+    net, inputs = paper_ops_network()
+    graph, records = fuse(net)
+    assert {r.name: r.changes for r in records}["saturate_retrieval_products"] == 1
+    assert [(n.kind, n.layers) for n in graph.nodes if n.kind in ("retrieval", "mul_const", "upsample_bilinear")] == \
+        [("retrieval", ["acc", "acc.sat"]), ("mul_const", ["scaled", "retrieved"]), ("upsample_bilinear", ["up4"]),
+         ("upsample_bilinear", ["up2"])]
+    ref = run_network(net, inputs, dump=True).tensors
+    env = run_program(graph, programs(graph)["run"], {k: v[:, :1] for k, v in inputs.items()})
+    assert int((ref["acc"] > (1 << 15) - 1).sum()) > 0 and int(env["acc.sat"].max()) == (1 << 15) - 1
+    for name in net.outputs:
+        assert torch.equal(env[name], ref[name]), name
+    assert graph.net is not net and fuse(graph.net)[0].net is graph.net   # rewritten once, not again
+
+
+@pytest.mark.parametrize("change, op", [({"scaled": {"frac": 12}}, "mul_const"),      # scale 209·2**-12 < 1/4
+                                        ({"up2": {"factor": 8}}, "upsample_bilinear")])
+def test_paper_ops_the_vector_unit_cannot_run_are_refused_by_name(change, op):
+    """A product whose saturation would change outputs is not rewritten (its retrieval and product
+    stay unplaced), and bilinear upsampling by 8 has no read sequence: refused, named."""
+    from spiketrack.sim.reduced import paper_ops_network
+
+    net, _ = paper_ops_network()
+    layers = [Layer(l.name, l.op, l.inputs, {**l.attrs, **change.get(l.name, {})}, l.params) for l in net.layers]
+    if "scaled" in change:   # keep the neuron's input at f_m = 8
+        layers[3].attrs["shift"] += 3
+    bad = IntegerNetwork(layers, net.inputs, net.outputs, net.meta, net.input_types)
+    with pytest.raises(CompileError, match=f"cannot be placed.*unplaced ops: .*{op}"):
+        fuse(bad)
+
+
 def _conv_node(k, cin, cout, groups=1, padding=0, T=1, hw=4):
     w = np.ones((cout, cin // groups, k, k), np.int8)
     conv = Layer("c", "conv", ["x"], {"stride": 1, "padding": padding, "groups": groups, "acc_bits": 16,
@@ -207,7 +244,9 @@ def test_one_real_node_of_every_kind_on_the_rtl(small_net):
     net, cfg = small_net
     zp, xp = _pixels(cfg, 5)
     r = verify_network(net, [(zp, xp)], max_per_kind=1, max_node_cycles=3100)
-    assert set(r["checked_nodes"]) == set(RTL_KINDS) - {"stem"} and all(v == 1 for v in r["checked_nodes"].values())
+    paper_only = {"upsample_bilinear", "mul_const"}   # the edge network has none (test_paper_ops_on_the_accelerator)
+    assert set(r["checked_nodes"]) == set(RTL_KINDS) - {"stem"} - paper_only
+    assert all(v == 1 for v in r["checked_nodes"].values())
     assert r["unchecked_nodes"]["stem"] == 2
     assert r["mismatches"] == 0 and r["first_mismatch"] is None and r["cycle_model_exact"]
 

@@ -1,15 +1,17 @@
 """The run-time-configured vector unit against the golden functions (bit for bit, saturation
-counts) and its cycle model (hw/engine_cycles.vector_cost, cycle for cycle): four ops through
+counts) and its cycle model (hw/engine_cycles.vector_cost, cycle for cycle): every op through
 one elaborated design."""
 
 import torch
 
 from spiketrack.hw.engine_cycles import Engine, vector_cost
-from spiketrack.quant.golden.arith import saturate
+from spiketrack.hw.vector_unit import HORNER_STEPS
+from spiketrack.quant.golden.arith import csd_terms, requantize, saturate, times_csd
 from spiketrack.quant.golden.neuron import Decay, mean_fusion, ni_lif
-from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_nearest
+from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_bilinear, upsample_nearest
 from spiketrack.quant.ir import TensorType
-from spiketrack.sim.vector_unit_sim import add_job, fusion_job, neuron_job, pool_job, run_vector_jobs
+from spiketrack.sim.vector_unit_sim import (add_job, bilinear_job, fusion_job, mul_const_job, neuron_job, pool_job,
+                                            run_vector_jobs)
 
 
 def _t(x, kind="stream"):
@@ -55,3 +57,31 @@ def test_neuron_ties_round_to_even_when_asked():
     even, up = (ni_lif(x, 8, 16, (), r)[0] for r in ("half_even", "half_up"))
     assert not torch.equal(even, up)
     assert torch.equal(jobs[0].result["out"], even) and torch.equal(jobs[1].result["out"], up)
+
+
+def test_bilinear_upsampling_and_constant_products_equal_golden_and_cycle_model():
+    """The pooling datapath's two read sequences (§IS-13 bilinear by 2 and 4, borders clamped, a
+    1×1 input; §IS-12 Horner product by 181, 209 and 3, saturating, with a left shift), interleaved
+    with a plain pooling job so that no variant's setting leaks into the next op."""
+    g = torch.Generator().manual_seed(1)
+    x2 = torch.randint(-32768, 32768, (2, 12, 3, 4), generator=g)
+    x4 = torch.randint(-32768, 32768, (1, 8, 2, 3), generator=g)
+    x1 = torch.randint(-32768, 32768, (1, 8, 1, 1), generator=g)
+    xm = torch.randint(-32768, 32768, (2, 10, 2, 3), generator=g)
+    p = torch.randint(-3000, 3000, (1, 8, 4, 4), generator=g)
+    ups, prods = [(x2, 2), (x4, 4), (x1, 4)], [(181, 6), (209, 7), (3, -2)]
+    jobs = [bilinear_job(x, f) for x, f in ups[:2]] + [mul_const_job(xm, *ms) for ms in prods] + \
+        [pool_job(p, 2), bilinear_job(*ups[2])]
+    run_vector_jobs(jobs)
+    e = Engine(8)
+    for job, (x, f) in zip(jobs[:2] + jobs[-1:], ups):
+        ref, n = upsample_bilinear(x, f, 16)
+        assert torch.equal(job.result["out"], ref) and job.result["saturated"] == n, f
+        assert job.result["cycles"] == vector_cost(e, _t(ref), [_t(x)], reads_per_word=(2 * f) ** 2).cycles
+    for job, (m, s) in zip(jobs[2:5], prods):
+        ref, n = requantize(times_csd(xm, csd_terms(m)), s, 16)
+        assert n > 0 and torch.equal(job.result["out"], ref) and job.result["saturated"] == n, m
+        assert job.result["cycles"] == vector_cost(e, _t(ref), [_t(xm)], reads_per_word=HORNER_STEPS).cycles
+    pooled, _ = avg_pool_pow2(p, 2, 16)
+    assert torch.equal(jobs[5].result["out"], pooled)
+    assert jobs[5].result["cycles"] == vector_cost(e, _t(pooled), [_t(p)], reads_per_word=4).cycles

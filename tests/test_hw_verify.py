@@ -13,7 +13,7 @@ def test_verify_fuzz_json(capsys):
     assert out["cases"] == 24 and out["mismatches"] == 0 and out["cycle_model_exact"]
     hw_ops = {f"accel.{k}" for k, c in REGISTRY.items() if not c.view}
     assert hw_ops == {"accel.spike_conv", "accel.stem", "accel.retrieval", "accel.memory_build", "accel.neuron",
-                      "accel.add", "accel.avg_pool", "accel.mean_fusion"}
+                      "accel.add", "accel.avg_pool", "accel.upsample_bilinear", "accel.mul_const", "accel.mean_fusion"}
     assert set(out["layer_types"]) == {"conv", "depthwise", "grouped", "1x1", "linear", "stem", "neuron", "encoder",
                                        "memory_build", "retrieval", "attention", "retrieval_neuron"} | hw_ops
 
@@ -46,6 +46,20 @@ def test_hardware_op_cases_detect_a_broken_golden(monkeypatch):
     monkeypatch.setattr(op_cases, "vector_cost", lambda *a, **k: type("C", (), {"cycles": real_vec(*a, **k).cycles + 1}))
     r = op_cases.add_case(random.Random(1))
     assert r["match"] and not r["cycles_exact"]
+
+
+def test_paper_op_cases_detect_a_broken_golden(monkeypatch):
+    """The bilinear and constant-product cases compare with the golden functions: a bilinear result
+    off by one or a product by m + 1 must be reported."""
+    import random
+
+    from spiketrack.sim import op_cases
+
+    real_up, real_csd = op_cases.upsample_bilinear, op_cases.times_csd
+    monkeypatch.setattr(op_cases, "upsample_bilinear", lambda x, p, b: (real_up(x, p, b)[0] + 1, 0))
+    monkeypatch.setattr(op_cases, "times_csd", lambda y, terms: real_csd(y, terms) + y)
+    assert not op_cases.upsample_bilinear_case(random.Random(2))["match"]
+    assert not op_cases.mul_const_case(random.Random(2))["match"]
 
 
 def test_memory_unit_cases_detect_a_broken_golden(monkeypatch):
