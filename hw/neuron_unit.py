@@ -163,7 +163,7 @@ class NeuronUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, Bm, Ba, f_m = self.lanes, self.bits, self.acc_bits, self.f_m
+        P, Bm, f_m = self.lanes, self.bits, self.f_m
         Bh = Bm + 2  # stored H = U - (k << (f_m - d)) needs one bit more than U (§IS-7)
         m.submodules.ctr = ctr = CounterBank(NEURON_COUNTERS, inc_widths={"saturated": ceil_log2(3 * P + 1)})
         m.d.comb += self.counters.eq(ctr.counts)

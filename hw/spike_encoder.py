@@ -25,7 +25,6 @@ import torch
 from amaranth import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.events import LEVEL_SHAPE, event_stream

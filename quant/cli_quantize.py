@@ -81,6 +81,9 @@ def run(args) -> int:
         raise UserError("--stop-after must be at least 1")
     if (args.resume or args.stop_after or args.save_checkpoint or args.qat_freeze) and not args.qat_steps:
         raise UserError("--resume, --stop-after, --save-checkpoint and --qat-freeze need --qat-steps")
+    if args.qat_steps and args.checkpoint is None:
+        raise UserError("--qat-steps fine-tunes a float checkpoint, and the default is already the QAT network: "
+                        "pass --float (the shipped float parent) or --checkpoint FLOAT")
     if not (args.qat_lr > 0 and args.qat_lr_mult > 0):
         raise UserError("--qat-lr and --qat-lr-mult must be positive")
     if args.threads:

@@ -17,7 +17,6 @@ the sigmoid) and ``offset`` maps at the stream exponent ``meta["frac"]``.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

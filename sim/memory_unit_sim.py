@@ -176,7 +176,6 @@ def density_sweep(*, heads: int, d_h: int, d_v: int, n_tokens: int, lanes: int,
     from spiketrack.quant.golden.memory import memory_build, retrieve
 
     gen = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed)
 
     def levels(c, d):
         return random_levels(gen, (heads, c, n_tokens), d)

@@ -88,3 +88,8 @@ def test_qat_recipe_option_errors(checkpoint, tmp_path, capsys):
     assert "no.such.module" in err and "Traceback" not in err
     assert main(base + ["--qat-steps", "1", "--qat-lr-mult", "0"]) == 2
     assert "positive" in capsys.readouterr().err
+    # no checkpoint: the default is the QAT network itself, which --qat-steps must not fine-tune again
+    assert main(["quantize", "--out", str(tmp_path / "o2"), "--qat-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--float" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()
