@@ -52,8 +52,16 @@ def tb_params() -> dict[str, Any]:
 
 
 def start_clock(dut, *, clk: str = "clk", period_ns: float = 10) -> Clock:
-    """Start a 50 % duty clock on ``dut.<clk>`` (cocotb 2.x ``Clock(...).start()``)."""
-    clock = Clock(getattr(dut, clk), period_ns, unit="ns")
+    """Start a 50 % duty clock on ``dut.<clk>`` (cocotb 2.x ``Clock(...).start()``).
+
+    The clock is cocotb's C++ clock (``impl="gpi"``): cocotb 2.x otherwise picks a Python coroutine
+    (unless ``COCOTB_TRUST_INERTIAL_WRITES`` is set), which wakes Python twice per cycle. The
+    testbenches drive on falling edges and sample in ``ReadOnly``, so either is race-free; the
+    C++ clock runs the free-running phases 2.6-5x faster (200,000 idle cycles of the accelerator
+    under Verilator: 7,600-10,400 cycles/s with the Python clock, 26,800-39,100 with this one,
+    at a load average of about 5 on 2 cores).
+    """
+    clock = Clock(getattr(dut, clk), period_ns, unit="ns", impl="gpi")
     clock.start()
     return clock
 
