@@ -36,8 +36,8 @@ from spiketrack.hw.conv_engine import TM_BITS
 from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.quant.golden.neuron import D
 
-__all__ = ["CONV_ANY", "CONV_POSITIONS", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "MB_SMALL", "MB_ANY",
-           "conv_saturation", "conv_counters", "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"]
+__all__ = ["CONV_ANY", "CONV_POSITIONS", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "MB_SMALL", "MB_ANY", "conv_saturation",
+           "conv_counters", "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"]
 
 CONV_ANY = "P=4 lanes, 6-bit addresses; any descriptor, any data"
 CONV_POSITIONS = ("P=4 lanes, 6-bit addresses, read latency 1; 1x1 conv, a 1x2 map of 1 input word per "

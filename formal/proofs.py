@@ -232,7 +232,7 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("product_4_bits", "k*v is kept in 4 bits (D*D = 16 needs 5)",
                          '"prod": data.ArrayLayout(5, P)', '"prod": data.ArrayLayout(4, P)')),
     Proof("mb_counters", "(e) counters == engine_cycles.memory_build_cost model: busy == MB_OVERHEAD + steps, "
-          "reads == steps (no stall counters)", MB, accel_units.MB_ANY, accel_units.mb_counters, "bmc", 24,
+          "reads == steps (no stall counters)", MB, accel_units.MB_ANY, accel_units.mb_counters, "bmc", 24, fast=True,
           mutants=mutant("busy_misses_take", "the descriptor's take cycle is not counted as busy",
                          "ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(running)",
                          "ctr.inc.busy.eq(active), ctr.inc.reads.eq(running)")),
