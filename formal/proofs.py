@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from spiketrack.formal import accel, encoder, link, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
+from spiketrack.formal import accel, accel_units, encoder, link, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
 from spiketrack.formal.mutants import Mutant, load
 from spiketrack.formal.sby import ProofResult, run_sby
 
@@ -49,6 +49,9 @@ class Proof:
         counterexample from reset), so mutants always run as BMC, deep enough to reach the bug.
     fast : bool
         Runs in the default test suite (a few seconds); the others carry the ``formal`` marker.
+    flatten : bool
+        Flatten the design first (logic that reaches no property is removed, see
+        :func:`spiketrack.formal.sby.run_sby`).
     """
 
     name: str
@@ -63,19 +66,20 @@ class Proof:
     solver: str = "yices"
     mutant_depth: int = 20
     fast: bool = False
+    flatten: bool = False
 
 
 def run_proof(proof: Proof, *, timeout: int = 600) -> ProofResult:
     """Run ``proof`` on the real unit."""
     return run_sby(proof.name, proof.build(load(proof.unit)), mode=proof.mode, depth=proof.depth,
-                   solver=proof.solver, timeout=timeout, cut=proof.cut)
+                   solver=proof.solver, timeout=timeout, cut=proof.cut, flatten=proof.flatten)
 
 
 def run_mutant(proof: Proof, mutant: Mutant, *, timeout: int = 600) -> ProofResult:
     """Run ``proof`` on ``mutant`` (one of ``proof.mutants``; expected verdict: ``FAIL``)."""
     depth = proof.depth if proof.mode == "bmc" else proof.mutant_depth
     return run_sby(f"{proof.name}__{mutant.name}", proof.build(load(proof.unit, mutant)),
-                   mode="bmc", depth=depth, solver=proof.solver, timeout=timeout, cut=proof.cut)
+                   mode="bmc", depth=depth, solver=proof.solver, timeout=timeout, cut=proof.cut, flatten=proof.flatten)
 
 
 ENC = "spiketrack.hw.spike_encoder"
@@ -190,6 +194,48 @@ PROOFS = {p.name: p for p in [
                          "two cycles before its write",
                          "        with m.If(wst.op_end):\n            m.d.sync += active.eq(0)",
                          "        with m.If(s1.valid & s1.op_end):\n            m.d.sync += active.eq(0)")),
+    Proof("conv_saturation", "(c) saturation counted exactly: counters.saturated == the lanes the requantiser "
+          "clamps (its value out of the 16-bit range) + the residual adds that clamp + the NI-LIF membrane clamps",
+          CONV, accel_units.CONV_ANY, accel_units.conv_saturation, "bmc", 40, flatten=True,
+          mutants=mutant("requant_sat_uncounted", "clamps of the requantiser are not counted",
+                         "m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))",
+                         "m.d.sync += sat_flags.eq(Cat(Const(0, P), r2.sat, nl.o_sat))")),
+    Proof("conv_counters", "(e) counters == engine_cycles.conv_cost model: busy == CONV_OVERHEAD + sum over output "
+          "words of max(GROUP_MIN, sum max(1, nnz)) (the op's first word its own count); words, events "
+          "(no stall counters: no output stream, no memory waits)",
+          CONV, accel_units.CONV_POSITIONS, accel_units.conv_counters, "bmc", 36, flatten=True,
+          mutants=mutant("no_group_spacing", "output words are not spaced GROUP_MIN cycles apart (the scanner "
+                         "never holds a group's last word)",
+                         "hold = hd.t.group_end & done_word & ~cool_zero", "hold = Const(0)")),
+    Proof("vec_add_saturation", "(c) ADD: each lane written == clamp(a + b) computed without truncation, "
+          "counters.saturated == clamped lanes", VEC, accel_units.VEC_ADD, accel_units.vec_add_saturation,
+          "bmc", 26,
+          mutants=(Mutant("add_sat_uncounted", "clamps of an ADD are not counted",
+                          "add_sat = v1.valid & ((neuron & d.const) | (d.mode == VecMode.ADD))",
+                          "add_sat = v1.valid & neuron & d.const"),
+                   Mutant("add_wraps", "a + b is formed in 16 bits (wraps before the clamp)",
+                          '"sum": lanes_of(signed(B + 1))', '"sum": lanes_of(signed(B))'))),
+    Proof("vec_saturation", "(c) saturation counted exactly, every mode: counters.saturated == the lanes whose "
+          "add (ADD, NEURON with the table) or requantised pooling sum leaves the 16-bit range + the NI-LIF "
+          "membrane clamps", VEC, accel_units.VEC_ANY_DESC, accel_units.vec_saturation, "bmc", 40, flatten=True,
+          mutants=mutant("pool_sat_uncounted", "clamps of the pooling requantiser are not counted",
+                         "m.d.sync += sat_flags.eq(Cat(v2.sat, pool_sat, nl.o_sat))",
+                         "m.d.sync += sat_flags.eq(Cat(v2.sat, Const(0, P), nl.o_sat))")),
+    Proof("vec_counters", "(e) counters == engine_cycles.vector_cost model: busy == VECTOR_OVERHEAD + words*R, "
+          "reads == words*(1 for NEURON, else R) (no stall counters)", VEC, accel_units.VEC_ANY,
+          accel_units.vec_counters, "bmc", 36,
+          mutants=mutant("neuron_word_3_cycles", "a NEURON word takes NILIF_STAGES - 1 cycles",
+                         "Mux(neuron, NILIF_STAGES, 1))", "Mux(neuron, NILIF_STAGES - 1, 1))")),
+    Proof("mb_accumulate", "(c) no product or accumulator wraps: each template-memory line written == sum_n k*v "
+          "computed without truncation (levels <= D)", MB, accel_units.MB_SMALL, accel_units.mb_accumulate,
+          "bmc", 20,
+          mutants=mutant("product_4_bits", "k*v is kept in 4 bits (D*D = 16 needs 5)",
+                         '"prod": data.ArrayLayout(5, P)', '"prod": data.ArrayLayout(4, P)')),
+    Proof("mb_counters", "(e) counters == engine_cycles.memory_build_cost model: busy == MB_OVERHEAD + steps, "
+          "reads == steps (no stall counters)", MB, accel_units.MB_ANY, accel_units.mb_counters, "bmc", 24, fast=True,
+          mutants=mutant("busy_misses_take", "the descriptor's take cycle is not counted as busy",
+                         "ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(running)",
+                         "ctr.inc.busy.eq(active), ctr.inc.reads.eq(running)")),
     Proof("accel_rsp_stream", STREAM.format("o_rsp"), TOP, accel.TOP_GEOMETRY, accel.rsp_stream, "prove", 2,
           cut=accel.TOP_CUT, mutant_depth=14,
           mutants=(Mutant("reply_overwrites", "a new reply word is written while the previous one is stalled",

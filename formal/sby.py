@@ -162,7 +162,7 @@ def _check_messages(il_text: str) -> dict[str, str]:
 
 
 def run_sby(name: str, harness, *, mode: str = "bmc", depth: int = 20, solver: str = "yices",
-            timeout: int = 600, cut=(), root: Path | None = None) -> ProofResult:
+            timeout: int = 600, cut=(), flatten: bool = False, root: Path | None = None) -> ProofResult:
     """Prove the properties of ``harness`` with SymbiYosys.
 
     Parameters
@@ -185,6 +185,9 @@ def run_sby(name: str, harness, *, mode: str = "bmc", depth: int = 20, solver: s
         Submodules (paths below the harness, e.g. ``"dut.ctr"``) whose outputs are replaced by
         free values (yosys ``cutpoint``): state a property does not depend on, removed to keep
         the solver fast. A property that passes with a cut also holds without it.
+    flatten : bool
+        Flatten the design before the proof (``prep -flatten``), so that logic which reaches no
+        property (a unit's datapath in a counter proof) is removed before the solver sees it.
     root : Path, optional
         Folder that holds the proof folders (default :func:`formal_root`).
 
@@ -208,7 +211,7 @@ def run_sby(name: str, harness, *, mode: str = "bmc", depth: int = 20, solver: s
         f"[engines]\nsmtbmc {solver}\n\n"
         "[script]\nread_rtlil design.il\n"
         + "".join(f"cutpoint top.{c}\n" for c in cut)
-        + "prep -top top\n\n"
+        + f"prep -top top{' -flatten' if flatten else ''}\n\n"
         "[files]\ndesign.il\n")
     t0 = time.monotonic()
     proc = subprocess.run(["yowasp-sby", "-f", "proof.sby"], cwd=workdir, env=env, text=True,

@@ -1,4 +1,4 @@
-"""Formal proofs of the accelerator that ships (formal/accel.py, formal/link.py; docs/formal.md).
+"""Formal proofs of the accelerator that ships (formal/accel.py, accel_units.py, link.py; docs/formal.md).
 
 The proofs and their mutants are registered in ``formal/proofs.py`` (so ``make formal`` and
 ``python -m spiketrack.formal`` run them, and ``tests/test_formal_proofs.py`` checks PASS / FAIL).
@@ -32,12 +32,22 @@ EXPECTED = {
     ("link_rejects", "crc_check_skipped"): "o_cmd.never_bad_crc",
     ("link_rejects", "kind_check_skipped"): "o_cmd.never_unknown_command",
     ("link_rejects", "write_without_address"): "o_cmd.never_bad_length",
+    # (c) and (e) of the units (formal/accel_units.py)
+    ("conv_saturation", "requant_sat_uncounted"): "counters.saturated_exact",
+    ("conv_counters", "no_group_spacing"): "counters.busy_model",
+    ("vec_add_saturation", "add_sat_uncounted"): "counters.saturated_exact",
+    ("vec_add_saturation", "add_wraps"): "out.exact_value",
+    ("vec_saturation", "pool_sat_uncounted"): "counters.saturated_exact",
+    ("vec_counters", "neuron_word_3_cycles"): "counters.busy_model",
+    ("mb_accumulate", "product_4_bits"): "out.exact_sum",
+    ("mb_counters", "busy_misses_take"): "counters.busy_model",
 }
 
 
 def test_every_accel_mutant_has_an_expected_property():
     names = {"conv_contract", "vec_contract", "mb_contract", "accel_rsp_stream", "accel_template_write",
-             "link_stream", "uart_stream", "link_crc_step", "link_rejects"}
+             "link_stream", "uart_stream", "link_crc_step", "link_rejects", "conv_saturation", "conv_counters",
+             "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"}
     registered = {(n, mu.name) for n in names for mu in PROOFS[n].mutants}
     assert registered == set(EXPECTED)
 
