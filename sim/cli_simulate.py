@@ -58,6 +58,8 @@ def summarise(rep: dict, frames: int) -> dict:
             "fps_at_100mhz": round(100e6 / cyc, 2) if cyc else None,
             "seconds_per_frame": round(sum(v["wall_s"] for v in search) / max(1, len(search)), 2),
             "template_seconds": round(rep["per_pass"].get("template_update", {}).get("wall_s", 0.0), 2),
+            "cpu_seconds_per_frame": round(sum(v.get("cpu_s", 0.0) for v in search) / max(1, len(search)), 2),
+            "template_cpu_seconds": round(rep["per_pass"].get("template_update", {}).get("cpu_s", 0.0), 2),
             "seconds": rep["seconds"],
             "counters_per_frame": {k: round(sum(v["counters"].get(k, 0) for v in search) / max(1, len(search)))
                                    for k in (search[0]["counters"] if search else {})}}

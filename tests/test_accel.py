@@ -186,6 +186,12 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     assert t["counters"]["descriptors"] == ap.programs["template_update"][1]
     assert s["counters"]["descriptors"] == ap.programs["search_frame"][1]
     assert s["counters"]["guard_blocked"] == 0 and s["counters"]["st_writes"] > 0
+    # the headline figures: cycles per frame and the simulator's wall and CPU time per pass
+    from spiketrack.sim.cli_simulate import summarise
+
+    head = summarise(r, 1)
+    assert head["cycles_per_frame"] == s["cycles"] == s["predicted_cycles"]
+    assert head["cpu_seconds_per_frame"] == round(s["cpu_s"], 2) and s["cpu_s"] > 0 and t["cpu_s"] > 0
     # every memory access counter equals the model's prediction (what the energy figures use)
     from spiketrack.sim.accel_sim import golden_passes
 
