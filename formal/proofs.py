@@ -244,9 +244,9 @@ PROOFS = {p.name: p for p in [
                           "with m.If(self.o_rsp.valid & self.o_rsp.ready):", "with m.If(self.o_rsp.valid):"))),
     Proof("accel_template_write", "(b) during a search run no template slot (template-memory row below the "
           "guard) is written, and neither the run kind nor the guard changes while a run lasts",
-          TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=24,
+          TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=34,
           mutants=(Mutant("guard_ignored", "the memory builder's writes are not blocked below the guard",
-                          "running & (cur == Unit.MB) & mb.out_en & ~tm_blocked)", "running & (cur == Unit.MB) & mb.out_en)"),
+                          "act[Unit.MB] & mb.out_en & ~tm_blocked)", "act[Unit.MB] & mb.out_en)"),
                    Mutant("guard_while_running", "a GUARD command is accepted while a run is in progress",
                           "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)\n"
                           "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)",
