@@ -69,6 +69,11 @@ def run(args) -> int:
     except CompileError as e:
         raise UserError(str(e)) from None
     rep = result["report"]
+    from spiketrack.model.checkpoint import resolve_checkpoint
+    from spiketrack.quant.precision import precision_block
+
+    # the weight precision and, for the network its table was measured on, the AUC of each precision
+    rep["precision"] = precision_block(net, rep["weight_bits"], None if args.artifact else resolve_checkpoint(None))
     write_compiled(result, sha, args.out)
     if args.json:
         print(json.dumps(rep, default=str))
@@ -78,6 +83,12 @@ def run(args) -> int:
               f"P = {rep['lanes']}, int{rep['weight_bits']} weights")
         print(f"  cycles: template update {rep['predicted_cycles']['template_update']}, search frame "
               f"{rep['predicted_cycles']['search_frame']} ({rep['fps_at_100mhz']} fps at 100 MHz)")
+        pr = rep["precision"]
+        wb = pr["weight_bits"]
+        print(f"  weight precision {'int' if isinstance(wb, int) else ''}{wb}: " + (
+            f"AUC on {pr['dataset']} ({pr['sequences']} sequences) "
+            + ", ".join(f"{k} {v:.3f}" for k, v in pr["auc"].items())
+            + f" ({pr['table_file']})" + (f"; {pr['note']}" if "note" in pr else "") if pr["matches"] else pr["note"]))
         print(f"  block RAM: {m['ebr_used']} / {m['ebr_total']} EBR -> {'fits' if rep['fits'] else 'does NOT fit'}")
         ext = rep["external"]
         if ext["buffers"]:

@@ -213,6 +213,10 @@ def test_compile_cli_refuses_a_network_that_does_not_fit(small_net, tmp_path, ca
     rep = json.loads(out)
     assert rc == 1 and rep["fits"] is False and rep["board"] == "icebreaker"
     assert "does not fit icebreaker" in err and "weights" in err and "short by" in err
+    # not the network the shipped precision table was measured for: its precision, no AUC figures
+    pr = rep["precision"]
+    assert pr["weight_bits"] == rep["weight_bits"] and pr["matches"] is False and pr["auc"] is None
+    assert "was measured for edge-t3-qat8.pt, not for this network" in pr["note"]
     rc = main(["compile", "--artifact", str(art), "--board", "ulx3s-85f", "--calibration-frames", "0",
                "--out", str(tmp_path / "ecp5"), "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["fits"] is True
