@@ -215,9 +215,11 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     watcher.start()
     try:
         # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build;
-        # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning)
+        # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning);
+        # --detailed-timing-report: every sink's arrival time in report.json (tools/late_endpoints.py)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
-                              nextpnr_opts=(["--router", "router2"] if fam == "ecp5" else []) + ["--timing-allow-fail"])
+                              nextpnr_opts=(["--router", "router2"] if fam == "ecp5" else [])
+                              + ["--timing-allow-fail", "--detailed-timing-report"])
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}
