@@ -101,16 +101,21 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
 
 def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1) -> int:
     """Flip-flops of one :class:`~spiketrack.hw.banked_memory.BankedMemory`: per read port the
-    registered address and enable, one data register per bank, the output register and two bank
-    selects (one bank: the address and enable twice and one data register); the write port's
-    address, data and one enable per bank."""
-    from spiketrack.hw.banked_memory import BANK_ROWS
+    registered address and enable (once more per OR step the memory does not need), per bank an
+    address, an enable, a read flag and a data register, and the OR steps' group registers; the
+    write port's address, data and one enable per bank."""
+    from spiketrack.hw.banked_memory import BANK_ROWS, MAX_OR_LEVELS, OR_GROUP, or_levels
 
-    banks = math.ceil(depth / BANK_ROWS)
-    if banks == 1:   # one bank: the address registered twice, one data register
-        return read_ports * (2 * (addr_bits + 1) + width) + addr_bits + width + 1
-    sel = (banks - 1).bit_length()
-    return read_ports * (addr_bits + 1 + width * (banks + 1) + 2 * sel) + addr_bits + width + banks
+    rows = min(BANK_ROWS, 1 << max(0, (depth - 1).bit_length()))
+    banks = math.ceil(depth / rows)
+    levels = or_levels(banks)
+    lo = (rows - 1).bit_length()
+    ors, n = 0, banks
+    for _ in range(levels):
+        n = math.ceil(n / OR_GROUP)
+        ors += n * width
+    per_port = (MAX_OR_LEVELS - levels + 1) * (addr_bits + 1) + banks * (lo + 2 + width) + ors
+    return read_ports * per_port + addr_bits + width + banks
 
 
 def board_network(compiled: str | None = None, board: str | None = None):

@@ -42,11 +42,11 @@ __all__ = ["CONV_ANY", "CONV_POSITIONS", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "
 CONV_ANY = "P=4 lanes, 6-bit addresses; any descriptor, any data"
 CONV_POSITIONS = ("P=4 lanes, 6-bit addresses, read latency 1; 1x1 conv, a 1x2 map of 1 input word per "
                   "position or a 1x1 map of 1 or 2 words, one chunk, T=1; any input data")
-VEC_ADD = "P=2 lanes, 6-bit addresses; ADD ops, T=1..2, 1x1 or 1x2 map, one chunk; any 16-bit operands"
-VEC_ANY_DESC = "P=2 lanes, 6-bit addresses; any descriptor, any data"
-VEC_ANY = "P=2 lanes, 6-bit addresses; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window 1..2 x 1..2"
-MB_SMALL = "P=2 lanes, 6-bit addresses; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
-MB_ANY = "P=2 lanes, 6-bit addresses; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
+VEC_ADD = "P=2 lanes, 6-bit addresses, read latency 1; ADD ops, T=1..2, 1x1 or 1x2 map, one chunk; any 16-bit operands"
+VEC_ANY_DESC = "P=2 lanes, 6-bit addresses, read latency 1; any descriptor, any data"
+VEC_ANY = "P=2 lanes, 6-bit addresses, read latency 1; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window 1..2 x 1..2"
+MB_SMALL = "P=2 lanes, 6-bit addresses, read latency 1; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
+MB_ANY = "P=2 lanes, 6-bit addresses, read latency 1; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
 
 HI, LO = (1 << 15) - 1, -(1 << 15)   # the 16-bit stream range (STREAM_BITS)
 
@@ -83,7 +83,8 @@ def _clamp(v):
 
 # ---------------------------------------------------------------------------------------------- conv engine
 
-CONV_LATENCY = 1   # read latency of the conv engine's memories in its proofs (the top's are 4)
+CONV_LATENCY = 1   # read latency of the units' memories in their proofs (the top's: READ_LATENCY)
+UNIT_LATENCY = CONV_LATENCY
 
 
 def _conv(hw):
@@ -151,7 +152,7 @@ def conv_counters(hw) -> Module:
     from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import CONV_OVERHEAD, GROUP_MIN
 
-    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - CONV_LATENCY)   # 23 + 2 * read latency
+    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - CONV_LATENCY)   # 25 + 2 * read latency
 
     dut = _conv(hw)
     P, L = dut.lanes, dut.read_latency
@@ -190,7 +191,7 @@ def conv_counters(hw) -> Module:
 # ---------------------------------------------------------------------------------------------- vector unit
 
 def _vec(hw):
-    return hw.VectorUnit(lanes=2, addr_bits=6)
+    return hw.VectorUnit(lanes=2, addr_bits=6, read_latency=UNIT_LATENCY)
 
 
 def vec_add_saturation(hw) -> Module:
@@ -246,7 +247,7 @@ def vec_saturation(hw) -> Module:
     any_environment(m, dut)
     lanes = lambda shape: data.ArrayLayout(shape, P)
     head = {"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes(signed(16))}
-    v1 = data.View(data.StructLayout({**head, "sum": lanes(signed(17)), "yh": lanes(signed(33)), "fused": lanes(3)}),
+    v1 = data.View(data.StructLayout({**head, "sum": lanes(signed(17)), "yh": lanes(signed(33)), "fbits": lanes(D)}),
                    signal_named(body, "v1b"))
     v2 = data.View(data.StructLayout({**head, "added": lanes(signed(16)), "pool": lanes(signed(48)), "fused": lanes(3),
                                       "sat": P}), signal_named(body, "v2"))
@@ -268,7 +269,10 @@ def vec_counters(hw) -> Module:
     since reset: per op ``VECTOR_OVERHEAD + words · R`` cycles, ``R = NEURON_WORD_CYCLES`` (NEURON),
     1 (ADD), ``r_y·r_x`` (POOL), ``r_y = T_in`` (FUSION); ``words = T_out·ho·wo·chunks``
     (``T_out = 1`` for FUSION); ``reads`` of ``a`` ``words`` for NEURON, ``words · R`` otherwise."""
+    from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import NEURON_WORD_CYCLES, VECTOR_OVERHEAD
+
+    overhead = VECTOR_OVERHEAD - (READ_LATENCY - UNIT_LATENCY)   # 14 + read latency
 
     dut = _vec(hw)
     m = under_proof(dut)
@@ -284,7 +288,7 @@ def vec_counters(hw) -> Module:
     reads_per_word = Mux(p.mode == Mode.NEURON, 1, r)
     busy, reads = Signal(32), Signal(32)
     with m.If(take):
-        m.d.sync += [busy.eq(busy + VECTOR_OVERHEAD + words * r), reads.eq(reads + words * reads_per_word)]
+        m.d.sync += [busy.eq(busy + overhead + words * r), reads.eq(reads + words * reads_per_word)]
     ctr = dut.counters
     with m.If(_settled(m, dut)):
         m.d.comb += [Assert(ctr.busy == busy, "counters.busy_model"), Assert(ctr.reads == reads, "counters.reads_model")]
@@ -294,7 +298,7 @@ def vec_counters(hw) -> Module:
 # ---------------------------------------------------------------------------------------------- memory builder
 
 def _mb(hw):
-    return hw.MemoryBuilder(lanes=2, addr_bits=6)
+    return hw.MemoryBuilder(lanes=2, addr_bits=6, read_latency=UNIT_LATENCY)
 
 
 def mb_accumulate(hw) -> Module:
@@ -343,7 +347,10 @@ def mb_counters(hw) -> Module:
     """(e) ``busy`` and ``reads`` equal ``engine_cycles.memory_build_cost``'s model summed over
     the ops since reset: per op ``MB_OVERHEAD + steps`` cycles and ``steps`` reads,
     ``steps = T · heads · cpg · d_h · N``."""
+    from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import MB_OVERHEAD
+
+    overhead = MB_OVERHEAD - (READ_LATENCY - UNIT_LATENCY)   # 5 + read latency
 
     dut = _mb(hw)
     m = under_proof(dut)
@@ -356,7 +363,7 @@ def mb_counters(hw) -> Module:
     take = dut.i_desc.valid & dut.i_desc.ready
     busy, reads = Signal(32), Signal(32)
     with m.If(take):
-        m.d.sync += [busy.eq(busy + MB_OVERHEAD + steps), reads.eq(reads + steps)]
+        m.d.sync += [busy.eq(busy + overhead + steps), reads.eq(reads + steps)]
     ctr = dut.counters
     with m.If(_settled(m, dut)):
         m.d.comb += [Assert(ctr.busy == busy, "counters.busy_model"), Assert(ctr.reads == reads, "counters.reads_model")]

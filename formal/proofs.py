@@ -211,7 +211,7 @@ PROOFS = {p.name: p for p in [
           "counters.saturated == clamped lanes", VEC, accel_units.VEC_ADD, accel_units.vec_add_saturation,
           "bmc", 26,
           mutants=(Mutant("add_sat_uncounted", "clamps of an ADD are not counted",
-                          "add_sat = v1.valid & ((neuron & d.const) | (d.mode == VecMode.ADD))",
+                          "add_sat = v1.valid & ((neuron & d.const) | is_add)",
                           "add_sat = v1.valid & neuron & d.const"),
                    Mutant("add_wraps", "a + b is formed in 16 bits (wraps before the clamp)",
                           '"sum": lanes_of(signed(B + 1))', '"sum": lanes_of(signed(B))'))),

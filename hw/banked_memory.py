@@ -1,18 +1,23 @@
 """Block-RAM memories with registered ports: the accelerator's memories at the core clock.
 
-A memory of the accelerator spans up to ~50 block RAMs spread over the device. Read straight
-from the units, one clock period would hold the address's route to the farthest block RAM, the
-block RAM's clock-to-output (5.6 ns on an ECP5 of speed grade 6), the depth multiplexer and the
-route back. :class:`BankedMemory` cuts that into register-to-register steps that each hold one
-route or one multiplexer:
+A memory of the accelerator spans up to 64 banks of block RAM spread over the device. Read
+straight from the units, one clock period would hold the address's route to the farthest block
+RAM, the block RAM's clock-to-output (5.6 ns on an ECP5 of speed grade 6; Yosys maps the read port
+without the block RAM's output register), the depth multiplexer and the route back.
+:class:`BankedMemory` cuts a read into register-to-register steps that each hold one route and at
+most one small gate:
 
-1. the read address and enable are registered (the register drives only the block RAMs);
-2. the block RAM reads (a synchronous read port);
-3. each bank's read data is registered next to the bank;
-4. the bank selected by the registered address is multiplexed into the output register.
+1. the read address and enable are registered (these registers drive only step 2);
+2. each bank has its own address and enable registers (loaded only when the read is for that
+   bank, so no two are alike and synthesis keeps one copy next to each bank);
+3. the block RAM reads (a synchronous read port);
+4. each bank's read data is registered next to the bank, cleared when the bank was not read (the
+   register's synchronous reset: no logic between the block RAM and the register);
+5. the banks' data are ORed in groups of :data:`OR_GROUP` banks into a register per group;
+6. the groups are ORed into the output register.
 
-A memory of one bank has nothing to multiplex: its address is registered twice instead (steps 1
-and 4 swapped), which keeps the latency with fewer flip-flops than a second data register.
+A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank none: their
+address is registered once more per missing step (before step 1) instead, which keeps the latency.
 
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
@@ -27,15 +32,25 @@ cycles their enables announced (``hw/conv_engine.py``, ``hw/vector_unit.py``,
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "delay"]
+__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "delay"]
 
-READ_LATENCY = 4   #: cycles from a read address to its data (address, block RAM, bank, output registers)
+READ_LATENCY = 6   #: cycles from a read address to its data (address, bank address, block RAM, bank, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
+OR_GROUP = 8       #: banks ORed into one group register (two OR steps reach 64 banks: 16 address bits)
+MAX_OR_LEVELS = READ_LATENCY - 4
+
+
+def or_levels(banks: int) -> int:
+    """OR steps after the banks' data registers for ``banks`` banks (0, 1 or 2)."""
+    levels, n = 0, banks
+    while n > 1:
+        n, levels = -(-n // OR_GROUP), levels + 1
+    return levels
 
 
 def delay(m: Module, value, cycles: int, name: str = "d"):
@@ -46,6 +61,14 @@ def delay(m: Module, value, cycles: int, name: str = "d"):
         m.d.sync += nxt.eq(v)
         v = nxt
     return v
+
+
+def _or_all(values):
+    """The OR of a list of equally wide values."""
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 class BankedMemory(wiring.Component):
@@ -88,6 +111,10 @@ class BankedMemory(wiring.Component):
             raise ValueError(f"{len(init)} initial rows for a memory of depth {depth}")
         self.bank_rows = min(bank_rows, 1 << max(0, (depth - 1).bit_length()))
         R = self.bank_rows
+        if or_levels(-(-depth // R)) > MAX_OR_LEVELS:
+            self._MustUse__silence = True
+            raise ValueError(f"depth {depth} needs {-(-depth // R)} banks of {R} rows: more than the "
+                             f"{OR_GROUP ** MAX_OR_LEVELS} that {MAX_OR_LEVELS} OR steps reach")
         self.banks = [Memory(shape=width, depth=min(R, depth - b * R), init=init[b * R:(b + 1) * R])
                       for b in range((depth + R - 1) // R)]
         sig = {}
@@ -117,8 +144,8 @@ class BankedMemory(wiring.Component):
             m.submodules[f"bank{b}"] = mem
 
         # ---------------------------------------------------------------- write port (registered)
-        wa = Signal(self.addr_bits)
-        wd = Signal(self.width)
+        wa = Signal(self.addr_bits, reset_less=True)
+        wd = Signal(self.width, reset_less=True)
         m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
         w_hi, _ = self._bank_of(self.w_addr)
         _, wa_lo = self._bank_of(wa)
@@ -131,28 +158,36 @@ class BankedMemory(wiring.Component):
             we.append(e)
         m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
 
-        # ---------------------------------------------------------------- read ports (latency 4)
+        # ---------------------------------------------------------------- read ports (READ_LATENCY)
+        levels = or_levels(nb)
         for i in range(self.read_ports):
             addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
-            a1, e1 = Signal(self.addr_bits, name=f"r{i}_a1"), Signal(name=f"r{i}_e1")
-            m.d.sync += [a1.eq(addr), e1.eq(en)]
-            if nb == 1:   # one bank: the address registered twice instead of the data (fewer bits)
-                a1, e1 = delay(m, a1, 1, f"r{i}_a2"), delay(m, e1, 1, f"r{i}_e2")
+            # steps the OR tree does not need: the address and enable registered again up front
+            a0 = delay(m, addr, MAX_OR_LEVELS - levels, f"r{i}_ap")
+            e0 = delay(m, en, MAX_OR_LEVELS - levels, f"r{i}_ep")
+            a1, e1 = Signal(self.addr_bits, name=f"r{i}_a1", reset_less=True), Signal(name=f"r{i}_e1")
+            m.d.sync += [a1.eq(a0), e1.eq(e0)]
             hi, lo = self._bank_of(a1)
             outs = []
             for b, mem in enumerate(self.banks):
                 rp = mem.read_port()
-                q = Signal(self.width, name=f"r{i}_q{b}")
-                m.d.comb += [rp.addr.eq(lo), rp.en.eq(e1 & (hi == b))]
-                m.d.sync += q.eq(rp.data)
+                ab, eb = Signal(len(lo), name=f"r{i}_a_b{b}", reset_less=True), Signal(name=f"r{i}_e_b{b}")
+                mine = e1 & (hi == b) if nb > 1 else e1
+                m.d.sync += eb.eq(mine)
+                with m.If(mine):
+                    m.d.sync += ab.eq(lo)
+                m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
+                read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
+                m.d.sync += read.eq(eb)
+                q = Signal(self.width, name=f"r{i}_q{b}", reset_less=True)   # cleared by ``read``
+                m.d.sync += q.eq(Mux(read, rp.data, 0))
                 outs.append(q)
-            if nb == 1:
-                m.d.comb += data.eq(outs[0])
-            else:
-                with m.Switch(delay(m, hi, 2, name=f"r{i}_sel")):
-                    for b, q in enumerate(outs):
-                        with m.Case(b):
-                            m.d.sync += data.eq(q)
-                    with m.Default():
-                        m.d.sync += data.eq(0)
+            for lvl in range(levels):   # OR steps: groups of OR_GROUP registers into one register
+                nxt = []
+                for g in range(0, len(outs), OR_GROUP):
+                    o = Signal(self.width, name=f"r{i}_or{lvl}_{g // OR_GROUP}", reset_less=True)
+                    m.d.sync += o.eq(_or_all(outs[g:g + OR_GROUP]))
+                    nxt.append(o)
+                outs = nxt
+            m.d.comb += data.eq(outs[0])
         return m

@@ -324,10 +324,11 @@ class ConvEngine(wiring.Component):
         in_pos, in_rowa, in_tap, in_cur = (Signal(A, name=n) for n in ("in_pos", "in_rowa", "in_tap", "in_cur"))
         w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_pos", "w_rowa", "w_tap", "w_g"))
         o_cur = Signal(A)                  # output word offset: position + t·o_t
-        fifo_level = Signal(range(FD + 1))
         f1_valid, f2_valid = Signal(), Signal()
-        credit = Signal(range(FD + 1))   # = fifo_level + words in flight, kept as a register
-        issue = cur_valid & (credit <= FD - 1)
+        # words in flight + in the ring + in the head register, kept as a register; the ring holds
+        # FD words and the head one, so FD + 1 may be outstanding
+        credit = Signal(range(FD + 2))
+        issue = cur_valid & (credit <= FD)
         # g == wpg_m1, kx_i == nx_m1, ky_i == ny_m1, t == T_m1 kept as registers, set with the
         # counters (the compares fed the queue pop and every counter's enable in one cycle: the
         # ULX3S critical path); nx_one / ny_one: the position's nx_m1 / ny_m1 are 0
@@ -385,21 +386,30 @@ class ConvEngine(wiring.Component):
         levels_in = [f2.w[3 * j:3 * j + 3] for j in range(P)]
         pixels_in = [f2.w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
         f2_nz = Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in]))
-        fe = [Signal(slot, name=f"fifo{i}") for i in range(FD)]   # shift FIFO: the head is fe[0]
+        # a ring of FD words (written at wp from registers: its enables do not depend on the scanner)
+        # behind a head register that the scanner reads; a pop loads the head from the ring
+        fe = [Signal(slot, name=f"fifo{i}") for i in range(FD)]
+        wp, rp, n_ring = Signal(range(FD), name="ring_wp"), Signal(range(FD), name="ring_rp"), Signal(range(FD + 1))
+        hd, hd_valid = Signal(slot, name="fifo_head"), Signal(name="head_valid")
         pop = Signal()
         new = Signal(slot)
         m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(f2_nz, 1))]
+        with m.If(f2_valid):
+            for i in range(FD):
+                with m.If(wp == i):
+                    m.d.sync += fe[i].eq(new)
+            m.d.sync += wp.eq(Mux(wp == FD - 1, 0, wp + 1))
+        load_head = (~hd_valid | pop) & (n_ring != 0)
+        ring_out = Signal(slot)
         for i in range(FD):
-            here = f2_valid & Mux(pop, fifo_level == i + 1, fifo_level == i)
-            with m.If(here):
-                m.d.sync += fe[i].eq(new)
-            with m.Elif(pop):
-                if i + 1 < FD:
-                    m.d.sync += fe[i].eq(fe[i + 1])
-        m.d.sync += [fifo_level.eq(fifo_level + f2_valid - pop), credit.eq(credit + issue - pop)]
+            with m.If(rp == i):
+                m.d.comb += ring_out.eq(fe[i])
+        with m.If(load_head):
+            m.d.sync += [hd.eq(ring_out), rp.eq(Mux(rp == FD - 1, 0, rp + 1))]
+        m.d.sync += [hd_valid.eq(load_head | (hd_valid & ~pop)), n_ring.eq(n_ring + f2_valid - load_head),
+                     credit.eq(credit + issue - pop)]
 
         # ---------------------------------------------------------------- level scanner -> e1
-        hd = fe[0]
         levels = [hd.w[3 * j:3 * j + 3] for j in range(P)]
         pixels = [hd.w[8 * c:8 * c + 8] for c in range(3)]
         started, rem, rem_single = Signal(), Signal(P), Signal()
@@ -413,7 +423,7 @@ class ConvEngine(wiring.Component):
         # needs that spacing (engine_cycles: a group costs max(NILIF_STAGES, its cycles))
         cool, cool_zero = Signal(range(NILIF_STAGES)), Signal(init=1)
         hold = hd.t.group_end & done_word & ~cool_zero
-        have = (fifo_level != 0) & ~hold
+        have = hd_valid & ~hold
         m.d.comb += pop.eq(have & done_word)
         with m.If(have):
             m.d.sync += [started.eq(~done_word), rem.eq(rest), rem_single.eq(_at_most(mask, 2))]
@@ -431,7 +441,8 @@ class ConvEngine(wiring.Component):
                 m.d.comb += lv_sel.eq(levels[jj] if jj >= 3 else Mux(d.stem, pixels[jj], levels[jj]))
         e1_tag = Signal(tag)
         m.d.comb += _assign(e1_tag, {"t": hd.t.t, "o": hd.t.o, "chunk": hd.t.chunk,
-                                     "group_end": hd.t.group_end & done_word, "op_end": hd.t.op_end & done_word,
+                                     "group_end": have & hd.t.group_end & done_word,
+                                     "op_end": have & hd.t.op_end & done_word,
                                      "w": hd.t.w + Mux(d.depthwise, 0, j)})
         m.d.sync += _assign(e1, {"valid": have, "ev": have & is_ev, "level": lv_sel, "levels": hd.w, "tag": e1_tag})
 
@@ -471,26 +482,28 @@ class ConvEngine(wiring.Component):
             m.d.sync += e3.prod[lane].eq((pt[0] + pt[1]) + (pt[2] + pt[3]))
 
         # ---------------------------------------------------------------- e3: accumulate (registers)
+        # ``ev`` and ``group_end`` are 0 in a cycle without a word (gated at e1), so the
+        # accumulators need no enable: acc <- group_end ? 0 : acc + (ev ? k·w : 0). r0 takes the
+        # group's sum and its table row every cycle (valid only with r0.valid), r1 adds the bias.
         acc = Signal(data.ArrayLayout(signed(Ba), P))
+        r0 = Signal(data.StructLayout({"valid": 1, "tag": tag, "s": data.ArrayLayout(signed(Ba), P),
+                                       "tab": TB * P, "res": STREAM_BITS * P}))
+        m.d.sync += [r0.valid.eq(e3.s.tag.group_end), r0.tag.eq(e3.s.tag), r0.tab.eq(e3.s.tab), r0.res.eq(e3.s.res)]
+        for lane in range(P):
+            s = (acc[lane] + Mux(e3.s.ev, e3.prod[lane], 0))[:Ba].as_signed()
+            m.d.sync += [acc[lane].eq(Mux(e3.s.tag.group_end, 0, s)), r0.s[lane].eq(s)]
         r1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(Ba + 1), P),
                                        "shift": data.ArrayLayout(signed(SHIFT_BITS), P),
                                        "half": data.ArrayLayout(unsigned(32), P),
                                        "res": data.ArrayLayout(signed(STREAM_BITS), P)}))
-        m.d.sync += r1.valid.eq(e3.s.valid & e3.s.tag.group_end)
+        m.d.sync += [r1.valid.eq(r0.valid), r1.tag.eq(r0.tag)]
         for lane in range(P):
-            s = (acc[lane] + Mux(e3.s.ev, e3.prod[lane], 0))[:Ba].as_signed()
-            row = e3.s.tab[TB * lane:TB * (lane + 1)]
-            with m.If(e3.s.valid):
-                with m.If(e3.s.tag.group_end):
-                    sh_row = row[Ba:].as_signed()
-                    sp_row = Mux(sh_row > 0, sh_row, 0).as_unsigned()[:5]
-                    m.d.sync += [acc[lane].eq(0), r1.x[lane].eq(s + row[:Ba].as_signed()),
-                                 r1.shift[lane].eq(sh_row),
-                                 r1.half[lane].eq(Mux(sh_row > 0, Const(1, unsigned(32)) << (sp_row - 1)[:5], 0)),
-                                 r1.res[lane].eq(e3.s.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
-                with m.Else():
-                    m.d.sync += acc[lane].eq(s)
-        m.d.sync += r1.tag.eq(e3.s.tag)
+            row = r0.tab[TB * lane:TB * (lane + 1)]
+            sh_row = row[Ba:].as_signed()
+            sp_row = Mux(sh_row > 0, sh_row, 0).as_unsigned()[:5]
+            m.d.sync += [r1.x[lane].eq(r0.s[lane] + row[:Ba].as_signed()), r1.shift[lane].eq(sh_row),
+                         r1.half[lane].eq(Mux(sh_row > 0, Const(1, unsigned(32)) << (sp_row - 1)[:5], 0)),
+                         r1.res[lane].eq(r0.res[STREAM_BITS * lane:STREAM_BITS * (lane + 1)].as_signed())]
 
         # ---------------------------------------------------------------- requantise + residual (§IS-5, §IS-6)
         # q1: y + 2**(s-1) (s > 0); q1b: >> s; q2: << -s; q3: clamp; r2: + residual, clamp

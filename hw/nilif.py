@@ -31,6 +31,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from spiketrack.hw.arith import clamp
 from spiketrack.quant.golden.neuron import D, LEVEL_BITS
 
 __all__ = ["NiLifPipeline", "NILIF_STAGES", "decay_term_layout"]
@@ -99,7 +100,7 @@ class NiLifPipeline(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P, B = self.lanes, self.bits
-        hi, lo = (1 << (B - 1)) - 1, -(1 << (B - 1))
+        hi = (1 << (B - 1)) - 1
         HB, SB = B + 2, B + 4         # membrane after the reset; the unclamped sum
 
         # per-op constants (three cycles after f_m / half_even; an op's first value reaches stage B
@@ -155,9 +156,9 @@ class NiLifPipeline(wiring.Component):
         m.d.sync += [sb.valid.eq(sa.valid), sb.update.eq(sa.update), sb.carry.eq(sa.carry), sb.x.eq(sa.x)]
         for i in range(P):
             s = sa.s[i]
-            over, under = s > hi, s < lo
-            m.d.sync += [sb.u[i].eq(Mux(over, hi, Mux(under, lo, s))),
-                         sb.sat[i].eq(sa.valid & sa.update & ~sa.t0 & (over | under)),
+            u, sat = clamp(s, B)     # the bit test of hw/arith (no carry chain beside the compares)
+            m.d.sync += [sb.u[i].eq(u),
+                         sb.sat[i].eq(sa.valid & sa.update & ~sa.t0 & sat),
                          sb.therm[i].eq(Cat(*[thr_on[j] & (s >= thr[j]) for j in range(D)]))]
 
         # stage C: level, soft reset, outputs

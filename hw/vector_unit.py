@@ -276,17 +276,27 @@ class VectorUnit(wiring.Component):
         lane = lambda word, i: word[B * i:B * (i + 1)].as_signed()
         lev = lambda word, i: word[3 * i:3 * i + 3]
         lanes_of = lambda shape: data.ArrayLayout(shape, P)
+        # per-op mode flags, registered in the setup cycle (no mode decode on a datapath)
+        is_add, is_pool, is_fus = Signal(), Signal(), Signal()
+        with m.If(setup):
+            m.d.sync += [is_add.eq(d.mode == VecMode.ADD), is_pool.eq(d.mode == VecMode.POOL),
+                         is_fus.eq(d.mode == VecMode.FUSION)]
+        # s1e: the value each lane adds, chosen and registered before the reduction's adder
+        s1e = Signal(data.StructLayout({"tag": tag, "v": lanes_of(signed(B)), "b": B * P, "c": B * P}))
+        m.d.sync += [s1e.tag.eq(s1d.tag), s1e.b.eq(s1d.b), s1e.c.eq(s1d.c)]
+        for i in range(P):
+            m.d.sync += s1e.v[i].eq(Mux(s1d.tag.hb, Mux(is_fus, lev(s1d.a, i), lane(s1d.a, i)), 0))
         acc = Signal(lanes_of(signed(B + 8)))
         r2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B + 8)),
                                        "b": lanes_of(signed(B)), "c": lanes_of(signed(B))}))
-        st = s1d.tag
+        st = s1e.tag
         m.d.sync += _assign(r2, {"valid": st.valid & st.end, "op_end": st.valid & st.op_end, "t": st.t, "o": st.o})
         for i in range(P):
-            v = Mux(st.hb, Mux(d.mode == VecMode.FUSION, lev(s1d.a, i), lane(s1d.a, i)), 0)
+            v = s1e.v[i]
             sm = Mux(st.first, v, Mux(hor, acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
             with m.If(st.valid):
                 m.d.sync += acc[i].eq(sm)
-            m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1d.b, i)), r2.c[i].eq(lane(s1d.c, i))]
+            m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1e.b, i)), r2.c[i].eq(lane(s1e.c, i))]
 
         # per-op constants (registered from the descriptor): pooling round/shift, fusion thresholds
         sh = d.shift.as_signed()
@@ -300,14 +310,14 @@ class VectorUnit(wiring.Component):
         # v1: x + b (add) or x + c (positional table), x + 2**(s-1) (pooling), fusion compares
         v1 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
                                        "sum": lanes_of(signed(B + 1)), "yh": lanes_of(signed(33)),
-                                       "fused": lanes_of(3)}))
+                                       "fbits": lanes_of(D)}))
         m.d.sync += _assign(v1, {"valid": r2.valid, "op_end": r2.op_end, "t": r2.t, "o": r2.o})
         for i in range(P):
             x = r2.x[i]
-            fused = sum(((x << 1) >= fthr[j - 1] for j in range(1, D + 1)), Const(0, 3))
-            m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(d.mode == VecMode.ADD, r2.b[i], r2.c[i])),
-                         v1.yh[i].eq(x + half_c), v1.fused[i].eq(fused)]
-        # v1b: the pooled value shifted right; v2: clamp the sum, shift the pooled value left
+            m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(is_add, r2.b[i], r2.c[i])),
+                         v1.yh[i].eq(x + half_c), v1.fbits[i].eq(Cat(*((x << 1) >= fthr[j - 1] for j in range(1, D + 1))))]
+        # v1b: the pooled value shifted right; v2: clamp the sum, shift the pooled value left, count
+        # the fusion thresholds passed
         v1b = Signal.like(v1)
         m.d.sync += v1b.eq(v1)
         for i in range(P):
@@ -316,25 +326,31 @@ class VectorUnit(wiring.Component):
         v2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
                                        "added": lanes_of(signed(B)), "pool": lanes_of(signed(33 + 15)),
                                        "fused": lanes_of(3), "sat": P}))
-        m.d.sync += _assign(v2, {"valid": v1.valid, "op_end": v1.op_end, "t": v1.t, "o": v1.o, "x": v1.x,
-                                 "fused": v1.fused})
-        add_sat = v1.valid & ((neuron & d.const) | (d.mode == VecMode.ADD))
+        m.d.sync += _assign(v2, {"valid": v1.valid, "op_end": v1.op_end, "t": v1.t, "o": v1.o, "x": v1.x})
+        add_sat = v1.valid & ((neuron & d.const) | is_add)
         for i in range(P):
             added, s_add = clamp(v1.sum[i], B)
-            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c), v2.sat[i].eq(add_sat & s_add)]
-        # v3: the NI-LIF input chosen by mode (the pooled value clamped), registered so that the
-        # clamp and the mode multiplexer do not share a cycle with the NI-LIF's first stage
-        v3 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B))}))
-        pool_sat = Signal(P)
-        m.d.sync += _assign(v3, {"valid": v2.valid, "op_end": v2.op_end, "t": v2.t, "o": v2.o})
+            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c), v2.sat[i].eq(add_sat & s_add),
+                         v2.fused[i].eq(sum((v1.fbits[i][j].as_unsigned() for j in range(D)), Const(0, 3)))]
+        # v2c: the pooled value clamped; v3: the NI-LIF input chosen by mode, registered so that the
+        # clamp and the mode multiplexer do not share a cycle with each other or the NI-LIF's first stage
+        v2c = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
+                                        "added": lanes_of(signed(B)), "pooled": lanes_of(signed(B)),
+                                        "fused": lanes_of(3), "psat": P}))
+        m.d.sync += _assign(v2c, {"valid": v2.valid, "op_end": v2.op_end, "t": v2.t, "o": v2.o, "x": v2.x,
+                                  "added": v2.added, "fused": v2.fused})
         for i in range(P):
             pooled, s_pool = clamp(v2.pool[i], B)
-            m.d.sync += [v3.x[i].eq(Mux(neuron, Mux(d.const, v2.added[i], v2.x[i]),
-                                        Mux(d.mode == VecMode.ADD, v2.added[i],
-                                            Mux(d.mode == VecMode.POOL, pooled, v2.fused[i])))),
-                         pool_sat[i].eq(v2.valid & (d.mode == VecMode.POOL) & s_pool)]
+            m.d.sync += [v2c.pooled[i].eq(pooled), v2c.psat[i].eq(v2.valid & is_pool & s_pool)]
+        v3 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B))}))
+        pool_sat = Signal(P)
+        m.d.sync += [*_assign(v3, {"valid": v2c.valid, "op_end": v2c.op_end, "t": v2c.t, "o": v2c.o}),
+                     pool_sat.eq(v2c.psat)]
+        for i in range(P):
+            m.d.sync += v3.x[i].eq(Mux(neuron, Mux(d.const, v2c.added[i], v2c.x[i]),
+                                       Mux(is_add, v2c.added[i], Mux(is_pool, v2c.pooled[i], v2c.fused[i]))))
         terms = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
-        for i, term in enumerate(decay_terms(d.decays, v2.t)):   # v3's step: registered with v3
+        for i, term in enumerate(decay_terms(d.decays, v2c.t)):   # v3's step: registered with v3
             m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF (every mode passes through)

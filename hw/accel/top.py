@@ -197,7 +197,7 @@ class Accelerator(wiring.Component):
         # each port's multiplexers see a register instead of a decode of ``cur`` and ``running``
         act = {u: Signal(name=f"act_{u.name.lower()}") for u in Unit}
         # the host's row read is registered like its writes (address, one enable per memory)
-        hr_addr = Signal(A, name="hr_addr")
+        hr_addr = Signal(A, name="hr_addr", reset_less=True)
         m.d.sync += hr_addr.eq(host_rd_addr)
 
         def host_read(host_id):
@@ -237,21 +237,31 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- write ports
         wmax = max(W[n] for n in self.built)      # the widest row the host can write or read
         host_wr_addr, host_wr_data, host_wr_en = Signal(A), Signal(wmax), Signal()
+        # a unit's write is registered in the top (address, data, one enable per memory) before the
+        # memory's own write registers: the units sit apart from the memories' banks, and the
+        # multiplexers between the units get their own cycle (a write lands two cycles after the
+        # unit presents it; the next op's first read comes DESC_OVERHEAD cycles later)
+        uw_addr, uw_data = Signal(A, name="uw_addr", reset_less=True), Signal(STREAM_BITS * P, name="uw_data", reset_less=True)
+        uw_en_lv, uw_en_st = Signal(name="uw_en_lv"), Signal(name="uw_en_st")
         u_en = Mux(act[Unit.CONV], conv.out_en, Mux(act[Unit.VEC], vec.out_en, 0))
-        u_addr = Mux(cur == Unit.CONV, conv.out_addr, vec.out_addr)
-        u_data = Mux(cur == Unit.CONV, conv.out_data, vec.out_data)
+        m.d.sync += [uw_addr.eq(Mux(act[Unit.CONV], conv.out_addr, vec.out_addr)),
+                     uw_data.eq(Mux(act[Unit.CONV], conv.out_data, vec.out_data)),
+                     uw_en_lv.eq(u_en & dst_lv), uw_en_st.eq(u_en & ~dst_lv)]
         # a search run never writes a template slot (rows below the guard); no run writes past the
         # end of the template memory (the memory decodes the low address bits only: row depth + r
         # would land on row r)
         tm_blocked = running & (((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))
                                 | (mb.out_addr >= self.depths["tm"]))
-        unit_wr = {"lv": (u_addr, u_data, u_en & dst_lv), "st": (u_addr, u_data, u_en & ~dst_lv),
-                   "tm": (mb.out_addr, mb.out_data, act[Unit.MB] & mb.out_en & ~tm_blocked)}
+        tw_addr, tw_data = Signal(A, name="tw_addr", reset_less=True), Signal(W["tm"], name="tw_data", reset_less=True)
+        tw_en = Signal(name="tw_en")
+        m.d.sync += [tw_addr.eq(mb.out_addr), tw_data.eq(mb.out_data), tw_en.eq(act[Unit.MB] & mb.out_en & ~tm_blocked)]
+        unit_wr = {"lv": (uw_addr, uw_data, uw_en_lv), "st": (uw_addr, uw_data, uw_en_st),
+                   "tm": (tw_addr, tw_data, tw_en)}
         # the host's row write is registered (address, data, one enable per memory) before it
         # reaches the memories: the host state machine then drives these registers only, and each
         # memory's write port sees registers and ``running`` (the row lands a cycle later; the
         # host FSM needs several cycles before its next command can read or run)
-        hw_addr, hw_data = Signal(A, name="hw_addr"), Signal(wmax, name="hw_data")
+        hw_addr, hw_data = Signal(A, name="hw_addr", reset_less=True), Signal(wmax, name="hw_data", reset_less=True)
         m.d.sync += [hw_addr.eq(host_wr_addr), hw_data.eq(host_wr_data)]
         wr_en = {}
         for name, port in wr.items():
@@ -329,6 +339,13 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- host command interface
         widx, nwords = Signal(6), Signal(6)
         row = Signal(32 * words_per_row(wmax))
+        # a payload word reaches ``row`` through registers (the word, its index, a write flag): each
+        # word's 32 enables decode registers only, not the host state and the command stream
+        pay_we, pay_w = Signal(), Signal(name="pay_w")
+        pay, pay_idx = Signal(32, name="pay", reset_less=True), Signal(6, name="pay_idx", reset_less=True)
+        m.d.sync += [pay.eq(self.i_cmd.payload), pay_idx.eq(widx), pay_w.eq(pay_we)]
+        with m.If(pay_w):
+            m.d.sync += row.word_select(pay_idx, 32).eq(pay)
         err = Signal(4)
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
@@ -340,7 +357,7 @@ class Accelerator(wiring.Component):
             m.d.sync += rsp_valid.eq(0)
         depth_of = Signal(A + 1)
         wpr = Signal(6)
-        host_rd_data, host_rd_q = Signal(wmax), Signal(wmax)
+        host_rd_data, host_rd_q = Signal(wmax), Signal(32 * words_per_row(wmax))
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
@@ -421,12 +438,12 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.next = "ACK"
             with m.State("WDATA"):
-                m.d.comb += self.i_cmd.ready.eq(1)
+                m.d.comb += [self.i_cmd.ready.eq(1), pay_we.eq(self.i_cmd.valid)]
                 with m.If(self.i_cmd.valid):
-                    m.d.sync += [row.word_select(widx, 32).eq(self.i_cmd.payload), idle.eq(0)]
+                    m.d.sync += idle.eq(0)
                     with m.If(widx == nwords - 1):
                         m.d.sync += widx.eq(0)
-                        m.next = "WROW"
+                        m.next = "WLAST"
                     with m.Else():
                         m.d.sync += widx.eq(widx + 1)
                 with m.Else():
@@ -434,6 +451,8 @@ class Accelerator(wiring.Component):
                     with m.If(idle == self.timeout - 1):
                         m.d.sync += err.eq(Err.TRUNCATED)
                         m.next = "ACK"
+            with m.State("WLAST"):   # the row's last word reaches ``row`` (its write is registered)
+                m.next = "WROW"
             with m.State("WROW"):
                 m.d.comb += [host_wr_addr.eq(addr), host_wr_data.eq(row), host_wr_en.eq(1)]
                 m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
@@ -482,11 +501,11 @@ class Accelerator(wiring.Component):
                 m.d.sync += host_rd_q.eq(host_rd_data)
                 m.next = "RLATCH2"
             with m.State("RLATCH2"):
-                m.d.sync += [row.eq(host_rd_q), widx.eq(0)]
+                m.d.sync += widx.eq(0)
                 m.next = "RSEND"
             with m.State("RSEND"):
                 with m.If(can_reply):
-                    m.d.sync += [rsp_word.eq(row.word_select(widx, 32)), rsp_valid.eq(1)]
+                    m.d.sync += [rsp_word.eq(host_rd_q.word_select(widx, 32)), rsp_valid.eq(1)]
                     with m.If(widx == nwords - 1):
                         m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
                         m.next = "RREAD"

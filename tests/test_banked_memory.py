@@ -1,0 +1,64 @@
+"""hw/banked_memory.BankedMemory against a list of rows: random reads on two ports and random
+writes, for memories of one bank, of one OR step and of two OR steps. Every read's data appears
+exactly READ_LATENCY cycles after its address and equals the row the block RAM held when the read
+reached it (after the address registers); a write lands at the end of the cycle after it is
+presented."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from spiketrack.hw.banked_memory import OR_GROUP, READ_LATENCY, BankedMemory, or_levels
+
+
+@pytest.mark.parametrize("depth,bank_rows", [(5, 8), (20, 8), (70, 8)])
+def test_reads_and_writes_match_a_list(depth, bank_rows):
+    width, cycles = 12, 300
+    rng = random.Random(depth)
+    init = [rng.randrange(1 << width) for _ in range(depth)]
+    dut = BankedMemory(width, depth, addr_bits=8, read_ports=2, init=init, bank_rows=bank_rows)
+    banks = -(-depth // bank_rows)
+    levels = or_levels(banks)
+    assert levels == (0 if banks == 1 else 1 if banks <= OR_GROUP else 2)
+    # the cycle a read issued at c reaches the block RAM: after the address registers that the
+    # OR steps leave room for, the first address register and the bank's address register
+    reach = READ_LATENCY - 2 - levels
+    rows, snapshots, writes, pending, checked = list(init), {}, [], [], []
+
+    async def bench(ctx):
+        for cyc in range(cycles):
+            w_en, w_addr, w_data = rng.random() < 0.3, rng.randrange(depth), rng.randrange(1 << width)
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_addr, w_addr)
+            ctx.set(dut.w_data, w_data)
+            for i in range(2):
+                en, a = rng.random() < 0.6, rng.randrange(depth)
+                ctx.set(getattr(dut, f"r{i}_en"), en)
+                ctx.set(getattr(dut, f"r{i}_addr"), a)
+                if en:
+                    pending.append((cyc + READ_LATENCY, i, a, cyc))
+            for due, i, a, issued in [p for p in pending if p[0] == cyc]:
+                got = ctx.get(getattr(dut, f"r{i}_data"))
+                exp = snapshots[issued + reach][a]
+                assert got == exp, f"cycle {cyc}: port {i} read row {a}: {got:#x}, expected {exp:#x}"
+                checked.append(due)
+            snapshots[cyc] = list(rows)      # the rows the block RAMs hold during this cycle
+            if w_en:
+                writes.append((cyc + 1, w_addr, w_data))
+            for wc, wa, wd in [w for w in writes if w[0] == cyc]:
+                rows[wa] = wd                # written at the end of this cycle
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) > cycles // 2
+
+
+def test_too_many_banks_is_refused():
+    with pytest.raises(ValueError, match="banks"):
+        BankedMemory(8, 8 * OR_GROUP ** 2 + 1, addr_bits=12, bank_rows=8)
