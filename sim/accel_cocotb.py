@@ -26,6 +26,11 @@ __all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "build_name"]
 BUILD_ENV = {"verilator": {"MAKEFLAGS": "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"}}
 
 
+#: The clock of the accelerator's testbench (10 ns) is driven by Verilator's C++ main
+#: (``run_cocotb(cpp_clock_ns=)``, ``sim/verilator_main.cpp``): no VPI call per edge.
+CPP_CLOCK_NS = {"verilator": 10.0}
+
+
 def build_name(stem: str, sim: str) -> str:
     """Build-folder stem that changes with the compiler flags (the runner keys on the Verilog)."""
     return f"{stem}-{sim}-{zlib.crc32(repr(BUILD_ENV.get(sim)).encode()) & 0xFFFF:04x}"
@@ -46,7 +51,7 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
                                        "timeout": timeout},
-                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim))
+                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
@@ -71,7 +76,7 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "timeout": timeout},
-                            check=False, extra_env=BUILD_ENV.get(sim))
+                            check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")

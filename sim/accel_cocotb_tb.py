@@ -3,8 +3,8 @@ host job (``job``: ``"module:function"`` called with the driver; ``spiketrack tr
 through the host driver, UART-free, on the generated Verilog (Icarus or Verilator).
 
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
-time while words flow (the simulator runs freely, :data:`FREE_RUN_CYCLES` at a time, while a
-program runs and the host has nothing to send), with random gaps on the command stream and random backpressure on the response stream
+time while words flow (while a program runs and the host has nothing to send, the simulator runs
+freely until ``busy`` falls, at most :data:`FREE_RUN_CYCLES` at a time), with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
 while stalled). The report is written to the ``report`` path of the testbench parameters.
 """
@@ -13,7 +13,7 @@ import json
 import random
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, Timer
 from cocotb.utils import get_sim_time
 
 from spiketrack.hw.accel.top import mem_widths
@@ -21,7 +21,9 @@ from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.cocotb_streams import reset, start_clock, tb_params
 
 
-FREE_RUN_CYCLES = 2000   #: cycles the simulator runs on its own while a program runs
+#: Most cycles the simulator runs on its own while a program runs (it wakes the testbench earlier
+#: when ``busy`` falls); then the testbench looks at the host's queue and ``busy`` again.
+FREE_RUN_CYCLES = 100_000
 
 
 @cocotb.test()
@@ -63,7 +65,7 @@ async def run_plan(dut):
             await FallingEdge(dut.clk)
             dut.i_cmd__valid.value = 0
             dut.o_rsp__ready.value = 0
-            await Timer(free_ns, "ns")
+            await First(FallingEdge(dut.busy), Timer(free_ns, "ns"))
             await ReadOnly()
             state["cycle"] = int(get_sim_time("ns")) // 10
             tr.observe_busy(bool(int(dut.busy.value)))

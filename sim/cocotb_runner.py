@@ -96,6 +96,37 @@ _SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
 VERILATOR_PUBLIC = "top"
 
 
+#: The Verilator main with the clock in C++ (``run_cocotb(cpp_clock_ns=...)``).
+CPP_CLOCK_MAIN = PROJECT_ROOT / "sim" / "verilator_main.cpp"
+#: Environment variables of a run with the C++ clock: its period in the time precision (read by the
+#: main) and in ns (read by :func:`spiketrack.sim.cocotb_streams.start_clock`).
+CPP_CLOCK_ENV, CPP_CLOCK_NS_ENV = "SPIKETRACK_CPP_CLOCK", "SPIKETRACK_CPP_CLOCK_NS"
+
+
+def _verilator_main(runner, main: Path) -> None:
+    """Make ``runner`` compile ``main`` instead of cocotb's ``verilator.cpp``."""
+    build_command = runner._build_command
+
+    def command():
+        cmds = build_command()
+        if cmds:
+            cmds = [[str(main) if Path(a).name == "verilator.cpp" else a for a in cmds[0]], *cmds[1:]]
+        return cmds
+
+    runner._build_command = command  # type: ignore[method-assign]
+
+
+def _time_steps(ns: float, precision: str) -> int:
+    """``ns`` nanoseconds in steps of the time precision ``precision`` (``"1ps"``)."""
+    units = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0, "ps": 1e-3, "fs": 1e-6}
+    num = precision.rstrip("afmnpsu")
+    step = float(num or 1) * units[precision[len(num):]]
+    steps = round(ns / step)
+    if steps < 2 or abs(steps * step - ns) > 1e-9 * ns:
+        raise ValueError(f"a clock period of {ns} ns is not a whole number (>= 2) of {precision} steps")
+    return steps
+
+
 def _verilator_public_top(runner, build_dir: Path, toplevel: str) -> None:
     """Make ``runner`` verilate with only ``toplevel``'s signals public (a ``.vlt`` config file
     instead of ``--public-flat-rw``)."""
@@ -285,6 +316,7 @@ def run_cocotb(
     waves: bool = False,
     timescale: tuple[str, str] = ("1ns", "1ps"),
     check: bool = True,
+    cpp_clock_ns: float | None = None,
 ) -> CocotbResult:
     """Convert an Amaranth design to Verilog and run cocotb tests on it.
 
@@ -318,6 +350,12 @@ def run_cocotb(
     check : bool
         Raise :class:`CocotbFailure` if any test failed or none passed (default). With
         ``check=False`` the :class:`CocotbResult` is returned for inspection.
+    cpp_clock_ns : float, optional
+        Verilator only: the top-level port ``clk`` is a clock of this period driven by the
+        simulator's C++ main (``sim/verilator_main.cpp``), not by cocotb: no VPI call and no
+        callback per edge, so the model free-runs at its evaluation speed while the testbench
+        waits. The testbench's :func:`~spiketrack.sim.cocotb_streams.start_clock` then starts
+        nothing (it checks the period). Same edges as cocotb's clock (high at time 0).
 
     Returns
     -------
@@ -339,9 +377,12 @@ def run_cocotb(
         build_args = DEFAULT_BUILD_ARGS[sim]
     build_args = list(build_args)
 
+    if cpp_clock_ns is not None and sim != "verilator":
+        raise ValueError("cpp_clock_ns: the C++ clock is Verilator's (sim='verilator')")
     verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
     key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves]
-                     + ([VERILATOR_PUBLIC] if sim == "verilator" and VERILATOR_PUBLIC != "all" else []))
+                     + ([VERILATOR_PUBLIC] if sim == "verilator" and VERILATOR_PUBLIC != "all" else [])
+                     + ([CPP_CLOCK_MAIN.read_text()] if cpp_clock_ns is not None else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     root = Path(build_root)
@@ -355,6 +396,9 @@ def run_cocotb(
 
     env: dict[str, str] = {"PATH": tool_path}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    if cpp_clock_ns is not None:
+        env[CPP_CLOCK_ENV] = str(_time_steps(cpp_clock_ns, timescale[1]))
+        env[CPP_CLOCK_NS_ENV] = repr(float(cpp_clock_ns))
 
     with _locked(build_dir), _tool_output_to_stderr():
         test_dir.mkdir(parents=True, exist_ok=True)
@@ -378,6 +422,8 @@ def run_cocotb(
                 stamp.unlink(missing_ok=True)
                 if sim == "verilator" and VERILATOR_PUBLIC == "top":
                     _verilator_public_top(runner, build_dir, toplevel)
+                if cpp_clock_ns is not None:
+                    _verilator_main(runner, CPP_CLOCK_MAIN)
             try:
                 runner.build(
                     sources=[vfile],
