@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from spiketrack.hw.conv_engine import (BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, conv_descriptor,
-                                       desc_layout)
+from spiketrack.hw.conv_engine import (BIAS_BITS, SHIFT_BITS, SHIFT_MAX, SHIFT_MIN, STREAM_BITS, TM_BITS, ConvEngine,
+                                       conv_descriptor, desc_layout)
 from spiketrack.hw.engine_cycles import Engine, pack_conv
 from spiketrack.sim.unit_sim import run_unit_jobs, words
 
@@ -24,9 +24,20 @@ __all__ = ["ConvJob", "level_words", "conv_job", "retrieval_job", "run_jobs", "r
 
 
 def _table_rows(tables: np.ndarray, chunks: int, P: int) -> list[int]:
-    """Per-channel ``[bias, shift]`` rows -> one table word per chunk of ``P`` channels."""
+    """Per-channel ``[bias, shift]`` rows -> one table word per chunk of ``P`` channels.
+
+    Raises ``ValueError`` for a bias outside the table's signed ``BIAS_BITS`` or a shift outside
+    what the engine applies (right shifts up to 31, left shifts up to 15): packing them would wrap.
+    """
     tab = np.zeros((chunks * P, 2), dtype=np.int64)
     tab[:len(tables)] = tables
+    lim = 1 << (BIAS_BITS - 1)
+    for ch, (b, s) in enumerate(tab):
+        if not -lim <= int(b) < lim:
+            raise ValueError(f"channel {ch}: bias {int(b)} does not fit the table's signed {BIAS_BITS} bits")
+        if not SHIFT_MIN <= int(s) <= SHIFT_MAX:
+            raise ValueError(f"channel {ch}: requantisation shift {int(s)} is outside the engine's range "
+                             f"[{SHIFT_MIN}, {SHIFT_MAX}] (right shifts up to {SHIFT_MAX}, left up to {-SHIFT_MIN})")
     return [sum(((int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & 63) << BIAS_BITS)) << ((BIAS_BITS + SHIFT_BITS) * i)
                 for i, (b, s) in enumerate(tab[c * P:(c + 1) * P])) for c in range(chunks)]
 

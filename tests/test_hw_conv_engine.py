@@ -122,3 +122,24 @@ def test_retrieval_on_the_engine_equals_golden_and_cycle_model():
 def test_grouped_layout_that_would_misalign_words_is_refused():
     with pytest.raises(ValueError, match="C_out/groups = 12 to be multiples of 8"):
         retrieval_job(torch.zeros(1, 32, 2, 2, dtype=torch.int64), torch.zeros(1, 2, 16, 12, dtype=torch.int64), 7)
+
+
+def test_shift_range_ends_equal_golden_and_shifts_outside_are_refused():
+    """The epilogue applies right shifts up to 31 and left shifts up to 15 (SHIFT_MAX, SHIFT_MIN):
+    both ends equal the golden requantisation; one step past either end, or a bias wider than the
+    table's field, is refused when the tables are packed instead of wrapping silently."""
+    from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_MAX, SHIFT_MIN
+
+    g = torch.Generator().manual_seed(31)
+    lv = random_levels(g, (1, 8, 3, 3), 0.5)
+    w = torch.randint(-3, 4, (8, 8, 1, 1), generator=g)
+    b = torch.randint(-2, 3, (8,), generator=g)
+    shifts = [SHIFT_MAX, SHIFT_MIN, SHIFT_MAX - 1, SHIFT_MIN + 1, 0, 1, -1, -8]
+    out = run_conv_layer(lv, w, b, shifts, stride=1, padding=0)
+    ref, n_sat = _golden(lv, w, b, shifts, 1, 0, 1, None, [], False)
+    assert torch.equal(out["out"], ref) and out["saturated"] == n_sat and n_sat > 0
+    for bad in (SHIFT_MIN - 1, SHIFT_MAX + 1):
+        with pytest.raises(ValueError, match=f"channel 0: requantisation shift {bad} is outside"):
+            run_conv_layer(lv, w, b, [bad] + shifts[1:], stride=1, padding=0)
+    with pytest.raises(ValueError, match=f"channel 2: bias {1 << (BIAS_BITS - 1)} does not fit"):
+        run_conv_layer(lv, w, torch.tensor([0, 0, 1 << (BIAS_BITS - 1), 0, 0, 0, 0, 0]), shifts, stride=1, padding=0)
