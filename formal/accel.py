@@ -28,7 +28,8 @@ from __future__ import annotations
 from amaranth import Module, Mux, Signal
 from amaranth.hdl import Assert
 
-from spiketrack.formal.harness import any_environment, elaborate_with_probes, output_rules, past, signal_named, under_proof
+from spiketrack.formal.harness import (any_environment, elaborate_with_probes, fsm_in, output_rules, past, signal_named,
+                                       under_proof)
 
 __all__ = ["UNIT_GEOMETRY", "CONV_GEOMETRY", "TOP_GEOMETRY", "TOP_CUT", "conv_contract", "vec_contract",
            "mb_contract", "rsp_stream", "template_write",
@@ -109,7 +110,9 @@ def template_write(hw) -> Module:
     (``run.kind_stable``, ``run.guard_stable``: no command re-targets a running frame), and that
     the template memory's write port (observed on the memory itself, whoever drives it: a unit or
     the host) writes no row below that guard while the run lasts (a write lands on the memory's
-    banks one cycle after it is presented, so the cycle after the run's last is observed too).
+    banks one cycle after it is presented at the memory's port, so the cycle after the run's last
+    is observed too). Two lemmas make it k-inductive: the controller is out of IDLE, and the memory
+    builder owns the ports (``act_mb``), only while ``running``.
 
     The memory builder's address is free, past the memory's end included: this proof found a
     write past the end (row ``depth + r``, which the memory decodes as row ``r``) landing on a
@@ -126,6 +129,17 @@ def template_write(hw) -> Module:
     with m.If(rise):
         m.d.sync += [kind_r.eq(kind), guard_r.eq(guard)]
     frame_kind, frame_guard = Mux(rise, kind, kind_r), Mux(rise, guard, guard_r)
+    # lemmas: the controller is out of IDLE only while a run lasts, and the memory builder owns the
+    # template memory's write port (``act_mb``, set at an op's DECODE, cleared with ``running``) only
+    # then. The top registers the unit's write (``tw_en``) before the memory's port, which selects
+    # it by ``running`` a cycle later; without the lemmas the induction step starts from a state
+    # with ``act_mb`` high and no run, and a write presented then (not blocked: ``tm_blocked``
+    # needs ``running``) lands in the first cycle of a run that starts at once
+    running, act_mb = signal_named(body, "running"), signal_named(body, "act_mb")
+    with m.If(~fsm_in(body, "ctrl", "IDLE")):
+        m.d.comb += Assert(running, "lemma.running_unless_idle")
+    with m.If(act_mb):
+        m.d.comb += Assert(running, "lemma.act_mb_only_while_running")
     tm = dut.mems["tm"]   # a write lands one cycle after it is presented (hw/banked_memory.py)
     with m.If(dut.busy):
         m.d.comb += [Assert(kind == frame_kind, "run.kind_stable"), Assert(guard == frame_guard, "run.guard_stable")]

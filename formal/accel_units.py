@@ -44,7 +44,8 @@ CONV_POSITIONS = ("P=4 lanes, 6-bit addresses, read latency 1; 1x1 conv, a 1x2 m
                   "position or a 1x1 map of 1 or 2 words, one chunk, T=1; any input data")
 VEC_ADD = "P=2 lanes, 6-bit addresses, read latency 1; ADD ops, T=1..2, 1x1 or 1x2 map, one chunk; any 16-bit operands"
 VEC_ANY_DESC = "P=2 lanes, 6-bit addresses, read latency 1; any descriptor, any data"
-VEC_ANY = "P=2 lanes, 6-bit addresses, read latency 1; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window 1..2 x 1..2"
+VEC_ANY = ("P=2 lanes, 6-bit addresses, read latency 1; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window "
+           "1..2 x 1..2; POOL's bil (up <= 2) and horner (r_y = 1) variants")
 MB_SMALL = "P=2 lanes, 6-bit addresses, read latency 1; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
 MB_ANY = "P=2 lanes, 6-bit addresses, read latency 1; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
 
@@ -266,9 +267,13 @@ def vec_saturation(hw) -> Module:
 
 def vec_counters(hw) -> Module:
     """(e) ``busy`` and ``reads`` equal ``engine_cycles.vector_cost``'s model summed over the ops
-    since reset: per op ``VECTOR_OVERHEAD + words · R`` cycles, ``R = NEURON_WORD_CYCLES`` (NEURON),
-    1 (ADD), ``r_y·r_x`` (POOL), ``r_y = T_in`` (FUSION); ``words = T_out·ho·wo·chunks``
-    (``T_out = 1`` for FUSION); ``reads`` of ``a`` ``words`` for NEURON, ``words · R`` otherwise."""
+    since reset: per op ``VECTOR_OVERHEAD + words · R`` cycles, ``R`` as ``vector_unit.reads_per_word``:
+    ``NEURON_WORD_CYCLES`` (NEURON), 1 (ADD), ``r_y·r_x`` (POOL), ``(2·2**up)²`` (POOL, ``bil``),
+    ``HORNER_STEPS`` (POOL, ``horner``), ``r_y = T_in`` (FUSION); ``words = T_out·ho·wo·chunks``
+    (``T_out = 1`` for FUSION); ``reads`` of ``a`` ``words`` for NEURON, ``words · R`` otherwise.
+    The POOL variants' descriptors as ``bilinear_fields`` / ``horner_fields`` make them: ``up <= 2``
+    (upsampling by at most 4) with ``bil``, ``r_y = 1`` with ``horner`` (its 8 steps are the
+    ``r_x`` loop; ``r_y`` would repeat them)."""
     from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import NEURON_WORD_CYCLES, VECTOR_OVERHEAD
 
@@ -279,12 +284,20 @@ def vec_counters(hw) -> Module:
     _descriptors(m, dut, dict(T=(1, 2), ho=1, wo=(1, 2), chunks=1, r_y=(1, 2), r_x=(1, 2)))
     p = dut.i_desc.payload
     Mode = hw.VecMode
+    pool = p.mode == Mode.POOL
+    with m.If(dut.i_desc.valid & pool):
+        m.d.comb += [Assume(~p.bil | (p.up <= 2), "env.desc_bil_up"),
+                     Assume(~p.horner | p.bil | (p.r_y == 1), "env.desc_horner_r_y")]
     take = dut.i_desc.valid & dut.i_desc.ready
     t_out = Mux(p.mode == Mode.FUSION, 1, p.T)
     words = Signal(4)
     m.d.comb += words.eq(t_out * p.wo)
-    r = Mux(p.mode == Mode.NEURON, NEURON_WORD_CYCLES, Mux(p.mode == Mode.ADD, 1,
-                                                           Mux(p.mode == Mode.POOL, p.r_y * p.r_x, p.r_y)))
+    taps = Signal(4)                      # bilinear: 2·2**up reads per axis
+    m.d.comb += taps.eq(Const(2, 4) << p.up)
+    r_pool = Mux(p.bil, taps * taps, Mux(p.horner, hw.HORNER_STEPS, p.r_y * p.r_x))
+    r = Signal(7)
+    m.d.comb += r.eq(Mux(p.mode == Mode.NEURON, NEURON_WORD_CYCLES, Mux(p.mode == Mode.ADD, 1,
+                                                                       Mux(pool, r_pool, p.r_y))))
     reads_per_word = Mux(p.mode == Mode.NEURON, 1, r)
     busy, reads = Signal(32), Signal(32)
     with m.If(take):
