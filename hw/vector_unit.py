@@ -105,8 +105,12 @@ def reads_per_word(desc: dict) -> int:
     """Reads of ``a`` (= cycles) per output word that the unit's loops make for a descriptor."""
     mode = VecMode(getattr(desc["mode"], "value", desc["mode"]))
     if mode == VecMode.POOL and desc.get("bil"):
+        if desc["up"] not in (1, 2):    # the unit's loop bound is 3 bits: 2 << 3 would truncate
+            raise ValueError(f"bilinear descriptor: up must be 1 or 2 (2x or 4x upsampling), got {desc['up']}")
         return (2 << desc["up"]) ** 2
     if mode == VecMode.POOL and desc.get("horner"):
+        if desc.get("r_y", 1) != 1:     # the unit would repeat the Horner steps r_y times
+            raise ValueError(f"constant-product (Horner) descriptor: r_y must be 1, got {desc['r_y']}")
         return HORNER_STEPS
     if mode == VecMode.POOL:
         return desc["r_y"] * desc["r_x"]

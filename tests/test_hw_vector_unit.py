@@ -85,3 +85,19 @@ def test_bilinear_upsampling_and_constant_products_equal_golden_and_cycle_model(
     pooled, _ = avg_pool_pow2(p, 2, 16)
     assert torch.equal(jobs[5].result["out"], pooled)
     assert jobs[5].result["cycles"] == vector_cost(e, _t(pooled), [_t(p)], reads_per_word=4).cycles
+
+
+def test_descriptors_the_unit_would_run_differently_from_its_model_are_refused():
+    """A bilinear step other than 2x / 4x (``up`` 1 or 2: the loop bound is 3 bits) or a Horner
+    product with ``r_y`` != 1 (the unit would repeat its steps) has no exact cycle model: refused."""
+    import pytest
+
+    from spiketrack.hw.vector_unit import VecMode, bilinear_fields, horner_fields, reads_per_word
+
+    for p in (2, 4):
+        assert reads_per_word({"mode": VecMode.POOL, **bilinear_fields(p, 3, 1)}) == (2 * p) ** 2
+    assert reads_per_word({"mode": VecMode.POOL, "r_y": 1, **horner_fields(181, 6)}) == HORNER_STEPS
+    with pytest.raises(ValueError, match="bilinear descriptor: up must be 1 or 2.*got 3"):
+        reads_per_word({"mode": VecMode.POOL, "bil": 1, "up": 3})
+    with pytest.raises(ValueError, match="Horner. descriptor: r_y must be 1, got 2"):
+        reads_per_word({"mode": VecMode.POOL, **horner_fields(181, 6), "r_y": 2})
