@@ -193,5 +193,6 @@ def test_board_top_elaborates_with_pll_uart_and_leds(board):
     plan = b.platform_class()().prepare(top, name="t")
     rtlil = plan.files["t.il"]
     assert ("EHXPLLL" if b.device.family == "ecp5" else "SB_PLL40_PAD") in rtlil
+    assert ("DCCA" in rtlil) == (b.device.family == "ecp5")     # ECP5: the reset on a global network
     assert "uart_0__rx" in rtlil and "uart_0__tx" in rtlil
     assert abs(top.f_core_mhz - (100 if b.device.family == "ecp5" else 24)) < 1

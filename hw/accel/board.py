@@ -197,7 +197,14 @@ class BoardTop(Elaboratable):
         m.d.por += rst_sr.eq(rst_sr << 1)
         with m.If(~locked):
             m.d.por += rst_sr.eq(0xF)
-        m.d.comb += ResetSignal("sync").eq(rst_sr[-1])
+        if self.family == "ecp5":
+            # the synchronous reset reaches ~20,000 flip-flops: through a DCCA it rides a global
+            # network (nextpnr promotes only clocks by itself; on fabric it arrived at 10.6 ns)
+            rst_glb = Signal()
+            m.submodules.rst_dcc = Instance("DCCA", i_CLKI=rst_sr[-1], i_CE=1, o_CLKO=rst_glb)
+            m.d.comb += ResetSignal("sync").eq(rst_glb)
+        else:                          # nextpnr-ice40 promotes high-fanout resets itself
+            m.d.comb += ResetSignal("sync").eq(rst_sr[-1])
         m.submodules.core = core = self.core
         if self.uart_pins and not any(r.name == self.uart[0] for r in platform.resources.values()):
             from amaranth.build import Attrs
