@@ -55,6 +55,7 @@ TM_BITS = 12       #: template-memory lanes: unsigned M values (§IS-8, <= D²·
 SHIFT_BITS = 6
 #: The requantisation shifts the epilogue applies: right shifts up to 31 (5 bits), left up to 15 (4 bits).
 SHIFT_MAX, SHIFT_MIN = 31, -15
+SHIFT_R_BITS, SHIFT_L_BITS = SHIFT_MAX.bit_length(), (-SHIFT_MIN).bit_length()
 
 
 def desc_layout(addr_bits: int = 16) -> data.StructLayout:
@@ -511,14 +512,14 @@ class ConvEngine(wiring.Component):
         # q1: y + 2**(s-1) (s > 0); q1b: >> s; q2: << -s; q3: clamp; r2: + residual, clamp
         B = STREAM_BITS
         lanes_of = lambda shape: data.ArrayLayout(shape, P)
-        q1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "y": lanes_of(signed(33)), "sp": lanes_of(SHIFT_MAX.bit_length()),
-                                       "sn": lanes_of((-SHIFT_MIN).bit_length()), "res": lanes_of(signed(B))}))
+        q1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "y": lanes_of(signed(33)), "sp": lanes_of(SHIFT_R_BITS),
+                                       "sn": lanes_of(SHIFT_L_BITS), "res": lanes_of(signed(B))}))
         m.d.sync += [q1.valid.eq(r1.valid), q1.tag.eq(r1.tag)]
         for lane in range(P):
             sh = r1.shift[lane]
-            sp = Mux(sh > 0, sh, 0).as_unsigned()[:SHIFT_MAX.bit_length()]
+            sp = Mux(sh > 0, sh, 0).as_unsigned()[:SHIFT_R_BITS]
             m.d.sync += [q1.y[lane].eq(r1.x[lane] + r1.half[lane]), q1.sp[lane].eq(sp),
-                         q1.sn[lane].eq(Mux(sh < 0, -sh, 0).as_unsigned()[:(-SHIFT_MIN).bit_length()]), q1.res[lane].eq(r1.res[lane])]
+                         q1.sn[lane].eq(Mux(sh < 0, -sh, 0).as_unsigned()[:SHIFT_L_BITS]), q1.res[lane].eq(r1.res[lane])]
         q2 = Signal(data.StructLayout({"valid": 1, "tag": tag, "v": lanes_of(signed(33 + 15)), "res": lanes_of(signed(B))}))
         q1b = Signal.like(q1)               # the right shift, then (q2) the left shift
         m.d.sync += q1b.eq(q1)

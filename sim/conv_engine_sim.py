@@ -38,8 +38,9 @@ def _table_rows(tables: np.ndarray, chunks: int, P: int) -> list[int]:
         if not SHIFT_MIN <= int(s) <= SHIFT_MAX:
             raise ValueError(f"channel {ch}: requantisation shift {int(s)} is outside the engine's range "
                              f"[{SHIFT_MIN}, {SHIFT_MAX}] (right shifts up to {SHIFT_MAX}, left up to {-SHIFT_MIN})")
-    return [sum(((int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & 63) << BIAS_BITS)) << ((BIAS_BITS + SHIFT_BITS) * i)
-                for i, (b, s) in enumerate(tab[c * P:(c + 1) * P])) for c in range(chunks)]
+    field = lambda b, s: (int(b) & ((1 << BIAS_BITS) - 1)) | ((int(s) & ((1 << SHIFT_BITS) - 1)) << BIAS_BITS)
+    return [sum(field(b, s) << ((BIAS_BITS + SHIFT_BITS) * i) for i, (b, s) in enumerate(tab[c * P:(c + 1) * P]))
+            for c in range(chunks)]
 
 
 def level_words(levels: torch.Tensor, n_words: int, per_word: int) -> np.ndarray:

@@ -2,10 +2,11 @@
 counts) and its cycle model (hw/engine_cycles.vector_cost, cycle for cycle): every op through
 one elaborated design."""
 
+import pytest
 import torch
 
 from spiketrack.hw.engine_cycles import Engine, vector_cost
-from spiketrack.hw.vector_unit import HORNER_STEPS
+from spiketrack.hw.vector_unit import HORNER_STEPS, VecMode, bilinear_fields, horner_fields, reads_per_word
 from spiketrack.quant.golden.arith import csd_terms, requantize, saturate, times_csd
 from spiketrack.quant.golden.neuron import Decay, mean_fusion, ni_lif
 from spiketrack.quant.golden.resample import avg_pool_pow2, upsample_bilinear, upsample_nearest
@@ -90,10 +91,6 @@ def test_bilinear_upsampling_and_constant_products_equal_golden_and_cycle_model(
 def test_descriptors_the_unit_would_run_differently_from_its_model_are_refused():
     """A bilinear step other than 2x / 4x (``up`` 1 or 2: the loop bound is 3 bits) or a Horner
     product with ``r_y`` != 1 (the unit would repeat its steps) has no exact cycle model: refused."""
-    import pytest
-
-    from spiketrack.hw.vector_unit import VecMode, bilinear_fields, horner_fields, reads_per_word
-
     for p in (2, 4):
         assert reads_per_word({"mode": VecMode.POOL, **bilinear_fields(p, 3, 1)}) == (2 * p) ** 2
     assert reads_per_word({"mode": VecMode.POOL, "r_y": 1, **horner_fields(181, 6)}) == HORNER_STEPS
