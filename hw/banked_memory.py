@@ -8,8 +8,9 @@ without the block RAM's output register), the depth multiplexer and the route ba
 most one small gate:
 
 1. the read address and enable are registered (these registers drive only step 2);
-2. each bank has its own address and enable registers (loaded only when the read is for that
-   bank, so no two are alike and synthesis keeps one copy next to each bank);
+2. the bank-local address is registered once for all banks, and each bank has its own enable
+   register (per-bank address registers made the whole accelerator unroutable at 100 MHz:
+   docs/boards.md, builds u100h-u100j);
 3. the block RAM reads (a synchronous read port);
 4. each bank's read data is registered next to the bank, cleared when the bank was not read (the
    register's synchronous reset: no logic between the block RAM and the register);
@@ -21,7 +22,9 @@ address is registered once more per missing step (before step 1) instead, which 
 
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
-lands one cycle after it is presented. A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
+lands one cycle after it is presented; the write registers load only on a write, so two memories
+written from the same source keep registers of their own (synthesis would merge equal ones into one
+register driving every memory's block RAMs across the device). A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
 deep at 18 bits); bank selection is a compare of the address's high bits (no divider).
 
 The data of a cycle whose read enable was low is not held: the units use read data only in the
@@ -146,7 +149,8 @@ class BankedMemory(wiring.Component):
         # ---------------------------------------------------------------- write port (registered)
         wa = Signal(self.addr_bits, reset_less=True)
         wd = Signal(self.width, reset_less=True)
-        m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
+        with m.If(self.w_en):   # loaded only by this memory's writes: no two memories' registers alike
+            m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
         w_hi, _ = self._bank_of(self.w_addr)
         _, wa_lo = self._bank_of(wa)
         we = []
@@ -168,14 +172,13 @@ class BankedMemory(wiring.Component):
             a1, e1 = Signal(self.addr_bits, name=f"r{i}_a1", reset_less=True), Signal(name=f"r{i}_e1")
             m.d.sync += [a1.eq(a0), e1.eq(e0)]
             hi, lo = self._bank_of(a1)
+            ab = Signal(len(lo), name=f"r{i}_a_b", reset_less=True)   # one bank address for all banks
+            m.d.sync += ab.eq(lo)
             outs = []
             for b, mem in enumerate(self.banks):
                 rp = mem.read_port()
-                ab, eb = Signal(len(lo), name=f"r{i}_a_b{b}", reset_less=True), Signal(name=f"r{i}_e_b{b}")
-                mine = e1 & (hi == b) if nb > 1 else e1
-                m.d.sync += eb.eq(mine)
-                with m.If(mine):
-                    m.d.sync += ab.eq(lo)
+                eb = Signal(name=f"r{i}_e_b{b}")
+                m.d.sync += eb.eq(e1 & (hi == b) if nb > 1 else e1)
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)
