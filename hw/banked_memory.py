@@ -35,12 +35,12 @@ cycles their enables announced (``hw/conv_engine.py``, ``hw/vector_unit.py``,
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "delay"]
+__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "delay", "copies", "COPY_TAG"]
 
 READ_LATENCY = 6   #: cycles from a read address to its data (address, bank address, block RAM, bank, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
@@ -64,6 +64,26 @@ def delay(m: Module, value, cycles: int, name: str = "d"):
         m.d.sync += nxt.eq(v)
         v = nxt
     return v
+
+
+COPY_TAG = "__dup"   #: in a register's name: synthesis keeps it apart from equal registers (:func:`copies`)
+
+
+def copies(m: Module, value, n: int, name: str, enable=None) -> list:
+    """``n`` registers that each load ``value`` (when ``enable``, if given): one copy per consumer
+    group, so a control value that fans out to many lanes reaches each group from a register of its
+    own. Synthesis merges equal registers; the board builds keep the ones named with
+    :data:`COPY_TAG` apart (``bitstreams.synth.KEEP_COPIES``)."""
+    regs = []
+    for k in range(n):
+        r = Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}")
+        if enable is None:
+            m.d.sync += r.eq(value)
+        else:
+            with m.If(enable):
+                m.d.sync += r.eq(value)
+        regs.append(r)
+    return regs
 
 
 def _or_all(values):

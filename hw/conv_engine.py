@@ -384,8 +384,8 @@ class ConvEngine(wiring.Component):
                                        "t": t, "o": o_cur, "chunk": cur_chunk})]
         slot = data.StructLayout({"w": 3 * P, "t": tag, "nz": P, "single": 1})
         f2 = Signal(data.StructLayout({"w": 3 * P, "t": tag}))
-        m.d.sync += [f2_valid.eq(delay(m, f1_valid, L - 1, "f1v")), f2.w.eq(self.in_data),
-                     f2.t.eq(delay(m, f1_tag, L - 1, "f1t"))]
+        f2_next = delay(m, f1_valid, L - 1, "f1v")
+        m.d.sync += [f2_valid.eq(f2_next), f2.w.eq(self.in_data), f2.t.eq(delay(m, f1_tag, L - 1, "f1t"))]
         levels_in = [f2.w[3 * j:3 * j + 3] for j in range(P)]
         pixels_in = [f2.w[8 * c:8 * c + 8] for c in range(3)]     # stem word: 3 uint8 channels (§IS-11)
         f2_nz = Mux(d.stem, Cat(*[px != 0 for px in pixels_in]), Cat(*[lv != 0 for lv in levels_in]))
@@ -397,10 +397,16 @@ class ConvEngine(wiring.Component):
         pop = Signal()
         new = Signal(slot)
         m.d.comb += [new.w.eq(f2.w), new.t.eq(f2.t), new.nz.eq(f2_nz), new.single.eq(_at_most(f2_nz, 1))]
+        # the entry that f2 goes into, one register per entry, set a cycle ahead from f2_valid's and
+        # wp's next values (each entry's ~70 flip-flops take their enable from a register, not from
+        # f2_valid & (wp == i))
+        wp_next = Mux(f2_valid, Mux(wp == FD - 1, 0, wp + 1), wp)
+        w_sel = Signal(FD, name="ring_w_sel")
+        m.d.sync += w_sel.eq(Mux(f2_next, Const(1, FD) << wp_next, 0))
+        for i in range(FD):
+            with m.If(w_sel[i]):
+                m.d.sync += fe[i].eq(new)
         with m.If(f2_valid):
-            for i in range(FD):
-                with m.If(wp == i):
-                    m.d.sync += fe[i].eq(new)
             m.d.sync += wp.eq(Mux(wp == FD - 1, 0, wp + 1))
         load_head = (~hd_valid | pop) & (n_ring != 0)
         ring_out = Signal(slot)

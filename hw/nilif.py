@@ -164,13 +164,16 @@ class NiLifPipeline(wiring.Component):
         # stage C: level, soft reset, outputs
         m.d.sync += [self.o_valid.eq(sb.valid), self.o_update.eq(sb.update), self.o_carry.eq(sb.carry),
                      self.o_x.eq(sb.x), self.o_sat.eq(sb.sat)]
+        # the thermometer code is monotone (thr_j rises with j, and thr_on_j implies thr_on_(j-1)),
+        # so k is the index of its highest set bit and r_k is chosen by a priority select on the
+        # code's bits: no adder between the stage-B register and the reset's subtraction
         for i in range(P):
             th = sb.therm[i]
             k = Signal(range(D + 1), name=f"k{i}")
-            m.d.comb += k.eq(sum((th[j].as_unsigned() for j in range(D)), Const(0, 3)))
-            r = Const(0, unsigned(B + 1))
+            kv, r = Const(0, 3), Const(0, unsigned(B + 1))
             for kk in range(1, D + 1):
-                r = Mux(k == kk, rst[kk], r)
+                kv, r = Mux(th[kk - 1], kk, kv), Mux(th[kk - 1], rst[kk], r)
+            m.d.comb += k.eq(kv)
             m.d.sync += self.o_k[i].eq(Mux(sb.update, k, 0))
             with m.If(sb.valid & sb.update):
                 m.d.sync += h[i].eq(sb.u[i] - r)

@@ -4,13 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-from amaranth import Elaboratable, Module, Signal
+from amaranth import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.bitstreams import synth
 from spiketrack.bitstreams.boards import BOARDS, get_device
 from spiketrack.bitstreams.synth import ToolMissing, build_bitstream, synthesize
+from spiketrack.hw.banked_memory import copies
 
 
 class Counter(wiring.Component):
@@ -43,6 +44,36 @@ class Mul18(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.d.sync += self.p.eq(self.a * self.b)
+        return m
+
+
+class Copies(wiring.Component):
+    """Four ``copies`` of one registered value and two plain registers of the same value."""
+
+    a: In(1)
+    b: In(1)
+    y: Out(6)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = copies(m, self.a & self.b, 4, "sel")
+        p = [Signal(name=f"plain{k}") for k in range(2)]
+        m.d.sync += [r.eq(self.a & self.b) for r in p]
+        m.d.comb += self.y.eq(Cat(*c, *p))
+        return m
+
+
+class CopiesBlinky(Elaboratable):
+    """A board top whose two LEDs come from ``copies`` of one counter bit."""
+
+    def elaborate(self, platform):
+        m = Module()
+        ctr = Signal(24)
+        m.d.sync += ctr.eq(ctr + 1)
+        c = copies(m, ctr[-1], 2, "led")
+        for k in range(2):
+            m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+            m.d.comb += led.o.eq(c[k])
         return m
 
 
@@ -88,6 +119,24 @@ def test_ice40_auto_folds_wide_ports_and_infers_mac16():
     assert fig["wrapped_io"] and fig["io"] == 2 + 1 + 4
     assert fig["dsp"] >= 1 and fig["cells"].get("SB_MAC16", 0) >= 1
     assert fig["fmax_mhz"] > 0
+
+
+def test_copies_stay_apart_in_synthesis():
+    # opt_merge folds equal registers into one; the copies named with COPY_TAG keep theirs (the
+    # two plain registers fold into one of the copies): 4 flip-flops, not 1
+    fig = synthesize(Copies(), name="t_copies_ecp5", family="ecp5", clock_mhz=50)
+    assert fig["ff"] == 4, fig["cells"]
+
+
+def test_copies_stay_apart_in_a_board_build():
+    # the board flow reads Amaranth's RTLIL (platform.build), not Verilog: each copy is still
+    # driven by a flip-flop of its own in the placed netlist
+    fig = build_bitstream(CopiesBlinky(), "icebreaker", name="t_copies")
+    top = json.loads((Path(fig["out_dir"]) / "t_copies.json").read_text())["modules"]["t_copies"]
+    bits = {k: top["netnames"][f"led__dup{k}"]["bits"][0] for k in range(2)}
+    drivers = {k: [n for n, c in top["cells"].items() if c["type"].startswith("SB_DFF") and c["connections"]["Q"] == [b]]
+               for k, b in bits.items()}
+    assert bits[0] != bits[1] and all(len(d) == 1 for d in drivers.values()), (bits, drivers)
 
 
 def test_build_bitstream_icebreaker():
