@@ -12,12 +12,14 @@ most one small gate:
    register (per-bank address registers made the whole accelerator unroutable at 100 MHz:
    docs/boards.md, builds u100h-u100j);
 3. the block RAM reads (a synchronous read port);
-4. each bank's read data is registered next to the bank, cleared when the bank was not read (the
-   register's synchronous reset: no logic between the block RAM and the register);
-5. the banks' data are ORed in groups of :data:`OR_GROUP` banks into a register per group;
+4. each bank's read data is registered next to the bank, with no logic between the block RAM and
+   the register, and a flag whether the bank was read;
+5. the banks' data, each masked by its flag, are ORed in groups of :data:`OR_GROUP` banks into a
+   register per group;
 6. the groups are ORed into the output register.
 
-A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank none: their
+A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank none (its data
+register is cleared when the bank was not read, as the OR steps' masks would): their
 address is registered once more per missing step (before step 1) instead, which keeps the latency.
 
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
@@ -202,9 +204,16 @@ class BankedMemory(wiring.Component):
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)
-                q = Signal(self.width, name=f"r{i}_q{b}", reset_less=True)   # cleared by ``read``
-                m.d.sync += q.eq(Mux(read, rp.data, 0))
-                outs.append(q)
+                q = Signal(self.width, name=f"r{i}_q{b}", reset_less=True)
+                if levels:
+                    # the block RAM's output goes straight into q (no gate after its 5.8 ns clock-to-
+                    # output); the first OR step masks the banks that were not read with ``q_rd``
+                    q_rd = Signal(name=f"r{i}_q_rd{b}")
+                    m.d.sync += [q.eq(rp.data), q_rd.eq(read)]
+                    outs.append(Mux(q_rd, q, 0))
+                else:
+                    m.d.sync += q.eq(Mux(read, rp.data, 0))
+                    outs.append(q)
             for lvl in range(levels):   # OR steps: groups of OR_GROUP registers into one register
                 nxt = []
                 for g in range(0, len(outs), OR_GROUP):
