@@ -25,14 +25,15 @@ behaviour of the units, and the command stream ``i_cmd`` is free.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
-from amaranth.hdl import Assert
+from amaranth import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume
 
-from spiketrack.formal.harness import (any_environment, elaborate_with_probes, fsm_in, output_rules, past, signal_named,
-                                       under_proof)
+from spiketrack.formal.harness import (StreamCheck, any_environment, elaborate_with_probes, fsm_in, output_rules, past,
+                                       signal_named, under_proof)
+from spiketrack.hw.accel import protocol
 
 __all__ = ["UNIT_GEOMETRY", "CONV_GEOMETRY", "TOP_GEOMETRY", "TOP_CUT", "conv_contract", "vec_contract",
-           "mb_contract", "rsp_stream", "template_write",
+           "mb_contract", "rsp_stream", "rsp_transfers", "template_write",
            "mb_contract_inductive"]
 
 UNIT_GEOMETRY = "P=2 lanes, 6-bit addresses, any descriptor"
@@ -98,6 +99,124 @@ def _top(hw):
 def rsp_stream(hw) -> Module:
     """(a) ``o_rsp`` keeps ``valid`` until ready and its payload stable, any command stream."""
     return output_rules(_top(hw), "o_rsp")
+
+
+def rsp_transfers(hw, *, empty_writes: bool = True) -> Module:
+    """(a) ``o_rsp``: no reply word duplicated or lost. Each command the top accepts gets, in
+    order, exactly the reply ``protocol`` defines for it: a status word first (magic byte, the
+    op of its command), then for a READ answered OK ``count`` rows of ``words_per_row`` words,
+    for a STATUS the flags and counter words (``1 + len(COUNTERS)``, its count field), for every
+    other command (or a refusal) nothing more.
+
+    The harness is the host's side of the protocol, from the port transfers alone (no probe of the
+    top's state). Commands: it splits the accepted ``i_cmd`` words into commands itself (header,
+    address; a WRITE's payload of ``count * words_per_row`` words, ended early after ``timeout``
+    cycles in which the top waited for a word and got none, ``protocol.TIMEOUT``). Replies: it
+    reads ``o_rsp`` as the host driver does (``sim/accel_driver.py``), the status word telling
+    whether rows follow. Properties:
+
+    * ``rsp.reply_to_a_command``: a word where a status word is due is sent only while a command
+      whose words all arrived is still unanswered (no extra word, no duplicated reply);
+    * ``rsp.status_word_first``, ``rsp.status_op_in_order``, ``rsp.status_count``: that word is a
+      status word, of the oldest unanswered command; a STATUS announces its data words;
+    * ``rsp.previous_reply_complete``: when the top accepts a command header, the replies of all
+      earlier commands are complete: sent, or the last word held on ``o_rsp`` (whose stream rules
+      ``accel_rsp_stream`` proves), so no reply word is lost.
+
+    Environment: ``i_cmd`` keeps the stream rules (``env.i_cmd.*``), ``o_rsp.ready`` is free, and a
+    WRITE names one of the memories (``env.write_names_a_memory``: the payload of a WRITE to an
+    unknown memory has no defined length; the top drops words until the payload pauses for
+    ``timeout`` cycles). ``empty_writes=False`` also excludes WRITE headers of 0 rows
+    (``env.no_empty_write``), a diagnostic only (see docs/formal.md: a refused WRITE of 0 rows
+    takes the next command word).
+    """
+    dut = _top(hw)
+    m = under_proof(dut)
+    StreamCheck(m, dut.i_cmd, "i_cmd", role="consumer")
+    Op, n_status = protocol.Op, 1 + len(protocol.COUNTERS)
+    wpr = Array(Const(protocol.words_per_row(dut.widths[name]) if name else 0, 4)
+                for name in [{v: k for k, v in protocol.MEM_IDS.items()}.get(i) for i in range(16)])
+    i, o = dut.i_cmd, dut.o_rsp
+    # ------------------------------------------------------------ commands, from the accepted words
+    # (counted in rows and words within a row: no multiplier for the solver)
+    take = i.valid & i.ready
+    c_state = Signal(range(3), name="c_state")            # 0 header, 1 address, 2 payload
+    h_op, h_mem, h_cnt = Signal(4, name="h_op"), Signal(4, name="h_mem"), Signal(24, name="h_cnt")
+    p_rows, p_word = Signal(24, name="p_rows"), Signal(4, name="p_word")   # payload rows left, word in row
+    gap = Signal(range(dut.timeout), name="gap")          # cycles the top waited for a payload word
+    done = Signal(name="cmd_done")                        # the current command's last word arrived
+    n_cmd = Signal(8, name="n_cmd")                       # commands complete
+    # the unanswered commands: at most two (the previous reply's last word may be held on o_rsp
+    # when the next command completes; a third header needs it sent, rsp.previous_reply_complete)
+    q_op, q_mem, q_cnt = (Array(Signal(w, name=f"q_{f}{k}") for k in range(2))
+                          for f, w in (("op", 4), ("mem", 4), ("cnt", 24)))
+    hdr = i.payload
+    with m.If((c_state == 0) & take & (hdr[:4] == Op.WRITE)):
+        m.d.comb += Assume(hdr[4:8] <= protocol.Mem.TM, "env.write_names_a_memory")
+        if not empty_writes:
+            m.d.comb += Assume(hdr[8:] != 0, "env.no_empty_write")
+    with m.Switch(c_state):
+        with m.Case(0):
+            with m.If(take):
+                m.d.sync += [h_op.eq(hdr[:4]), h_mem.eq(hdr[4:8]), h_cnt.eq(hdr[8:]), c_state.eq(1)]
+        with m.Case(1):
+            with m.If(take):
+                m.d.sync += [p_rows.eq(h_cnt), p_word.eq(0), gap.eq(0)]
+                with m.If((h_op == Op.WRITE) & (h_cnt != 0)):
+                    m.d.sync += c_state.eq(2)
+                with m.Else():
+                    m.d.comb += done.eq(1)
+                    m.d.sync += c_state.eq(0)
+        with m.Case(2):
+            with m.If(take):
+                m.d.sync += gap.eq(0)
+                with m.If(p_word == wpr[h_mem] - 1):
+                    m.d.sync += [p_word.eq(0), p_rows.eq(p_rows - 1)]
+                    with m.If(p_rows == 1):
+                        m.d.comb += done.eq(1)
+                        m.d.sync += c_state.eq(0)
+                with m.Else():
+                    m.d.sync += p_word.eq(p_word + 1)
+            with m.Elif(i.ready):
+                m.d.sync += gap.eq(gap + 1)
+                with m.If(gap == dut.timeout - 1):       # truncated
+                    m.d.comb += done.eq(1)
+                    m.d.sync += c_state.eq(0)
+    with m.If(done):
+        m.d.sync += [q_op[n_cmd[0]].eq(h_op), q_mem[n_cmd[0]].eq(h_mem), q_cnt[n_cmd[0]].eq(h_cnt),
+                     n_cmd.eq(n_cmd + 1)]
+    # ------------------------------------------------------------ replies, as the host reads them
+    n_rsp = Signal(8, name="n_rsp")                       # status words sent
+    # data words still due: r_rows rows of r_nw words, r_word of the current row sent; none due
+    # (r_rows == 0): a status word is due
+    r_rows, r_word, r_nw = Signal(24, name="r_rows"), Signal(5, name="r_word"), Signal(5, name="r_nw")
+    word = o.payload
+    e_op, e_mem, e_cnt = q_op[n_rsp[0]], q_mem[n_rsp[0]], q_cnt[n_rsp[0]]
+    ok = word[16:20] == protocol.Err.OK
+    first = r_rows == 0
+
+    def after(sent):   # (status words sent, data rows due) once the word on o_rsp is sent, if ``sent``
+        rows_next = Mux(first, Mux(ok & (e_op == Op.READ), e_cnt, Mux(ok & (e_op == Op.STATUS), 1, 0)),
+                        Mux(r_word == r_nw - 1, r_rows - 1, r_rows))
+        return n_rsp + (sent & first), Mux(sent, rows_next, r_rows)
+
+    sent = o.valid & o.ready
+    n_rsp_next, r_rows_next = after(sent)
+    m.d.sync += [n_rsp.eq(n_rsp_next), r_rows.eq(r_rows_next)]
+    with m.If(sent & first):
+        m.d.sync += [r_word.eq(0), r_nw.eq(Mux(e_op == Op.STATUS, n_status, wpr[e_mem]))]
+    with m.Elif(sent):
+        m.d.sync += r_word.eq(Mux(r_word == r_nw - 1, 0, r_word + 1))
+    with m.If(sent & first):
+        m.d.comb += [Assert(n_cmd != n_rsp, "rsp.reply_to_a_command"),
+                     Assert(word[24:] == protocol.STATUS_MAGIC, "rsp.status_word_first"),
+                     Assert(word[20:24] == e_op, "rsp.status_op_in_order")]
+        with m.If(e_op == Op.STATUS):
+            m.d.comb += Assert(word[:16] == n_status, "rsp.status_count")
+    produced, due = after(o.valid)   # the word held on o_rsp counts as produced
+    with m.If((c_state == 0) & take):
+        m.d.comb += Assert((produced == n_cmd) & (due == 0), "rsp.previous_reply_complete")
+    return m
 
 
 def template_write(hw) -> Module:

@@ -249,6 +249,19 @@ PROOFS = {p.name: p for p in [
                           "can_reply = ~rsp_valid | self.o_rsp.ready", "can_reply = Const(1)"),
                    Mutant("valid_falls_early", "rsp_valid is cleared whether or not the word was taken",
                           "with m.If(self.o_rsp.valid & self.o_rsp.ready):", "with m.If(self.o_rsp.valid):"))),
+    Proof("accel_rsp_transfers", "(a) o_rsp: no reply word duplicated or lost: each accepted command gets, in order, "
+          "a status word with its op, then the words the protocol defines (READ answered OK: count rows of "
+          "words_per_row words; STATUS: 1 + len(COUNTERS); others none), complete before the next header is accepted",
+          # depth 14: each further step takes about twice the one before (step 16 after 3 min, 17 not
+          # done in 15 min); two short commands and the third header fit, a READ of 2 rows does not
+          TOP, accel.TOP_GEOMETRY, accel.rsp_transfers, "bmc", 14, cut=accel.TOP_CUT,
+          mutants=(Mutant("ack_drops_status", "WRITE, RUN, GUARD, NOP and refused commands get no status word",
+                          "                    m.d.sync += reply(op, err, cnt)\n                    m.next = \"HDR0\"",
+                          "                    m.next = \"HDR0\""),
+                   Mutant("ack_repeats", "the status word of WRITE, RUN, GUARD, NOP and refused commands is sent "
+                          "again and again (ACK never returns to HDR0)",
+                          "                    m.d.sync += reply(op, err, cnt)\n                    m.next = \"HDR0\"",
+                          "                    m.d.sync += reply(op, err, cnt)"))),
     Proof("accel_template_write", "(b) during a search run no template slot (template-memory row below the "
           "guard) is written, and neither the run kind nor the guard changes while a run lasts",
           TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=34,
