@@ -101,7 +101,7 @@ def rsp_stream(hw) -> Module:
     return output_rules(_top(hw), "o_rsp")
 
 
-def rsp_transfers(hw, *, empty_writes: bool = True) -> Module:
+def rsp_transfers(hw) -> Module:
     """(a) ``o_rsp``: no reply word duplicated or lost. Each command the top accepts gets, in
     order, exactly the reply ``protocol`` defines for it: a status word first (magic byte, the
     op of its command), then for a READ answered OK ``count`` rows of ``words_per_row`` words,
@@ -126,9 +126,7 @@ def rsp_transfers(hw, *, empty_writes: bool = True) -> Module:
     Environment: ``i_cmd`` keeps the stream rules (``env.i_cmd.*``), ``o_rsp.ready`` is free, and a
     WRITE names one of the memories (``env.write_names_a_memory``: the payload of a WRITE to an
     unknown memory has no defined length; the top drops words until the payload pauses for
-    ``timeout`` cycles). ``empty_writes=False`` also excludes WRITE headers of 0 rows
-    (``env.no_empty_write``), a diagnostic only (see docs/formal.md: a refused WRITE of 0 rows
-    takes the next command word).
+    ``timeout`` cycles).
     """
     dut = _top(hw)
     m = under_proof(dut)
@@ -153,8 +151,6 @@ def rsp_transfers(hw, *, empty_writes: bool = True) -> Module:
     hdr = i.payload
     with m.If((c_state == 0) & take & (hdr[:4] == Op.WRITE)):
         m.d.comb += Assume(hdr[4:8] <= protocol.Mem.TM, "env.write_names_a_memory")
-        if not empty_writes:
-            m.d.comb += Assume(hdr[8:] != 0, "env.no_empty_write")
     with m.Switch(c_state):
         with m.Case(0):
             with m.If(take):

@@ -261,7 +261,18 @@ PROOFS = {p.name: p for p in [
                    Mutant("ack_repeats", "the status word of WRITE, RUN, GUARD, NOP and refused commands is sent "
                           "again and again (ACK never returns to HDR0)",
                           "                    m.d.sync += reply(op, err, cnt)\n                    m.next = \"HDR0\"",
-                          "                    m.d.sync += reply(op, err, cnt)"))),
+                          "                    m.d.sync += reply(op, err, cnt)"),
+                   Mutant("refused_empty_write_skips", "a refused WRITE of 0 rows goes to SKIP, which is ready for "
+                          "one cycle and drops the next command's header (the bug this proof found, fixed in "
+                          "hw/accel/top.py)",
+                          "                with m.If((op == Op.WRITE) & (cnt == 0)):   # no payload, refused or not\n"
+                          "                    m.next = \"ACK\"\n"
+                          "                with m.Elif((op == Op.WRITE) & (e != Err.OK)):\n"
+                          "                    m.next = \"SKIP\"",
+                          "                with m.If((op == Op.WRITE) & (e != Err.OK)):\n"
+                          "                    m.next = \"SKIP\"\n"
+                          "                with m.Elif((op == Op.WRITE) & (cnt == 0)):\n"
+                          "                    m.next = \"ACK\""))),
     Proof("accel_template_write", "(b) during a search run no template slot (template-memory row below the "
           "guard) is written, and neither the run kind nor the guard changes while a run lasts",
           TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=34,

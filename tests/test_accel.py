@@ -99,6 +99,18 @@ def test_protocol_round_trips_and_refuses_bad_commands():
                       "order": Err.ORDER}
 
 
+def test_refused_empty_write_takes_no_command_word():
+    # a refused WRITE of 0 rows, then two commands back to back (no gaps, so the next header is on
+    # the stream the cycle the WRITE is refused): three status words, in order. The top used to
+    # take that header as the WRITE's payload (found by the proof accel_rsp_transfers)
+    def session(drv, res):
+        drv.t.send([header(Op.WRITE, 4, 0), DEPTHS["lv"] + 1, header(Op.NOP, 0, 7), 0, header(Op.NOP, 0, 9), 0])
+        return [(w >> 24, w >> 20 & 15, w >> 16 & 15, w & 0xFFFF) for w in drv.t.recv(3, timeout=60)]
+
+    assert run_session(_small_program(), session) == [(0xA5, Op.WRITE, Err.RANGE, 0), (0xA5, Op.NOP, Err.OK, 7),
+                                                      (0xA5, Op.NOP, Err.OK, 9)]
+
+
 def test_misuse_busy_truncation_reset_and_the_template_guard():
     """Start while busy and writes while busy are refused; a truncated load ends with an error and
     touches no other row; a reset in the middle of a run keeps every memory; a search run never

@@ -7,7 +7,6 @@ proofs found are mutants that re-introduce them), and the harness helpers name w
 find. The solver runs carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
 """
 
-import functools
 
 import pytest
 
@@ -26,6 +25,7 @@ EXPECTED = {
     ("accel_rsp_stream", "valid_falls_early"): "o_rsp.valid_held",
     ("accel_rsp_transfers", "ack_repeats"): "rsp.reply_to_a_command",
     ("accel_rsp_transfers", "ack_drops_status"): "rsp.previous_reply_complete",
+    ("accel_rsp_transfers", "refused_empty_write_skips"): "rsp.previous_reply_complete",
     ("accel_template_write", "guard_ignored"): "tm.no_template_write_in_search",
     ("accel_template_write", "guard_while_running"): "run.guard_stable",
     ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
@@ -65,11 +65,6 @@ def _mutant_params():
 # proofs whose harness adds lemmas: their mutants run on the contract alone here, so the
 # counterexample breaks the contract itself, not only a lemma about the unit's internals
 CONTRACT_ONLY = {"mb_contract": accel.mb_contract}
-# proofs that FAIL on the current RTL (a bug they found, open: docs/formal.md): their mutants run
-# with the bug's trigger excluded from the environment, else the bug's counterexample (which
-# breaks the same property) would be all they show
-WITHOUT_OPEN_BUG = {"accel_rsp_transfers": functools.partial(accel.rsp_transfers, empty_writes=False)}
-
 
 @pytest.mark.parametrize("proof, mutant_name", _mutant_params())
 def test_mutant_fails_on_its_property(proof, mutant_name):
@@ -77,37 +72,11 @@ def test_mutant_fails_on_its_property(proof, mutant_name):
     if proof.name in CONTRACT_ONLY:
         res = run_sby(f"{proof.name}__{mutant.name}__contract", CONTRACT_ONLY[proof.name](load(proof.unit, mutant)),
                       mode="bmc", depth=proof.mutant_depth, cut=proof.cut)
-    elif proof.name in WITHOUT_OPEN_BUG:
-        res = run_sby(f"{proof.name}__{mutant.name}__no_bug", WITHOUT_OPEN_BUG[proof.name](load(proof.unit, mutant)),
-                      mode="bmc", depth=proof.depth, cut=proof.cut)
     else:
         res = run_mutant(proof, mutant)
     assert res.status == "FAIL", res.describe()
     assert EXPECTED[proof.name, mutant_name] in [p for p, _ in res.failed], res.describe()
     assert res.traces and all(t.exists() for t in res.traces), res.describe()
-
-
-@pytest.mark.formal
-def test_rsp_transfers_finds_refused_empty_write():
-    """The open bug accel_rsp_transfers found: a WRITE of 0 rows that the top refuses (here out of
-    range) goes to SKIP, which is ready for a payload word although none is due, so the next
-    command's header is taken and dropped (step 5: header, address, the two range cycles, CHECK,
-    then SKIP takes the word). When hw/accel/top.py is fixed this test fails: drop it and
-    ``OPEN_BUGS`` in tests/test_formal_proofs.py."""
-    proof = PROOFS["accel_rsp_transfers"]
-    res = run_sby(f"{proof.name}__open_bug", proof.build(load(proof.unit)), mode="bmc", depth=12, cut=proof.cut)
-    assert res.status == "FAIL", res.describe()
-    assert ("rsp.previous_reply_complete", 5) in res.failed, res.describe()
-
-
-@pytest.mark.formal
-def test_rsp_transfers_holds_without_empty_writes():
-    """Without WRITEs of 0 rows (the open bug's trigger) the reply count holds to the proof's depth:
-    the bug is the only counterexample within it."""
-    proof = PROOFS["accel_rsp_transfers"]
-    res = run_sby(f"{proof.name}__no_bug", WITHOUT_OPEN_BUG[proof.name](load(proof.unit)), mode="bmc",
-                  depth=proof.depth, cut=proof.cut)
-    assert res.status == "PASS", res.describe()
 
 
 def test_probes_name_what_is_missing():

@@ -11,11 +11,6 @@ from spiketrack.formal.proofs import PROOFS, run_mutant, run_proof
 # proofs that FAIL on the current RTL because of a bug they found, not fixed yet (docs/formal.md):
 # proof -> (the property its counterexample breaks, the step, the bug). The test checks that very
 # counterexample and reports the proof as xfailed; once the RTL is fixed it fails, so the entry goes.
-OPEN_BUGS = {"accel_rsp_transfers": ("rsp.previous_reply_complete", 5,
-                                     "hw/accel/top.py: a refused WRITE of 0 rows (SKIP with cnt == 0) is ready "
-                                     "for one cycle and drops the next command's header")}
-
-
 def _params():
     return [pytest.param(p, id=p.name, marks=() if p.fast else pytest.mark.formal) for p in PROOFS.values()]
 
@@ -23,10 +18,6 @@ def _params():
 @pytest.mark.parametrize("proof", _params())
 def test_proof_holds(proof):
     res = run_proof(proof)
-    if proof.name in OPEN_BUGS:
-        prop, step, bug = OPEN_BUGS[proof.name]
-        assert res.status == "FAIL" and (prop, step) in res.failed, res.describe()
-        pytest.xfail(f"open RTL bug: {bug}")
     assert res.status == "PASS", res.describe()
     assert res.mode == proof.mode and res.depth == proof.depth
 

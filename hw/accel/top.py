@@ -415,10 +415,10 @@ class Accelerator(wiring.Component):
                 with m.Elif(~in_range):
                     m.d.comb += e.eq(Err.RANGE)
                 m.d.sync += [err.eq(e), widx.eq(0), nwords.eq(wpr)]
-                with m.If((op == Op.WRITE) & (e != Err.OK)):
-                    m.next = "SKIP"
-                with m.Elif((op == Op.WRITE) & (cnt == 0)):
+                with m.If((op == Op.WRITE) & (cnt == 0)):   # no payload, refused or not
                     m.next = "ACK"
+                with m.Elif((op == Op.WRITE) & (e != Err.OK)):
+                    m.next = "SKIP"
                 with m.Elif(op == Op.WRITE):
                     m.next = "WDATA"
                 with m.Elif(e != Err.OK):
