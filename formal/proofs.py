@@ -279,17 +279,17 @@ PROOFS = {p.name: p for p in [
           mutants=(Mutant("guard_ignored", "the memory builder's writes are not blocked below the guard",
                           "act[Unit.MB] & mb.out_en & ~tm_blocked)", "act[Unit.MB] & mb.out_en)"),
                    Mutant("guard_while_running", "a GUARD command is accepted while a run is in progress",
-                          "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)\n"
-                          "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)",
-                          "                with m.Elif(op == Op.GUARD):\n                    m.d.comb += e.eq(Err.OK)\n"
-                          "                with m.Elif(running):\n                    m.d.comb += e.eq(Err.BUSY)"),
+                          "                with m.Elif(running):\n                    m.d.sync += e_pre.eq(Err.BUSY)\n"
+                          "                with m.Elif(op == Op.GUARD):\n                    pass",
+                          "                with m.Elif(op == Op.GUARD):\n                    pass\n"
+                          "                with m.Elif(running):\n                    m.d.sync += e_pre.eq(Err.BUSY)"),
                    Mutant("block_template_runs", "the guard blocks template runs instead of search runs",
                           "((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))",
                           "((run_kind == RunKind.TEMPLATE) & (mb.out_addr < guard))"))),
     Proof("link_stream", "(a) o_cmd and o_byte: valid held until ready, payload stable while stalled",
           LINK, link.GEOMETRY, link.stream_rules, "prove", 2, mutant_depth=24, fast=True,
           mutants=(Mutant("cmd_reads_ahead", "the buffer read address advances while o_cmd is stalled",
-                          "rd.addr.eq(Mux(take, ridx + 1, ridx))", "rd.addr.eq(ridx + 1)"),
+                          "rd.addr.eq(Mux(take, ridx1, ridx))", "rd.addr.eq(ridx1)"),
                    Mutant("byte_valid_falls_early", "the UART byte is withdrawn whether or not it was taken",
                           "        with m.If(sent):\n            m.d.sync += txv.eq(0)",
                           "        with m.If(txv):\n            m.d.sync += txv.eq(0)"))),

@@ -89,6 +89,8 @@ class FrameLink(wiring.Component):
         gap = Signal(range(self.gap_cycles + 1))
         code = Signal(8)
         ridx = Signal(range(NW + 1))
+        ridx1 = Signal(range(NW + 2), name="ridx1", init=1)   # ridx + 1, kept as a register: no adder before the
+                                                      # frame buffer's read address (14.7 ns on u100l)
         overrun = Signal()
         err_req, err_ack = Signal(), Signal()
         byte = self.i_byte.payload
@@ -175,18 +177,18 @@ class FrameLink(wiring.Component):
                     m.d.sync += reject(LinkErr.LENGTH)
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.sync += ridx.eq(0)
+                    m.d.sync += [ridx.eq(0), ridx1.eq(1)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += rd.addr.eq(ridx)
                 m.next = "EXEC"
             with m.State("EXEC"):
                 take = self.o_cmd.ready
-                m.d.comb += [rd.addr.eq(Mux(take, ridx + 1, ridx)), self.o_cmd.valid.eq(1),
+                m.d.comb += [rd.addr.eq(Mux(take, ridx1, ridx)), self.o_cmd.valid.eq(1),
                              self.o_cmd.payload.eq(rd.data)]
                 with m.If(take):
-                    m.d.sync += ridx.eq(ridx + 1)
-                    with m.If(ridx + 1 == widx):
+                    m.d.sync += [ridx.eq(ridx1), ridx1.eq(ridx1 + 1)]
+                    with m.If(ridx1 == widx):
                         m.d.sync += self.frames_ok.eq(self.frames_ok + 1)
                         with m.If(overrun | got):
                             m.d.sync += [reject(LinkErr.OVERRUN), gap.eq(0)]
