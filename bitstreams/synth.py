@@ -61,7 +61,6 @@ from typing import Any
 from amaranth.hdl import Elaboratable
 
 from spiketrack.atomic import write_text_atomic
-
 from spiketrack.hw.banked_memory import COPY_TAG
 
 from .boards import DeviceInfo, get_board, get_device
@@ -524,6 +523,15 @@ ABC_LUT_FLOW = ("-run begin:map_luts",
                 "techmap -map +/lattice/latches_map.v\nabc -dress -lut 4:7\nclean\nsynth_ecp5 -top {name} -run map_cells:")
 
 
+def platform_flow(family: str, abc9: bool, name: str) -> dict[str, str]:
+    """The amaranth-boards build overrides of :func:`build_bitstream`: :data:`KEEP_COPIES` after
+    reading the design, in every flow, and :data:`ABC_LUT_FLOW` for ECP5 without ABC9."""
+    flow = {"script_after_read": KEEP_COPIES}
+    if family == "ecp5" and not abc9:
+        flow.update(synth_opts=ABC_LUT_FLOW[0], script_after_synth=ABC_LUT_FLOW[1].format(name=name))
+    return flow
+
+
 def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
                     name: str = "top", seed: int | None = None, abc9: bool = True,
                     nextpnr_opts: Sequence[str] = (), timeout_s: float = 900) -> dict[str, Any]:
@@ -567,10 +575,7 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
             opts += ["--seed", str(seed)]
         with _env_vars(tool_env()):
             try:
-                flow = {"script_after_read": KEEP_COPIES}
-                if family == "ecp5" and not abc9:
-                    flow = {"synth_opts": ABC_LUT_FLOW[0],
-                            "script_after_synth": ABC_LUT_FLOW[1].format(name=name)}
+                flow = platform_flow(family, abc9, name)
                 platform.build(top, name=name, build_dir=str(out), do_build=True,
                                do_program=False, nextpnr_opts=" ".join(opts), **flow)
             except Exception as e:

@@ -128,6 +128,15 @@ def test_copies_stay_apart_in_synthesis():
     assert fig["ff"] == 4, fig["cells"]
 
 
+@pytest.mark.parametrize("family, abc9", [("ecp5", True), ("ecp5", False), ("ice40", True)])
+def test_every_board_flow_keeps_the_copies(family, abc9):
+    # the ECP5 accelerator builds take the ABC flow (abc9=False): its overrides must not replace
+    # the keep of the copies (they once did, and the ULX3S builds merged every copy)
+    flow = synth.platform_flow(family, abc9, "top")
+    assert flow["script_after_read"] == synth.KEEP_COPIES
+    assert ("synth_opts" in flow) == (family == "ecp5" and not abc9)
+
+
 def test_copies_stay_apart_in_a_board_build():
     # the board flow reads Amaranth's RTLIL (platform.build), not Verilog: each copy is still
     # driven by a flip-flop of its own in the placed netlist
