@@ -71,20 +71,13 @@ def delay(m: Module, value, cycles: int, name: str = "d"):
 COPY_TAG = "__dup"   #: in a register's name: synthesis keeps it apart from equal registers (:func:`copies`)
 
 
-def copies(m: Module, value, n: int, name: str, enable=None) -> list:
-    """``n`` registers that each load ``value`` (when ``enable``, if given): one copy per consumer
-    group, so a control value that fans out to many lanes reaches each group from a register of its
-    own. Synthesis merges equal registers; the board builds keep the ones named with
-    :data:`COPY_TAG` apart (``bitstreams.synth.KEEP_COPIES``)."""
-    regs = []
-    for k in range(n):
-        r = Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}")
-        if enable is None:
-            m.d.sync += r.eq(value)
-        else:
-            with m.If(enable):
-                m.d.sync += r.eq(value)
-        regs.append(r)
+def copies(m: Module, value, n: int, name: str) -> list:
+    """``n`` registers that each load ``value``: one copy per consumer group, so a control value
+    that fans out to many lanes reaches each group from a register of its own. Synthesis merges
+    equal registers; the board builds keep the ones named with :data:`COPY_TAG` apart
+    (``bitstreams.synth.KEEP_COPIES``)."""
+    regs = [Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}") for k in range(n)]
+    m.d.sync += [r.eq(value) for r in regs]
     return regs
 
 

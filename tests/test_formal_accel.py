@@ -7,7 +7,6 @@ proofs found are mutants that re-introduce them), and the harness helpers name w
 find. The solver runs carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
 """
 
-
 import pytest
 
 from spiketrack.formal import accel
@@ -65,6 +64,7 @@ def _mutant_params():
 # proofs whose harness adds lemmas: their mutants run on the contract alone here, so the
 # counterexample breaks the contract itself, not only a lemma about the unit's internals
 CONTRACT_ONLY = {"mb_contract": accel.mb_contract}
+
 
 @pytest.mark.parametrize("proof, mutant_name", _mutant_params())
 def test_mutant_fails_on_its_property(proof, mutant_name):

@@ -8,9 +8,7 @@ import pytest
 
 from spiketrack.formal.proofs import PROOFS, run_mutant, run_proof
 
-# proofs that FAIL on the current RTL because of a bug they found, not fixed yet (docs/formal.md):
-# proof -> (the property its counterexample breaks, the step, the bug). The test checks that very
-# counterexample and reports the proof as xfailed; once the RTL is fixed it fails, so the entry goes.
+
 def _params():
     return [pytest.param(p, id=p.name, marks=() if p.fast else pytest.mark.formal) for p in PROOFS.values()]
 
