@@ -184,15 +184,15 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("no_stall_in", "input gaps are not counted",
                          "ctr.inc.stall_in.eq(in_phase & ~self.i_events.valid)", "ctr.inc.stall_in.eq(0)")),
     # ------------------------------------------------------------ the accelerator that ships (formal/accel.py, link.py)
-    # depth 51: every op that ends within it (the shortest takes 38 cycles at read latency 6); from
+    # depth 51: every op that ends within it (the shortest takes 40 cycles at read latency 7); from
     # about step 50 each step takes 1.5-2x the one before (depth 80 had reached step 57 after 186 s)
     Proof("conv_contract", CONTRACT, CONV, accel.CONV_GEOMETRY, accel.conv_contract, "bmc", 51, cut=("dut.ctr",),
           mutants=mutant("done_early", *NILIF_DONE_EARLY)),
     Proof("vec_contract", CONTRACT, VEC, accel.UNIT_GEOMETRY, accel.vec_contract, "bmc", 80, cut=("dut.ctr",),
           mutants=mutant("done_early", *NILIF_DONE_EARLY)),
     Proof("mb_contract", CONTRACT + " (with lemmas: every pipeline stage valid only while active)", MB,
-          # k = L + 5 = 11: two more than the unit's L + 3 = 9-stage line pipeline (s1, the L - 1 = 5
-          # read-latency stages s1_0.., s1d, s2, wst); k = 10 fails in the induction step
+          # k = L + 5 = 12: two more than the unit's L + 3 = 10-stage line pipeline (s1, the L - 1 = 6
+          # read-latency stages s1_0.., s1d, s2, wst); k = L + 4 failed in the induction step at L = 6
           accel.UNIT_GEOMETRY, accel.mb_contract_inductive, "prove", READ_LATENCY + 5, cut=("dut.ctr",),
           mutant_depth=READ_LATENCY + 8, fast=True,
           mutants=mutant("done_early", "busy falls when the op's last line leaves the multiplier stage, "
@@ -201,8 +201,8 @@ PROOFS = {p.name: p for p in [
                          "        with m.If(s1.valid & s1.op_end):\n            m.d.sync += active.eq(0)")),
     Proof("conv_saturation", "(c) saturation counted exactly: counters.saturated == the lanes the requantiser "
           "clamps (its value out of the 16-bit range) + the residual adds that clamp + the NI-LIF membrane clamps",
-          # depth 46: the shortest op at the top's read latency 6 takes 38 cycles (CONV_OVERHEAD 37 + 1), its
-          # counts settle COUNTER_LAG later; the mutant's first uncounted clamp shows at step 40
+          # depth 46: the shortest op at the top's read latency 7 takes 40 cycles (CONV_OVERHEAD 39 + 1), its
+          # counts settle COUNTER_LAG later; the mutant's first uncounted clamp shows at step 42
           CONV, accel_units.CONV_ANY, accel_units.conv_saturation, "bmc", 46, flatten=True,
           mutants=mutant("requant_sat_uncounted", "clamps of the requantiser are not counted",
                          "m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))",

@@ -12,13 +12,16 @@ most one small gate:
    register (per-bank address registers made the whole accelerator unroutable at 100 MHz:
    docs/boards.md, builds u100h-u100j);
 3. the block RAM reads (a synchronous read port);
-4. each bank's read data is registered next to the bank, with no logic between the block RAM and
-   the register, and a flag whether the bank was read;
-5. the banks' data, each masked by its flag, are ORed in groups of :data:`OR_GROUP` banks into a
+4. each bank's read data is registered with no logic between the block RAM and the register, and
+   a flag whether the bank was read; this register's only load is step 5, so the placer can put it
+   next to its block RAM;
+5. the bank's data and flag are registered again (the route from the block RAM's row of the device
+   towards its group);
+6. the banks' data, each masked by its flag, are ORed in groups of :data:`OR_GROUP` banks into a
    register per group;
-6. the groups are ORed into the output register.
+7. the groups are ORed into the output register.
 
-A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank none (its data
+A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank none (its step-5
 register is cleared when the bank was not read, as the OR steps' masks would): their
 address is registered once more per missing step (before step 1) instead, which keeps the latency.
 
@@ -44,10 +47,10 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "delay", "copies", "COPY_TAG"]
 
-READ_LATENCY = 6   #: cycles from a read address to its data (address, bank address, block RAM, bank, group, output)
+READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
 OR_GROUP = 8       #: banks ORed into one group register (two OR steps reach 64 banks: 16 address bits)
-MAX_OR_LEVELS = READ_LATENCY - 4
+MAX_OR_LEVELS = READ_LATENCY - 5
 
 
 def or_levels(banks: int) -> int:
@@ -197,16 +200,18 @@ class BankedMemory(wiring.Component):
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)
+                # the block RAM's output goes straight into q (no gate after its 5.8 ns clock-to-
+                # output), q into q2; the first OR step masks the banks that were not read
                 q = Signal(self.width, name=f"r{i}_q{b}", reset_less=True)
+                q2 = Signal(self.width, name=f"r{i}_q2_{b}", reset_less=True)
+                q_rd, q_rd2 = Signal(name=f"r{i}_q_rd{b}"), Signal(name=f"r{i}_q2_rd{b}")
+                m.d.sync += [q.eq(rp.data), q_rd.eq(read)]
                 if levels:
-                    # the block RAM's output goes straight into q (no gate after its 5.8 ns clock-to-
-                    # output); the first OR step masks the banks that were not read with ``q_rd``
-                    q_rd = Signal(name=f"r{i}_q_rd{b}")
-                    m.d.sync += [q.eq(rp.data), q_rd.eq(read)]
-                    outs.append(Mux(q_rd, q, 0))
+                    m.d.sync += [q2.eq(q), q_rd2.eq(q_rd)]
+                    outs.append(Mux(q_rd2, q2, 0))
                 else:
-                    m.d.sync += q.eq(Mux(read, rp.data, 0))
-                    outs.append(q)
+                    m.d.sync += q2.eq(Mux(q_rd, q, 0))
+                    outs.append(q2)
             for lvl in range(levels):   # OR steps: groups of OR_GROUP registers into one register
                 nxt = []
                 for g in range(0, len(outs), OR_GROUP):

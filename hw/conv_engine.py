@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.hw.arith import clamp
 from spiketrack.hw.banked_memory import READ_LATENCY, delay
 from spiketrack.hw.counters import CounterBank, counters_layout
-from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
+from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
 __all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
            "STREAM_BITS", "MAX_T", "TM_BITS"]
@@ -546,14 +546,14 @@ class ConvEngine(wiring.Component):
         for lane in range(P):
             qr, sr = clamp(q3.q[lane] + q3.res[lane], B)
             m.d.sync += [r2.x[lane].eq(Mux(d.residual, qr, q3.q[lane])), r2.sat[lane].eq(q3.valid & d.residual & sr)]
-        terms_next = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
-        for i, term in enumerate(decay_terms(d.decays, q3.tag.t)):   # r2's step: registered with r2
-            m.d.sync += [terms_next[i].en.eq(term[0]), terms_next[i].neg.eq(term[1]), terms_next[i].sh.eq(term[2])]
+        terms_next = Signal(data.ArrayLayout(decay_term_layout(), 2))   # r2's step, a cycle ahead of r2
+        for i, term in enumerate(decay_terms(d.decays, q3.tag.t)):
+            m.d.comb += [terms_next[i].en.eq(term[0]), terms_next[i].neg.eq(term[1]), terms_next[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF over T (§IS-7), hw/nilif.py
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
         m.d.comb += [nl.i_valid.eq(r2.valid), nl.i_t.eq(r2.tag.t), nl.i_update.eq(d.neuron), nl.i_x.eq(r2.x),
-                     nl.i_terms.eq(terms_next), nl.i_carry.op_end.eq(r2.valid & r2.tag.op_end),
+                     nl.i_terms_next.eq(terms_next), nl.i_carry.op_end.eq(r2.valid & r2.tag.op_end),
                      nl.i_carry.addr.eq(d.out_base + r2.tag.o), nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
         lv_word = Cat(*[nl.o_k[lane] for lane in range(P)])
         st_word = Cat(*[nl.o_x[lane] for lane in range(P)])

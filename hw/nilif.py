@@ -4,7 +4,8 @@ One definition for the conv engine's epilogue and the vector unit's NEURON mode.
 membrane ``h`` in a register:
 
 * stage A1: the two shift-add decay terms of step ``t``, ``±(h >> a_j)``, each floored by its
-  arithmetic shift;
+  arithmetic shift (each lane reads the terms from a register copy of its own, loaded the cycle
+  before: the caller gives them a cycle ahead of the input);
 * stage A2: ``s = x`` at ``t = 0``, else ``s = Σ_j ±(h >> a_j) + x`` (unclamped);
 * stage B: ``u = clamp(s)`` (saturation flagged at ``t > 0``) and the ``D`` comparisons
   ``s >= thr_j`` that give the level as a thermometer code;
@@ -32,6 +33,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
+from spiketrack.hw.banked_memory import copies
 from spiketrack.quant.golden.neuron import D, LEVEL_BITS
 
 __all__ = ["NiLifPipeline", "NILIF_STAGES", "decay_term_layout"]
@@ -64,8 +66,10 @@ class NiLifPipeline(wiring.Component):
     i_update : In(1)
         The input is a neuron step (the membrane is written); otherwise ``x`` only passes through.
     i_x : In(ArrayLayout(signed(B), lanes))
-    i_terms : In(ArrayLayout(decay_term_layout(), 2))
-        The decay terms of step ``i_t`` (ignored at ``t = 0``).
+    i_terms_next : In(ArrayLayout(decay_term_layout(), 2))
+        The decay terms of the input given in the *next* cycle (ignored for an input at ``t = 0``).
+        The pipeline registers one copy of them per lane (:func:`~spiketrack.hw.banked_memory.copies`),
+        so no single register drives the shifters of every lane.
     i_carry : In(carry)
     f_m : In(5), half_even : In(1)
         The op's membrane exponent and fire rounding; stable from one cycle before the op's first
@@ -87,7 +91,7 @@ class NiLifPipeline(wiring.Component):
         super().__init__({
             "i_valid": In(1), "i_t": In(3), "i_update": In(1),
             "i_x": In(data.ArrayLayout(signed(B), P)),
-            "i_terms": In(data.ArrayLayout(decay_term_layout(), 2)),
+            "i_terms_next": In(data.ArrayLayout(decay_term_layout(), 2)),
             "i_carry": In(carry),
             "f_m": In(5), "half_even": In(1),
             "o_valid": Out(1), "o_update": Out(1),
@@ -134,10 +138,12 @@ class NiLifPipeline(wiring.Component):
                                        "q": data.ArrayLayout(data.ArrayLayout(signed(HB), 2), P)}))
         m.d.sync += [sd.valid.eq(self.i_valid), sd.update.eq(self.i_update), sd.t0.eq(self.i_t == 0),
                      sd.carry.eq(self.i_carry), sd.x.eq(self.i_x)]
-        negs = [term.en & term.neg for term in self.i_terms]
+        lane_terms = copies(m, self.i_terms_next, P, "terms")
         for i in range(P):
+            terms = data.View(data.ArrayLayout(decay_term_layout(), 2), lane_terms[i])
+            negs = [term.en & term.neg for term in terms]
             m.d.sync += sd.xn[i].eq(self.i_x[i] + negs[0] + negs[1])
-            for j, term in enumerate(self.i_terms):
+            for j, term in enumerate(terms):
                 part = h[i] >> term.sh
                 m.d.sync += sd.q[i][j].eq(Mux(term.en, Mux(term.neg, ~part, part), 0))
 

@@ -43,7 +43,7 @@ from spiketrack.hw.arith import clamp, times_const
 from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
-from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
+from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 from spiketrack.quant.golden.neuron import D
 
 __all__ = ["VectorUnit", "VecMode", "vec_desc_layout", "VECTOR_COUNTERS", "HORNER_STEPS", "horner_fields",
@@ -357,13 +357,13 @@ class VectorUnit(wiring.Component):
         for i in range(P):
             m.d.sync += v3.x[i].eq(Mux(neuron, Mux(d.const, v2c.added[i], v2c.x[i]),
                                        Mux(is_add, v2c.added[i], Mux(is_pool, v2c.pooled[i], v2c.fused[i]))))
-        terms = Signal(data.ArrayLayout(data.StructLayout({"en": 1, "neg": 1, "sh": 5}), 2))
-        for i, term in enumerate(decay_terms(d.decays, v2c.t)):   # v3's step: registered with v3
-            m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
+        terms = Signal(data.ArrayLayout(decay_term_layout(), 2))   # v3's step, a cycle ahead of v3
+        for i, term in enumerate(decay_terms(d.decays, v2c.t)):
+            m.d.comb += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF (every mode passes through)
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)
-        m.d.comb += [nl.i_x.eq(v3.x), nl.i_valid.eq(v3.valid), nl.i_t.eq(v3.t), nl.i_update.eq(neuron), nl.i_terms.eq(terms),
+        m.d.comb += [nl.i_x.eq(v3.x), nl.i_valid.eq(v3.valid), nl.i_t.eq(v3.t), nl.i_update.eq(neuron), nl.i_terms_next.eq(terms),
                      nl.i_carry.op_end.eq(v3.op_end), nl.i_carry.addr.eq(d.o_base + v3.o),
                      nl.f_m.eq(d.f_m), nl.half_even.eq(d.half_even)]
         levels_out = neuron | (d.mode == VecMode.FUSION)

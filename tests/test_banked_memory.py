@@ -24,8 +24,9 @@ def test_reads_and_writes_match_a_list(depth, bank_rows):
     levels = or_levels(banks)
     assert levels == (0 if banks == 1 else 1 if banks <= OR_GROUP else 2)
     # the cycle a read issued at c reaches the block RAM: after the address registers that the
-    # OR steps leave room for, the first address register and the bank's address register
-    reach = READ_LATENCY - 2 - levels
+    # OR steps leave room for, the first address register and the bank's address register (the
+    # block RAM, the two bank data registers and the OR steps follow)
+    reach = READ_LATENCY - 3 - levels
     rows, snapshots, writes, pending, checked = list(init), {}, [], [], []
 
     async def bench(ctx):

@@ -33,9 +33,21 @@ def _run(ops, spacing):
                     out_log.append((c.op, c.t, c.pos, [ctx.get(dut.o_k[i]) for i in range(P)],
                                     bin(ctx.get(dut.o_sat)).count("1")))
 
+        def set_terms_next(decays, t):
+            """The decay terms of the next input, a cycle (or more) before it is given."""
+            terms = decays[t - 1] if t > 0 else []
+            for j in range(2):
+                on = j < len(terms)
+                ctx.set(dut.i_terms_next[j], {"en": int(on), "neg": int(on and terms[j][0] < 0),
+                                              "sh": terms[j][1] if on else 0})
+
+        inputs = [(oi, pos, t) for oi, (_, _, _, x) in enumerate(ops)
+                  for pos in range(0, x.shape[1], P) for t in range(x.shape[0])]
+        nxt = 0
         for oi, (f_m, half_even, decays, x) in enumerate(ops):
             ctx.set(dut.f_m, f_m)
             ctx.set(dut.half_even, half_even)
+            set_terms_next(decays, 0)
             await drain(1)
             T, n = x.shape
             for pos in range(0, n, P):
@@ -45,11 +57,9 @@ def _run(ops, spacing):
                     ctx.set(dut.i_t, t)
                     for i in range(P):
                         ctx.set(dut.i_x[i], int(x[t, pos + i]) if pos + i < n else 0)
-                    terms = decays[t - 1] if t > 0 else []
-                    for j in range(2):
-                        on = j < len(terms)
-                        ctx.set(dut.i_terms[j], {"en": int(on), "neg": int(on and terms[j][0] < 0),
-                                                 "sh": terms[j][1] if on else 0})
+                    nxt += 1
+                    if nxt < len(inputs) and inputs[nxt][0] == oi:
+                        set_terms_next(decays, inputs[nxt][2])
                     ctx.set(dut.i_carry, {"op": oi, "t": t, "pos": pos})
                     await drain(1)
                     ctx.set(dut.i_valid, 0)
