@@ -101,9 +101,9 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
 
 def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1) -> int:
     """Flip-flops of one :class:`~spiketrack.hw.banked_memory.BankedMemory`: per read port the
-    registered address and enable (once more per OR step the memory does not need), per bank an
-    address, an enable, a read flag and a data register, and the OR steps' group registers; the
-    write port's address, data and one enable per bank."""
+    registered address and enable (once more per OR step the memory does not need), one bank-local
+    address, per bank an enable, two read flags and two data registers (the second bank step), and
+    the OR steps' group registers; the write port's address, data and one enable per bank."""
     from spiketrack.hw.banked_memory import BANK_ROWS, MAX_OR_LEVELS, OR_GROUP, or_levels
 
     rows = min(BANK_ROWS, 1 << max(0, (depth - 1).bit_length()))
@@ -114,7 +114,7 @@ def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1) -> in
     for _ in range(levels):
         n = math.ceil(n / OR_GROUP)
         ors += n * width
-    per_port = (MAX_OR_LEVELS - levels + 1) * (addr_bits + 1) + banks * (lo + 2 + width) + ors
+    per_port = (MAX_OR_LEVELS - levels + 1) * (addr_bits + 1) + lo + banks * (4 + 2 * width) + ors
     return read_ports * per_port + addr_bits + width + banks
 
 
@@ -172,10 +172,13 @@ def _progress(out: Path, name: str, stop: threading.Event, t0: float, echo) -> N
 
 
 def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | None = None,
-                      clock_mhz: float | None = None,
-                      baud: int = 1_000_000, seed: int | None = None, estimate_only: bool = False,
+                      clock_mhz: float | None = None, constrain_mhz: float | None = None,
+                      baud: int = 1_000_000, seed: int | None = None, nextpnr_args=(), estimate_only: bool = False,
                       out_dir: str | Path | None = None, echo=print) -> dict:
-    """Build (or only estimate) the accelerator bitstream for ``board``; returns the report."""
+    """Build (or only estimate) the accelerator bitstream for ``board``; returns the report.
+    ``nextpnr_args`` go to nextpnr after the build's own options (recorded in the report).
+    ``constrain_mhz`` (ECP5): place and route times the core against this clock instead of the
+    core clock (over-constraining); ``timing_met`` is still Fmax against the core clock."""
     from spiketrack.bitstreams.synth import PROJECT_ROOT, build_bitstream
     from spiketrack.hw.accel.board import BoardTop
 
@@ -210,7 +213,8 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         report["seconds"] = round(time.monotonic() - t0, 1)
         return report
     out = Path(out_dir) if out_dir else PROJECT_ROOT / "build" / b.name
-    top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, baud=baud, lanes=lanes, depths=ap.depths,
+    top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, constrain_mhz=constrain_mhz, baud=baud,
+                   lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
                    **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
@@ -224,7 +228,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         # --detailed-timing-report: every sink's arrival time in report.json (tools/late_endpoints.py)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
                               nextpnr_opts=(["--router", "router2"] if fam == "ecp5" else [])
-                              + ["--timing-allow-fail", "--detailed-timing-report"])
+                              + ["--timing-allow-fail", "--detailed-timing-report", *nextpnr_args])
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}
@@ -232,10 +236,13 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     report.update({
         "lut": fig["lut"], "logic_cells": fig["logic_cells"], "ff": fig["ff"], "ebr": fig["ebr"], "dsp": fig["dsp"],
         "spram": fig["cells"].get("SB_SPRAM256KA", 0), "carry": fig["carry"], "fmax_mhz": fmax, "fmax_by_clock": core, "clock_mhz": round(top.f_core_mhz, 3),
-        "timing_met": fig["timing_met"], "bitstream": fig["bitstream"],
+        "constraint_mhz": round(top.constraint_mhz, 3),
+        # against the core clock the PLL makes (nextpnr's own verdict is against the constraint)
+        "timing_met": (fmax >= top.f_core_mhz) if fmax else fig["timing_met"], "bitstream": fig["bitstream"],
         "fps_at_fmax": round(fmax * 1e6 / cycles, 1) if fmax else None,
         "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
                            for k in ("lut", "ff", "ebr")},
+        "nextpnr_args": list(nextpnr_args),
         "seconds": round(time.monotonic() - t0, 1),
     })
     echo("[3/3] done")

@@ -12,8 +12,8 @@ import sys
 
 from spiketrack.cli import UserError
 
-KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz",
-        "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "run_cycles", "estimate", "estimate_error", "fits",
+KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz", "constraint_mhz",
+        "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "run_cycles", "estimate", "estimate_error", "fits", "nextpnr_args",
         "seconds")
 
 
@@ -26,8 +26,14 @@ def add_arguments(p) -> None:
                         "the shipped edge-t3 needs external memory, docs/boards.md)")
     p.add_argument("--lanes", type=int, default=None, help="default 8; iCEBreaker 1 (its reduced configuration)")
     p.add_argument("--clock-mhz", type=float, default=None, help="core clock from the PLL (ECP5 100, iCE40 24)")
+    p.add_argument("--constrain-mhz", type=float, default=None,
+                   help="ECP5: time place and route against this clock instead of the core clock "
+                        "(over-constrain; timing_met still compares Fmax with the core clock)")
     p.add_argument("--baud", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
+    p.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                   help="one more nextpnr argument, passed as given (repeatable; write options with a value as "
+                        "--nextpnr-arg=--placer-heap-beta --nextpnr-arg=0.7)")
     p.add_argument("--estimate-only", action="store_true", help="the pre-synthesis estimate only (seconds)")
     p.add_argument("--out-dir", default=None, help="default build/<board>/")
     p.add_argument("--json", action="store_true")
@@ -43,7 +49,9 @@ def run(args) -> int:
 
     try:
         rep = build_accelerator(args.board, compiled=args.compiled, lanes=args.lanes, clock_mhz=args.clock_mhz,
-                                baud=args.baud, seed=args.seed, estimate_only=args.estimate_only,
+                                constrain_mhz=args.constrain_mhz,
+                                baud=args.baud, seed=args.seed, nextpnr_args=args.nextpnr_arg,
+                                estimate_only=args.estimate_only,
                                 out_dir=args.out_dir, echo=echo)
     except BoardDoesNotFit as e:
         raise UserError(str(e)) from None

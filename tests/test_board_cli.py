@@ -44,3 +44,60 @@ def test_run_refuses_a_missing_port_and_a_bad_box(tmp_path, capsys):
     assert main(["run", "--port", "sim", "--frames", str(frames), "--init", "4,4,-3,10", "--out", str(out)]) == 2
     assert "--init" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_build_passes_nextpnr_args_after_its_own(monkeypatch, tmp_path):
+    """`--nextpnr-arg` reaches nextpnr as given, after the build's own options (the build itself
+    is stopped at the tool call: a real one takes minutes)."""
+    import pytest
+
+    from spiketrack.bitstreams import synth
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(top, board, out, **kw):
+        seen.update(kw, top=top)
+        raise Stop
+
+    monkeypatch.setattr(synth, "build_bitstream", fake_build)
+    with pytest.raises(Stop):
+        main(["build", "--board", "ulx3s-85f", "--out-dir", str(tmp_path / "b"), "--seed", "3",
+              "--nextpnr-arg=--placer-heap-beta", "--nextpnr-arg=0.7"])
+    assert seen["seed"] == 3
+    assert seen["top"].constraint_mhz == seen["top"].f_core_mhz == 100
+    assert seen["nextpnr_opts"][-2:] == ["--placer-heap-beta", "0.7"]
+    assert "--router" in seen["nextpnr_opts"]
+
+
+def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_path, capsys):
+    """`--constrain-mhz` sets the clock nextpnr times against (the PLL's FREQUENCY_PIN_CLKOP),
+    not the PLL's dividers; below the core clock, or on an iCE40, it is refused by name."""
+    import pytest
+
+    from spiketrack.bitstreams import synth
+    from spiketrack.hw.accel.board import BoardTop
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(top, board, out, **kw):
+        seen["top"] = top
+        raise Stop
+
+    monkeypatch.setattr(synth, "build_bitstream", fake_build)
+    with pytest.raises(Stop):
+        main(["build", "--board", "ulx3s-85f", "--out-dir", str(tmp_path / "b"), "--clock-mhz", "70",
+              "--constrain-mhz", "100"])
+    top = seen["top"]
+    assert abs(top.f_core_mhz - 70) < 1 and top.constraint_mhz == 100
+    ref = BoardTop(family="ecp5", f_in_mhz=25, clock_mhz=70)
+    assert ref.pll == top.pll                     # the same PLL dividers as a plain 70 MHz build
+    with pytest.raises(ValueError, match="below the core clock"):
+        BoardTop(family="ecp5", f_in_mhz=25, clock_mhz=70, constrain_mhz=50)
+    with pytest.raises(ValueError, match="only the ECP5"):
+        BoardTop(family="ice40", f_in_mhz=12, clock_mhz=24, constrain_mhz=30)

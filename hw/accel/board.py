@@ -153,10 +153,17 @@ class BoardTop(Elaboratable):
     def __init__(self, *, family: str, f_in_mhz: float, clock_mhz: float = 100.0, baud: int = 1_000_000,
                  lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
                  uart_pins: dict | None = None, addr_bits: int = 16, units: tuple = UNITS,
-                 counters: tuple = COUNTERS):
+                 counters: tuple = COUNTERS, constrain_mhz: float | None = None):
         self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
         self.f_core_mhz = self.pll["f_out_mhz"]
+        if constrain_mhz is not None and family != "ecp5":
+            raise ValueError("constrain_mhz: only the ECP5 PLL carries the place-and-route clock constraint")
+        if constrain_mhz is not None and constrain_mhz < self.f_core_mhz:
+            raise ValueError(f"constrain_mhz {constrain_mhz} is below the core clock {self.f_core_mhz:.3f} MHz")
+        # the clock nextpnr times the core against (the PLL's FREQUENCY_PIN_CLKOP): the core clock,
+        # or a higher one to over-constrain place and route
+        self.constraint_mhz = constrain_mhz if constrain_mhz is not None else self.f_core_mhz
         divisor = round(self.f_core_mhz * 1e6 / baud)
         # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
         self.core = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor,
@@ -175,7 +182,7 @@ class BoardTop(Elaboratable):
         if self.family == "ecp5":
             m.submodules.pll = Instance(
                 "EHXPLLL",
-                a_FREQUENCY_PIN_CLKI=str(self.f_in_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.f_core_mhz:.4f}",
+                a_FREQUENCY_PIN_CLKI=str(self.f_in_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.constraint_mhz:.4f}",
                 a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
                 p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
                 p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
