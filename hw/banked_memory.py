@@ -45,7 +45,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "delay", "copies", "COPY_TAG"]
+__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
@@ -84,7 +84,7 @@ def copies(m: Module, value, n: int, name: str) -> list:
     return regs
 
 
-def _or_all(values):
+def or_all(values):
     """The OR of a list of equally wide values."""
     out = values[0]
     for v in values[1:]:
@@ -216,7 +216,7 @@ class BankedMemory(wiring.Component):
                 nxt = []
                 for g in range(0, len(outs), OR_GROUP):
                     o = Signal(self.width, name=f"r{i}_or{lvl}_{g // OR_GROUP}", reset_less=True)
-                    m.d.sync += o.eq(_or_all(outs[g:g + OR_GROUP]))
+                    m.d.sync += o.eq(or_all(outs[g:g + OR_GROUP]))
                     nxt.append(o)
                 outs = nxt
             m.d.comb += data.eq(outs[0])

@@ -38,7 +38,7 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
-from spiketrack.hw.banked_memory import READ_LATENCY, BankedMemory
+from spiketrack.hw.banked_memory import READ_LATENCY, BankedMemory, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
@@ -361,8 +361,17 @@ class Accelerator(wiring.Component):
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
-                    m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name])),
-                                 host_rd_data.eq(rd[name].data)]
+                    m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name]))]
+        # the host's row read: every memory's read data registered, masked by a select register of
+        # that memory (host_mem holds from the header on), then ORed into host_rd_q a cycle later
+        # (RLATCH2): no decode of host_mem and no state decode in front of the memories' data
+        masked = []
+        for name in W:
+            sel = Signal(name=f"hrd_sel_{name}")
+            q = Signal(W[name], name=f"hrd_{name}", reset_less=True)
+            m.d.sync += [sel.eq(host_mem == MEM_IDS[name]), q.eq(Mux(sel, rd[name].data, 0))]
+            masked.append(q)
+        m.d.comb += host_rd_data.eq(or_all(masked))
 
         def reply(op_v, err_v, count_v):
             return [rsp_word.eq(Cat(count_v[:16], err_v, op_v, Const(STATUS_MAGIC, 8))), rsp_valid.eq(1)]
@@ -503,11 +512,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += read_wait.eq(read_wait - 1)
                 with m.If(read_wait == 0):
                     m.next = "RLATCH"
-            with m.State("RLATCH"):     # the selected memory's row registered, then latched
-                m.d.sync += host_rd_q.eq(host_rd_data)
+            with m.State("RLATCH"):     # the selected memory's row registered (hrd_*), then latched
                 m.next = "RLATCH2"
             with m.State("RLATCH2"):
-                m.d.sync += widx.eq(0)
+                m.d.sync += [host_rd_q.eq(host_rd_data), widx.eq(0)]
                 m.next = "RSEND"
             with m.State("RSEND"):
                 with m.If(can_reply):
