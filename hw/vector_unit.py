@@ -354,9 +354,13 @@ class VectorUnit(wiring.Component):
         pool_sat = Signal(P)
         m.d.sync += [*_assign(v3, {"valid": v2c.valid, "op_end": v2c.op_end, "t": v2c.t, "o": v2c.o}),
                      pool_sat.eq(v2c.psat)]
+        # the mode's choice as three flags, a register copy per lane (the descriptor holds for the
+        # whole op): no decode of the mode in front of every lane's multiplexer
+        v3_sel = copies(m, Cat(Mux(neuron, d.const, is_add), neuron & ~d.const, is_pool), P, "v3_sel")
         for i in range(P):
-            m.d.sync += v3.x[i].eq(Mux(neuron, Mux(d.const, v2c.added[i], v2c.x[i]),
-                                       Mux(is_add, v2c.added[i], Mux(is_pool, v2c.pooled[i], v2c.fused[i]))))
+            sel_added, sel_x, sel_pool = v3_sel[i][0], v3_sel[i][1], v3_sel[i][2]
+            m.d.sync += v3.x[i].eq(Mux(sel_added, v2c.added[i],
+                                       Mux(sel_x, v2c.x[i], Mux(sel_pool, v2c.pooled[i], v2c.fused[i]))))
         terms = Signal(data.ArrayLayout(decay_term_layout(), 2))   # v3's step, a cycle ahead of v3
         for i, term in enumerate(decay_terms(d.decays, v2c.t)):
             m.d.comb += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
