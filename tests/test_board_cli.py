@@ -46,6 +46,12 @@ def test_run_refuses_a_missing_port_and_a_bad_box(tmp_path, capsys):
     assert not out.exists()
 
 
+def _unused(top):
+    """A board top the real build would elaborate: no UnusedElaboratable warnings for it."""
+    for obj in (top, top.core, top.core.accel):
+        obj._MustUse__silence = True
+
+
 def test_build_passes_nextpnr_args_after_its_own(monkeypatch, tmp_path):
     """`--nextpnr-arg` reaches nextpnr as given, after the build's own options (the build itself
     is stopped at the tool call: a real one takes minutes)."""
@@ -59,6 +65,7 @@ def test_build_passes_nextpnr_args_after_its_own(monkeypatch, tmp_path):
         pass
 
     def fake_build(top, board, out, **kw):
+        _unused(top)
         seen.update(kw, top=top)
         raise Stop
 
@@ -73,12 +80,13 @@ def test_build_passes_nextpnr_args_after_its_own(monkeypatch, tmp_path):
 
 
 def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_path, capsys):
-    """`--constrain-mhz` sets the clock nextpnr times against (the PLL's FREQUENCY_PIN_CLKOP),
-    not the PLL's dividers; below the core clock, or on an iCE40, it is refused by name."""
+    """`--constrain-mhz` sets the clock nextpnr times against (a FREQUENCY NET constraint on the
+    PLL's output in the LPF), not the PLL's dividers; below the core clock, or on an iCE40, it is
+    refused by name."""
     import pytest
 
     from spiketrack.bitstreams import synth
-    from spiketrack.hw.accel.board import BoardTop
+    from spiketrack.hw.accel.board import BoardTop, ecp5_pll
 
     seen = {}
 
@@ -86,6 +94,7 @@ def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_pat
         pass
 
     def fake_build(top, board, out, **kw):
+        _unused(top)
         seen["top"] = top
         raise Stop
 
@@ -95,8 +104,17 @@ def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_pat
               "--constrain-mhz", "100"])
     top = seen["top"]
     assert abs(top.f_core_mhz - 70) < 1 and top.constraint_mhz == 100
-    ref = BoardTop(family="ecp5", f_in_mhz=25, clock_mhz=70)
-    assert ref.pll == top.pll                     # the same PLL dividers as a plain 70 MHz build
+    assert top.pll == ecp5_pll(25, 70)           # the same PLL dividers as a plain 70 MHz build
+    from spiketrack.bitstreams.boards import get_board
+
+    def lpf_clocks(**kw):   # a small top (the memory builder alone): the LPF is what is checked
+        small = BoardTop(family="ecp5", f_in_mhz=25, clock_mhz=70, lanes=8, units=("mb",), **kw)
+        plan = get_board("ulx3s-85f").platform_class()().prepare(small, name="t")
+        return sorted(line for line in plan.files["t.lpf"].splitlines() if line.startswith("FREQUENCY"))
+
+    assert lpf_clocks(constrain_mhz=100) == ['FREQUENCY NET "core_clk" 100000000.0 HZ;',
+                                             'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;']
+    assert lpf_clocks() == ['FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;']   # nextpnr derives 70 MHz
     with pytest.raises(ValueError, match="below the core clock"):
         BoardTop(family="ecp5", f_in_mhz=25, clock_mhz=70, constrain_mhz=50)
     with pytest.raises(ValueError, match="only the ECP5"):

@@ -158,11 +158,17 @@ class BoardTop(Elaboratable):
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
         self.f_core_mhz = self.pll["f_out_mhz"]
         if constrain_mhz is not None and family != "ecp5":
+            self._MustUse__silence = True
             raise ValueError("constrain_mhz: only the ECP5 PLL carries the place-and-route clock constraint")
         if constrain_mhz is not None and constrain_mhz < self.f_core_mhz:
+            self._MustUse__silence = True
             raise ValueError(f"constrain_mhz {constrain_mhz} is below the core clock {self.f_core_mhz:.3f} MHz")
-        # the clock nextpnr times the core against (the PLL's FREQUENCY_PIN_CLKOP): the core clock,
-        # or a higher one to over-constrain place and route
+        # the clock nextpnr times the core against: the core clock (nextpnr derives it from the PLL's
+        # dividers), or a higher one to over-constrain place and route (a FREQUENCY NET constraint on
+        # the PLL's output, which nextpnr keeps instead of the derived one; its warning "Overriding
+        # derived constraint of 100.0 MHz ... with user-specified constraint of 70.0 MHz" prints the two
+        # values swapped: the 100 MHz is the one applied, as the routed report's "FAIL at" line shows)
+        self.constrain_mhz = constrain_mhz
         self.constraint_mhz = constrain_mhz if constrain_mhz is not None else self.f_core_mhz
         divisor = round(self.f_core_mhz * 1e6 / baud)
         # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
@@ -180,15 +186,19 @@ class BoardTop(Elaboratable):
         locked = Signal()
         p = self.pll
         if self.family == "ecp5":
+            core_clk = Signal(name="core_clk")
+            m.d.comb += ClockSignal("sync").eq(core_clk)
+            if self.constrain_mhz is not None:
+                platform.add_clock_constraint(core_clk, self.constrain_mhz * 1e6)
             m.submodules.pll = Instance(
                 "EHXPLLL",
-                a_FREQUENCY_PIN_CLKI=str(self.f_in_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.constraint_mhz:.4f}",
+                a_FREQUENCY_PIN_CLKI=str(self.f_in_mhz), a_FREQUENCY_PIN_CLKOP=f"{self.f_core_mhz:.4f}",
                 a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
                 p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
                 p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
                 p_CLKI_DIV=p["clki_div"], p_CLKFB_DIV=p["clkfb_div"], p_CLKOP_DIV=p["clkop_div"],
                 p_CLKOP_CPHASE=p["clkop_div"] // 2, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
-                i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, i_CLKFB=ClockSignal("sync"), o_CLKOP=ClockSignal("sync"),
+                i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, i_CLKFB=core_clk, o_CLKOP=core_clk,
                 i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
                 i_ENCLKOP=0, o_LOCK=locked)
         else:
