@@ -40,9 +40,12 @@ def build_name(stem: str, sim: str) -> str:
 
 
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
-                    stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None) -> dict:
+                    stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None,
+                    pump: bool = True) -> dict:
     """Execute ``plan`` on the Verilog of the accelerator under cocotb; returns the report.
-    ``init``: memory images baked into the Verilog (then the plan must not load them)."""
+    ``init``: memory images baked into the Verilog (then the plan must not load them). ``pump``:
+    under Verilator without gaps or backpressure, the words move through the C++ stream pump
+    (``sim/cocotb_pump.py``); False: one cycle at a time by the testbench."""
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -53,14 +56,16 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
                             name=build_name("accel", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
-                                       "timeout": timeout},
-                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim),
+                                       "timeout": timeout, "pump": pump},
+                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim),
+                            cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None)
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
     report = out["report"]
     report["cycles_simulated"] = out["cycles_simulated"]
+    report["stream_pump"] = out.get("stream_pump", False)
     report["sim"] = sim
     if waves:
         report["waves"] = str(getattr(result, "waves", "") or "")
@@ -79,8 +84,9 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
-                                       "addr_bits": ap.addr_bits, "timeout": timeout},
-                            check=False, extra_env=BUILD_ENV.get(sim), cpp_clock_ns=CPP_CLOCK_NS.get(sim),
+                                       "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True},
+                            check=False, extra_env=BUILD_ENV.get(sim),
+                            cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None)
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:

@@ -2,7 +2,9 @@
 host job (``job``: ``"module:function"`` called with the driver; ``spiketrack track --backend rtl``)
 through the host driver, UART-free, on the generated Verilog (Icarus or Verilator).
 
-The driver runs in a thread; this coroutine moves the command and response words, one cycle at a
+The driver runs in a thread; this coroutine moves the command and response words (under
+Verilator built with the stream pump and with no gaps or backpressure asked for, whole queues of
+them through the simulator's C++ main: ``sim/cocotb_pump.py``; otherwise here), one cycle at a
 time while words flow (while a program runs and the host has nothing to send, the simulator runs
 freely until ``busy`` falls, at most :data:`FREE_RUN_CYCLES` at a time), with random gaps on the command stream and random backpressure on the response stream
 (``gaps``, ``stall``), and checks the response stream's rules (valid held and payload stable
@@ -55,6 +57,12 @@ async def run_plan(dut):
         mod, _, fn = p["job"].partition(":")
         job = getattr(importlib.import_module(mod), fn)
         thread = tr.start_host(lambda: job(drv, lambda: state["cycle"], **p.get("kwargs", {})))
+    use_pump = bool(p.get("pump")) and gaps == 0 and stall == 0
+    if use_pump:
+        # Verilator with the C++ stream pump: whole word queues handed to C++ (sim/cocotb_pump.py)
+        from spiketrack.sim.cocotb_pump import pump_streams
+
+        await pump_streams(dut, tr, state, FREE_RUN_CYCLES)
     cur, quiet, io_quiet, stalled = None, 0, 0, None
     free_ns = FREE_RUN_CYCLES * 10
     clk, busy_h = dut.clk, dut.busy
@@ -96,7 +104,7 @@ async def run_plan(dut):
         if valid:
             word = int(rsp_payload.value)
             if ready:
-                tr.from_dev.put(word)
+                tr.deliver((word,))
                 stalled = None
             else:
                 stalled = word
@@ -109,5 +117,5 @@ async def run_plan(dut):
     thread.join()
     out = {"report": tr.result} if tr.error is None else {"error": repr(tr.error)}
     with open(p["report"], "w") as fh:
-        json.dump({**out, "cycles_simulated": state["cycle"]}, fh)
+        json.dump({**out, "cycles_simulated": state["cycle"], "stream_pump": use_pump}, fh)
     assert tr.error is None, repr(tr.error)

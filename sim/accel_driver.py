@@ -10,6 +10,7 @@ naming the command and the reason.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 
@@ -32,13 +33,16 @@ class SimTransport:
 
     def __init__(self):
         self.to_dev: queue.Queue = queue.Queue()
-        self.from_dev: queue.Queue = queue.Queue()
+        self._rx: collections.deque = collections.deque()   # response words not yet taken by recv
+        self._rx_ready = threading.Condition()
         self.closed = threading.Event()
         self.busy_falls = 0          #: programs the testbench saw finish (busy falling)
         self.fell = threading.Condition()
         self.was_busy = False
         self.result = None
         self.error: BaseException | None = None
+        self.wanted = 0              #: response words the host has asked ``recv`` for and not yet got
+        self.kick = threading.Event()  #: set when the host sends words or starts waiting for some
 
     # ---------------------------------------------------------------- testbench side
     def start_host(self, fn) -> threading.Thread:
@@ -51,6 +55,7 @@ class SimTransport:
                 self.error = e
             finally:
                 self.closed.set()
+                self.kick.set()
 
         thread = threading.Thread(target=worker, daemon=True)
         thread.start()
@@ -84,15 +89,31 @@ class SimTransport:
     def send(self, words) -> None:
         for w in words:
             self.to_dev.put(int(w) & 0xFFFFFFFF)
+        self.kick.set()
+
+    def deliver(self, words) -> None:
+        """Testbench side: response words from the design, in order."""
+        with self._rx_ready:
+            self._rx.extend(words)
+            self._rx_ready.notify_all()
+
+    def undelivered_wanted(self) -> int:
+        """Response words the host waits for beyond those delivered (0: the host is not waiting)."""
+        return max(0, self.wanted - len(self._rx))
 
     def recv(self, n: int, timeout: float = 600.0) -> list[int]:
-        out = []
-        for _ in range(n):
+        with self._rx_ready:
+            self.wanted += n
+            self.kick.set()
             try:
-                out.append(self.from_dev.get(timeout=timeout))
-            except queue.Empty:
-                raise TimeoutError(f"no response word from the accelerator within {timeout} s") from None
-        return out
+                while len(self._rx) < n:   # timeout: at most this long without a word
+                    had = len(self._rx)
+                    if not self._rx_ready.wait_for(lambda: len(self._rx) > had, timeout):
+                        raise TimeoutError(f"no response word from the accelerator within {timeout} s "
+                                           f"({had} of {n} words came)")
+                return [self._rx.popleft() for _ in range(n)]
+            finally:
+                self.wanted -= n
 
 
 class AccelDriver:

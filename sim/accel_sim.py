@@ -92,7 +92,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
             if drive and cmd_ready and not held:
                 cur = None
             if rsp_valid and ready and not held:
-                tr.from_dev.put(int(rsp_word))
+                tr.deliver((int(rsp_word),))
             quiet = 0 if (cur is not None or busy or rsp_valid) else quiet + 1
             tr.observe_busy(busy)
         thread.join()

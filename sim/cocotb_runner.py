@@ -99,6 +99,10 @@ _SIM_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
 VERILATOR_PUBLIC = "top"
 
 
+#: Verilator flags of a build with the C++ stream pump (``run_cocotb(cpp_stream_pump=True)``): the
+#: pump compiled in, and the executable's symbols exported so that ``ctypes.CDLL(None)`` finds them.
+PUMP_BUILD_ARGS = ["-CFLAGS", "-DSPIKETRACK_STREAM_PUMP", "-LDFLAGS", "-Wl,--export-dynamic"]
+
 #: The Verilator main with the clock in C++ (``run_cocotb(cpp_clock_ns=...)``).
 CPP_CLOCK_MAIN = PROJECT_ROOT / "sim" / "verilator_main.cpp"
 #: Environment variables of a run with the C++ clock: its period in the time precision (read by the
@@ -333,6 +337,7 @@ def run_cocotb(
     timescale: tuple[str, str] = ("1ns", "1ps"),
     check: bool = True,
     cpp_clock_ns: float | None = None,
+    cpp_stream_pump: bool = False,
     verilator_public: str | None = None,
 ) -> CocotbResult:
     """Convert an Amaranth design to Verilog and run cocotb tests on it.
@@ -373,6 +378,11 @@ def run_cocotb(
         callback per edge, so the model free-runs at its evaluation speed while the testbench
         waits. The testbench's :func:`~spiketrack.sim.cocotb_streams.start_clock` then starts
         nothing (it checks the period). Same edges as cocotb's clock (high at time 0).
+    cpp_stream_pump : bool
+        With ``cpp_clock_ns``: the C++ main is built with the stream pump
+        (``-DSPIKETRACK_STREAM_PUMP``, its functions exported for ctypes): the top's command
+        stream ``i_cmd``, response stream ``o_rsp`` and ``busy`` can be moved by C++
+        (:mod:`spiketrack.sim.cocotb_pump`). The top must have those ports.
     verilator_public : {"top", "ports", "all"}, optional
         Which signals Verilator makes visible to cocotb (default :data:`VERILATOR_PUBLIC`);
         ``"ports"``: the top module's ports only (a testbench that touches nothing else).
@@ -399,6 +409,10 @@ def run_cocotb(
 
     if cpp_clock_ns is not None and sim != "verilator":
         raise ValueError("cpp_clock_ns: the C++ clock is Verilator's (sim='verilator')")
+    if cpp_stream_pump:
+        if cpp_clock_ns is None:
+            raise ValueError("cpp_stream_pump: the stream pump runs on the C++ clock (give cpp_clock_ns)")
+        build_args += PUMP_BUILD_ARGS
     public = verilator_public or VERILATOR_PUBLIC
     if public not in ("top", "ports", "all"):
         raise ValueError(f"verilator_public must be 'top', 'ports' or 'all', got {public!r}")

@@ -9,6 +9,12 @@
 // The clock costs no VPI call, no callback allocation and no GPI work per edge: while the
 // testbench waits on a Timer, each edge is a write of `clk` and one evaluation of the model.
 //
+// With SPIKETRACK_STREAM_PUMP defined (`run_cocotb(..., cpp_stream_pump=True)`; the accelerator
+// top's ports), the command and response streams can be moved here too: the testbench pushes
+// command words into a queue and takes the response words collected (the functions below,
+// exported for Python's ctypes), and each clock cycle is one transfer rule applied in C++.
+// See the pump's comment below.
+//
 // Copyright cocotb contributors
 // Licensed under the Revised BSD License, see LICENSE for details.
 // SPDX-License-Identifier: BSD-3-Clause
@@ -19,6 +25,9 @@
 #include <memory>  // std::unique_ptr
 #include <string>  // std::string
 #include <cstdlib>  // std::getenv, std::strtoull
+#include <cstdint>
+#include <deque>
+#include <vector>
 
 #include "Vtop.h"
 #include "verilated.h"
@@ -93,6 +102,69 @@ void wrap_up() {
 #endif
 }
 
+
+#ifdef SPIKETRACK_STREAM_PUMP
+// The stream pump: the accelerator's command stream (i_cmd__valid/payload/ready), response stream
+// (o_rsp__valid/payload/ready) and `busy`, moved by C++ while it is on. The rules are those of
+// the cocotb testbench's own loop (sim/accel_cocotb_tb.py) with no gaps and no backpressure:
+// inputs change just after a falling edge (valid = a word is queued, payload = the oldest word,
+// response ready = 1), and just before a rising edge the settled values decide the transfers of
+// that edge (command word taken when valid & ready; response word kept when valid & ready). At
+// each falling edge `busy` is sampled and its falls counted, so the testbench misses no program's
+// end between its wake-ups (which come at falling edges, when the count and the port agree).
+// While the pump is on the testbench writes none of these ports. (Verilator spells a port's "__"
+// as "___05F" in the model's C++.)
+static Vtop *pump_top = nullptr;
+static bool pump_on = false;
+static std::deque<uint32_t> pump_cmd;
+static std::vector<uint32_t> pump_rsp;
+static uint64_t pump_busy_falls = 0;
+static bool pump_busy = false;
+
+static inline void pump_sample() {
+    Vtop *t = pump_top;
+    if (t->i_cmd___05Fvalid && t->i_cmd___05Fready && !pump_cmd.empty()) pump_cmd.pop_front();
+    if (t->o_rsp___05Fvalid && t->o_rsp___05Fready) pump_rsp.push_back((uint32_t)t->o_rsp___05Fpayload);
+}
+
+static inline void pump_drive() {
+    Vtop *t = pump_top;
+    bool b = t->busy;   // as the last rising edge left it: what the testbench reads from now on
+    if (pump_busy && !b) pump_busy_falls++;
+    pump_busy = b;
+    t->i_cmd___05Fvalid = !pump_cmd.empty();
+    if (!pump_cmd.empty()) t->i_cmd___05Fpayload = pump_cmd.front();
+    t->o_rsp___05Fready = 1;
+}
+
+extern "C" {
+// turn the pump on (1) or off (0); on: `busy` as last seen is the current value
+__attribute__((visibility("default"))) void spiketrack_pump_enable(int on) {
+    pump_on = on != 0;
+    if (pump_on && pump_top) pump_busy = pump_top->busy;
+}
+// queue n command words
+__attribute__((visibility("default"))) void spiketrack_pump_push(const uint32_t *words, int n) {
+    for (int i = 0; i < n; i++) pump_cmd.push_back(words[i]);
+}
+// command words queued and not yet taken
+__attribute__((visibility("default"))) int spiketrack_pump_pending() { return (int)pump_cmd.size(); }
+// response words collected (not yet taken)
+__attribute__((visibility("default"))) int spiketrack_pump_available() { return (int)pump_rsp.size(); }
+// move up to max collected response words into out; returns how many
+__attribute__((visibility("default"))) int spiketrack_pump_take(uint32_t *out, int max) {
+    int n = (int)pump_rsp.size() < max ? (int)pump_rsp.size() : max;
+    for (int i = 0; i < n; i++) out[i] = pump_rsp[i];
+    pump_rsp.erase(pump_rsp.begin(), pump_rsp.begin() + n);
+    return n;
+}
+// falls of `busy` seen since the simulation started (while the pump was on)
+__attribute__((visibility("default"))) uint64_t spiketrack_pump_busy_falls() { return pump_busy_falls; }
+// `busy` as sampled at the last falling edge
+__attribute__((visibility("default"))) int spiketrack_pump_busy() { return pump_busy ? 1 : 0; }
+}
+#endif
+
 int main(int argc, char **argv) {
 #if VM_TRACE_FST
     const char *traceFile = "dump.fst";
@@ -163,6 +235,9 @@ int main(int argc, char **argv) {
     Verilated::debug(99);
 #endif
     std::unique_ptr<Vtop> top(new Vtop(""));
+#ifdef SPIKETRACK_STREAM_PUMP
+    pump_top = top.get();
+#endif
     Verilated::fatalOnVpiError(false);  // otherwise it will fail on systemtf
 
 #ifdef VERILATOR_SIM_DEBUG
@@ -250,8 +325,15 @@ int main(int argc, char **argv) {
         // SPIKETRACK: the C++ clock's edge, before this time step's timed callbacks (cocotb's
         // clock toggles in the first timed callback of its time step)
         if (main_time == clk_next) {
+#ifdef SPIKETRACK_STREAM_PUMP
+            const bool rising = !top->clk;
+            if (pump_on && rising) pump_sample();
+#endif
             top->clk = !top->clk;
             clk_next += clk_half;
+#ifdef SPIKETRACK_STREAM_PUMP
+            if (pump_on && !rising) pump_drive();
+#endif
         }
 
         // Call registered timed callbacks (e.g. clock timer)
