@@ -221,9 +221,10 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("no_group_spacing", "output words are not spaced GROUP_MIN cycles apart (the scanner "
                          "never holds a group's last word)",
                          "hold = hd.t.group_end & done_word & ~cool_zero", "hold = Const(0)")),
+    # depth 32 at read latency 7: the op of depth 26 at latency 1 (an ADD of up to 4 words), 6 cycles longer
     Proof("vec_add_saturation", "(c) ADD: each lane written == clamp(a + b) computed without truncation, "
-          "counters.saturated == clamped lanes", VEC, accel_units.at_latency(accel_units.VEC_ADD, 1), at_latency_1(accel_units.vec_add_saturation),
-          "bmc", 26,
+          "counters.saturated == clamped lanes", VEC, accel_units.VEC_ADD, accel_units.vec_add_saturation,
+          "bmc", 32,
           mutants=(Mutant("add_sat_uncounted", "clamps of an ADD are not counted",
                           "add_sat = v1.valid & ((neuron & d.const) | is_add)",
                           "add_sat = v1.valid & neuron & d.const"),
