@@ -214,10 +214,11 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("requant_sat_uncounted", "clamps of the requantiser are not counted",
                          "m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))",
                          "m.d.sync += sat_flags.eq(Cat(Const(0, P), r2.sat, nl.o_sat))")),
+    # depth 48 at read latency 7: the ops of depth 36 at latency 1 (one of each shape), 2 * 6 cycles longer
     Proof("conv_counters", "(e) counters == engine_cycles.conv_cost model: busy == CONV_OVERHEAD + sum over output "
           "words of max(GROUP_MIN, sum max(1, nnz)) (the op's first word its own count); words, events "
           "(no stall counters: no output stream, no memory waits)",
-          CONV, accel_units.at_latency(accel_units.CONV_POSITIONS, 1), at_latency_1(accel_units.conv_counters), "bmc", 36, flatten=True,
+          CONV, accel_units.CONV_POSITIONS, accel_units.conv_counters, "bmc", 48, flatten=True,
           mutants=mutant("no_group_spacing", "output words are not spaced GROUP_MIN cycles apart (the scanner "
                          "never holds a group's last word)",
                          "hold = hd.t.group_end & done_word & ~cool_zero", "hold = Const(0)")),
