@@ -22,6 +22,11 @@ data of that read.
 Counts are compared :data:`~spiketrack.hw.counters.COUNTER_LAG` cycles after ``busy`` falls (the
 ``saturated`` increment of the conv engine and vector unit passes one more register, so
 ``COUNTER_LAG - 1`` cycles, which the older units' harnesses use, are too early for it).
+
+The units run with their memories at the top's read latency (:data:`~spiketrack.hw.banked_memory.READ_LATENCY`,
+their default), as they ship. The harnesses with a ``read_latency`` argument run their unit at
+another latency if asked (the (e) models' overheads follow it: ``CONV_OVERHEAD = 25 + 2·L``,
+``VECTOR_OVERHEAD = 14 + L``, ``MB_OVERHEAD = 5 + L``); the registered proofs do not.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from spiketrack.hw.conv_engine import TM_BITS
 from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.quant.golden.neuron import D
 
-__all__ = ["CONV_ANY", "CONV_POSITIONS", "at_latency", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "MB_SMALL", "MB_ANY", "conv_saturation",
+__all__ = ["CONV_ANY", "CONV_POSITIONS", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "MB_SMALL", "MB_ANY", "conv_saturation",
            "conv_counters", "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"]
 
 # The geometries at the top's read latency (``hw.banked_memory.READ_LATENCY``), as the units ship.
@@ -51,12 +56,6 @@ VEC_ANY = (f"P=2 lanes, 6-bit addresses, {_LAT}; every mode, T=1..2, 1x1 or 1x2 
            "1..2 x 1..2; POOL's bil (up <= 2) and horner (r_y = 1) variants")
 MB_SMALL = f"P=2 lanes, 6-bit addresses, {_LAT}; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
 MB_ANY = f"P=2 lanes, 6-bit addresses, {_LAT}; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
-
-
-def at_latency(geometry: str, read_latency: int) -> str:
-    """``geometry`` (one of the strings above, stated at ``READ_LATENCY``) at another read latency."""
-    assert _LAT in geometry
-    return geometry.replace(_LAT, f"read latency {read_latency}")
 
 HI, LO = (1 << 15) - 1, -(1 << 15)   # the 16-bit stream range (STREAM_BITS)
 

@@ -9,7 +9,6 @@ unit means changing its ``build`` function only. Each proof runs in its own fold
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 from spiketrack.formal import accel, accel_units, encoder, link, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
@@ -104,12 +103,6 @@ CONTRACT = ("(a) port contract (no output stream: results leave by a write port)
 NILIF_DONE_EARLY = ("busy falls when the op's last word enters the NI-LIF pipeline (its write lands after)",
                     "        with m.If(nl.o_valid & nl.o_carry.op_end):\n            m.d.sync += active.eq(0)",
                     "        with m.If(nl.i_valid & nl.i_carry.op_end):\n            m.d.sync += active.eq(0)")
-
-
-def at_latency_1(build: Callable) -> Callable:
-    """A unit harness of ``accel_units`` with its unit's memories at read latency 1 (not the top's
-    ``READ_LATENCY``): shorter ops, for a proof that does not reach whole ops at the top's latency."""
-    return partial(build, read_latency=1)
 
 
 def mutant(*args) -> tuple:
