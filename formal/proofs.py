@@ -225,7 +225,7 @@ PROOFS = {p.name: p for p in [
                    Mutant("add_wraps", "a + b is formed in 16 bits (wraps before the clamp)",
                           '"sum": lanes_of(signed(B + 1))', '"sum": lanes_of(signed(B))'))),
     # depth 46 at read latency 7: the ops of depth 40 at latency 1, 6 cycles longer (the shortest op takes 22 cycles,
-    # 16 at latency 1); 185 s on the loaded 2-core machine (each step from 40 on takes 10-25 s)
+    # 16 at latency 1); 185-187 s on the loaded 2-core machine (each step from 40 on takes 10-25 s)
     Proof("vec_saturation", "(c) saturation counted exactly, every mode: counters.saturated == the lanes whose "
           "add (ADD, NEURON with the table) or requantised pooling sum leaves the 16-bit range + the NI-LIF "
           "membrane clamps", VEC, accel_units.VEC_ANY_DESC, accel_units.vec_saturation, "bmc", 46, flatten=True,
