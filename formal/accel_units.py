@@ -22,6 +22,11 @@ data of that read.
 Counts are compared :data:`~spiketrack.hw.counters.COUNTER_LAG` cycles after ``busy`` falls (the
 ``saturated`` increment of the conv engine and vector unit passes one more register, so
 ``COUNTER_LAG - 1`` cycles, which the older units' harnesses use, are too early for it).
+
+The units run with their memories at the top's read latency (:data:`~spiketrack.hw.banked_memory.READ_LATENCY`,
+their default), as they ship. The harnesses with a ``read_latency`` argument run their unit at
+another latency if asked (the (e) models' overheads follow it: ``CONV_OVERHEAD = 25 + 2·L``,
+``VECTOR_OVERHEAD = 14 + L``, ``MB_OVERHEAD = 5 + L``); the registered proofs do not.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from amaranth.lib import data
 
 from spiketrack.formal.harness import (any_environment, cycles_since_busy, elaborate_with_probes, signal_named,
                                        submodule, under_proof)
+from spiketrack.hw.banked_memory import READ_LATENCY
 from spiketrack.hw.conv_engine import TM_BITS
 from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.quant.golden.neuron import D
@@ -39,15 +45,17 @@ from spiketrack.quant.golden.neuron import D
 __all__ = ["CONV_ANY", "CONV_POSITIONS", "VEC_ADD", "VEC_ANY", "VEC_ANY_DESC", "MB_SMALL", "MB_ANY", "conv_saturation",
            "conv_counters", "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"]
 
+# The geometries at the top's read latency (``hw.banked_memory.READ_LATENCY``), as the units ship.
+_LAT = f"read latency {READ_LATENCY}"
 CONV_ANY = "P=4 lanes, 6-bit addresses; any descriptor, any data"
-CONV_POSITIONS = ("P=4 lanes, 6-bit addresses, read latency 1; 1x1 conv, a 1x2 map of 1 input word per "
+CONV_POSITIONS = (f"P=4 lanes, 6-bit addresses, {_LAT}; 1x1 conv, a 1x2 map of 1 input word per "
                   "position or a 1x1 map of 1 or 2 words, one chunk, T=1; any input data")
-VEC_ADD = "P=2 lanes, 6-bit addresses, read latency 1; ADD ops, T=1..2, 1x1 or 1x2 map, one chunk; any 16-bit operands"
-VEC_ANY_DESC = "P=2 lanes, 6-bit addresses, read latency 1; any descriptor, any data"
-VEC_ANY = ("P=2 lanes, 6-bit addresses, read latency 1; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window "
+VEC_ADD = f"P=2 lanes, 6-bit addresses, {_LAT}; ADD ops, T=1..2, 1x1 or 1x2 map, one chunk; any 16-bit operands"
+VEC_ANY_DESC = f"P=2 lanes, 6-bit addresses, {_LAT}; any descriptor, any data"
+VEC_ANY = (f"P=2 lanes, 6-bit addresses, {_LAT}; every mode, T=1..2, 1x1 or 1x2 map, one chunk, window "
            "1..2 x 1..2; POOL's bil (up <= 2) and horner (r_y = 1) variants")
-MB_SMALL = "P=2 lanes, 6-bit addresses, read latency 1; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
-MB_ANY = "P=2 lanes, 6-bit addresses, read latency 1; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
+MB_SMALL = f"P=2 lanes, 6-bit addresses, {_LAT}; T=1, 1 head, d_h=2 lines, 1 value chunk, N=1..4 tokens; levels <= 4"
+MB_ANY = f"P=2 lanes, 6-bit addresses, {_LAT}; T, heads, d_h, value chunks, N each 1..2, at most 8 token steps per op"
 
 HI, LO = (1 << 15) - 1, -(1 << 15)   # the 16-bit stream range (STREAM_BITS)
 
@@ -84,12 +92,8 @@ def _clamp(v):
 
 # ---------------------------------------------------------------------------------------------- conv engine
 
-CONV_LATENCY = 1   # read latency of the units' memories in their proofs (the top's: READ_LATENCY)
-UNIT_LATENCY = CONV_LATENCY
-
-
-def _conv(hw):
-    return hw.ConvEngine(lanes=4, addr_bits=6, read_latency=CONV_LATENCY)
+def _conv(hw, read_latency: int = READ_LATENCY):
+    return hw.ConvEngine(lanes=4, addr_bits=6, read_latency=read_latency)
 
 
 def conv_saturation(hw) -> Module:
@@ -144,18 +148,16 @@ def _nnz(word, lanes: int):
     return sum(((word[3 * j:3 * j + 3] != 0).as_unsigned() for j in range(lanes)), Const(0, 4))
 
 
-def conv_counters(hw) -> Module:
+def conv_counters(hw, read_latency: int = READ_LATENCY) -> Module:
     """(e) ``busy``, ``words`` and ``events`` equal ``engine_cycles.conv_cost``'s model, summed over
     the ops since reset: per op ``CONV_OVERHEAD`` plus, per output word (group: one position here),
     ``Σ max(1, nnz)`` over its input words, at least ``GROUP_MIN`` except for the op's first word;
     ``words`` the input words read, ``events`` their non-zero levels. The model's cycles are
     computed here from the input words as they are read (any data)."""
-    from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import CONV_OVERHEAD, GROUP_MIN
 
-    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - CONV_LATENCY)   # 25 + 2 * read latency
-
-    dut = _conv(hw)
+    dut = _conv(hw, read_latency)
+    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - read_latency)   # the model's 25 + 2 * read latency
     P, L = dut.lanes, dut.read_latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(depthwise=0, stem=0, tmem=0, k=1, stride=1, pad=0, T=1, h=1, w=(1, 2), ho=1,
@@ -191,14 +193,14 @@ def conv_counters(hw) -> Module:
 
 # ---------------------------------------------------------------------------------------------- vector unit
 
-def _vec(hw):
-    return hw.VectorUnit(lanes=2, addr_bits=6, read_latency=UNIT_LATENCY)
+def _vec(hw, read_latency: int = READ_LATENCY):
+    return hw.VectorUnit(lanes=2, addr_bits=6, read_latency=read_latency)
 
 
-def vec_add_saturation(hw) -> Module:
+def vec_add_saturation(hw, read_latency: int = READ_LATENCY) -> Module:
     """(c) ADD ops: each word written equals ``clamp(a + b)`` per lane, computed here from the two
     words read; ``counters.saturated`` equals the number of clamped lanes."""
-    dut = _vec(hw)
+    dut = _vec(hw, read_latency)
     P, L = dut.lanes, dut.read_latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(mode=hw.VecMode.ADD, const=0, T=(1, 2), ho=1, wo=(1, 2), chunks=1, r_y=1, r_x=1))
@@ -234,7 +236,7 @@ def vec_add_saturation(hw) -> Module:
     return m
 
 
-def vec_saturation(hw) -> Module:
+def vec_saturation(hw, read_latency: int = READ_LATENCY) -> Module:
     """(c) ``counters.saturated`` counts exactly the clamps of every mode: the lanes whose sum
     (ADD, or NEURON with the positional table) leaves the 16-bit range, the POOL lanes whose
     requantised window sum leaves it, and the NI-LIF pipeline's membrane clamps (its ``o_sat``
@@ -242,7 +244,7 @@ def vec_saturation(hw) -> Module:
     registers, read by name and viewed with the layouts below: a changed layout raises),
     independently of the unit's flags and popcount. Any descriptor, any data."""
     m = Module()
-    dut = _vec(hw)
+    dut = _vec(hw, read_latency)
     P, A = dut.lanes, dut.addr_bits
     body = elaborate_with_probes(m, dut)
     any_environment(m, dut)
@@ -265,7 +267,7 @@ def vec_saturation(hw) -> Module:
     return m
 
 
-def vec_counters(hw) -> Module:
+def vec_counters(hw, read_latency: int = READ_LATENCY) -> Module:
     """(e) ``busy`` and ``reads`` equal ``engine_cycles.vector_cost``'s model summed over the ops
     since reset: per op ``VECTOR_OVERHEAD + words · R`` cycles, ``R`` as ``vector_unit.reads_per_word``:
     ``NEURON_WORD_CYCLES`` (NEURON), 1 (ADD), ``r_y·r_x`` (POOL), ``(2·2**up)²`` (POOL, ``bil``),
@@ -274,12 +276,10 @@ def vec_counters(hw) -> Module:
     The POOL variants' descriptors as ``bilinear_fields`` / ``horner_fields`` make them: ``up <= 2``
     (upsampling by at most 4) with ``bil``, ``r_y = 1`` with ``horner`` (its 8 steps are the
     ``r_x`` loop; ``r_y`` would repeat them)."""
-    from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import NEURON_WORD_CYCLES, VECTOR_OVERHEAD
 
-    overhead = VECTOR_OVERHEAD - (READ_LATENCY - UNIT_LATENCY)   # 14 + read latency
-
-    dut = _vec(hw)
+    dut = _vec(hw, read_latency)
+    overhead = VECTOR_OVERHEAD - (READ_LATENCY - read_latency)   # the model's 14 + read latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(T=(1, 2), ho=1, wo=(1, 2), chunks=1, r_y=(1, 2), r_x=(1, 2)))
     p = dut.i_desc.payload
@@ -310,16 +310,16 @@ def vec_counters(hw) -> Module:
 
 # ---------------------------------------------------------------------------------------------- memory builder
 
-def _mb(hw):
-    return hw.MemoryBuilder(lanes=2, addr_bits=6, read_latency=UNIT_LATENCY)
+def _mb(hw, read_latency: int = READ_LATENCY):
+    return hw.MemoryBuilder(lanes=2, addr_bits=6, read_latency=read_latency)
 
 
-def mb_accumulate(hw) -> Module:
+def mb_accumulate(hw, read_latency: int = READ_LATENCY) -> Module:
     """(c) Each template-memory line written equals ``Σ_n k_n · v_n`` (``k_n``: level ``c`` of
     token ``n``'s key word, ``c`` the line's key channel; ``v_n``: the value word's levels),
     computed here in wide registers from the words read: no product or accumulator wraps for
     levels ``<= D`` (each product ``<= D² = 16`` needs the unit's 5-bit product registers)."""
-    dut = _mb(hw)
+    dut = _mb(hw, read_latency)
     P, L = dut.lanes, dut.read_latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(T=1, heads=1, dh=2, cpg=1, kh=1, n=(1, 4)))
@@ -356,16 +356,14 @@ def mb_accumulate(hw) -> Module:
     return m
 
 
-def mb_counters(hw) -> Module:
+def mb_counters(hw, read_latency: int = READ_LATENCY) -> Module:
     """(e) ``busy`` and ``reads`` equal ``engine_cycles.memory_build_cost``'s model summed over
     the ops since reset: per op ``MB_OVERHEAD + steps`` cycles and ``steps`` reads,
     ``steps = T · heads · cpg · d_h · N``."""
-    from spiketrack.hw.banked_memory import READ_LATENCY
     from spiketrack.hw.engine_cycles import MB_OVERHEAD
 
-    overhead = MB_OVERHEAD - (READ_LATENCY - UNIT_LATENCY)   # 5 + read latency
-
-    dut = _mb(hw)
+    dut = _mb(hw, read_latency)
+    overhead = MB_OVERHEAD - (READ_LATENCY - read_latency)   # the model's 5 + read latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(T=(1, 2), heads=(1, 2), dh=(1, 2), cpg=(1, 2), n=(1, 2)))
     p = dut.i_desc.payload

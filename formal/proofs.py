@@ -207,39 +207,47 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("requant_sat_uncounted", "clamps of the requantiser are not counted",
                          "m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))",
                          "m.d.sync += sat_flags.eq(Cat(Const(0, P), r2.sat, nl.o_sat))")),
+    # depth 48 at read latency 7: the ops of depth 36 at latency 1 (one of each shape), 2 * 6 cycles longer
     Proof("conv_counters", "(e) counters == engine_cycles.conv_cost model: busy == CONV_OVERHEAD + sum over output "
           "words of max(GROUP_MIN, sum max(1, nnz)) (the op's first word its own count); words, events "
           "(no stall counters: no output stream, no memory waits)",
-          CONV, accel_units.CONV_POSITIONS, accel_units.conv_counters, "bmc", 36, flatten=True,
+          CONV, accel_units.CONV_POSITIONS, accel_units.conv_counters, "bmc", 48, flatten=True,
           mutants=mutant("no_group_spacing", "output words are not spaced GROUP_MIN cycles apart (the scanner "
                          "never holds a group's last word)",
                          "hold = hd.t.group_end & done_word & ~cool_zero", "hold = Const(0)")),
+    # depth 32 at read latency 7: the op of depth 26 at latency 1 (an ADD of up to 4 words), 6 cycles longer
     Proof("vec_add_saturation", "(c) ADD: each lane written == clamp(a + b) computed without truncation, "
           "counters.saturated == clamped lanes", VEC, accel_units.VEC_ADD, accel_units.vec_add_saturation,
-          "bmc", 26,
+          "bmc", 32,
           mutants=(Mutant("add_sat_uncounted", "clamps of an ADD are not counted",
                           "add_sat = v1.valid & ((neuron & d.const) | is_add)",
                           "add_sat = v1.valid & neuron & d.const"),
                    Mutant("add_wraps", "a + b is formed in 16 bits (wraps before the clamp)",
                           '"sum": lanes_of(signed(B + 1))', '"sum": lanes_of(signed(B))'))),
+    # depth 46 at read latency 7: the ops of depth 40 at latency 1, 6 cycles longer (the shortest op takes 22 cycles,
+    # 16 at latency 1); 185-187 s on the loaded 2-core machine (each step from 40 on takes 10-25 s)
     Proof("vec_saturation", "(c) saturation counted exactly, every mode: counters.saturated == the lanes whose "
           "add (ADD, NEURON with the table) or requantised pooling sum leaves the 16-bit range + the NI-LIF "
-          "membrane clamps", VEC, accel_units.VEC_ANY_DESC, accel_units.vec_saturation, "bmc", 40, flatten=True,
+          "membrane clamps", VEC, accel_units.VEC_ANY_DESC, accel_units.vec_saturation, "bmc", 46, flatten=True,
           mutants=mutant("pool_sat_uncounted", "clamps of the pooling requantiser are not counted",
                          "m.d.sync += sat_flags.eq(Cat(v2.sat, pool_sat, nl.o_sat))",
                          "m.d.sync += sat_flags.eq(Cat(v2.sat, Const(0, P), nl.o_sat))")),
+    # depth 42 at read latency 7: the ops of depth 36 at latency 1 (up to 16 reads, then 31 cycles), 6 cycles longer
     Proof("vec_counters", "(e) counters == engine_cycles.vector_cost model: busy == VECTOR_OVERHEAD + words*R, "
           "reads == words*(1 for NEURON, else R) (no stall counters)", VEC, accel_units.VEC_ANY,
-          accel_units.vec_counters, "bmc", 36,
+          accel_units.vec_counters, "bmc", 42,
           mutants=mutant("neuron_word_3_cycles", "a NEURON word takes NILIF_STAGES - 1 cycles",
                          "Mux(neuron, NILIF_STAGES, 1))", "Mux(neuron, NILIF_STAGES - 1, 1))")),
+    # depth 26 at read latency 7: the op of depth 20 at latency 1 (4 tokens, 2 lines: 8 steps), 6 cycles longer
     Proof("mb_accumulate", "(c) no product or accumulator wraps: each template-memory line written == sum_n k*v "
           "computed without truncation (levels <= D)", MB, accel_units.MB_SMALL, accel_units.mb_accumulate,
-          "bmc", 20,
+          "bmc", 26,
           mutants=mutant("product_4_bits", "k*v is kept in 4 bits (D*D = 16 needs 5)",
                          '"prod": data.ArrayLayout(5, P)', '"prod": data.ArrayLayout(4, P)')),
+    # depth 36 at read latency 7: the ops of depth 24 at latency 1 (one op of 8 steps and a 1-step op after it,
+    # or two 1-step ops), each MB_OVERHEAD - 6 = 6 cycles longer now, with their counts settled
     Proof("mb_counters", "(e) counters == engine_cycles.memory_build_cost model: busy == MB_OVERHEAD + steps, "
-          "reads == steps (no stall counters)", MB, accel_units.MB_ANY, accel_units.mb_counters, "bmc", 24, fast=True,
+          "reads == steps (no stall counters)", MB, accel_units.MB_ANY, accel_units.mb_counters, "bmc", 36, fast=True,
           mutants=mutant("busy_misses_take", "the descriptor's take cycle is not counted as busy",
                          "ctr.inc.busy.eq(active | take), ctr.inc.reads.eq(running)",
                          "ctr.inc.busy.eq(active), ctr.inc.reads.eq(running)")),
