@@ -197,6 +197,8 @@ class Accelerator(wiring.Component):
         # each port's multiplexers see a register instead of a decode of ``cur`` and ``running``
         act = {u: Signal(name=f"act_{u.name.lower()}") for u in Unit}
         # the host's row read is registered like its writes (address, one enable per memory)
+        # (loaded every cycle from the command's address: no state decode reaches its flip-flops; only
+        # the registered enables say when it is read)
         hr_addr = Signal(A, name="hr_addr", reset_less=True)
         m.d.sync += hr_addr.eq(host_rd_addr)
 
@@ -282,8 +284,10 @@ class Accelerator(wiring.Component):
         # the accepted RUN reaches the controller one cycle later (host checks and the controller in
         # separate cycles); host_mem / addr / cnt hold until the ACK
         m.d.sync += start.eq(start_req)
+        m.d.comb += host_rd_addr.eq(addr)
         m.d.comb += [start_kind.eq(host_mem), start_pc.eq(addr), start_n.eq(cnt)]
         ctr = {n: Signal(32, name=f"ctr_{n}") for n in COUNTERS}
+        m.d.sync += ctr["runs"].eq(ctr["runs"] + start)   # counted as the run starts (a cycle after CHECK)
         conv_view = Signal(desc_layout(A))
         vec_view = Signal(vec_desc_layout(A))
         mb_view = Signal(mb_desc_layout(A))
@@ -293,6 +297,7 @@ class Accelerator(wiring.Component):
         issue = Signal()
         m.d.comb += [conv.i_desc.valid.eq(issue & (cur == Unit.CONV)), vec.i_desc.valid.eq(issue & (cur == Unit.VEC)),
                      mb.i_desc.valid.eq(issue & (cur == Unit.MB))]
+        desc_done, desc_inc = Signal(), Signal()
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -332,9 +337,12 @@ class Accelerator(wiring.Component):
             with m.State("WAIT"):
                 with m.If(~unit_busy):
                     m.d.sync += [pc.eq(pc + 1), left.eq(left - 1)]
-                    m.d.sync += ctr["descriptors"].eq(ctr["descriptors"] + 1)
+                    m.d.comb += desc_done.eq(1)
                     m.next = "FETCH"
         m.d.comb += self.busy.eq(running)
+        # the descriptor count's increment is registered (the count lags a cycle; it is read after
+        # the run): the counter's enables see a register, not the units' busy multiplexer
+        m.d.sync += [desc_inc.eq(desc_done), ctr["descriptors"].eq(ctr["descriptors"] + desc_inc)]
 
         # ---------------------------------------------------------------- host command interface
         widx, nwords = Signal(6), Signal(6)
@@ -442,7 +450,6 @@ class Accelerator(wiring.Component):
                     m.next = "RACK"
                 with m.Elif(op == Op.RUN):
                     m.d.comb += start_req.eq(1)
-                    m.d.sync += ctr["runs"].eq(ctr["runs"] + 1)
                     m.next = "ACK"
                 with m.Elif(op == Op.GUARD):
                     m.d.sync += guard.eq(addr)
@@ -505,7 +512,7 @@ class Accelerator(wiring.Component):
                 with m.If(cnt == 0):
                     m.next = "HDR0"
                 with m.Else():
-                    m.d.comb += [host_rd_addr.eq(addr), host_rd_en.eq(1)]
+                    m.d.comb += host_rd_en.eq(1)
                     m.d.sync += read_wait.eq(READ_LATENCY - 1)   # the registered request, then the latency
                     m.next = "RWAIT"
             with m.State("RWAIT"):      # the memory's read latency
