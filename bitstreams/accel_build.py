@@ -31,7 +31,7 @@ from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
 from spiketrack.hw.accel.top import UNITS, mem_widths
 
-__all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "BoardDoesNotFit", "EBR_TOTAL",
+__all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "nextpnr_options", "ECP5_PLACER", "BoardDoesNotFit", "EBR_TOTAL",
            "LUT_TOTAL"]
 
 #: Block RAMs and LUT4s of each device (data sheets; nextpnr reports the same "available").
@@ -171,6 +171,34 @@ def _progress(out: Path, name: str, stop: threading.Event, t0: float, echo) -> N
         echo(f"  {step}: {time.monotonic() - t0:.0f} s")
 
 
+#: nextpnr's placer for ECP5 builds of the accelerator: the analytic ``static`` placer. With the
+#: default ``heap`` placer router2 often diverged on the ULX3S build (overuse falling to ~1,000-2,000
+#: wires, then rising: 8 of 11 builds of docs/boards.md since the banked memories did not route); with ``static`` every build
+#: so far routed (docs/boards.md, builds u100q and later). ``--nextpnr-arg=--placer
+#: --nextpnr-arg=heap`` chooses another.
+ECP5_PLACER = "static"
+
+
+def _placer(fam: str, nextpnr_args) -> str | None:
+    args = list(nextpnr_args)
+    if "--placer" in args:
+        i = args.index("--placer")
+        return args[i + 1] if i + 1 < len(args) else None
+    return ECP5_PLACER if fam == "ecp5" else None
+
+
+def nextpnr_options(fam: str, nextpnr_args=()) -> list[str]:
+    """nextpnr's options of an accelerator build: the build's own, then ``nextpnr_args``. On ECP5:
+    router2 and :data:`ECP5_PLACER` (not when ``nextpnr_args`` names ``--placer``: nextpnr takes
+    an option once)."""
+    own = []
+    if fam == "ecp5":
+        own += ["--router", "router2"]
+        if "--placer" not in nextpnr_args:
+            own += ["--placer", ECP5_PLACER]
+    return own + ["--timing-allow-fail", "--detailed-timing-report", *nextpnr_args]
+
+
 def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | None = None,
                       clock_mhz: float | None = None, constrain_mhz: float | None = None,
                       baud: int = 1_000_000, seed: int | None = None, nextpnr_args=(), estimate_only: bool = False,
@@ -224,11 +252,11 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     watcher.start()
     try:
         # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build;
+        # --placer static on ECP5 (ECP5_PLACER) unless the caller names a placer;
         # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning);
         # --detailed-timing-report: every sink's arrival time in report.json (tools/late_endpoints.py)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
-                              nextpnr_opts=(["--router", "router2"] if fam == "ecp5" else [])
-                              + ["--timing-allow-fail", "--detailed-timing-report", *nextpnr_args])
+                              nextpnr_opts=nextpnr_options(fam, nextpnr_args))
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}
@@ -243,6 +271,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
                            for k in ("lut", "ff", "ebr")},
         "nextpnr_args": list(nextpnr_args),
+        "placer": _placer(fam, nextpnr_args),
         "seconds": round(time.monotonic() - t0, 1),
     })
     echo("[3/3] done")

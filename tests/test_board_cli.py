@@ -79,6 +79,19 @@ def test_build_passes_nextpnr_args_after_its_own(monkeypatch, tmp_path):
     assert "--router" in seen["nextpnr_opts"]
 
 
+def test_ecp5_builds_place_with_the_static_placer_unless_told_otherwise():
+    """The ECP5 default placer is nextpnr's static placer; a `--placer` among the caller's arguments
+    replaces it (nextpnr refuses an option given twice); iCE40 builds name none."""
+    from spiketrack.bitstreams.accel_build import ECP5_PLACER, _placer, nextpnr_options
+
+    opts = nextpnr_options("ecp5")
+    assert ECP5_PLACER == "static" and opts[opts.index("--placer") + 1] == "static"
+    own = nextpnr_options("ecp5", ["--placer", "heap", "--seed", "2"])
+    assert own.count("--placer") == 1 and own[own.index("--placer") + 1] == "heap" and own[-2:] == ["--seed", "2"]
+    assert _placer("ecp5", ["--placer", "heap"]) == "heap" and _placer("ecp5", []) == "static"
+    assert "--placer" not in nextpnr_options("ice40") and _placer("ice40", []) is None
+
+
 def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_path, capsys):
     """`--constrain-mhz` sets the clock nextpnr times against (a FREQUENCY NET constraint on the
     PLL's output in the LPF), not the PLL's dividers; below the core clock, or on an iCE40, it is
