@@ -45,7 +45,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
+__all__ = ["BankedMemory", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
@@ -59,6 +59,27 @@ def or_levels(banks: int) -> int:
     while n > 1:
         n, levels = -(-n // OR_GROUP), levels + 1
     return levels
+
+
+def bank_rows_of(depth: int, bank_rows: int = BANK_ROWS) -> int:
+    """Rows per bank of a memory of ``depth`` rows (``bank_rows``, or less for a small memory)."""
+    return min(bank_rows, 1 << max(0, (depth - 1).bit_length()))
+
+
+def bank_spans(depth: int, first: int, n: int, bank_rows: int = BANK_ROWS) -> list[tuple[str, int, int]]:
+    """Where rows ``first .. first + n - 1`` of a memory of ``depth`` rows are stored: a list of
+    (bank submodule name, first index in that bank, rows) in address order. The names are those
+    of :class:`BankedMemory`'s submodules (the block-RAM arrays in its Verilog)."""
+    if n < 0 or first < 0 or first + n > depth:
+        raise IndexError(f"rows {first}..{first + n - 1} outside 0..{depth - 1}")
+    R = bank_rows_of(depth, bank_rows)
+    out = []
+    while n:
+        b, i = divmod(first, R)
+        k = min(n, R - i)
+        out.append((f"bank{b}", i, k))
+        first, n = first + k, n - k
+    return out
 
 
 def delay(m: Module, value, cycles: int, name: str = "d"):
@@ -130,7 +151,7 @@ class BankedMemory(wiring.Component):
         init = [int(r) for r in init]
         if len(init) > depth:
             raise ValueError(f"{len(init)} initial rows for a memory of depth {depth}")
-        self.bank_rows = min(bank_rows, 1 << max(0, (depth - 1).bit_length()))
+        self.bank_rows = bank_rows_of(depth, bank_rows)
         R = self.bank_rows
         if or_levels(-(-depth // R)) > MAX_OR_LEVELS:
             self._MustUse__silence = True
@@ -162,7 +183,7 @@ class BankedMemory(wiring.Component):
         m = Module()
         nb = len(self.banks)
         for b, mem in enumerate(self.banks):
-            m.submodules[f"bank{b}"] = mem
+            m.submodules[f"bank{b}"] = mem   # the name bank_spans gives
 
         # ---------------------------------------------------------------- write port (registered)
         wa = Signal(self.addr_bits, reset_less=True)

@@ -34,6 +34,12 @@ BUILD_ENV = {"verilator": {"MAKEFLAGS": "VM_PARALLEL_BUILDS=1 CFG_CXXFLAGS_PCH_I
 CPP_CLOCK_NS = {"verilator": 10.0}
 
 
+#: The block-RAM arrays of the accelerator's memories (``mem_<name>.bank<b>``,
+#: :func:`~spiketrack.hw.banked_memory.bank_spans`) are built readable under Verilator, for
+#: backdoor reads (``readback="peek"``). One build serves both read-backs.
+READABLE = {"verilator": ("bank?", "bank??")}
+
+
 def build_name(stem: str, sim: str) -> str:
     """Build-folder stem that changes with the compiler flags (the runner keys on the Verilog)."""
     return f"{stem}-{sim}-{zlib.crc32(repr(BUILD_ENV.get(sim)).encode()) & 0xFFFF:04x}"
@@ -41,25 +47,35 @@ def build_name(stem: str, sim: str) -> str:
 
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
                     stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None,
-                    pump: bool = True) -> dict:
+                    pump: bool = True, readback: str = "host") -> dict:
     """Execute ``plan`` on the Verilog of the accelerator under cocotb; returns the report.
     ``init``: memory images baked into the Verilog (then the plan must not load them). ``pump``:
     under Verilator without gaps or backpressure, the words move through the C++ stream pump
-    (``sim/cocotb_pump.py``); False: one cycle at a time by the testbench."""
+    (``sim/cocotb_pump.py``); False: one cycle at a time by the testbench. ``readback``: the
+    plan's checks read the memories with READ commands (``"host"``) or with the simulator's
+    backdoor (``"peek"``, Verilator: the block-RAM arrays read while the simulation stands still)."""
+    if readback not in ("host", "peek"):
+        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
+    if readback == "peek" and sim != "verilator":
+        raise ValueError(f"backdoor reads (readback='peek') need Verilator, not {sim!r}")
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
+        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)   # its memories' depths
+        design._MustUse__silence = True
         result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init),
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
-                                       "timeout": timeout, "pump": pump},
+                                       "timeout": timeout, "pump": pump, "readback": readback,
+                                       "depths": design.depths},
                             waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
-                            verilator_public="ports" if sim == "verilator" else None)
+                            verilator_public="ports" if sim == "verilator" else None,
+                            verilator_readable=READABLE.get(sim, ()))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
@@ -87,7 +103,8 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
                                        "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True},
                             check=False, extra_env=BUILD_ENV.get(sim),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
-                            verilator_public="ports" if sim == "verilator" else None)
+                            verilator_public="ports" if sim == "verilator" else None,
+                            verilator_readable=READABLE.get(sim, ()))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")

@@ -47,10 +47,16 @@ async def run_plan(dut):
     tr = SimTransport()
     state = {"cycle": 0}
     drv = AccelDriver(tr, mem_widths(lanes, addr_bits))
+    if p.get("depths"):   # backdoor reads of the memories (built readable, with the C++ pump)
+        from spiketrack.sim.cocotb_pump import CppPump, memory_reader, pump_available
+
+        if pump_available():
+            tr.peek_reader = memory_reader(CppPump(), p["depths"], mem_widths(lanes, addr_bits))
     if plan is not None:
         thread = tr.start_host(lambda: execute_plan(
             drv, plan, lanes, lambda: state["cycle"],
-            lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}")))
+            lambda i, n: dut._log.info(f"run {i}/{n} done at cycle {state['cycle']}"),
+            readback=p.get("readback", "host")))
     else:   # a host job: "module:function" called as fn(driver, cycle, **kwargs), its value reported
         import importlib
 
@@ -70,6 +76,8 @@ async def run_plan(dut):
     rsp_valid, rsp_payload, rsp_ready = dut.o_rsp__valid, dut.o_rsp__payload, dut.o_rsp__ready
     driven = [0, None, 0]   # the values last written to valid, payload, ready: a write only on change
     while not tr.closed.is_set():
+        if cur is None and tr.to_dev.empty() and not tr.peeks.empty() and not int(busy_h.value):
+            tr.serve_peeks()   # idle and every command taken: the simulation stands still here
         if (cur is None and stalled is None and io_quiet > 4 and int(busy_h.value) and tr.to_dev.empty()
                 and not int(rsp_valid.value)):
             # a program runs and the host has nothing to send: let the simulator run freely

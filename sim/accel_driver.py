@@ -43,6 +43,10 @@ class SimTransport:
         self.error: BaseException | None = None
         self.wanted = 0              #: response words the host has asked ``recv`` for and not yet got
         self.kick = threading.Event()  #: set when the host sends words or starts waiting for some
+        #: backdoor reads asked by the host (:meth:`peek`), answered by the testbench with
+        #: ``peek_reader`` while the simulation stands still (:meth:`serve_peeks`)
+        self.peeks: queue.Queue = queue.Queue()
+        self.peek_reader = None
 
     # ---------------------------------------------------------------- testbench side
     def start_host(self, fn) -> threading.Thread:
@@ -85,6 +89,39 @@ class SimTransport:
         with self.fell:
             if not self.fell.wait_for(lambda: self.busy_falls > after or self.closed.is_set(), timeout):
                 raise TimeoutError(f"the accelerator stayed busy for {timeout} s")
+
+    def peek(self, mem: str, addr: int, n: int, timeout: float = 600.0) -> list[int]:
+        """Host side: rows ``addr .. addr + n - 1`` of memory ``mem`` read by the simulator's
+        backdoor (no command, no simulated cycle), once every command sent before has been
+        taken and the design is idle. Only a testbench that sets ``peek_reader`` answers."""
+        if self.peek_reader is None:
+            raise RuntimeError("this simulation has no backdoor reads (Verilator built with the stream pump)")
+        done, box = threading.Event(), {}
+        self.peeks.put((mem, addr, n, done, box))
+        self.kick.set()
+        while not done.wait(0.5):
+            if self.closed.is_set() or timeout <= 0:
+                raise TimeoutError(f"backdoor read of {n} rows of {mem!r} at {addr} not answered")
+            timeout -= 0.5
+        if "error" in box:
+            raise box["error"]
+        return box["rows"]
+
+    def serve_peeks(self) -> int:
+        """Testbench side, where the simulation stands still and the design is idle: answer the
+        queued :meth:`peek` requests with ``peek_reader(mem, addr, n)``; returns how many."""
+        served = 0
+        while True:
+            try:
+                mem, addr, n, done, box = self.peeks.get_nowait()
+            except queue.Empty:
+                return served
+            try:
+                box["rows"] = self.peek_reader(mem, addr, n)
+            except Exception as e:   # handed to the host thread
+                box["error"] = e
+            done.set()
+            served += 1
 
     def send(self, words) -> None:
         for w in words:
@@ -158,6 +195,13 @@ class AccelDriver:
         k = words_per_row(w)
         words = self.t.recv(n * k)
         return [words_row(words[i * k:(i + 1) * k], w) for i in range(n)]
+
+    def peek(self, mem: str, addr: int, n: int) -> list[int]:
+        """Rows ``addr .. addr + n - 1`` of ``mem`` by the transport's backdoor (a simulation
+        that has one: :meth:`SimTransport.peek`), the same rows :meth:`read` returns."""
+        if mem not in self.widths:
+            raise ValueError(f"no memory {mem!r}; memories: {', '.join(self.widths)}")
+        return self.t.peek(mem, addr, n)
 
     def run(self, first: int, count: int, kind: int = RunKind.RAW) -> None:
         self._falls = getattr(self.t, "busy_falls", None)

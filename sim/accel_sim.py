@@ -172,12 +172,12 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
             for n in nodes:
                 steps.append({"op": "run", "pass": label, "first": n.index, "count": 1, "kind": kind,
                               "predicted": ap.node_cycles(graph, n.name, env) + RUN_OVERHEAD, "layers": len(n.layers)})
-                steps.append(_read_steps(ap, net, n.out, env[n.out], label, n.name))
+                steps.append({**_read_steps(ap, net, n.out, env[n.out], label, n.name), "layers": len(n.layers)})
         else:
             steps.append({"op": "run", "pass": label, "first": first, "count": count, "kind": kind,
                           "predicted": ap.run_cycles(graph, pname, env), "layers": sum(len(n.layers) for n in nodes)})
-            for o in ap.outputs[pname]:
-                steps.append(_read_steps(ap, net, o, env[o], label, o))
+            for o in ap.outputs[pname]:   # the pass's results only: no layer's own output is compared
+                steps.append({**_read_steps(ap, net, o, env[o], label, o), "layers": 0})
     return steps
 
 
@@ -190,13 +190,22 @@ def _first_bad_element(step: dict, got_rows: list[int], lanes: int) -> list[int]
     return [int(i) for i in (got != exp).nonzero()[0]]
 
 
-def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: None, progress=None) -> dict:
-    """Run ``plan`` through ``drv``; compare every check and every run's cycle counter."""
-    report = {"runs": 0, "layers_checked": 0, "checks": 0, "mismatches": 0, "first_mismatch": None,
-              "cycle_model_exact": True, "first_cycle_difference": None, "per_pass": {}}
+def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: None, progress=None,
+                 readback: str = "host") -> dict:
+    """Run ``plan`` through ``drv``; compare every check and every run's cycle counter.
+
+    ``readback``: a check reads its rows with READ commands (``"host"``) or with the simulator's
+    backdoor (``"peek"``: :meth:`AccelDriver.peek`, no simulated cycle). ``layers_checked``
+    counts the layers whose own output a check compared (``check="layers"``: every hardware op's
+    layers; ``"outputs"``: none, ``outputs_checked`` counts the pass results compared)."""
+    if readback not in ("host", "peek"):
+        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
+    read = drv.peek if readback == "peek" else drv.read
+    report = {"runs": 0, "layers_checked": 0, "outputs_checked": 0, "checks": 0, "mismatches": 0,
+              "first_mismatch": None, "cycle_model_exact": True, "first_cycle_difference": None,
+              "readback": readback, "per_pass": {}}
     n_runs = sum(s["op"] == "run" for s in plan)
     before = None
-    last_layers = 0
     trace = os.environ.get("SPIKETRACK_PLAN_TRACE")
     t0 = time.monotonic()
     for step in plan:
@@ -225,16 +234,15 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
                 report["first_cycle_difference"] = {"pass": step["pass"], "first": step["first"],
                                                     "cycles": cycles, "predicted": step["predicted"]}
             report["runs"] += 1
-            last_layers = step["layers"]
             if progress:
                 progress(report["runs"], n_runs)
         elif op == "check":
             got = []
             for base, n in step["spans"]:
-                got += drv.read(step["mem"], base, n)
+                got += read(step["mem"], base, n)
             report["checks"] += 1
-            report["layers_checked"] += last_layers
-            last_layers = 0
+            report["layers_checked"] += step.get("layers", 0)
+            report["outputs_checked"] += not step.get("layers", 0)
             bad = sum(a != b for a, b in zip(got, step["expected"]))
             if bad:
                 report["mismatches"] += bad
@@ -259,11 +267,14 @@ def _pass_entry(report: dict, name: str) -> dict:
 
 def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,
              seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None,
-             backdoor: bool = False) -> dict:
+             backdoor: bool = False, readback: str = "host") -> dict:
     """Run a template pass and ``len(inputs)`` search frames on the simulated accelerator.
 
     inputs : ``[(template_pixels, search_pixels), ...]`` ([T, B, 3, H, W] uint8; batch 0 used,
         the first pair's template).
+    readback : ``"host"`` (the checks read the memories with READ commands) or ``"peek"``
+        (Verilator: with the simulator's backdoor, :func:`spiketrack.sim.cocotb_pump.memory_reader`;
+        no simulated cycle, the same rows).
     check : ``"layers"`` (every hardware op runs alone and its output is read back and compared)
         or ``"outputs"`` (whole passes; the template memories and the head maps are compared).
     sim : ``"amaranth"`` (amaranth.sim) or ``"verilator"`` (cocotb on the generated Verilog,
@@ -272,6 +283,10 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         baked into the Verilog (cocotb) instead of written over the command stream (the template
         pixels, search pixels and every read-back still go through it).
     """
+    if readback not in ("host", "peek"):
+        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
+    if readback == "peek" and sim != "verilator":
+        raise ValueError(f"backdoor reads (readback 'peek') need the Verilator simulation, not {sim!r}")
     t0 = time.monotonic()
     plan = build_plan(net, ap, inputs, check, load=not backdoor)
     t_plan = time.monotonic() - t0
@@ -282,7 +297,8 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
     else:
         from spiketrack.sim.accel_cocotb import run_plan_cocotb
         report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd,
-                                 init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None)
+                                 init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None,
+                                 readback=readback)
     report.update(frames=len(inputs), layers_total=sum(s["layers"] for s in plan if s["op"] == "run"),
                   plan_seconds=round(t_plan, 1), seconds=round(time.monotonic() - t0, 1))
     return report

@@ -2,9 +2,10 @@
 
 The integer network is compiled for the accelerator (``compiler/accel.py``), the images are
 loaded over the command stream, and every hardware op's output (``--check layers``) or every
-pass's results (``--check outputs``) is read back and compared with the golden model on the same
-crops; every run's cycle counter is compared with the cycle model. Exit status 1 on any mismatch
-or cycle difference.
+pass's results (``--check outputs``) is read back (READ commands, or under Verilator by default
+the simulator's backdoor: ``--read``) and compared with the golden model on the same crops; every
+run's cycle counter is compared with the cycle model. Exit status 1 on any mismatch or cycle
+difference.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def add_arguments(p) -> None:
                         "(verilator), as a bitstream carries them, instead of streaming them")
     p.add_argument("--check", default="layers", choices=("layers", "outputs"),
                    help="compare every hardware op's output, or each pass's results only")
+    p.add_argument("--read", default=None, choices=("host", "peek"),
+                   help="how the checks read the memories: READ commands over the command stream (host), or "
+                        "the simulator's backdoor, the block-RAM arrays read while the simulation stands still "
+                        "(peek: Verilator only; no simulated cycle). Default: peek on verilator, host on amaranth")
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
     p.add_argument("--gaps", type=float, default=0.0, help="probability of an idle cycle on the command stream")
     p.add_argument("--stall", type=float, default=0.0, help="probability of backpressure on the response stream")
@@ -49,6 +54,7 @@ def summarise(rep: dict, frames: int) -> dict:
     run = sum(v["counters"].get("run_cycles", 0) for v in search)
     conv = sum(v["counters"].get("conv_busy", 0) for v in search)
     return {"frames": frames, "layers_checked": rep["layers_checked"], "layers_total": rep["layers_total"],
+            "outputs_checked": rep.get("outputs_checked", 0), "readback": rep.get("readback", "host"),
             "mismatches": rep["mismatches"], "first_mismatch": rep["first_mismatch"],
             "cycles_per_frame": round(cyc), "predicted_cycles_per_frame": round(pred),
             "template_cycles": rep["per_pass"].get("template_update", {}).get("cycles"),
@@ -77,6 +83,9 @@ def run(args) -> int:
 
     if args.frames < 1:
         raise UserError("--frames must be >= 1")
+    readback = args.read or ("peek" if args.sim == "verilator" else "host")
+    if readback == "peek" and args.sim != "verilator":
+        raise UserError(f"--read peek: backdoor reads need --sim verilator (not {args.sim})")
     if args.dataset != "synthetic":
         raise UserError(f"--dataset {args.dataset!r}: simulate draws its crops from 'synthetic' only")
     if args.reduced:
@@ -102,7 +111,8 @@ def run(args) -> int:
         print(f"\rsimulate [{args.sim}] run {i}/{n}", end="", file=sys.stderr, flush=True)
 
     rep = simulate(net, ap, inputs, check=args.check, sim=args.sim, progress=progress if args.sim == "amaranth" else None,
-                   seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves, backdoor=args.backdoor)
+                   seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves, backdoor=args.backdoor,
+                   readback=readback)
     print(file=sys.stderr)
     out = summarise(rep, args.frames)
     out["sim"] = args.sim
@@ -117,8 +127,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.frames} search frame(s) + template pass on {args.sim}: {out['layers_checked']} of "
-              f"{out['layers_total']} layers checked, {out['mismatches']} mismatches; "
+        checked = (f"{out['layers_checked']} of {out['layers_total']} layers checked" if args.check == "layers" else
+                   f"{out['outputs_checked']} pass results checked ({out['layers_total']} layers run)")
+        print(f"{args.frames} search frame(s) + template pass on {args.sim}: {checked} "
+              f"(read back: {readback}), {out['mismatches']} mismatches; "
               f"{out['cycles_per_frame']} cycles per frame (model {out['predicted_cycles_per_frame']}, "
               f"{'exact' if out['cycle_model_exact'] else 'NOT exact'}), {out['fps_at_100mhz']} fps at 100 MHz")
     return 0 if out["mismatches"] == 0 and out["cycle_model_exact"] else 1

@@ -19,7 +19,7 @@ import queue
 from cocotb.triggers import FallingEdge, First, ReadOnly, Timer
 from cocotb.utils import get_sim_time
 
-__all__ = ["CppPump", "pump_available", "pump_streams"]
+__all__ = ["CppPump", "memory_reader", "pump_available", "pump_streams"]
 
 #: the exported functions of the pump (``sim/verilator_main.cpp``)
 _FUNCS = {"spiketrack_pump_enable": ([ctypes.c_int], None),
@@ -28,7 +28,9 @@ _FUNCS = {"spiketrack_pump_enable": ([ctypes.c_int], None),
           "spiketrack_pump_available": ([], ctypes.c_int),
           "spiketrack_pump_take": ([ctypes.POINTER(ctypes.c_uint32), ctypes.c_int], ctypes.c_int),
           "spiketrack_pump_busy_falls": ([], ctypes.c_uint64),
-          "spiketrack_pump_busy": ([], ctypes.c_int)}
+          "spiketrack_pump_busy": ([], ctypes.c_int),
+          "spiketrack_peek_rows": ([ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                    ctypes.POINTER(ctypes.c_uint32)], ctypes.c_int)}
 
 
 def pump_available() -> bool:
@@ -50,7 +52,7 @@ class CppPump:
         for name, (args, res) in _FUNCS.items():
             f = getattr(lib, name)
             f.argtypes, f.restype = args, res
-            setattr(self, name.removeprefix("spiketrack_pump_"), f)
+            setattr(self, name.removeprefix("spiketrack_pump_").removeprefix("spiketrack_"), f)
 
     def push_words(self, words: list[int]) -> None:
         if words:
@@ -63,6 +65,32 @@ class CppPump:
         buf = (ctypes.c_uint32 * n)()
         got = self.take(buf, n)
         return list(buf[:got])
+
+
+def memory_reader(pump: CppPump, depths: dict[str, int], widths: dict[str, int], top: str = "accel"):
+    """A backdoor reader ``read(mem, addr, n) -> rows`` of the accelerator's memories
+    (:attr:`SimTransport.peek_reader <spiketrack.sim.accel_driver.SimTransport.peek_reader>`): the
+    rows straight from the simulator's block-RAM arrays (``accel.mem_<mem>.bank<b>``, made readable
+    by ``run_cocotb(verilator_readable=...)``), where :func:`~spiketrack.hw.banked_memory.bank_spans`
+    puts them. Costs no simulated cycle; call it only while the simulation stands still."""
+    from spiketrack.hw.banked_memory import bank_spans
+
+    def read(mem: str, addr: int, n: int) -> list[int]:
+        if not depths.get(mem):
+            raise ValueError(f"backdoor read of memory {mem!r}: not in this design")
+        k = -(-widths[mem] // 32)
+        rows: list[int] = []
+        for bank, first, cnt in bank_spans(depths[mem], addr, n):
+            buf = (ctypes.c_uint32 * (cnt * k))()
+            rc = pump.peek_rows(f"{top}.mem_{mem}.{bank}".encode(), first, cnt, k, buf)
+            if rc:
+                raise RuntimeError(f"backdoor read of {top}.mem_{mem}.{bank} rows {first}..{first + cnt - 1} "
+                                   f"failed ({'no such array: not built readable' if rc == -1 else 'row outside it'})")
+            raw = bytes(buf)
+            rows += [int.from_bytes(raw[4 * k * r:4 * k * (r + 1)], "little") for r in range(cnt)]
+        return rows
+
+    return read
 
 
 #: first and largest number of cycles the simulator runs between two looks while the host waits
@@ -94,6 +122,9 @@ async def pump_streams(dut, tr, state: dict, free_run_cycles: int, period_ns: in
             pump.push_words(words)
             pending, busy = pump.pending(), bool(pump.busy())
             receiving = tr.undelivered_wanted() > 0
+            if not pending and not busy and not tr.peeks.empty():   # idle, every command taken
+                tr.serve_peeks()
+                continue
             if pending:
                 await Timer((pending + 16) * period_ns, "ns")
             elif busy and not receiving:

@@ -145,13 +145,16 @@ def top_ports(verilog_text: str, toplevel: str) -> list[str]:
     return [p.strip() for p in m.group(1).split(",") if p.strip()]
 
 
-def _verilator_public_top(runner, build_dir: Path, toplevel: str, ports: Sequence[str] | None = None) -> None:
+def _verilator_public_top(runner, build_dir: Path, toplevel: str, ports: Sequence[str] | None = None,
+                          readable: Sequence[str] = ()) -> None:
     """Make ``runner`` verilate with only ``toplevel``'s signals public, or only its ``ports``
-    (a ``.vlt`` config file instead of ``--public-flat-rw``)."""
+    (a ``.vlt`` config file instead of ``--public-flat-rw``), and the signals named by the
+    ``readable`` patterns, in any module, readable (``public_flat_rd``)."""
     vlt = build_dir / "public.vlt"
     names = ["*"] if ports is None else list(ports)
     vlt.write_text("`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{n}"\n'
-                                                   for n in names))
+                                                   for n in names)
+                   + "".join(f'public_flat_rd -module "*" -var "{n}"\n' for n in readable))
     build_command = runner._build_command
 
     def command():
@@ -339,6 +342,7 @@ def run_cocotb(
     cpp_clock_ns: float | None = None,
     cpp_stream_pump: bool = False,
     verilator_public: str | None = None,
+    verilator_readable: Sequence[str] = (),
 ) -> CocotbResult:
     """Convert an Amaranth design to Verilog and run cocotb tests on it.
 
@@ -386,6 +390,10 @@ def run_cocotb(
     verilator_public : {"top", "ports", "all"}, optional
         Which signals Verilator makes visible to cocotb (default :data:`VERILATOR_PUBLIC`);
         ``"ports"``: the top module's ports only (a testbench that touches nothing else).
+    verilator_readable : list of str
+        With ``verilator_public`` ``"top"`` or ``"ports"``: names (Verilator wildcards ``*``,
+        ``?``) of signals in any module that VPI may read (``public_flat_rd``), for backdoor reads
+        such as the accelerator's block-RAM arrays (:mod:`spiketrack.sim.cocotb_pump`).
 
     Returns
     -------
@@ -419,6 +427,7 @@ def run_cocotb(
     verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
     key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves]
                      + ([public] if sim == "verilator" and public != "all" else [])
+                     + ([list(verilator_readable)] if sim == "verilator" and verilator_readable else [])
                      + ([CPP_CLOCK_MAIN.read_text()] if cpp_clock_ns is not None else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -459,7 +468,8 @@ def run_cocotb(
                 stamp.unlink(missing_ok=True)
                 if sim == "verilator" and public != "all":
                     _verilator_public_top(runner, build_dir, toplevel,
-                                          top_ports(verilog_text, toplevel) if public == "ports" else None)
+                                          top_ports(verilog_text, toplevel) if public == "ports" else None,
+                                          verilator_readable)
                 if cpp_clock_ns is not None:
                     _verilator_main(runner, CPP_CLOCK_MAIN)
             try:

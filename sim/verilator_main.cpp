@@ -162,6 +162,26 @@ __attribute__((visibility("default"))) int spiketrack_pump_take(uint32_t *out, i
 __attribute__((visibility("default"))) uint64_t spiketrack_pump_busy_falls() { return pump_busy_falls; }
 // `busy` as sampled at the last falling edge
 __attribute__((visibility("default"))) int spiketrack_pump_busy() { return pump_busy ? 1 : 0; }
+// A backdoor read of a memory (a buffer peek; the design's memories made public, read-only):
+// rows first..first+n-1 of the unpacked array `path` (its VPI name, "accel.mem_lv.bank0"), each
+// as `words` 32-bit words, least significant first, into out. Called by the testbench while the
+// simulation stands still. Returns 0; -1: no such array; -2: a row outside it.
+__attribute__((visibility("default"))) int spiketrack_peek_rows(const char *path, int first, int n, int words,
+                                                                 uint32_t *out) {
+    vpiHandle arr = vpi_handle_by_name((PLI_BYTE8 *)path, nullptr);
+    if (!arr) return -1;
+    for (int i = 0; i < n; i++) {
+        vpiHandle e = vpi_handle_by_index(arr, first + i);
+        if (!e) return -2;
+        s_vpi_value v;
+        v.format = vpiVectorVal;
+        vpi_get_value(e, &v);
+        for (int w = 0; w < words; w++) out[(size_t)i * words + w] = (uint32_t)v.value.vector[w].aval;
+        vpi_release_handle(e);
+    }
+    vpi_release_handle(arr);
+    return 0;
+}
 }
 #endif
 

@@ -192,6 +192,7 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     zp, xp = _pixels(cfg, 5)
     r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
     assert r["checks"] == 6 and r["mismatches"] == 0 and r["first_mismatch"] is None
+    assert r["outputs_checked"] == 6 and r["layers_checked"] == 0   # results compared, no layer's own output
     assert r["cycle_model_exact"] and r["first_cycle_difference"] is None
     assert r["layers_total"] == sum(len(n.layers) for n in ap.nodes)
     t, s = r["per_pass"]["template_update"], r["per_pass"]["search_frame_0"]

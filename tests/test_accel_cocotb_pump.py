@@ -21,14 +21,19 @@ def _per_pass(report):
             for k, v in report["per_pass"].items()}
 
 
-def test_the_stream_pump_and_the_testbench_loop_give_the_same_report():
+def _reduced_plan(seed: int, check: str):
+    """The reduced network compiled for P = 8, a host plan of one template pass and one search
+    frame of random pixels (images baked in: ``init``)."""
     net, cfg = reduced_network()
     ap = lower_to_accel(net, 8)
-    g = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(seed)
     inputs = [(torch.randint(0, 256, (cfg.timesteps, 1, 3, cfg.template_size, cfg.template_size), generator=g),
                torch.randint(0, 256, (1, 1, 3, cfg.search_size, cfg.search_size), generator=g))]
-    plan = build_plan(net, ap, inputs, check="outputs", load=False)
-    init = {m: ap.images[m] for m in ("prog", "w", "tab", "cst")}
+    return ap, build_plan(net, ap, inputs, check=check, load=False), {m: ap.images[m] for m in ("prog", "w", "tab", "cst")}
+
+
+def test_the_stream_pump_and_the_testbench_loop_give_the_same_report():
+    ap, plan, init = _reduced_plan(5, "outputs")
     runs = {"pump": run_plan_cocotb(ap, plan, init=init),
             "loop": run_plan_cocotb(ap, plan, init=init, pump=False),
             "loop, gaps and backpressure": run_plan_cocotb(ap, plan, init=init, gaps=0.3, stall=0.3, seed=4)}
@@ -41,3 +46,38 @@ def test_the_stream_pump_and_the_testbench_loop_give_the_same_report():
     assert stalls["pump"] == stalls["loop"] == 0 < stalls["loop, gaps and backpressure"]
     # the host's words took no more cycles through the pump than one at a time through Python
     assert runs["pump"]["cycles_simulated"] <= runs["loop"]["cycles_simulated"]
+
+
+def test_backdoor_reads_check_every_layer_as_the_host_reads_do():
+    """`readback="peek"`: every hardware op's output read straight from the simulator's block-RAM
+    arrays (no READ command) is compared like a host read: 0 mismatches over every layer on the
+    true expectations, and on expectations with rows changed (in three memories, one across the
+    two banks of the template memory) exactly the changed rows differ, as with READ commands."""
+    ap, plan, init = _reduced_plan(6, "layers")
+    peek = run_plan_cocotb(ap, plan, init=init, readback="peek")
+    assert peek["readback"] == "peek" and peek["mismatches"] == 0 and peek["cycle_model_exact"]
+    assert peek["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and peek["outputs_checked"] == 0
+    # a template memory that spans both banks of `tm` (1,024 + 128 rows)
+    checks = [s for s in plan if s["op"] == "check"]
+    crossing = [s for s in checks if s["mem"] == "tm" and any(b < 1024 < b + n for b, n in s["spans"])]
+    assert crossing, "no checked tensor crosses a bank boundary"
+    changed = 0
+    for s in [crossing[0]] + [next(c for c in checks if c["mem"] == m) for m in ("lv", "st")]:
+        for i in sorted({0, len(s["expected"]) // 2, len(s["expected"]) - 1}):
+            s["expected"][i] ^= 1
+            changed += 1
+    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb) for rb in ("peek", "host")}
+    assert bad["peek"]["mismatches"] == bad["host"]["mismatches"] == changed
+    assert bad["peek"]["first_mismatch"]["tensor"] == bad["host"]["first_mismatch"]["tensor"]
+    # the backdoor reads took no simulated cycles: fewer cycles than with READ commands
+    assert bad["peek"]["cycles_simulated"] < bad["host"]["cycles_simulated"]
+
+
+def test_simulate_refuses_backdoor_reads_without_verilator(capsys):
+    """`spiketrack simulate --read peek` on amaranth.sim: a clear error naming the option, before
+    anything is simulated."""
+    from spiketrack.cli import main
+
+    assert main(["simulate", "--reduced", "--sim", "amaranth", "--read", "peek", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "--read peek" in err and "--sim verilator" in err

@@ -11,7 +11,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from spiketrack.hw.banked_memory import OR_GROUP, READ_LATENCY, BankedMemory, or_levels
+from spiketrack.hw.banked_memory import OR_GROUP, READ_LATENCY, BankedMemory, bank_spans, or_levels
 
 
 @pytest.mark.parametrize("depth,bank_rows", [(5, 8), (20, 8), (70, 8)])
@@ -63,3 +63,23 @@ def test_reads_and_writes_match_a_list(depth, bank_rows):
 def test_too_many_banks_is_refused():
     with pytest.raises(ValueError, match="banks"):
         BankedMemory(8, 8 * OR_GROUP ** 2 + 1, addr_bits=12, bank_rows=8)
+
+
+@pytest.mark.parametrize("depth,bank_rows", [(1152, 1024), (56, 1024), (300, 64)])
+def test_bank_spans_name_the_arrays_that_hold_the_rows(depth, bank_rows):
+    """`bank_spans` (the backdoor reads' map, sim/cocotb_pump.memory_reader) puts every row in the
+    bank submodule and index that BankedMemory stores it at, in address order, and refuses rows
+    outside the memory."""
+    mem = BankedMemory(8, depth, bank_rows=bank_rows)
+    mem._MustUse__silence = True
+    R = mem.bank_rows
+    names = dict(zip(mem.banks, (f"bank{b}" for b in range(len(mem.banks)))))
+    rows = [(name, i) for first, n in [(0, depth), (depth // 3, depth - depth // 3 - 1), (depth - 1, 1)]
+            for name, b0, k in bank_spans(depth, first, n, bank_rows) for i in range(b0, b0 + k)]
+    want = [(names[mem.banks[r // R]], r % R) for first, n in [(0, depth), (depth // 3, depth - depth // 3 - 1),
+                                                               (depth - 1, 1)] for r in range(first, first + n)]
+    assert rows == want
+    assert len(bank_spans(depth, 0, depth, bank_rows)) == len(mem.banks)
+    for first, n in [(-1, 2), (depth - 1, 2), (0, depth + 1)]:
+        with pytest.raises(IndexError, match="outside"):
+            bank_spans(depth, first, n, bank_rows)
