@@ -34,7 +34,7 @@ from spiketrack.hw.accel import protocol
 
 __all__ = ["UNIT_GEOMETRY", "CONV_GEOMETRY", "TOP_GEOMETRY", "TOP_CUT", "conv_contract", "vec_contract",
            "mb_contract", "rsp_stream", "rsp_transfers", "template_write",
-           "mb_contract_inductive"]
+           "mb_contract_inductive", "CommandSplit", "split_commands"]
 
 UNIT_GEOMETRY = "P=2 lanes, 6-bit addresses, any descriptor"
 CONV_GEOMETRY = "P=4 lanes, 6-bit addresses, any descriptor"
@@ -101,6 +101,68 @@ def rsp_stream(hw) -> Module:
     return output_rules(_top(hw), "o_rsp")
 
 
+class CommandSplit:
+    """The host's view of ``i_cmd``: the accepted words split into commands by the protocol (see
+    :func:`split_commands`). Members are harness signals: ``take`` (a word accepted this cycle),
+    ``c_state`` (what the next accepted word is: 0 a header, 1 an address, 2 a WRITE's payload
+    word), the current command's header fields ``h_op``, ``h_mem``, ``h_cnt``, its payload rows left
+    ``p_rows`` and word within the row ``p_word``, ``gap`` (cycles the top waited for a payload word
+    and got none), ``done`` (the command's last word arrived this cycle, or its payload timed out)
+    and ``wpr`` (words per row of each memory id, 0 for an unknown id)."""
+
+    def __init__(self, **signals):
+        self.__dict__.update(signals)
+
+
+def split_commands(m: Module, dut) -> CommandSplit:
+    """Split the words ``dut`` accepts on ``i_cmd`` into commands (``protocol``): header, address,
+    a WRITE's ``count * words_per_row`` payload words, ended early after ``dut.timeout`` cycles in
+    which the top was ready and got no word (``protocol.TIMEOUT``). Counted in rows and words within
+    a row: no multiplier for the solver. Assumes (``env.write_names_a_memory``) that a WRITE names
+    one of the memories: the payload of a WRITE to an unknown memory has no defined length."""
+    Op, i = protocol.Op, dut.i_cmd
+    names = {v: k for k, v in protocol.MEM_IDS.items()}
+    wpr = Array(Const(protocol.words_per_row(dut.widths[names[n]]) if n in names else 0, 4) for n in range(16))
+    take = i.valid & i.ready
+    c_state = Signal(range(3), name="c_state")            # 0 header, 1 address, 2 payload
+    h_op, h_mem, h_cnt = Signal(4, name="h_op"), Signal(4, name="h_mem"), Signal(24, name="h_cnt")
+    p_rows, p_word = Signal(24, name="p_rows"), Signal(4, name="p_word")   # payload rows left, word in row
+    gap = Signal(range(dut.timeout), name="gap")          # cycles the top waited for a payload word
+    done = Signal(name="cmd_done")                        # the current command's last word arrived
+    hdr = i.payload
+    with m.If((c_state == 0) & take & (hdr[:4] == Op.WRITE)):
+        m.d.comb += Assume(hdr[4:8] <= protocol.Mem.TM, "env.write_names_a_memory")
+    with m.Switch(c_state):
+        with m.Case(0):
+            with m.If(take):
+                m.d.sync += [h_op.eq(hdr[:4]), h_mem.eq(hdr[4:8]), h_cnt.eq(hdr[8:]), c_state.eq(1)]
+        with m.Case(1):
+            with m.If(take):
+                m.d.sync += [p_rows.eq(h_cnt), p_word.eq(0), gap.eq(0)]
+                with m.If((h_op == Op.WRITE) & (h_cnt != 0)):
+                    m.d.sync += c_state.eq(2)
+                with m.Else():
+                    m.d.comb += done.eq(1)
+                    m.d.sync += c_state.eq(0)
+        with m.Case(2):
+            with m.If(take):
+                m.d.sync += gap.eq(0)
+                with m.If(p_word == wpr[h_mem] - 1):
+                    m.d.sync += [p_word.eq(0), p_rows.eq(p_rows - 1)]
+                    with m.If(p_rows == 1):
+                        m.d.comb += done.eq(1)
+                        m.d.sync += c_state.eq(0)
+                with m.Else():
+                    m.d.sync += p_word.eq(p_word + 1)
+            with m.Elif(i.ready):
+                m.d.sync += gap.eq(gap + 1)
+                with m.If(gap == dut.timeout - 1):       # truncated
+                    m.d.comb += done.eq(1)
+                    m.d.sync += c_state.eq(0)
+    return CommandSplit(take=take, c_state=c_state, h_op=h_op, h_mem=h_mem, h_cnt=h_cnt, p_rows=p_rows,
+                        p_word=p_word, gap=gap, done=done, wpr=wpr)
+
+
 def rsp_transfers(hw) -> Module:
     """(a) ``o_rsp``: no reply word duplicated or lost. Each command the top accepts gets, in
     order, exactly the reply ``protocol`` defines for it: a status word first (magic byte, the
@@ -132,52 +194,14 @@ def rsp_transfers(hw) -> Module:
     m = under_proof(dut)
     StreamCheck(m, dut.i_cmd, "i_cmd", role="consumer")
     Op, n_status = protocol.Op, 1 + len(protocol.COUNTERS)
-    wpr = Array(Const(protocol.words_per_row(dut.widths[name]) if name else 0, 4)
-                for name in [{v: k for k, v in protocol.MEM_IDS.items()}.get(i) for i in range(16)])
-    i, o = dut.i_cmd, dut.o_rsp
-    # ------------------------------------------------------------ commands, from the accepted words
-    # (counted in rows and words within a row: no multiplier for the solver)
-    take = i.valid & i.ready
-    c_state = Signal(range(3), name="c_state")            # 0 header, 1 address, 2 payload
-    h_op, h_mem, h_cnt = Signal(4, name="h_op"), Signal(4, name="h_mem"), Signal(24, name="h_cnt")
-    p_rows, p_word = Signal(24, name="p_rows"), Signal(4, name="p_word")   # payload rows left, word in row
-    gap = Signal(range(dut.timeout), name="gap")          # cycles the top waited for a payload word
-    done = Signal(name="cmd_done")                        # the current command's last word arrived
+    o = dut.o_rsp
+    cmd = split_commands(m, dut)
+    wpr, done, h_op, h_mem, h_cnt = cmd.wpr, cmd.done, cmd.h_op, cmd.h_mem, cmd.h_cnt
     n_cmd = Signal(8, name="n_cmd")                       # commands complete
     # the unanswered commands: at most two (the previous reply's last word may be held on o_rsp
     # when the next command completes; a third header needs it sent, rsp.previous_reply_complete)
     q_op, q_mem, q_cnt = (Array(Signal(w, name=f"q_{f}{k}") for k in range(2))
                           for f, w in (("op", 4), ("mem", 4), ("cnt", 24)))
-    hdr = i.payload
-    with m.If((c_state == 0) & take & (hdr[:4] == Op.WRITE)):
-        m.d.comb += Assume(hdr[4:8] <= protocol.Mem.TM, "env.write_names_a_memory")
-    with m.Switch(c_state):
-        with m.Case(0):
-            with m.If(take):
-                m.d.sync += [h_op.eq(hdr[:4]), h_mem.eq(hdr[4:8]), h_cnt.eq(hdr[8:]), c_state.eq(1)]
-        with m.Case(1):
-            with m.If(take):
-                m.d.sync += [p_rows.eq(h_cnt), p_word.eq(0), gap.eq(0)]
-                with m.If((h_op == Op.WRITE) & (h_cnt != 0)):
-                    m.d.sync += c_state.eq(2)
-                with m.Else():
-                    m.d.comb += done.eq(1)
-                    m.d.sync += c_state.eq(0)
-        with m.Case(2):
-            with m.If(take):
-                m.d.sync += gap.eq(0)
-                with m.If(p_word == wpr[h_mem] - 1):
-                    m.d.sync += [p_word.eq(0), p_rows.eq(p_rows - 1)]
-                    with m.If(p_rows == 1):
-                        m.d.comb += done.eq(1)
-                        m.d.sync += c_state.eq(0)
-                with m.Else():
-                    m.d.sync += p_word.eq(p_word + 1)
-            with m.Elif(i.ready):
-                m.d.sync += gap.eq(gap + 1)
-                with m.If(gap == dut.timeout - 1):       # truncated
-                    m.d.comb += done.eq(1)
-                    m.d.sync += c_state.eq(0)
     with m.If(done):
         m.d.sync += [q_op[n_cmd[0]].eq(h_op), q_mem[n_cmd[0]].eq(h_mem), q_cnt[n_cmd[0]].eq(h_cnt),
                      n_cmd.eq(n_cmd + 1)]
@@ -210,7 +234,7 @@ def rsp_transfers(hw) -> Module:
         with m.If(e_op == Op.STATUS):
             m.d.comb += Assert(word[:16] == n_status, "rsp.status_count")
     produced, due = after(o.valid)   # the word held on o_rsp counts as produced
-    with m.If((c_state == 0) & take):
+    with m.If((cmd.c_state == 0) & cmd.take):
         m.d.comb += Assert((produced == n_cmd) & (due == 0), "rsp.previous_reply_complete")
     return m
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from spiketrack.formal import accel, accel_units, encoder, link, memory_unit, neuron_unit, retrieval_neuron, synaptic_core
+from spiketrack.formal import (accel, accel_top, accel_units, encoder, link, memory_unit, neuron_unit, retrieval_neuron,
+                               synaptic_core)
 from spiketrack.formal.mutants import Mutant, load
 from spiketrack.formal.sby import ProofResult, run_sby
 from spiketrack.hw.banked_memory import READ_LATENCY
@@ -50,6 +51,9 @@ class Proof:
         counterexample from reset), so mutants always run as BMC, deep enough to reach the bug.
     fast : bool
         Runs in the default test suite (a few seconds); the others carry the ``formal`` marker.
+    fast_mutants : bool
+        With ``fast``: the mutation checks run in the default suite too. False puts them under the
+        ``formal`` marker (a large design costs each mutant its own elaboration).
     flatten : bool
         Flatten the design first (logic that reaches no property is removed, see
         :func:`spiketrack.formal.sby.run_sby`).
@@ -67,6 +71,7 @@ class Proof:
     solver: str = "yices"
     mutant_depth: int = 20
     fast: bool = False
+    fast_mutants: bool = True
     flatten: bool = False
 
 
@@ -103,6 +108,19 @@ CONTRACT = ("(a) port contract (no output stream: results leave by a write port)
 NILIF_DONE_EARLY = ("busy falls when the op's last word enters the NI-LIF pipeline (its write lands after)",
                     "        with m.If(nl.o_valid & nl.o_carry.op_end):\n            m.d.sync += active.eq(0)",
                     "        with m.If(nl.i_valid & nl.i_carry.op_end):\n            m.d.sync += active.eq(0)")
+
+
+REFUSED_EMPTY_WRITE_SKIPS = Mutant(
+    "refused_empty_write_skips", "a refused WRITE of 0 rows goes to SKIP, which is ready for one cycle and drops the "
+    "next command's header (the bug accel_rsp_transfers found, fixed in hw/accel/top.py)",
+    "                with m.If((op == Op.WRITE) & (cnt == 0)):   # no payload, refused or not\n"
+    "                    m.next = \"ACK\"\n"
+    "                with m.Elif((op == Op.WRITE) & (e != Err.OK)):\n"
+    "                    m.next = \"SKIP\"",
+    "                with m.If((op == Op.WRITE) & (e != Err.OK)):\n"
+    "                    m.next = \"SKIP\"\n"
+    "                with m.Elif((op == Op.WRITE) & (cnt == 0)):\n"
+    "                    m.next = \"ACK\"")
 
 
 def mutant(*args) -> tuple:
@@ -270,17 +288,39 @@ PROOFS = {p.name: p for p in [
                           "again and again (ACK never returns to HDR0)",
                           "                    m.d.sync += reply(op, err, cnt)\n                    m.next = \"HDR0\"",
                           "                    m.d.sync += reply(op, err, cnt)"),
-                   Mutant("refused_empty_write_skips", "a refused WRITE of 0 rows goes to SKIP, which is ready for "
-                          "one cycle and drops the next command's header (the bug this proof found, fixed in "
-                          "hw/accel/top.py)",
-                          "                with m.If((op == Op.WRITE) & (cnt == 0)):   # no payload, refused or not\n"
-                          "                    m.next = \"ACK\"\n"
-                          "                with m.Elif((op == Op.WRITE) & (e != Err.OK)):\n"
-                          "                    m.next = \"SKIP\"",
-                          "                with m.If((op == Op.WRITE) & (e != Err.OK)):\n"
-                          "                    m.next = \"SKIP\"\n"
-                          "                with m.Elif((op == Op.WRITE) & (cnt == 0)):\n"
-                          "                    m.next = \"ACK\""))),
+                   REFUSED_EMPTY_WRITE_SKIPS)),
+    Proof("accel_counters", "(e) the top's counters equal, every cycle, the counts of what they count (two cycles "
+          "late, as the top registers each increment): cycles; run_cycles (busy); runs (busy rising); descriptors "
+          "(issued to a unit, completed when it is not busy); ctrl_cycles (busy, the current unit not); conv/vec/"
+          "mb_busy; events (conv-engine w/tm reads while it owns the ports); saturated (the units' sum); every "
+          "memory read and write enable (*_reads, *_writes); rsp_stall (o_rsp.valid & ~ready). Not guard_blocked "
+          "(plus lemmas: the current unit is cur, a descriptor in flight is WAIT, busy is out of IDLE, act_*)",
+          # k = 4: k = 3 fails in the induction step on runs (a start whose RANGE2 lies before the window)
+          TOP, accel.TOP_GEOMETRY + "; program words name a unit (0-2)", accel_top.counters, "prove", 4,
+          # fast: 3-7 s; its three mutants (4-7 s of solver and as much elaboration each) carry the formal marker
+          cut=accel.TOP_CUT, mutant_depth=20, fast=True, fast_mutants=False,
+          mutants=(Mutant("rsp_stall_counted_twice", "a stalled response cycle adds 2 to rsp_stall",
+                          'bump("rsp_stall", rsp_valid & ~self.o_rsp.ready)',
+                          'bump("rsp_stall", (rsp_valid & ~self.o_rsp.ready) << 1)'),
+                   Mutant("last_descriptor_uncounted", "the last descriptor of a run is not counted",
+                          "desc_inc.eq(desc_done)", "desc_inc.eq(desc_done & (left != 1))"),
+                   Mutant("lv_reads_one_port", "reads on the level memory's second port (the memory builder's v) "
+                          "are not counted",
+                          'bump("lv_reads", en_lv.as_unsigned() + en_lv2)', 'bump("lv_reads", en_lv)'))),
+    Proof("accel_commands", "(a) i_cmd: no command word lost or duplicated: each accepted word is taken as the header, "
+          "address or payload word of the top's current command exactly when the protocol splits it so (payload "
+          "words at their place in the row); headers decoded == commands counted",
+          # depth 18: 161 s; depth 16: 35 s (each step about twice the one before)
+          TOP, accel.TOP_GEOMETRY, accel_top.commands, "bmc", 18, cut=accel.TOP_CUT, flatten=True,
+          mutants=(Mutant("ready_in_range", "i_cmd is ready one cycle more, after the address (RANGE): a word "
+                          "offered then is taken and dropped",
+                          'with m.State("RANGE"):',
+                          'with m.State("RANGE"):\n                m.d.comb += self.i_cmd.ready.eq(1)'),
+                   Mutant("payload_consumed_without_take", "the second payload word of a row is consumed without "
+                          "being taken (ready low), then taken again as the next word",
+                          "m.d.comb += [self.i_cmd.ready.eq(1), pay_we.eq(self.i_cmd.valid)]",
+                          "m.d.comb += [self.i_cmd.ready.eq(widx != 1), pay_we.eq(self.i_cmd.valid)]"),
+                   REFUSED_EMPTY_WRITE_SKIPS)),
     Proof("accel_template_write", "(b) during a search run no template slot (template-memory row below the "
           "guard) is written, and neither the run kind nor the guard changes while a run lasts",
           TOP, accel.TOP_GEOMETRY, accel.template_write, "prove", 4, cut=accel.TOP_CUT, mutant_depth=34,

@@ -4,16 +4,18 @@ The proofs and their mutants are registered in ``formal/proofs.py`` (so ``make f
 ``python -m spiketrack.formal`` run them, and ``tests/test_formal_proofs.py`` checks PASS / FAIL).
 Here: each mutant fails on the very property it breaks (not on another one; the two bugs the
 proofs found are mutants that re-introduce them), and the harness helpers name what they cannot
-find. The solver runs carry the ``formal`` marker except where the proof is fast (``Proof.fast``).
+find. The solver runs carry the ``formal`` marker except where the proof is fast (``Proof.fast``, and
+``Proof.fast_mutants`` for its mutants).
 """
 
 import pytest
 
-from spiketrack.formal import accel
+from spiketrack.formal import accel, accel_top
 from spiketrack.formal.harness import fsm_in, signal_named
 from spiketrack.formal.mutants import load
 from spiketrack.formal.proofs import PROOFS, run_mutant
 from spiketrack.formal.sby import run_sby
+from spiketrack.hw.accel import protocol
 
 # mutant -> the property its counterexample must violate
 EXPECTED = {
@@ -25,6 +27,12 @@ EXPECTED = {
     ("accel_rsp_transfers", "ack_repeats"): "rsp.reply_to_a_command",
     ("accel_rsp_transfers", "ack_drops_status"): "rsp.previous_reply_complete",
     ("accel_rsp_transfers", "refused_empty_write_skips"): "rsp.previous_reply_complete",
+    ("accel_counters", "rsp_stall_counted_twice"): "ctr.rsp_stall",
+    ("accel_counters", "last_descriptor_uncounted"): "ctr.descriptors",
+    ("accel_counters", "lv_reads_one_port"): "ctr.lv_reads",
+    ("accel_commands", "ready_in_range"): "cmd.header_as_header",
+    ("accel_commands", "payload_consumed_without_take"): "cmd.payload_word_index",
+    ("accel_commands", "refused_empty_write_skips"): "cmd.header_as_header",
     ("accel_template_write", "guard_ignored"): "tm.no_template_write_in_search",
     ("accel_template_write", "guard_while_running"): "run.guard_stable",
     ("accel_template_write", "block_template_runs"): "tm.no_template_write_in_search",
@@ -49,7 +57,7 @@ EXPECTED = {
 
 def test_every_accel_mutant_has_an_expected_property():
     names = {"conv_contract", "vec_contract", "mb_contract", "accel_rsp_stream", "accel_rsp_transfers",
-             "accel_template_write",
+             "accel_template_write", "accel_counters", "accel_commands",
              "link_stream", "uart_stream", "link_crc_step", "link_rejects", "conv_saturation", "conv_counters",
              "vec_add_saturation", "vec_saturation", "vec_counters", "mb_accumulate", "mb_counters"}
     registered = {(n, mu.name) for n in names for mu in PROOFS[n].mutants}
@@ -57,7 +65,8 @@ def test_every_accel_mutant_has_an_expected_property():
 
 
 def _mutant_params():
-    return [pytest.param(PROOFS[p], mu, id=f"{p}-{mu}", marks=() if PROOFS[p].fast else pytest.mark.formal)
+    return [pytest.param(PROOFS[p], mu, id=f"{p}-{mu}",
+                         marks=() if PROOFS[p].fast and PROOFS[p].fast_mutants else pytest.mark.formal)
             for p, mu in EXPECTED]
 
 
@@ -87,3 +96,9 @@ def test_probes_name_what_is_missing():
         signal_named(body, "guard")
     with pytest.raises(KeyError, match="no FSM 'rx'"):
         fsm_in(body, "rx", "SOF")
+
+
+def test_every_top_counter_is_proved_or_named_as_not():
+    """A counter added to ``protocol.COUNTERS`` must be added to ``accel_counters`` or named as not proved."""
+    assert sorted(accel_top.COUNTED + accel_top.NOT_COUNTED) == sorted(protocol.COUNTERS)
+    assert not set(accel_top.COUNTED) & set(accel_top.NOT_COUNTED)
