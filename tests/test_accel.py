@@ -86,7 +86,10 @@ def test_protocol_round_trips_and_refuses_bad_commands():
         for what, words in {"bad_op": [header(9), 0], "bad_mem": [header(Op.READ, 7, 1), 0],
                             "range": [header(Op.READ, 4, 2), DEPTHS["lv"] - 1],
                             "write_range": [header(Op.WRITE, 5, 1), DEPTHS["st"], 1, 2, 3, 4],
-                            "order": [header(Op.RUN, RunKind.SEARCH, 0), 0]}.items():
+                            "order": [header(Op.RUN, RunKind.SEARCH, 0), 0],
+                            # no row width for an unknown memory: its payload is dropped until the
+                            # stream pauses for the timeout, then the refusal
+                            "write_bad_mem": [header(Op.WRITE, 7, 1), 0, 11, 12, 13]}.items():
             drv.t.send(words)
             st = drv.t.recv(1)[0]
             errors[what] = st >> 16 & 15
@@ -96,7 +99,7 @@ def test_protocol_round_trips_and_refuses_bad_commands():
 
     errors = run_session(_small_program(), session, gaps=0.3, stall=0.3, seed=2)
     assert errors == {"bad_op": Err.BAD_OP, "bad_mem": Err.BAD_MEM, "range": Err.RANGE, "write_range": Err.RANGE,
-                      "order": Err.ORDER}
+                      "order": Err.ORDER, "write_bad_mem": Err.BAD_MEM}
 
 
 def test_refused_empty_write_takes_no_command_word():
