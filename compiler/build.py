@@ -155,7 +155,12 @@ def compile_network(net: IntegerNetwork, *, board: str, lanes: int | None = None
 
 
 def _external_report(plan, cyc: dict) -> dict:
-    """The external-memory part of the report: part, capacity, placed buffers and their traffic."""
+    """The external-memory part of the report: part, capacity, placed buffers and their traffic.
+
+    The bus is assumed to move ``bus_bits`` per accelerator cycle (one x16 word), and the predicted
+    cycles do not include the transfers (``cycles_include_transfers``: false): they assume the
+    transfers are hidden behind compute, which a pass can only do while its bus cycles stay below
+    its compute cycles; ``bandwidth_bound`` names the passes where they do not."""
     ext = plan.external
     traffic = plan.external_traffic()
     out = {"memory": ext.name if ext else None, "capacity_bits": ext.bits if ext else 0,
@@ -163,10 +168,14 @@ def _external_report(plan, cyc: dict) -> dict:
            "traffic_bits": traffic}
     if ext:
         # lower bound on the bus cycles the traffic takes (bus_bits per cycle), against the pass
+        pcyc = {k: v["calibrated"] or v["dense"] for k, v in cyc.items()}
         out["bus_bits_per_cycle"] = ext.bus_bits
         out["min_bus_cycles"] = {k: math.ceil(v / ext.bus_bits) for k, v in traffic.items()}
-        frame = cyc["search_frame"]["calibrated"] or cyc["search_frame"]["dense"]
-        out["search_frame_bus_share"] = round(out["min_bus_cycles"]["search_frame"] / frame, 4)
+        out["search_frame_bus_share"] = round(out["min_bus_cycles"]["search_frame"] / pcyc["search_frame"], 4)
+        out["template_update_bus_share"] = round(out["min_bus_cycles"]["template_update"] / pcyc["template_update"], 4)
+        out["cycles_include_transfers"] = False
+        out["bandwidth_bound"] = {k: out["min_bus_cycles"][k] > pcyc[k] for k in traffic}
+        out["buffer_traffic_bits"] = {n: plan.buffers[n]["traffic_bits"] for n in plan.external_buffers}
     return out
 
 

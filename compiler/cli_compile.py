@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--external", default="auto",
                    help="buffers in the board's external memory: auto (the placement rule, docs/compiler.md), "
                         "none (all on chip) or a comma-separated list of template_activations, template_consts, "
-                        "weights")
+                        "weights, search_activations")
     p.add_argument("--out", required=True, help="compiled artifact folder")
     p.add_argument("--json", action="store_true")
 
@@ -95,6 +95,10 @@ def run(args) -> int:
             t = ext["traffic_bits"]
             print(f"  {ext['memory']}: {', '.join(ext['buffers'])} ({ext['bits']} bits); traffic "
                   f"{t['search_frame']} bits per search frame, {t['template_update']} per template update")
+            bound = [k for k, v in ext["bandwidth_bound"].items() if v]
+            print(f"  bus ({ext['bus_bits_per_cycle']} bits per cycle, not in the cycles above): "
+                  f"{ext['search_frame_bus_share']:.1%} of a search frame, {ext['template_update_bus_share']:.1%} "
+                  f"of a template update" + (f"; bandwidth-bound: {', '.join(bound)}" if bound else ""))
     if not rep["fits"]:
         import sys
 

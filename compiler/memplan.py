@@ -18,12 +18,23 @@ Buffers (each a separate physical memory, so the units can read and write them i
   membranes across ``T`` stay in registers.
 
 External memory (:data:`EXTERNAL_MEMORY`: ULX3S 32 MB SDRAM, OrangeCrab 128 MB DDR3, iCEBreaker
-none). Three buffers may live there, each at a stated traffic cost (bits moved between the FPGA
-and the external memory):
+none). Four buffers may live there, each at a stated traffic cost (bits moved between the FPGA
+and the external memory). This is a plan for the accelerator: the RTL has no external-memory port
+yet.
 
-* ``template_activations`` (used once per template update): every tensor of the template pass
-  is written once and read once by each node that reads it, through an on-chip staging window
-  (``k + stride`` input rows per input and one output row, inside the on-chip activation pool);
+* ``template_activations`` (used once per template update) and ``search_activations`` (every
+  frame): every tensor of that pass is written once and read by each node that reads it, through
+  an on-chip staging window inside the on-chip activation pool: per input ``k + stride`` rows of
+  it (all timesteps and channels; a convolution's kernel and stride, pooling by ``p`` ``2p`` rows,
+  bilinear upsampling 3, a pointwise read ``1 + 1``; a view's sources each get the window) and
+  one output row (:func:`_reader`). The units' loop order sets how often a reader fetches its
+  input: the conv engine runs the ``P``-chunks of output channels outermost, so a convolution
+  (not depthwise) reads its input once per chunk of its group's output channels and a retrieval
+  its query once per ``P``-chunk of ``d_v``; the memory builder reads one key and one value word
+  per step (no reuse); the vector unit's ops and fused residual inputs read once. A program output
+  that is not a template memory (the search pass's head maps) is read once more, by the host.
+  The on-chip pool then holds the peak of each pass whose activations stay on chip and the
+  largest staging window of each pass whose activations are external;
 * ``template_consts`` (once per template update): read once per update;
 * ``weights`` (every frame): streamed into an on-chip ``weight_cache`` holding the lines of one
   ``P``-chunk of output channels (``C_in/g · k²`` lines, depthwise ``k²``; the largest over the
@@ -31,9 +42,14 @@ and the external memory):
   before the next (the order the lines are packed in; the cycle model already reads the input
   words once per chunk), so each pass reads the weights of its layers once.
 
+The bus is assumed to move ``bus_bits`` (16) per accelerator cycle; the cycle model does not
+include the transfers (it assumes them hidden behind compute; the compile report gives each pass's
+bus cycles, their share of the pass and ``bandwidth_bound`` where they exceed it).
+
 Placement (``external="auto"``) is rule-based: on-chip first; when the design does not fit and
 the board has external memory, candidates move out in order: those used once per template
-update before those used every frame, and within a class the largest first, until it fits. Then
+update before those used every frame, and within a class the largest first (activations by
+their pass's on-chip peak), until it fits. Then
 each moved buffer, the most traffic per search frame first (then per template update), comes
 back on chip if the design still fits; a design that does not fit even so keeps out only the
 buffers whose move saves block RAM. ``external="none"`` keeps everything on chip; a list of
@@ -51,9 +67,9 @@ from dataclasses import dataclass, field
 from spiketrack.compiler.fuse import HwGraph
 from spiketrack.compiler.hwops import REGISTRY
 from spiketrack.compiler.schedule import Program
-from spiketrack.hw.engine_cycles import LEVEL_BITS_STORED, Engine, const_bits
+from spiketrack.hw.engine_cycles import LEVEL_BITS_STORED, Engine, const_bits, memory_build_cost
 
-__all__ = ["BOARD_MEMORY", "EXTERNAL_MEMORY", "EXTERNAL_CANDIDATES", "ExternalMemory", "MemoryPlan", "plan_memory",
+__all__ = ["BOARD_MEMORY", "EXTERNAL_MEMORY", "EXTERNAL_CANDIDATES", "ACTIVATION_CANDIDATES", "ExternalMemory", "MemoryPlan", "plan_memory",
            "check_external", "ebr_count"]
 
 #: block RAM per board: (ebr bits, ((width, depth) configurations), ebr count)
@@ -90,7 +106,9 @@ EXTERNAL_MEMORY = {
 
 #: buffers that may be placed in external memory, and the pass(es) that use them
 EXTERNAL_CANDIDATES = {"template_activations": "template_update", "template_consts": "template_update",
-                       "weights": "every frame"}
+                       "weights": "every frame", "search_activations": "every frame"}
+#: the activation candidates and the program whose tensors each holds
+ACTIVATION_CANDIDATES = {"template_activations": "template_update", "search_activations": "search_frame"}
 
 
 def ebr_count(width: int, depth: int, configs) -> int:
@@ -265,29 +283,33 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
                 live.pop(k, None)
         peaks[prog.name] = (peak, at)
 
-    # template pass from external memory: staging window and traffic (writes once, reads per reader)
-    staging = tmpl_traffic = 0
+    # a pass's activations from external memory: staging window and traffic (each tensor written
+    # once, read by each reader in as many sweeps as its loop order makes; program outputs that are
+    # not template memories read once more, by the host)
+    def streamed(prog):
+        staging, at, traffic = 0, (prog.name, "staging"), 0
+        for node in prog.nodes:
+            if REGISTRY[node.kind].view:
+                continue
+            need = 0
+            for src in node.inputs:
+                rows, sweeps = _reader(net, types, engine, node, src)
+                for s in sources(src):
+                    if s in net_inputs or s in mems:
+                        continue
+                    t = types[s]
+                    need += rows * t.shape[0] * t.shape[1] * t.shape[-1] * _stored_bits(t)
+                    traffic += sweeps(tensor_bits(s))
+            if node.output not in mems:
+                t = types[node.output]
+                need += t.shape[0] * t.shape[1] * t.shape[-1] * _stored_bits(t)
+                traffic += tensor_bits(node.output) * (2 if node.output in prog.outputs else 1)
+            if need > staging:
+                staging, at = need, (prog.name, f"staging {node.layers[0]}")
+        return staging, at, traffic
+
     net_inputs = set(net.inputs)
-    for node in progs["template_update"].nodes:
-        if REGISTRY[node.kind].view:
-            continue
-        first = net.layer(node.layers[0])
-        rows = 1
-        if first.op in ("conv", "stem_conv"):
-            rows = net.params_of(first)["weight"].shape[-1] + first.attrs["stride"]
-        need = 0
-        for src in node.inputs:
-            for s in sources(src):
-                if s in net_inputs or s in mems:
-                    continue
-                t = types[s]
-                need += rows * t.shape[0] * t.shape[1] * t.shape[-1] * _stored_bits(t)
-                tmpl_traffic += tensor_bits(s)
-        if node.output not in mems:
-            t = types[node.output]
-            need += t.shape[0] * t.shape[1] * t.shape[-1] * _stored_bits(t)
-            tmpl_traffic += tensor_bits(node.output)
-        staging = max(staging, need)
+    streams = {prog: streamed(progs[prog]) for prog in ACTIVATION_CANDIDATES.values()}
 
     stems = [n for n in graph.nodes if n.kind == "stem"]
     line_depth = 0
@@ -320,13 +342,17 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
         else:
             put("template_consts", tc_width, tc_depth)
         put("template_memory", 36, math.ceil(tm_bits / 36))
-        if "template_activations" in ext:
-            t_peak, _ = peaks["template_update"]
-            put("template_activations", 36, math.ceil(t_peak / 36), "external", {"template_update": tmpl_traffic})
-            s_peak, s_at = peaks["search_frame"]
-            pool, at = (s_peak, s_at) if s_peak >= staging else (staging, ("template_update", "staging"))
-        else:
-            pool, at = max(peaks.values(), key=lambda v: v[0])
+        # the pool: the peak of each pass whose activations are on chip, the staging window of the others
+        onchip, staged = [], []
+        for pname in progs:
+            cand = next((c for c, p in ACTIVATION_CANDIDATES.items() if p == pname), None)
+            if cand in ext:
+                stage, stage_at, traffic = streams[pname]
+                put(cand, 36, math.ceil(peaks[pname][0] / 36), "external", {pname: traffic})
+                staged.append((stage, stage_at))
+            else:
+                onchip.append(peaks[pname])
+        pool, at = max(onchip + staged, key=lambda v: v[0])
         plan.peak_tensors = at
         put("activations", 36, math.ceil(pool / 36))
         if line_depth:
@@ -374,6 +400,44 @@ def plan_memory(graph: HwGraph, progs: dict[str, Program], engine: Engine, board
 
 
 def _candidate_bits(plan: MemoryPlan, name: str, peaks: dict) -> int:
-    if name == "template_activations":
-        return peaks["template_update"][0]
+    if name in ACTIVATION_CANDIDATES:
+        return peaks[ACTIVATION_CANDIDATES[name]][0]
     return plan.bits(name)
+
+
+def _reader(net, types: dict, engine: Engine, node, src: str):
+    """How ``node`` reads its input ``src`` from external memory: ``(rows, bits_read)`` (``types``:
+    the network's tensor types).
+
+    ``rows`` is the staging window in rows of ``src`` (``k + stride``: the ``k`` rows the op reads
+    while the next ``stride`` arrive; a pointwise read ``1 + 1``), ``bits_read(bits)`` the bits
+    fetched for a tensor of ``bits``. The units' loop order decides the second: the conv engine
+    runs the ``P``-chunks of a group's output channels outermost (``hw/conv_engine.py``), so a
+    convolution (not depthwise, not the stem) sweeps its input once per chunk, a retrieval its query
+    once per ``P``-chunk of ``d_v``; the memory builder reads one key and one value word per step
+    (:func:`~spiketrack.hw.engine_cycles.memory_build_cost`, no reuse). Everything else (the
+    vector unit's ops, a fused op's residual input) reads its input once.
+    """
+    first = net.layer(node.layers[0])
+    P = engine.lanes
+    if src not in first.inputs:  # an input of a fused op after the first (residual add): row by row
+        return 2, lambda bits: bits
+    a = first.attrs
+    if first.op in ("conv", "stem_conv"):
+        co, cig, k, _ = net.params_of(first)["weight"].shape
+        depthwise = a["groups"] == co and cig == 1 and co > 1
+        sweeps = 1 if depthwise or first.op == "stem_conv" else math.ceil(co // a["groups"] / P)
+        return k + a["stride"], lambda bits: sweeps * bits
+    if first.op == "avg_pool":
+        return 2 * a["size"], lambda bits: bits
+    if first.op == "upsample_bilinear":  # two input rows per output row, the next one arriving
+        return 3, lambda bits: bits
+    if first.op == "retrieve":
+        sweeps = math.ceil(types[first.inputs[1]].shape[3] / P)
+        return 2, lambda bits: sweeps * bits
+    if first.op == "memory_build":  # the key and the value tensor: one word each per step
+        k_t, v_t = types[first.inputs[0]], types[first.inputs[1]]
+        words = memory_build_cost(engine, k_t, v_t, types[node.output]).reads["act"] / 2
+        t = types[src]
+        return 2, lambda bits: round(bits * words / (t.elements * t.shape[0] * _stored_bits(t)))
+    return 2, lambda bits: bits

@@ -342,13 +342,19 @@ def test_external_capacity_and_boards_without_external_memory(small_net, small_g
     # far too few block RAMs: refused with every buffer that saves block RAM moved out
     _test_board(monkeypatch, 10)
     plan = plan_memory(graph, progs, e, board)
-    assert not plan.fits and sorted(plan.external_buffers) == ["template_activations", "template_consts", "weights"]
+    assert not plan.fits and sorted(plan.external_buffers) == ["search_activations", "template_activations",
+                                                               "template_consts", "weights"]
     # no external memory: nothing moves, refused with the shortfall
     _test_board(monkeypatch, need, ext_bits=0)
     plan = plan_memory(graph, progs, e, board)
     assert not plan.fits and plan.external_buffers == [] and plan.ebr_used > need
     with pytest.raises(ValueError, match="board test-board has no external memory"):
         plan_memory(graph, progs, e, board, ["weights"])
+    with pytest.raises(ValueError, match="board test-board has no external memory.*search_activations"):
+        plan_memory(graph, progs, e, board, ["search_activations"])
+    with pytest.raises(ValueError, match="'search_activation' cannot be placed in external memory; "
+                                         "candidates: .*search_activations"):
+        plan_memory(graph, progs, e, "ulx3s-85f", ["search_activation"])
     with pytest.raises(ValueError, match="'line_buffer' cannot be placed in external memory"):
         plan_memory(graph, progs, e, "ulx3s-85f", ["line_buffer"])
     with pytest.raises(ValueError, match="'auto', 'none' or a list"):
@@ -382,10 +388,129 @@ def test_compile_cli_external_option_errors(small_net, tmp_path, capsys):
     assert rep["external"]["traffic_bits"] == {"search_frame": 0, "template_update": rep["external_bits"]}
     for key in ("board", "layers", "ops_unplaced", "fits", "weight_bits", "fps_at_100mhz", "lanes"):
         assert key in rep
+    # the search pass's activations by name: traffic per search frame, bus share, stated assumptions
+    assert main(base + ["--external", "search_activations", "--json"]) == 0
+    ext = json.loads(capsys.readouterr().out)["external"]
+    assert ext["buffers"] == ["search_activations"] and ext["traffic_bits"]["template_update"] == 0
+    assert ext["buffer_traffic_bits"] == {"search_activations": {"search_frame": ext["traffic_bits"]["search_frame"]}}
+    assert ext["min_bus_cycles"]["search_frame"] == -(-ext["traffic_bits"]["search_frame"] // 16) > 0
+    assert 0 < ext["search_frame_bus_share"] and ext["cycles_include_transfers"] is False
+    assert ext["bandwidth_bound"] == {"search_frame": ext["search_frame_bus_share"] > 1, "template_update": False}
+    # no external memory: refused, the on-chip buffers named
+    assert main(base + ["--board", "icebreaker"]) == 1
+    err = capsys.readouterr().err
+    assert "icebreaker has no external memory" in err and "activations" in err and "weights" in err
     assert set(rep["predicted_cycles"]) == {"template_update", "search_frame"}
     for key in ("weights_bits", "tables_bits", "activations_bits", "membranes_bits", "template_memory_bits",
                 "ebr_used", "ebr_total"):
         assert key in rep["memory"]
+
+
+def test_search_activations_go_out_only_when_nothing_else_is_enough(small_graph, monkeypatch):
+    graph, progs = small_graph
+    e = Engine(8)
+    board = _test_board(monkeypatch, 100000)
+    three = ["template_activations", "template_consts", "weights"]
+    without = plan_memory(graph, progs, e, board, three)
+    every = plan_memory(graph, progs, e, board, three + ["search_activations"])
+    assert every.ebr_used < without.ebr_used  # the search pass's peak sets the pool when the template's is out
+    # activations fit once the other three are out: the search pass's stay on chip
+    board = _test_board(monkeypatch, without.ebr_used)
+    plan = plan_memory(graph, progs, e, board)
+    assert plan.fits and "search_activations" not in plan.external_buffers
+    # they do not: every candidate leaves, none can come back
+    board = _test_board(monkeypatch, every.ebr_used)
+    plan = plan_memory(graph, progs, e, board)
+    assert plan.fits and sorted(plan.external_buffers) == sorted(three + ["search_activations"])
+    assert plan.buffers == every.buffers and plan.placement == "auto"
+    sa = plan.buffers["search_activations"]
+    assert sa["ebr"] == 0 and sa["place"] == "external" and set(sa["traffic_bits"]) == {"search_frame"}
+    # written once and read at least once: more traffic than the buffer
+    assert sa["traffic_bits"]["search_frame"] > sa["bits"] > plan.buffers["activations"]["bits"]
+    assert plan.peak_tensors[1].startswith("staging ")
+    assert plan.external_traffic()["search_frame"] == (sa["traffic_bits"]["search_frame"]
+                                                       + plan.buffers["weights"]["traffic_bits"]["search_frame"])
+    # the icebreaker has no external memory: nothing moves, the refusal names the buffers
+    _test_board(monkeypatch, every.ebr_used, ext_bits=0)
+    plan = plan_memory(graph, progs, e, board)
+    assert not plan.fits and plan.external_buffers == []
+
+
+def _tiny_search_net():
+    """stem (8 channels, stride 2) -> 3x3 conv 8 -> 16 -> depthwise 3x3, T = 1, 4 x 4 spike maps."""
+    rng = np.random.default_rng(0)
+
+    def conv(s, p, g, ab, exp):
+        return {"stride": s, "padding": p, "groups": g, "acc_bits": ab, "weight_bits": 8, "acc_exp": exp}
+
+    def prm(shape):
+        return {"weight": rng.integers(-127, 128, shape).astype(np.int8), "bias": np.zeros(shape[0], np.int32)}
+
+    def fire(name, src):
+        return Layer(name, "neuron", [src], {"f_m": 4, "bits": 12, "decays": []})
+
+    layers = [Layer("stem", "stem_conv", ["pix"], conv(2, 1, 1, 20, [10] * 8), prm((8, 3, 3, 3))),
+              Layer("stem_q", "requant", ["stem"], {"shift": 6, "bits": 12}), fire("s0", "stem_q"),
+              Layer("c1", "conv", ["s0"], conv(1, 1, 1, 14, [9] * 16), prm((16, 8, 3, 3))),
+              Layer("c1_q", "requant", ["c1"], {"shift": 5, "bits": 12}), fire("s1", "c1_q"),
+              Layer("dw", "conv", ["s1"], conv(1, 1, 16, 14, [9] * 16), prm((16, 1, 3, 3))),
+              Layer("dw_q", "requant", ["dw"], {"shift": 5, "bits": 12}), fire("s2", "dw_q")]
+    net = IntegerNetwork(layers, ["pix"], ["s2"], {"config": "tiny"},
+                         {"pix": TensorType((1, 3, 8, 8), "pixels", 8, False, 0)})
+    net.validate()
+    return net
+
+
+def test_search_activation_traffic_and_staging_by_hand():
+    from spiketrack.compiler.schedule import Program
+
+    graph, _ = fuse(_tiny_search_net())
+    assert [n.kind for n in graph.nodes] == ["stem", "spike_conv", "spike_conv"]
+    progs = {"template_update": Program("template_update", [], [], []),
+             "search_frame": Program("search_frame", list(graph.nodes), ["pix"], ["s2"])}
+    e = Engine(8)
+    onchip = plan_memory(graph, progs, e, "ulx3s-85f", "none")
+    plan = plan_memory(graph, progs, e, "ulx3s-85f", ["search_activations"])
+    assert plan.placement == "explicit" and plan.external_buffers == ["search_activations"]
+    # levels in 3 bits: s0 [1, 8, 4, 4] 384 bits, s1 and s2 [1, 16, 4, 4] 768 bits each
+    s0, s1, s2 = 384, 768, 768
+    peak = s1 + s2  # at the depthwise conv (s0's last reader was the 3x3 conv)
+    assert onchip.buffers["activations"]["bits"] == 36 * -(-peak // 36) and onchip.peak_tensors[0] == "search_frame"
+    sa = plan.buffers["search_activations"]
+    assert sa["bits"] == 36 * -(-peak // 36)
+    # s0 written once, read by the 3x3 conv once per P-chunk of its 16 outputs (2); s1 written once,
+    # read once by the depthwise conv; s2 written once and read once by the host (a program output)
+    assert sa["traffic_bits"] == {"search_frame": s0 + 2 * s0 + s1 + s1 + s2 + s2} == {"search_frame": 4224}
+    # staging: the depthwise conv's k + stride = 4 rows of s1 (16 channels x 4 columns x 3 bits) + one row of s2
+    staging = 4 * 16 * 4 * 3 + 16 * 4 * 3
+    assert staging > 4 * 8 * 4 * 3 + 16 * 4 * 3  # more than the 3x3 conv's window
+    assert plan.buffers["activations"]["bits"] == 36 * -(-staging // 36)
+    assert plan.peak_tensors == ("search_frame", "staging dw")
+    assert plan.external_traffic() == {"search_frame": 4224, "template_update": 0}
+
+
+# the shipped default's memory plan on ulx3s-85f as main d459339 computed it (before search_activations)
+_DEFAULT_PLAN = {
+    "weights": {"bits": 3872448, "width": 64, "depth": 60507, "ebr": 0, "place": "external",
+                "traffic_bits": {"template_update": 2312128, "search_frame": 3694272}},
+    "weight_cache": {"bits": 73728, "width": 64, "depth": 1152, "ebr": 6, "place": "ebr"},
+    "tables": {"bits": 160300, "width": 28, "depth": 5725, "ebr": 12, "place": "ebr"},
+    "consts": {"bits": 175104, "width": 9, "depth": 19456, "ebr": 10, "place": "ebr"},
+    "template_consts": {"bits": 583680, "width": 10, "depth": 58368, "ebr": 40, "place": "ebr"},
+    "template_memory": {"bits": 152064, "width": 36, "depth": 4224, "ebr": 9, "place": "ebr"},
+    "activations": {"bits": 1867788, "width": 36, "depth": 51883, "ebr": 102, "place": "ebr"},
+    "pixel_line_buffer": {"bits": 27648, "width": 24, "depth": 1152, "ebr": 3, "place": "ebr"},
+    "membranes": {"bits": 0, "width": 0, "depth": 0, "ebr": 0, "place": "ebr"}}
+
+
+def test_the_shipped_default_keeps_its_memory_plan():
+    from spiketrack.compiler.cli_compile import _artifact
+
+    graph, _ = fuse(_artifact(None))
+    plan = plan_memory(graph, programs(graph), Engine(8), "ulx3s-85f")
+    assert plan.buffers == _DEFAULT_PLAN and plan.ebr_used == 182 and plan.fits
+    assert plan.external_buffers == ["weights"] and plan.placement == "auto"
+    assert plan.peak_tensors == ("template_update", "template/backbone.stages.0.blocks.0.add_sep")
 
 
 # ---------------------------------------------------------------------------------------------
