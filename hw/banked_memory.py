@@ -45,7 +45,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
+__all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 BANK_ROWS = 1024   #: rows per bank (a power of two)
@@ -66,6 +66,11 @@ def bank_rows_of(depth: int, bank_rows: int = BANK_ROWS) -> int:
     return min(bank_rows, 1 << max(0, (depth - 1).bit_length()))
 
 
+def bank_name(b: int) -> str:
+    """The name of bank ``b``'s submodule in :class:`BankedMemory` (its block-RAM array in the Verilog)."""
+    return f"bank{b}"
+
+
 def bank_spans(depth: int, first: int, n: int, bank_rows: int = BANK_ROWS) -> list[tuple[str, int, int]]:
     """Where rows ``first .. first + n - 1`` of a memory of ``depth`` rows are stored: a list of
     (bank submodule name, first index in that bank, rows) in address order. The names are those
@@ -77,7 +82,7 @@ def bank_spans(depth: int, first: int, n: int, bank_rows: int = BANK_ROWS) -> li
     while n:
         b, i = divmod(first, R)
         k = min(n, R - i)
-        out.append((f"bank{b}", i, k))
+        out.append((bank_name(b), i, k))
         first, n = first + k, n - k
     return out
 
@@ -183,7 +188,7 @@ class BankedMemory(wiring.Component):
         m = Module()
         nb = len(self.banks)
         for b, mem in enumerate(self.banks):
-            m.submodules[f"bank{b}"] = mem   # the name bank_spans gives
+            m.submodules[bank_name(b)] = mem
 
         # ---------------------------------------------------------------- write port (registered)
         wa = Signal(self.addr_bits, reset_less=True)

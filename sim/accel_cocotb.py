@@ -54,18 +54,16 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     (``sim/cocotb_pump.py``); False: one cycle at a time by the testbench. ``readback``: the
     plan's checks read the memories with READ commands (``"host"``) or with the simulator's
     backdoor (``"peek"``, Verilator: the block-RAM arrays read while the simulation stands still)."""
-    if readback not in ("host", "peek"):
-        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
-    if readback == "peek" and sim != "verilator":
-        raise ValueError(f"backdoor reads (readback='peek') need Verilator, not {sim!r}")
+    from spiketrack.sim.accel_sim import check_readback
+
+    check_readback(readback, sim)
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout)   # its memories' depths
-        design._MustUse__silence = True
-        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init),
+        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init)
+        result = run_cocotb(design,
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,

@@ -190,6 +190,18 @@ def _first_bad_element(step: dict, got_rows: list[int], lanes: int) -> list[int]
     return [int(i) for i in (got != exp).nonzero()[0]]
 
 
+READBACKS = ("host", "peek")   #: how a plan's checks read the memories (execute_plan)
+
+
+def check_readback(readback: str, sim: str | None = None) -> None:
+    """Refuse an unknown ``readback``, and ``"peek"`` under a simulator other than Verilator
+    (``sim``; None: not known here)."""
+    if readback not in READBACKS:
+        raise ValueError(f"readback must be one of {READBACKS}, got {readback!r}")
+    if readback == "peek" and sim not in (None, "verilator"):
+        raise ValueError(f"backdoor reads (readback 'peek') need the Verilator simulation, not {sim!r}")
+
+
 def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: None, progress=None,
                  readback: str = "host") -> dict:
     """Run ``plan`` through ``drv``; compare every check and every run's cycle counter.
@@ -198,8 +210,7 @@ def execute_plan(drv: AccelDriver, plan: list[dict], lanes: int, cycle=lambda: N
     backdoor (``"peek"``: :meth:`AccelDriver.peek`, no simulated cycle). ``layers_checked``
     counts the layers whose own output a check compared (``check="layers"``: every hardware op's
     layers; ``"outputs"``: none, ``outputs_checked`` counts the pass results compared)."""
-    if readback not in ("host", "peek"):
-        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
+    check_readback(readback)
     read = drv.peek if readback == "peek" else drv.read
     report = {"runs": 0, "layers_checked": 0, "outputs_checked": 0, "checks": 0, "mismatches": 0,
               "first_mismatch": None, "cycle_model_exact": True, "first_cycle_difference": None,
@@ -283,10 +294,7 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         baked into the Verilog (cocotb) instead of written over the command stream (the template
         pixels, search pixels and every read-back still go through it).
     """
-    if readback not in ("host", "peek"):
-        raise ValueError(f"readback must be 'host' or 'peek', got {readback!r}")
-    if readback == "peek" and sim != "verilator":
-        raise ValueError(f"backdoor reads (readback 'peek') need the Verilator simulation, not {sim!r}")
+    check_readback(readback, sim)
     t0 = time.monotonic()
     plan = build_plan(net, ap, inputs, check, load=not backdoor)
     t_plan = time.monotonic() - t0

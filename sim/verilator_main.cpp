@@ -172,7 +172,10 @@ __attribute__((visibility("default"))) int spiketrack_peek_rows(const char *path
     if (!arr) return -1;
     for (int i = 0; i < n; i++) {
         vpiHandle e = vpi_handle_by_index(arr, first + i);
-        if (!e) return -2;
+        if (!e) {
+            vpi_release_handle(arr);
+            return -2;
+        }
         s_vpi_value v;
         v.format = vpiVectorVal;
         vpi_get_value(e, &v);
