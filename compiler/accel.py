@@ -14,10 +14,18 @@
   program first, then the search program.
 * **images**: weight lines and tables (weights shared by both branches stored once), positional
   tables, and the program.
+* **external weights** (``ext_weights=True``, a board whose block RAM cannot hold them): the
+  weight lines go to the external memory's image (``images["ext"]``, 16-bit words, a line's low
+  word first) and ``w`` becomes a weight cache of ``cache_rows`` rows. Each convolution is split
+  into cache fills: a ``FETCH`` descriptor (``hw/fetch_unit.py``) copies the lines of as many of
+  its output chunks as the cache holds, then a conv descriptor runs those chunks
+  (``chunk_range_fields``). Every pass therefore reads each of its layers' weights once.
 
 Cycle contract (exact, ``tests/test_accel.py``): a node takes its unit's model
 (``hw/engine_cycles``) plus :data:`~spiketrack.hw.accel.top.DESC_OVERHEAD`; a run adds
-:data:`~spiketrack.hw.accel.top.RUN_OVERHEAD`.
+:data:`~spiketrack.hw.accel.top.RUN_OVERHEAD`. A node split into cache fills takes, per fill,
+``fetch_cycles(words)`` (the simulation's external-memory model) and its chunks' conv cycles,
+each plus ``DESC_OVERHEAD``.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from spiketrack.compiler.hwops import REGISTRY, csd_value
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
 from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, UNITS, Unit
-from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, conv_descriptor, decay_fields, desc_layout
+from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, chunk_range_fields, conv_descriptor, decay_fields, desc_layout
+from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_COUNT_BITS, EXT_DATA_BITS
+from spiketrack.hw.fetch_unit import fetch_cycles, fetch_desc_layout
 from spiketrack.hw.memory_builder import mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, bilinear_fields, horner_fields, reads_per_word, vec_desc_layout
 from spiketrack.quant.golden.neuron import D
@@ -66,6 +76,14 @@ class AccelNode:
     out: str                   #: output tensor
     out_shape: tuple           #: (T, C, H, W) or the memory's (T, heads, d_h, d_v)
     layers: list = field(default_factory=list)
+    #: cache fills of a convolution whose weights are external: ``(first chunk, end chunk, words)``
+    #: each, run as a FETCH and a conv descriptor (``desc`` is the whole layer's); empty: one descriptor
+    fills: list = field(default_factory=list)
+
+    @property
+    def n_desc(self) -> int:
+        """Program words of this node (from ``index``)."""
+        return 2 * len(self.fills) if self.fills else 1
 
 
 @dataclass
@@ -83,11 +101,34 @@ class AccelProgram:
     inputs: dict               #: program -> input tensor names written by the host
     outputs: dict              #: program -> output tensor names
     units: tuple = UNITS       #: the accelerator units it was compiled for (``Accelerator(units=...)``)
+    ext_weights: bool = False  #: weights in external memory (``images["ext"]``), ``w`` a cache
+
+    def accel_kwargs(self) -> dict:
+        """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
+        address bits: its units, and with external weights the external-memory model and its image."""
+        kw = {"units": self.units}
+        if self.ext_weights:
+            kw.update(ext="model", ext_init=self.images["ext"])
+        return kw
+
+    def _node(self, name: str) -> AccelNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def _unit_cycles(self, graph: HwGraph, hw, node: AccelNode, env) -> int:
+        """The node's unit busy cycles (summed over its cache fills' conv descriptors)."""
+        op, net = REGISTRY[hw.kind], graph.net
+        engine = ec.Engine(self.lanes)
+        if not node.fills:
+            return op.cost(hw, net, net.types, engine, env).cycles
+        return sum(op.cost(hw, net, net.types, engine, env, chunk_range=(a, b)).cycles for a, b, _ in node.fills)
 
     def node_cycles(self, graph: HwGraph, node_name: str, env) -> int:
-        """The node's predicted cycles on the accelerator (unit model + controller overhead)."""
+        """The node's predicted cycles on the accelerator (unit model + controller overhead; with
+        cache fills, each fill's fetch and conv descriptor)."""
         hw = {n.name: n for n in graph.nodes}[node_name]
-        return REGISTRY[hw.kind].cost(hw, graph.net, graph.net.types, ec.Engine(self.lanes), env).cycles + DESC_OVERHEAD
+        node = self._node(node_name)
+        fetch = sum(fetch_cycles(words) for _, _, words in node.fills)
+        return self._unit_cycles(graph, hw, node, env) + fetch + node.n_desc * DESC_OVERHEAD
 
     def predicted_counters(self, graph: HwGraph, program: str, env) -> dict:
         """The accelerator's counters (``hw/accel/protocol.COUNTERS``) for one run of ``program`` on
@@ -98,7 +139,8 @@ class AccelProgram:
         engine = ec.Engine(P)
         hw_of = {n.name: n for n in graph.nodes}
         c = dict.fromkeys(("lv_reads", "lv_writes", "st_reads", "st_writes", "tm_reads", "tm_writes", "w_reads",
-                           "tab_reads", "cst_reads", "events", "conv_busy", "vec_busy", "mb_busy"), 0)
+                           "tab_reads", "cst_reads", "events", "conv_busy", "vec_busy", "mb_busy", "fetch_busy",
+                           "ext_words", "w_writes"), 0)
         nodes = [n for n in self.nodes if n.program == program]
         for n in nodes:
             hw = hw_of[n.name]
@@ -119,7 +161,11 @@ class AccelProgram:
                 c["tab_reads"] += out_words
                 c["st_reads"] += out_words if d["residual"] else 0
                 c["lv_writes" if d["neuron"] else "st_writes"] += out_words
-                c["conv_busy"] += cost.cycles
+                c["conv_busy"] += self._unit_cycles(graph, hw, n, env)
+                for _, _, words in n.fills:
+                    c["fetch_busy"] += fetch_cycles(words)
+                    c["ext_words"] += words
+                    c["w_writes"] += words * EXT_DATA_BITS // (8 * P)
             elif n.unit == "vector_unit":
                 mode = d["mode"]
                 out_words = d["T"] * d["ho"] * d["wo"] * d["chunks"]
@@ -135,7 +181,8 @@ class AccelProgram:
                 c["tm_writes"] += lines
                 c["mb_busy"] += cost.cycles
         c = {k: int(round(v)) for k, v in c.items()}
-        c.update(descriptors=len(nodes), prog_reads=len(nodes) + 1,
+        n_desc = sum(n.n_desc for n in nodes)
+        c.update(descriptors=n_desc, prog_reads=n_desc + 1,
                  run_cycles=RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in nodes))
         return c
 
@@ -259,12 +306,16 @@ UNIT_NAMES = {"conv": "conv engine", "vec": "vector unit", "mb": "memory builder
 
 
 def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None,
-                   units: tuple = UNITS) -> AccelProgram:
+                   units: tuple = UNITS, ext_weights: bool = False, cache_rows: int | None = None) -> AccelProgram:
     """Place, describe and pack ``net`` for the accelerator (see the module docstring).
 
     ``units``: the units the accelerator has (``Accelerator(units=...)``); an op on a unit it
     leaves out is refused, naming the op and the unit. Fewer than 8 lanes are refused when the
-    conv engine is present (the stem's 24-bit pixel word)."""
+    conv engine is present (the stem's 24-bit pixel word).
+
+    ``ext_weights``: the weight lines live in external memory and ``w`` is a cache of
+    ``cache_rows`` rows (default: the most lines one output chunk of any convolution needs); a
+    cache smaller than that is refused, naming the layer."""
     P = lanes
     if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
@@ -303,9 +354,11 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
             images["prog"].append(code | pack_fields(layout, desc) << 2)
             nodes.append(AccelNode(hw.name, hw.kind, unit, pname, len(images["prog"]) - 1, desc, hw.output,
                                    tuple(types[hw.output].shape), list(hw.layers)))
+    if ext_weights:
+        images["prog"], images["ext"] = _split_fills(nodes, images, P, addr_bits, cache_rows)
     first = {p: next(n.index for n in nodes if n.program == p) for p in progs}
-    counts = {p: sum(n.program == p for n in nodes) for p in progs}
-    depths = {"prog": len(images["prog"]), "w": len(images["w"]), "tab": len(images["tab"]),
+    counts = {p: sum(n.n_desc for n in nodes if n.program == p) for p in progs}
+    depths = {"prog": len(images["prog"]), "w": images.pop("cache_rows", len(images["w"])), "tab": len(images["tab"]),
               "cst": len(images["cst"]), "lv": peaks["lv"], "st": peaks["st"], "tm": peaks["tm"]}
     depths = {k: max(1, v) for k, v in depths.items()}
     for k, v in depths.items():
@@ -314,7 +367,48 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
                                f"that {addr_bits}-bit addresses reach")
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
-                        tuple(u for u in UNITS if u in units))
+                        tuple(u for u in UNITS if u in units), ext_weights)
+
+
+def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list]:
+    """External weights: the program with every convolution split into cache fills, and the
+    external image (the weight lines as 16-bit words). Sets each node's ``index`` and ``fills``;
+    ``images["w"]`` becomes empty (the cache is filled at run time)."""
+    per_line = 8 * P // EXT_DATA_BITS
+    lines = images["w"]
+    ext = [(line >> (EXT_DATA_BITS * i)) & ((1 << EXT_DATA_BITS) - 1) for line in lines for i in range(per_line)]
+    if len(ext) > 1 << EXT_ADDR_BITS:
+        raise CompileError(f"{len(ext)} weight words exceed the external bus's {1 << EXT_ADDR_BITS}-word address range")
+    fetched = [n for n in nodes if n.unit == "conv_engine" and not n.desc["tmem"]]
+    need = max((n.desc["w_chunk"] for n in fetched), default=1)
+    cache = need if cache_rows is None else cache_rows
+    small = next((n for n in fetched if n.desc["w_chunk"] > cache), None)
+    if small is not None:
+        raise CompileError(f"{small.name}: one output chunk needs {small.desc['w_chunk']} weight lines, more than the "
+                           f"{cache}-row weight cache")
+    if cache * per_line >= 1 << EXT_COUNT_BITS or cache > 1 << A:
+        raise CompileError(f"a weight cache of {cache} rows is more than one fetch moves ({(1 << EXT_COUNT_BITS) - 1} "
+                           f"words) or {A}-bit addresses reach")
+    fl, cl = fetch_desc_layout(A), desc_layout(A)
+    prog = []
+    for n in nodes:
+        old = images["prog"][n.index]
+        n.index = len(prog)
+        if n not in fetched:
+            prog.append(old)
+            continue
+        d = n.desc
+        per_fill = max(1, cache // d["w_chunk"])
+        for a in range(0, d["chunks"], per_fill):
+            b = min(d["chunks"], a + per_fill)
+            words = (b - a) * d["w_chunk"] * per_line
+            prog.append(Unit.FETCH.value | pack_fields(fl, {"ext_addr": (d["w_base"] + a * d["w_chunk"]) * per_line,
+                                                            "words": words, "row_base": 0}) << 2)
+            prog.append(Unit.CONV.value | pack_fields(cl, chunk_range_fields(d, a, b, w_base=0)) << 2)
+            n.fills.append((a, b, words))
+    images["w"] = []
+    images["cache_rows"] = cache
+    return prog, ext
 
 
 def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):

@@ -14,6 +14,10 @@ node, with every level tensor read or written at 8 bits per value, and every den
 a multiply-accumulate (:data:`~spiketrack.quant.energy.E_MUL8_PJ` + ``E_ADD32_PJ``). The twin
 reads its tables once per op (the model), the spiking accelerator once per output word (the RTL):
 the comparison does not favour the spiking side.
+
+External weights (``ext_words``: 16-bit words the fetch unit read from the board's SDRAM) cost
+:data:`~spiketrack.quant.energy.E_DRAM_BYTE_PJ` per byte, on both sides: the twin, with the same
+dataflow and the same int8 weights, streams the same lines once per pass.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from spiketrack.compiler.hwops import REGISTRY
 from spiketrack.hw import engine_cycles as ec
 from spiketrack.hw.accel.top import mem_widths
-from spiketrack.quant.energy import E_ADD32_PJ, E_MUL8_PJ, E_SRAM_BYTE_PJ
+from spiketrack.quant.energy import E_ADD32_PJ, E_DRAM_BYTE_PJ, E_MUL8_PJ, E_SRAM_BYTE_PJ
 
 __all__ = ["counters_energy", "ann_twin_energy", "accelerator_energy"]
 
@@ -39,14 +43,16 @@ def counters_energy(counters: dict, lanes: int, addr_bits: int = 16) -> dict:
         bits += rows * w[mem]
     adds = lanes * (counters.get("events", 0) + counters.get("vec_busy", 0) + counters.get("mb_busy", 0)
                     + counters.get("lv_writes", 0) + counters.get("st_writes", 0))
-    mem_pj = bits / 8 * E_SRAM_BYTE_PJ
+    ext_pj = counters.get("ext_words", 0) * 2 * E_DRAM_BYTE_PJ
+    mem_pj = bits / 8 * E_SRAM_BYTE_PJ + ext_pj
     add_pj = adds * E_ADD32_PJ
     return {"mj": (mem_pj + add_pj) * PJ_TO_MJ, "memory_mj": mem_pj * PJ_TO_MJ, "arith_mj": add_pj * PJ_TO_MJ,
-            "bits_by_memory": by_mem, "adds": adds}
+            "external_mj": ext_pj * PJ_TO_MJ, "bits_by_memory": by_mem, "adds": adds}
 
 
-def ann_twin_energy(graph, prog_nodes, lanes: int) -> dict:
-    """Energy (mJ) of the ANN twin running the same nodes (dense cycle-model counts, 8-bit activations)."""
+def ann_twin_energy(graph, prog_nodes, lanes: int, ext_words: int = 0) -> dict:
+    """Energy (mJ) of the ANN twin running the same nodes (dense cycle-model counts, 8-bit
+    activations; ``ext_words`` 16-bit words of weights streamed from external memory)."""
     net = graph.net
     types = net.types
     engine = ec.Engine(lanes)
@@ -68,10 +74,11 @@ def ann_twin_energy(graph, prog_nodes, lanes: int) -> dict:
             bits += b * 8 / ec.LEVEL_BITS_STORED if key == "act" and out_levels else b
         # the stem's dense count is per pixel bit plane; a MAC takes the whole pixel
         macs += cost.adds / 8 if hw.kind == "stem" else cost.adds
-    mem_pj = bits / 8 * E_SRAM_BYTE_PJ
+    ext_pj = ext_words * 2 * E_DRAM_BYTE_PJ
+    mem_pj = bits / 8 * E_SRAM_BYTE_PJ + ext_pj
     mac_pj = macs * (E_MUL8_PJ + E_ADD32_PJ)
     return {"mj": (mem_pj + mac_pj) * PJ_TO_MJ, "memory_mj": mem_pj * PJ_TO_MJ, "arith_mj": mac_pj * PJ_TO_MJ,
-            "macs": macs}
+            "external_mj": ext_pj * PJ_TO_MJ, "macs": macs}
 
 
 def accelerator_energy(graph, ap, counters: dict, program: str = "search_frame") -> dict:
@@ -79,6 +86,6 @@ def accelerator_energy(graph, ap, counters: dict, program: str = "search_frame")
     from spiketrack.compiler.schedule import programs
 
     snn = counters_energy(counters, ap.lanes, ap.addr_bits)
-    ann = ann_twin_energy(graph, programs(graph)[program].nodes, ap.lanes)
+    ann = ann_twin_energy(graph, programs(graph)[program].nodes, ap.lanes, counters.get("ext_words", 0))
     return {"snn_mj": snn["mj"], "ann_mj": ann["mj"], "ratio": ann["mj"] / snn["mj"] if snn["mj"] else float("inf"),
             "snn": snn, "ann": ann}

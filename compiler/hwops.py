@@ -169,11 +169,11 @@ class SpikeConv(HwOp):
         return cand.op == "requant" or net.layer(names[-1]).op == "requant"
 
     @classmethod
-    def cost(cls, node, net, types, engine, env=None):
+    def cost(cls, node, net, types, engine, env=None, chunk_range=None):
         conv = net.layer(node.layers[0])
         return ec.conv_cost(engine, conv, net.params_of(conv)["weight"].shape, types[conv.inputs[0]],
                             types[node.output], _levels(env, conv.inputs[0]),
-                            residual=any(net.layer(n).op == "add" for n in node.layers))
+                            residual=any(net.layer(n).op == "add" for n in node.layers), chunk_range=chunk_range)
 
     @classmethod
     def pack(cls, node, net, engine):

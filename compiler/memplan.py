@@ -19,8 +19,8 @@ Buffers (each a separate physical memory, so the units can read and write them i
 
 External memory (:data:`EXTERNAL_MEMORY`: ULX3S 32 MB SDRAM, OrangeCrab 128 MB DDR3, iCEBreaker
 none). Four buffers may live there, each at a stated traffic cost (bits moved between the FPGA
-and the external memory). This is a plan for the accelerator: the RTL has no external-memory port
-yet.
+and the external memory). Of these the RTL streams the weights (an external-memory bus and a
+fetch unit); activations in external memory are a plan only.
 
 * ``template_activations`` (used once per template update) and ``search_activations`` (every
   frame): every tensor of that pass is written once and read by each node that reads it, through
@@ -40,7 +40,10 @@ yet.
   ``P``-chunk of output channels (``C_in/g · k²`` lines, depthwise ``k²``; the largest over the
   layers), double-buffered. This assumes the engine sweeps every output position for one chunk
   before the next (the order the lines are packed in; the cycle model already reads the input
-  words once per chunk), so each pass reads the weights of its layers once.
+  words once per chunk), so each pass reads the weights of its layers once. The RTL built so far
+  (``hw/fetch_unit.py``, ``compiler/accel.py`` with ``ext_weights``) has one buffer of the cache and
+  fetches before it computes (docs/accelerator.md, "Weights in external memory"): the transfers
+  then add to the cycles, which this plan's figures do not include.
 
 The bus is assumed to move ``bus_bits`` (16) per accelerator cycle; the cycle model does not
 include the transfers (it assumes them hidden behind compute; the compile report gives each pass's

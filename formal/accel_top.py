@@ -27,8 +27,10 @@ __all__ = ["COUNTED", "NOT_COUNTED", "counters", "commands"]
 COUNTED = ("cycles", "run_cycles", "runs", "descriptors", "ctrl_cycles", "conv_busy", "vec_busy", "mb_busy",
            "events", "saturated", "lv_reads", "lv_writes", "st_reads", "st_writes", "tm_reads", "tm_writes",
            "w_reads", "tab_reads", "cst_reads", "prog_reads", "rsp_stall")
-#: not proved: its increment is the top's own guard decision (``tm_blocked``: run kind, guard, address)
-NOT_COUNTED = ("guard_blocked",)
+#: not proved: ``guard_blocked``'s increment is the top's own guard decision (``tm_blocked``: run kind,
+#: guard, address); the fetch unit's counters exist only with an external memory
+#: (``Accelerator(ext=...)``), which the proof's top does not have (they read 0 there)
+NOT_COUNTED = ("guard_blocked", "fetch_busy", "ext_words", "w_writes")
 
 
 def _lagged_count(m: Module, inc, name: str) -> Signal:
@@ -67,8 +69,8 @@ def counters(hw) -> Module:
     ================================  ===========================================================
 
     The descriptor, ``ctrl_cycles`` and ``events`` rows see the current unit through the units'
-    ``i_desc.valid``; a program word whose unit field is 3 (no unit: the controller issues to
-    none and waits on the memory builder's ``busy``) is assumed away (``env.program_names_a_unit``:
+    ``i_desc.valid``; a program word whose unit field is 3 (the fetch unit, not built in this
+    top: the controller issues to none and waits on a ``busy`` that stays 0) is assumed away (``env.program_names_a_unit``:
     the protocol's units are 0-2, the compiler emits no other). Lemmas (for k-induction) tie the
     harness's current unit and descriptor to the controller's ``cur``, ``act_*`` and FSM state
     ``WAIT``, and ``busy`` to the FSM out of ``IDLE``.

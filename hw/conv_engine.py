@@ -16,13 +16,18 @@ The epilogue is pipelined behind: ``+ bias``, requantise by the channel's shift 
 ``+ residual`` (§IS-6), NI-LIF over the ``T`` timesteps with the membrane in registers (§IS-7),
 and one output word per (timestep, position, chunk). No partial sum goes to memory.
 
+A descriptor runs the output chunks ``c_first .. c_last`` (the whole layer: ``0 .. chunks - 1``;
+the compiler splits a layer whose weights stream from external memory into one descriptor per
+weight-cache fill). ``g_first`` / ``cig_first``: the first chunk's group input word and chunk
+within the group.
+
 Address arithmetic uses only adds and compares: every product (row strides, per-chunk weight
 strides) is a descriptor field the compiler computes (:func:`conv_descriptor`).
 
 Memory ports (reads: data ``read_latency`` cycles after the address, :mod:`~spiketrack.hw.banked_memory`)
 ------------------------------------------------------------------
 ``in``: activation words, ``3·G`` bits, address ``in_base + t·in_t + iy·in_row + ix·n_words + g``.
-``w``: weight lines, ``P × 8`` bits, address ``w_base + chunk·w_chunk + (ky·k + kx)·w_col + ci``
+``w``: weight lines, ``P × 8`` bits, address ``w_base + (chunk - c_first)·w_chunk + (ky·k + kx)·w_col + ci``
 (conv: ``w_col = C_in``; depthwise: ``w_col = 1``, no ``ci``; grouped: per group, ``ci`` of
 the group). ``tm``: template-memory lines, ``P × 12`` bits unsigned, read instead of ``w`` by a
 retrieval (``R = Q·M`` is a grouped 1×1 conv, one group per head, §IS-8), with one set of lines
@@ -43,7 +48,7 @@ from spiketrack.hw.banked_memory import READ_LATENCY, delay
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
-__all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
+__all__ = ["ConvEngine", "desc_layout", "conv_descriptor", "chunk_range_fields", "decay_fields", "decay_terms", "ENGINE_COUNTERS", "FIFO_DEPTH", "BIAS_BITS",
            "STREAM_BITS", "MAX_T", "TM_BITS"]
 
 ENGINE_COUNTERS = ("busy", "words", "events", "saturated")
@@ -67,6 +72,7 @@ def desc_layout(addr_bits: int = 16) -> data.StructLayout:
         "k": 4, "stride": 3, "pad": 3, "T": 3, "f_m": 5,
         "decays": data.ArrayLayout(data.ArrayLayout(term, 2), MAX_T - 1),
         "h": 9, "w": 9, "ho": 9, "wo": 9, "n_words": 8, "chunks": 8, "wpg": 8, "cpg": 8,
+        "c_first": 8, "c_last": 8, "g_first": 8, "cig_first": 8,
         "in_base": A, "in_row": A, "in_t": A,
         "w_base": A, "w_chunk": A, "w_row": A, "w_col": A, "w_t": A,
         "t_base": A, "res_base": A, "out_base": A, "o_t": A,
@@ -100,12 +106,15 @@ def decay_terms(decays, t) -> list:
 
 def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, in_base=0, w_base=0, t_base=0,
                     res_base=None, out_base=0, neuron=False, f_m=8, decays=(), stem=False, groups=1,
-                    tmem=False, rounding="half_up") -> dict:
+                    tmem=False, rounding="half_up", chunk_range=None) -> dict:
     """Descriptor field values for one layer (the products the RTL must not compute).
 
     ``groups > 1`` (not depthwise) needs ``C_in / groups`` and ``C_out / groups`` to be multiples of
     ``lanes`` (each group's channels start a word, in the input and in the output). ``tmem``: the weight lines come from the template memory
-    (unsigned ``M`` values, one set of lines per timestep: retrieval, §IS-8).
+    (unsigned ``M`` values, one set of lines per timestep: retrieval, §IS-8). ``chunk_range``
+    ``(first, end)``: the engine runs output chunks ``first .. end - 1`` only (default: all); its
+    outputs, tables and inputs are addressed as in the whole layer's run, its weight lines from
+    ``w_base`` (the first chunk's lines: the caller offsets ``w_base``).
     """
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     chunks = -(-c_out // lanes) if groups == 1 or depthwise else groups * -(-(c_out // groups) // lanes)
@@ -119,16 +128,32 @@ def conv_descriptor(*, depthwise, k, stride, pad, T, h, w, c_in, c_out, lanes, i
     cpg = chunks if depthwise else chunks // groups
     cig = 1 if depthwise else c_in // groups
     terms = decay_fields(decays)
-    return {
+    desc = {
         "depthwise": int(depthwise), "stem": int(stem), "residual": int(res_base is not None), "neuron": int(neuron),
         "half_even": int(rounding == "half_even"),
         "k": k, "stride": stride, "pad": pad, "T": T, "f_m": f_m, "decays": terms,
         "h": h, "w": w, "ho": ho, "wo": wo, "n_words": n_words, "chunks": chunks, "wpg": wpg, "cpg": cpg,
+        "c_first": 0, "c_last": chunks - 1, "g_first": 0, "cig_first": 0,
         "in_base": in_base, "in_row": w * n_words, "in_t": h * w * n_words,
         "w_base": w_base, "w_chunk": k * k * cig, "w_row": k * cig, "w_col": cig,
         "w_t": chunks * k * k * cig if tmem else 0, "tmem": int(tmem),
         "t_base": t_base, "res_base": res_base or 0, "out_base": out_base, "o_t": ho * wo * chunks,
     }
+    return chunk_range_fields(desc, *chunk_range) if chunk_range else desc
+
+
+def chunk_range_fields(desc: dict, first: int, end: int, w_base: int | None = None) -> dict:
+    """A copy of a whole layer's descriptor ``desc`` that runs only output chunks ``first ..
+    end - 1``: the loop bounds, the first chunk's group input word and chunk within its group,
+    and ``w_base`` (default: the whole layer's base plus ``first · w_chunk``, the first chunk's
+    lines where the whole layer's lines are; a weight cache passes its own row)."""
+    chunks = desc["chunks"]
+    if not 0 <= first < end <= chunks:
+        raise ValueError(f"chunk range {first}..{end - 1} outside the layer's {chunks} chunks")
+    dw = desc["depthwise"]
+    return {**desc, "c_first": first, "c_last": end - 1, "g_first": 0 if dw else first // desc["cpg"] * desc["wpg"],
+            "cig_first": 0 if dw else first % desc["cpg"],
+            "w_base": desc["w_base"] + first * desc["w_chunk"] if w_base is None else w_base}
 
 
 def _times_small(n, x):
@@ -227,7 +252,7 @@ class ConvEngine(wiring.Component):
         neg_pad = Signal(signed(5))
         gen_run = Signal()
         with m.If(setup):
-            m.d.sync += [setup.eq(0), gen_run.eq(1), wo_m1.eq(d.wo - 1), ho_m1.eq(d.ho - 1), ch_m1.eq(d.chunks - 1),
+            m.d.sync += [setup.eq(0), gen_run.eq(1), wo_m1.eq(d.wo - 1), ho_m1.eq(d.ho - 1), ch_m1.eq(d.c_last),
                          wpg_m1.eq(d.wpg - 1), T_m1.eq(d.T - 1), wpg_one.eq(d.wpg == 1), T_one.eq(d.T == 1),
                          s_nw.eq(_times_small(d.stride, d.n_words)), s_row.eq(_times_small(d.stride, d.in_row)),
                          p_nw.eq(-_times_small(d.pad, d.n_words)), p_row.eq(-_times_small(d.pad, d.in_row)),
@@ -263,10 +288,10 @@ class ConvEngine(wiring.Component):
 
         with m.If(take):
             p = self.i_desc.payload
-            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), g_chunk.eq(0), g_oy.eq(0), g_ox.eq(0),
+            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), g_chunk.eq(p.c_first), g_oy.eq(0), g_ox.eq(0),
                          iy0.eq(-p.pad.as_signed()), ix0.eq(-p.pad.as_signed()),
                          in_r.eq(-_times_small(p.pad, p.in_row)), in_c.eq(-_times_small(p.pad, p.n_words)),
-                         wchunk.eq(p.w_base), o_pos.eq(0), g_base.eq(0), cig_i.eq(0)]
+                         wchunk.eq(p.w_base), o_pos.eq(p.c_first), g_base.eq(p.g_first), cig_i.eq(p.cig_first)]
         m.d.sync += rec1.valid.eq(gen_step)
         with m.If(gen_step):
             m.d.sync += _assign(rec1, {"last": lx & ly & lc, "iy0": iy0, "ix0": ix0, "in_r": in_r, "in_c": in_c,

@@ -138,8 +138,13 @@ def _word_nnz(levels: torch.Tensor, word: int) -> torch.Tensor:
     return nz.reshape(t, -1, word, h, w).sum(dim=2)
 
 
-def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | None, residual: bool):
-    """Cost of one conv-engine op (spiking conv, depthwise or stem); see the module docstring."""
+def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | None, residual: bool,
+              chunk_range: tuple[int, int] | None = None):
+    """Cost of one conv-engine op (spiking conv, depthwise or stem); see the module docstring.
+
+    ``chunk_range`` ``(first, end)``: the op runs only those output chunks (of the layer's
+    ``groups × ⌈C_out/groups/P⌉``), as one descriptor of a layer split by weight-cache fills
+    (``conv_descriptor(chunk_range=)``); its first word is the range's first. Default: all."""
     P, G = engine.lanes, engine.word
     co, cig, k, _ = wshape
     a = conv.attrs
@@ -153,8 +158,18 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
     out_bits = out_t.bits * co * n_out * T
     res_bits = 16 * co * n_out * T if residual else 0
     tables = co * (a["acc_bits"] + 6)  # bias + shift per output channel, once per op
+    frac = 1.0
+    if chunk_range is not None:
+        n_all = groups * math.ceil(co // groups / P) if not (groups == C == co and cig == 1) else math.ceil(C / P)
+        if in_t.kind == "pixels":
+            n_all = math.ceil(co / P)
+        c0, c1 = chunk_range
+        if not 0 <= c0 < c1 <= n_all:
+            raise ValueError(f"chunk range {c0}..{c1 - 1} outside the layer's {n_all} chunks")
+        frac = (c1 - c0) / n_all
+        tables = tables * (c1 - c0) // n_all   # per-chunk rows; an op reads its chunks' rows
     if in_t.kind == "pixels":  # stem: one word of 3 pixels per position; max(1, non-zero pixels)
-        chunks = math.ceil(co / P)
+        chunks = math.ceil(co / P) if chunk_range is None else chunk_range[1] - chunk_range[0]
         nnz = (torch.full((T, H, W), C) if levels is None else (levels != 0).sum(dim=1))
         cycles = _group_cycles(_tap_sum(nnz.clamp(min=1), k, stride, pad), chunks)
         events = chunks * float(_tap_sum(nnz, k, stride, pad).sum())
@@ -165,18 +180,22 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
             planes = chunks * float(_tap_sum(pop, k, stride, pad).sum())
         return _cost(cycles + CONV_OVERHEAD, P * planes,
                      {"weights": events * P * wb, "act": chunks * taps * C * 8, "tables": tables,
-                      "act_res": res_bits}, {"act": out_bits})
+                      "act_res": res_bits * frac}, {"act": out_bits * frac})
     if groups == C == co and cig == 1:  # depthwise: lanes over channels
-        chunks = math.ceil(C / P)
+        chunks = math.ceil(C / P) if chunk_range is None else chunk_range[1] - chunk_range[0]
         tap_reads = chunks * taps
         cycles = _group_cycles(_tap_sum(ones, k, stride, pad), chunks)
         return _cost(cycles + CONV_OVERHEAD, tap_reads * P,
                      {"weights": tap_reads * P * wb, "act": tap_reads * P * LEVEL_BITS_STORED, "tables": tables,
-                      "act_res": res_bits}, {"act": out_bits})
+                      "act_res": res_bits * frac}, {"act": out_bits * frac})
     cog = co // groups
     chunks = math.ceil(cog / P)
+    c0, c1 = chunk_range or (0, groups * chunks)
     cycles = events = words = 0.0
     for g in range(groups):
+        n_g = max(0, min(c1, (g + 1) * chunks) - max(c0, g * chunks))   # this group's chunks in the range
+        if n_g == 0:
+            continue
         if levels is None:
             nnz = torch.zeros(T, math.ceil(cig / G), H, W, dtype=torch.int64)
             for wi in range(nnz.shape[1]):
@@ -184,12 +203,12 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
         else:
             nnz = _word_nnz(levels[:, g * cig:(g + 1) * cig], G)
         per_pos_cycles = nnz.clamp(min=1).sum(dim=1)
-        cycles += _group_cycles(_tap_sum(per_pos_cycles, k, stride, pad), chunks, first=g == 0)
-        events += chunks * float(_tap_sum(nnz.sum(dim=1), k, stride, pad).sum())
-        words += chunks * nnz.shape[1] * taps
+        cycles += _group_cycles(_tap_sum(per_pos_cycles, k, stride, pad), n_g, first=g == c0 // chunks)
+        events += n_g * float(_tap_sum(nnz.sum(dim=1), k, stride, pad).sum())
+        words += n_g * nnz.shape[1] * taps
     return _cost(cycles + CONV_OVERHEAD, events * P,
                  {"weights": events * P * wb, "act": words * G * LEVEL_BITS_STORED, "tables": tables,
-                  "act_res": res_bits}, {"act": out_bits})
+                  "act_res": res_bits * frac}, {"act": out_bits * frac})
 
 
 def _head_words(engine: Engine, levels, m_shape, n_tok: int) -> tuple[int, int, int]:

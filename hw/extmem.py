@@ -98,6 +98,7 @@ class ExtMemoryModel(wiring.Component):
         wait = Signal(range(self.latency + 1))   # a read's latency, counted down to its first fetch
         out_valid, out_ok = Signal(), Signal()
         taken = bus.rdata.valid & bus.rdata.ready
+        m.d.comb += rd.en.eq(0)   # a read port's enable is 1 unless driven: the word offered must hold
 
         with m.If(left == 0):
             m.d.comb += bus.cmd.ready.eq(1)

@@ -34,6 +34,9 @@ E_MAC_PJ = 4.6      #: 32-bit float multiply-accumulate, 45 nm
 E_ADD32_PJ = 0.1    #: 32-bit integer add
 E_MUL8_PJ = 0.2     #: 8-bit integer multiply
 E_SRAM_BYTE_PJ = 1.25
+#: external DRAM, per byte: 1.3 nJ per 64-bit access, the low end of Horowitz (ISSCC 2014, 45 nm)
+#: 1.3-2.6 nJ (the SDRAM that holds a network's weights when the block RAM cannot)
+E_DRAM_BYTE_PJ = 162.5
 
 
 def _conv_counts(layer, params, k: torch.Tensor, out: torch.Tensor, pixels: bool) -> tuple[int, int]:

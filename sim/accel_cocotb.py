@@ -62,7 +62,7 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init)
+        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init, **ap.accel_kwargs())
         result = run_cocotb(design,
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
@@ -94,7 +94,7 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         report_file = Path(tmp) / "report.json"
-        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init),
+        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init, **ap.accel_kwargs()),
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,

@@ -49,7 +49,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
     from amaranth import Module, Signal
 
-    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, units=ap.units)
+    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, **ap.accel_kwargs())
     rst = Signal()
     wrapper = Module()
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
@@ -170,7 +170,7 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
         nodes = [n for n in ap.nodes if n.program == pname]
         if check == "layers":
             for n in nodes:
-                steps.append({"op": "run", "pass": label, "first": n.index, "count": 1, "kind": kind,
+                steps.append({"op": "run", "pass": label, "first": n.index, "count": n.n_desc, "kind": kind,
                               "predicted": ap.node_cycles(graph, n.name, env) + RUN_OVERHEAD, "layers": len(n.layers)})
                 steps.append({**_read_steps(ap, net, n.out, env[n.out], label, n.name), "layers": len(n.layers)})
         else:

@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
                         "the simulator's backdoor, the block-RAM arrays read while the simulation stands still "
                         "(peek: Verilator only; no simulated cycle). Default: peek on verilator, host on amaranth")
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
+    p.add_argument("--external-weights", action="store_true",
+                   help="weights in external memory (a fixed-latency model of the board's SDRAM inside the "
+                        "design), streamed into a weight cache by the fetch unit before each layer's chunks")
     p.add_argument("--gaps", type=float, default=0.0, help="probability of an idle cycle on the command stream")
     p.add_argument("--stall", type=float, default=0.0, help="probability of backpressure on the response stream")
     p.add_argument("--seed", type=int, default=0)
@@ -50,7 +53,7 @@ def summarise(rep: dict, frames: int) -> dict:
     cyc = sum(v["cycles"] for v in search) / max(1, len(search))
     pred = sum(v["predicted_cycles"] for v in search) / max(1, len(search))
     busy = sum(v["counters"].get("conv_busy", 0) + v["counters"].get("vec_busy", 0) + v["counters"].get("mb_busy", 0)
-               for v in search)
+               + v["counters"].get("fetch_busy", 0) for v in search)
     run = sum(v["counters"].get("run_cycles", 0) for v in search)
     conv = sum(v["counters"].get("conv_busy", 0) for v in search)
     return {"frames": frames, "layers_checked": rep["layers_checked"], "layers_total": rep["layers_total"],
@@ -96,7 +99,7 @@ def run(args) -> int:
         net = _artifact(args.artifact)
         cfg = get_config(net.meta["config"])
     try:
-        ap = lower_to_accel(net, args.lanes)
+        ap = lower_to_accel(net, args.lanes, ext_weights=args.external_weights)
     except CompileError as e:
         raise UserError(str(e)) from None
     if args.reduced:   # the synthetic benchmark's crops at 16x16 are meaningless; random pixels
@@ -123,7 +126,9 @@ def run(args) -> int:
     if search:
         e = accelerator_energy(fuse(net)[0], ap, search[0]["counters"])
         out["energy_per_frame"] = {"with_memory": {"snn_mj": e["snn_mj"], "ann_mj": e["ann_mj"], "ratio": e["ratio"]},
-                                   "snn_memory_mj": e["snn"]["memory_mj"], "ann_memory_mj": e["ann"]["memory_mj"]}
+                                   "snn_memory_mj": e["snn"]["memory_mj"], "ann_memory_mj": e["ann"]["memory_mj"],
+                                   "external_mj": e["snn"]["external_mj"]}
+    out["external_weights"] = ap.ext_weights
     if args.json:
         print(json.dumps(out))
     else:

@@ -218,6 +218,47 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
         assert predicted["w_reads"] > 0 and predicted["lv_reads"] > 0 and predicted["tm_writes"] > 0
 
 
+def test_reduced_network_with_weights_in_external_memory():
+    """External weights (``lower_to_accel(ext_weights=True)``, ``Accelerator(ext="model")``): the
+    weight lines live in the external-memory model, ``w`` is a cache, every convolution runs as
+    cache fills (FETCH + conv descriptors over a chunk range). The template pass and a search frame
+    equal the golden run, each pass's cycles equal the model, and every counter (the fetch unit's
+    busy cycles, external words, cache writes included) equals its prediction."""
+    from test_quant_golden_model import _pixels
+
+    from spiketrack.sim.accel_sim import golden_passes, simulate
+
+    net, cfg = _reduced_network()
+    on_chip = lower_to_accel(net, 8)
+    ap = lower_to_accel(net, 8, ext_weights=True)
+    # the external image is the on-chip weight lines, four 16-bit words a line, low word first
+    assert len(ap.images["ext"]) == 4 * len(on_chip.images["w"])
+    assert all(sum(w << (16 * i) for i, w in enumerate(ap.images["ext"][4 * j:4 * j + 4])) == line
+               for j, line in enumerate(on_chip.images["w"]))
+    assert ap.images["w"] == [] and ap.depths["w"] == max(n.desc["w_chunk"] for n in ap.nodes if n.fills)
+    assert ap.depths["w"] < on_chip.depths["w"] // 40
+    split = [n for n in ap.nodes if len(n.fills) > 1]
+    assert split, "some layer needs more than one cache fill"
+    zp, xp = _pixels(cfg, 5)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    assert r["checks"] == 6 and r["mismatches"] == 0
+    assert r["cycle_model_exact"] and r["first_cycle_difference"] is None
+    graph, passes = golden_passes(net, [(zp, xp)])
+    for (pname, env, _), got in zip(passes, r["per_pass"].values()):
+        predicted = ap.predicted_counters(graph, pname, env)
+        assert {k: got["counters"][k] for k in predicted} == predicted, pname
+        assert predicted["ext_words"] == 4 * predicted["w_writes"] > 0
+        assert got["counters"]["descriptors"] == ap.programs[pname][1] > on_chip.programs[pname][1]
+
+
+def test_external_weights_refuse_a_cache_smaller_than_a_chunk():
+    from spiketrack.compiler.fuse import CompileError
+
+    net, _ = _reduced_network()
+    with pytest.raises(CompileError, match="weight lines, more than the 64-row weight cache"):
+        lower_to_accel(net, 8, ext_weights=True, cache_rows=64)
+
+
 def test_paper_ops_on_the_accelerator():
     """The paper variants' ops on the whole accelerator (amaranth.sim, every op read back alone):
     the retrieval saturating R at shift 0 on the conv engine, its §IS-12 product, bilinear

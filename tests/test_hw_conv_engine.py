@@ -143,3 +143,52 @@ def test_shift_range_ends_equal_golden_and_shifts_outside_are_refused():
             run_conv_layer(lv, w, b, [bad] + shifts[1:], stride=1, padding=0)
     with pytest.raises(ValueError, match=f"channel 2: bias {1 << (BIAS_BITS - 1)} does not fit"):
         run_conv_layer(lv, w, torch.tensor([0, 0, 1 << (BIAS_BITS - 1), 0, 0, 0, 0, 0]), shifts, stride=1, padding=0)
+
+
+def _ranges(chunks):
+    """Chunk ranges that cover 0..chunks-1: single chunks first, then the rest in one range."""
+    return [(c, c + 1) for c in range(min(2, chunks - 1))] + [(min(2, chunks - 1), chunks)]
+
+
+@pytest.mark.parametrize("kind", ["plain", "depthwise", "stem", "retrieval"])
+def test_chunk_ranges_cover_the_layer_and_each_is_cycle_exact(kind):
+    """A layer run as several descriptors, each over a range of output chunks (as the compiler
+    splits a layer whose weights stream through a cache): together they write exactly the whole
+    layer's output, and each range takes ``conv_cost(chunk_range=)`` cycles."""
+    from spiketrack.hw.conv_engine import chunk_range_fields
+
+    g = torch.Generator().manual_seed(23)
+    T, H, W = 2, 5, 5
+    if kind == "retrieval":   # grouped (one group per head, two chunks per head): g_first / cig_first
+        q = random_levels(g, (T, 16, H, W), 0.5)
+        mem = torch.randint(0, 1 << 11, (T, 2, 8, 16), generator=g)
+        whole = retrieval_job(q, mem, 6, neuron=(8, DECAYS[:T - 1]))
+    else:
+        C, co = (24, 24) if kind == "depthwise" else (3, 24) if kind == "stem" else (16, 24)
+        x = (torch.randint(0, 256, (T, 3, H, W), generator=g) if kind == "stem" else random_levels(g, (T, C, H, W), 0.5))
+        w = torch.randint(-127, 128, (co, 1 if kind == "depthwise" else C, 3, 3), generator=g)
+        b = torch.randint(-3000, 3000, (co,), generator=g)
+        whole = conv_job(x, w, b, [int(s) for s in torch.randint(1, 9, (co,), generator=g)], padding=1,
+                         depthwise=kind == "depthwise", stem=kind == "stem", neuron=(8, DECAYS[:T - 1]))
+    chunks = whole.desc["chunks"]
+    assert chunks == 3 + (kind == "retrieval")
+    parts = [type(whole)(chunk_range_fields(whole.desc, a, b), whole.images, whole.out_shape, whole.levels_out)
+             for a, b in _ranges(chunks)]
+    run_jobs([whole, *parts])
+    out = torch.zeros_like(whole.result["out"])
+    for (a, b), job in zip(_ranges(chunks), parts):
+        out[:, a * 8:b * 8] = job.result["out"][:, a * 8:b * 8]
+    assert torch.equal(out, whole.result["out"])
+    # the cycle model of each range
+    if kind == "retrieval":
+        return   # retrieval ranges: weights from the template memory, never fetched (no split)
+    lay = Layer("c", "stem_conv" if kind == "stem" else "conv", ["x"],
+                {"stride": 1, "padding": 1, "groups": co if kind == "depthwise" else 1, "acc_bits": 24,
+                 "weight_bits": 8, "acc_exp": [0] * co})
+    in_t = TensorType((T, C, H, W), "pixels" if kind == "stem" else "levels", 8 if kind == "stem" else 3, False, 0)
+    out_t = TensorType((T, co, H, W), "levels", 3, False, 2)
+    for (a, b), job in zip(_ranges(chunks), parts):
+        model = conv_cost(Engine(8), lay, tuple(w.shape), in_t, out_t, x, residual=False, chunk_range=(a, b))
+        assert job.result["cycles"] == model.cycles, (a, b)
+    assert sum(conv_cost(Engine(8), lay, tuple(w.shape), in_t, out_t, x, residual=False, chunk_range=r).cycles
+               for r in _ranges(chunks)) > conv_cost(Engine(8), lay, tuple(w.shape), in_t, out_t, x, residual=False).cycles

@@ -59,7 +59,7 @@ class Err:
 COUNTERS = ("cycles", "run_cycles", "runs", "descriptors", "ctrl_cycles", "conv_busy", "vec_busy", "mb_busy",
             "events", "saturated",
             "lv_reads", "lv_writes", "st_reads", "st_writes", "tm_reads", "tm_writes", "w_reads", "tab_reads",
-            "cst_reads", "prog_reads", "guard_blocked", "rsp_stall")
+            "cst_reads", "prog_reads", "guard_blocked", "rsp_stall", "fetch_busy", "ext_words", "w_writes")
 
 
 def words_per_row(width: int) -> int:

@@ -40,6 +40,8 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
 from spiketrack.hw.banked_memory import READ_LATENCY, BankedMemory, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
+from spiketrack.hw.extmem import MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
+from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
@@ -61,24 +63,30 @@ class Unit(enum.Enum, shape=2):
     CONV = 0
     VEC = 1
     MB = 2
+    FETCH = 3   #: the fetch unit (external weights: ``Accelerator(ext=...)``)
 
 
 #: The units an accelerator can have (``Accelerator(units=...)``): conv engine, vector unit, memory builder.
 UNITS = ("conv", "vec", "mb")
+#: Where an accelerator's external memory is (``Accelerator(ext=...)``): none (no fetch unit), a bus
+#: port to the board's SDRAM controller, or a model inside the design (simulation).
+EXT_KINDS = (None, "port", "model")
 #: The memories each unit reads or writes (besides ``prog``); a memory no present unit uses is not built.
 MEM_USERS = {"conv": ("w", "tab", "tm", "lv", "st"), "vec": ("cst", "lv", "st"), "mb": ("lv", "tm")}
 
 
-def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> int:
-    """Bits of one program word: the unit and the widest descriptor (of the units present)."""
+def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS, ext=None) -> int:
+    """Bits of one program word: the unit and the widest descriptor (of the units present, and of
+    the fetch unit with an external memory)."""
     sizes = {"conv": desc_layout, "vec": vec_desc_layout, "mb": mb_desc_layout}
-    return 2 + max(sizes[u](addr_bits).size for u in units)
+    extra = [fetch_desc_layout(addr_bits).size] if ext else []
+    return 2 + max([sizes[u](addr_bits).size for u in units] + extra)
 
 
-def mem_widths(lanes: int, addr_bits: int = 16, units: tuple = UNITS) -> dict[str, int]:
+def mem_widths(lanes: int, addr_bits: int = 16, units: tuple = UNITS, ext=None) -> dict[str, int]:
     """Row width of each memory, by name (``protocol.MEM_IDS``)."""
     P = lanes
-    return {"prog": prog_width(P, addr_bits, units), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
+    return {"prog": prog_width(P, addr_bits, units, ext), "w": 8 * P, "tab": (BIAS_BITS + SHIFT_BITS) * P, "cst": STREAM_BITS * P,
             "lv": 3 * P, "st": STREAM_BITS * P, "tm": TM_BITS * P}
 
 
@@ -110,6 +118,16 @@ class Accelerator(wiring.Component):
     counters : tuple of str, optional
         The counters of ``protocol.COUNTERS`` that are built besides ``runs`` and ``descriptors``
         (default: all); the others read 0 (a small device saves their adders).
+    ext : None, ``"port"`` or ``"model"``
+        The external memory (weights streamed from a board's SDRAM, ``compiler/accel.py``): with
+        it, a :class:`~spiketrack.hw.fetch_unit.FetchUnit` runs ``Unit.FETCH`` descriptors, which
+        copy external words into the weight memory ``w`` (then a weight cache). ``"port"``: the
+        bus is the member ``ext`` (a board's SDRAM controller); ``"model"``: an
+        :class:`~spiketrack.hw.extmem.ExtMemoryModel` inside the design holds ``ext_init``
+        (simulation: its fixed latency keeps the cycle model exact). None: no fetch unit; a
+        ``FETCH`` descriptor then finishes after ``DESC_OVERHEAD`` cycles and moves nothing.
+    ext_init : list of int, optional
+        The model's 16-bit words (``ext="model"``).
 
     Members
     -------
@@ -123,14 +141,21 @@ class Accelerator(wiring.Component):
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
                  init: dict | None = None, units: tuple = UNITS,
-                 counters: tuple = COUNTERS):
+                 counters: tuple = COUNTERS, ext: str | None = None, ext_init=()):
+        if ext not in EXT_KINDS:
+            raise ValueError(f"ext must be one of {EXT_KINDS}, got {ext!r}")
+        self.ext, self.ext_init = ext, list(ext_init)
+        if self.ext_init and ext != "model":
+            raise ValueError("ext_init needs ext='model' (the external memory's contents live in the model)")
         self.units = tuple(u for u in UNITS if u in units)
         if not self.units or set(units) - set(UNITS):
             raise ValueError(f"units must be a non-empty subset of {UNITS}, got {tuple(units)}")
         if lanes < (8 if "conv" in self.units else 1):
             raise ValueError(f"the accelerator needs at least 8 lanes (the stem's 24-bit pixel word), got {lanes}")
         self.lanes, self.addr_bits, self.timeout = lanes, addr_bits, timeout
-        self.widths = mem_widths(lanes, addr_bits, self.units)
+        if ext and "conv" not in self.units:
+            raise ValueError("an external memory feeds the conv engine's weights: it needs the conv engine")
+        self.widths = mem_widths(lanes, addr_bits, self.units, ext)
         if set(counters) - set(COUNTERS):
             raise ValueError(f"unknown counters {sorted(set(counters) - set(COUNTERS))}; known: {', '.join(COUNTERS)}")
         self.counters = tuple(counters)
@@ -148,11 +173,14 @@ class Accelerator(wiring.Component):
             if len(rows) > self.depths[k]:
                 raise ValueError(f"init: {len(rows)} rows for memory {k!r} of depth {self.depths[k]}")
         self.mems: dict[str, BankedMemory] = {}
-        super().__init__({
+        members = {
             "i_cmd": In(stream.Signature(32)),
             "o_rsp": Out(stream.Signature(32)),
             "busy": Out(1),
-        })
+        }
+        if ext == "port":
+            members["ext"] = Out(ExtBusSignature())
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -164,6 +192,16 @@ class Accelerator(wiring.Component):
                 m.submodules[name] = unit
             else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
                 unit._MustUse__silence = True
+        fetch = FetchUnit(W["w"], A)
+        if self.ext:
+            m.submodules.fetch = fetch
+            if self.ext == "port":
+                wiring.connect(m, fetch.ext, wiring.flipped(self.ext))
+            else:
+                m.submodules.ext_model = model = ExtMemoryModel(max(1, len(self.ext_init)), self.ext_init, MODEL_LATENCY)
+                wiring.connect(m, fetch.ext, model.bus)
+        else:
+            fetch._MustUse__silence = True
         for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
                 W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []))
@@ -188,7 +226,8 @@ class Accelerator(wiring.Component):
         tmpl_valid = Signal()      # a template run completed since the last load
         pc, left = Signal(A), Signal(24)
         word = Signal(W["prog"])
-        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy, mb.busy))
+        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy,
+                                                         Mux(cur == Unit.MB, mb.busy, fetch.busy)))
         host_rd_addr, host_rd_en, host_mem = Signal(A), Signal(), Signal(4)
 
         # ---------------------------------------------------------------- read ports
@@ -259,6 +298,11 @@ class Accelerator(wiring.Component):
         m.d.sync += [tw_addr.eq(mb.out_addr), tw_data.eq(mb.out_data), tw_en.eq(act[Unit.MB] & mb.out_en & ~tm_blocked)]
         unit_wr = {"lv": (uw_addr, uw_data, uw_en_lv), "st": (uw_addr, uw_data, uw_en_st),
                    "tm": (tw_addr, tw_data, tw_en)}
+        if self.ext:   # the fetch unit fills the weight memory (registered like the other units' writes)
+            fw_addr, fw_data = Signal(A, name="fw_addr", reset_less=True), Signal(W["w"], name="fw_data", reset_less=True)
+            fw_en = Signal(name="fw_en")
+            m.d.sync += [fw_addr.eq(fetch.out_addr), fw_data.eq(fetch.out_data), fw_en.eq(act[Unit.FETCH] & fetch.out_en)]
+            unit_wr["w"] = (fw_addr, fw_data, fw_en)
         # the host's row write is registered (address, data, one enable per memory) before it
         # reaches the memories: the host state machine then drives these registers only, and each
         # memory's write port sees registers and ``running`` (the row lands a cycle later; the
@@ -294,9 +338,13 @@ class Accelerator(wiring.Component):
         m.d.comb += [conv_view.eq(word[2:2 + desc_layout(A).size]), vec_view.eq(word[2:2 + vec_desc_layout(A).size]),
                      mb_view.eq(word[2:2 + mb_desc_layout(A).size]),
                      conv.i_desc.payload.eq(conv_view), vec.i_desc.payload.eq(vec_view), mb.i_desc.payload.eq(mb_view)]
+        if self.ext:
+            m.d.comb += fetch.i_desc.payload.eq(word[2:2 + fetch_desc_layout(A).size])
         issue = Signal()
         m.d.comb += [conv.i_desc.valid.eq(issue & (cur == Unit.CONV)), vec.i_desc.valid.eq(issue & (cur == Unit.VEC)),
                      mb.i_desc.valid.eq(issue & (cur == Unit.MB))]
+        if self.ext:
+            m.d.comb += fetch.i_desc.valid.eq(issue & (cur == Unit.FETCH))
         desc_done, desc_inc = Signal(), Signal()
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -563,6 +611,10 @@ class Accelerator(wiring.Component):
         bump("conv_busy", conv.busy)
         bump("vec_busy", vec.busy)
         bump("mb_busy", mb.busy)
+        if self.ext:
+            bump("fetch_busy", fetch.busy)
+            bump("ext_words", fetch.ext.rdata.valid & fetch.ext.rdata.ready)
+            bump("w_writes", wr_en["w"] & running)
         bump("events", act[Unit.CONV] & (conv.w_en | conv.tm_en))
         bump("lv_reads", en_lv.as_unsigned() + en_lv2)
         bump("st_reads", en_st.as_unsigned() + en_st2)
