@@ -37,9 +37,10 @@ class BusCommand:
 @dataclass
 class TrafficResult:
     reads: list            #: the words of each read command, in command order
-    cycles: int            #: edges from the first command's offer to the last transfer
-    first_cmd: int         #: edge of the first command transfer
+    cycles: int            #: cycles from the first command's transfer to the last word's, both counted
+    first_cmd: int         #: edge (from the simulation's start) of the first command transfer
     last_word: int         #: edge of the last rdata / wdata transfer
+    start: int             #: edge at which ``init_done`` was seen (0 without one)
     end: int               #: edges simulated (init included)
     counters: dict | None  #: the controller's counters at the end (None for other components)
     chip: SDRAMChipModel | None
@@ -160,5 +161,6 @@ def run_traffic(dut, commands, *, clock_mhz, chip: SDRAMChipModel | None = None,
     else:
         sim.run()
     first = res["first"] if res["first"] is not None else res["start"]
-    return TrafficResult(reads=res["reads"], cycles=max(res["last"], first) - res["start"], first_cmd=first,
-                         last_word=res["last"], end=res["end"], counters=res["counters"], chip=chip)
+    return TrafficResult(reads=res["reads"], cycles=max(res["last"], first) - first + 1, first_cmd=first,
+                         last_word=res["last"], start=res["start"], end=res["end"], counters=res["counters"],
+                         chip=chip)
