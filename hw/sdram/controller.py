@@ -134,6 +134,7 @@ class SDRAMController(wiring.Component):
 
     def __init__(self, clock_mhz, cas_latency: int = 2, timings: SDRAMTimings = ULX3S_TIMINGS,
                  geometry: SDRAMGeometry = ULX3S_GEOMETRY, fifo_depth: int = 16, extra_read_latency: int = 0):
+        self._MustUse__silence = True          # until built: a refused one is no unused elaboratable
         if tck_ns(clock_mhz) < timings.tck_min(cas_latency):
             raise ValueError(f"{clock_mhz} MHz is faster than the part at CAS latency {cas_latency} "
                              f"(tCK {float(timings.tck_min(cas_latency))} ns or more)")
@@ -151,6 +152,7 @@ class SDRAMController(wiring.Component):
         self.refresh_period = c.refi - self.refresh_latency_max
         if self.refresh_period < 1:
             raise ValueError(f"t_refi {timings.t_refi} ns leaves no refresh period at {clock_mhz} MHz")
+        self._MustUse__silence = False
         super().__init__({
             "bus": In(ExtBusSignature()),
             "sdram": Out(SDRAMPinsSignature(geometry)),
