@@ -232,8 +232,5 @@ def test_same_reads_as_ext_memory_model():
     same_reads(p_rdata=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="hw/extmem.py at 6b80371: ExtMemoryModel leaves its read port's "
-                   "enable at its default 1, so while the master stalls rdata the word offered changes to "
-                   "address 0's (reads [1, 1, 3, 1] for [1, 2, 3, 4]); main's working tree drives it to 0")
 def test_same_reads_as_ext_memory_model_with_rdata_stalls():
     same_reads(p_rdata=0.3)
