@@ -66,6 +66,10 @@ REDUCED = {"icebreaker": {"lanes": 8, "addr_bits": 10, "units": ("mb",),
 UART_PINS = {"orangecrab-85f": {"rx": "0", "tx": "1", "conn": ("io", 0)}}
 
 
+#: The SDRAM controller alone (yosys synth_ecp5 at 100 MHz, CL2; docs/sdram.md): LUT4 and FF
+SDRAM_LUT, SDRAM_FF = 339, 392
+
+
 class BoardDoesNotFit(ValueError):
     """The design needs more of a resource than the board's device has."""
 
@@ -75,7 +79,8 @@ def ebr_blocks(width: int, depth: int, family: str) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in EBR_SHAPES[family])
 
 
-def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS) -> dict:
+def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS,
+             sdram: bool = False) -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
     * EBR: per memory :func:`ebr_blocks` × read ports (``lv``, ``st``: 2), plus the link's frame
@@ -85,6 +90,8 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       FF adds the memories' port registers (:func:`memory_ff`).
       A reduced configuration (not all three units): per unit present ``a·P + b`` of
       :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
+    * ``sdram`` (external weights): plus :data:`SDRAM_LUT` / :data:`SDRAM_FF`, the controller
+      alone as synthesised (docs/sdram.md); the fetch unit and the bus multiplexers are not counted.
     """
     widths = mem_widths(lanes, addr_bits, units)
     by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) if d > 1 else 0 for k, d in depths.items()}
@@ -96,6 +103,8 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
     else:
         raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
     ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1)) for k, d in depths.items() if d >= 1)
+    if sdram:
+        lut, ff = lut + SDRAM_LUT, ff + SDRAM_FF
     return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
 
 
@@ -135,7 +144,7 @@ def board_network(compiled: str | None = None, board: str | None = None):
     return reduced_network()[0], "reduced edge-t3 (sim/reduced.py: 16x16 crops, random weights)"
 
 
-def board_program(compiled: str | None = None, lanes: int = 8, board: str | None = None):
+def board_program(compiled: str | None = None, lanes: int = 8, board: str | None = None, ext_weights: bool = False):
     """``(AccelProgram, description, cycles)`` of the network the bitstream carries (compiled for
     the board's configuration); ``cycles`` is the cycle model's search frame on a random crop, or
     for a one-program network one run on its default inputs."""
@@ -148,7 +157,7 @@ def board_program(compiled: str | None = None, lanes: int = 8, board: str | None
 
     net, desc = board_network(compiled, board)
     cfg = REDUCED.get(board, {})
-    ap = lower_to_accel(net, lanes, cfg.get("addr_bits", 16), units=cfg.get("units", UNITS))
+    ap = lower_to_accel(net, lanes, cfg.get("addr_bits", 16), units=cfg.get("units", UNITS), ext_weights=ext_weights)
     if "run" in ap.programs:
         from spiketrack.sim.reduced import memory_network
 
@@ -202,11 +211,14 @@ def nextpnr_options(fam: str, nextpnr_args=()) -> list[str]:
 def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | None = None,
                       clock_mhz: float | None = None, constrain_mhz: float | None = None,
                       baud: int = 1_000_000, seed: int | None = None, nextpnr_args=(), estimate_only: bool = False,
-                      out_dir: str | Path | None = None, echo=print) -> dict:
+                      out_dir: str | Path | None = None, echo=print, external_weights: bool = False) -> dict:
     """Build (or only estimate) the accelerator bitstream for ``board``; returns the report.
     ``nextpnr_args`` go to nextpnr after the build's own options (recorded in the report).
     ``constrain_mhz`` (ECP5): place and route times the core against this clock instead of the
-    core clock (over-constraining); ``timing_met`` is still Fmax against the core clock."""
+    core clock (over-constraining); ``timing_met`` is still Fmax against the core clock.
+    ``external_weights``: the weights in the board's SDRAM (``BoardTop(sdram=True)``, ULX3S),
+    ``w`` a weight cache (``lower_to_accel(ext_weights=True)``); the host loads them into memory
+    EXT over the link."""
     from spiketrack.bitstreams.synth import PROJECT_ROOT, build_bitstream
     from spiketrack.hw.accel.board import BoardTop
 
@@ -218,11 +230,15 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     lanes = lanes or cfg.get("lanes", 8)
     units, addr_bits = cfg.get("units", UNITS), cfg.get("addr_bits", 16)
     echo(f"[1/3] compiling the network for the accelerator (P = {lanes}, units {', '.join(units)})")
-    ap, desc, cycles = board_program(compiled, lanes, b.name)
-    est = estimate(ap.depths, lanes, fam, addr_bits, units)
+    if external_weights and b.name != "ulx3s-85f":
+        raise ValueError(f"--external-weights: the SDRAM controller (hw/sdram/) serves the ULX3S's SDR SDRAM; "
+                         f"{b.name} has none it can drive")
+    ap, desc, cycles = board_program(compiled, lanes, b.name, external_weights)
+    est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights)
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
+              "external_weights": external_weights,
               "estimate": {"lut": est["lut"], "ff": est["ff"], "ebr": est["ebr"]},
               "ebr_by_memory": est["ebr_by_memory"],
               ("run_cycles" if "run" in ap.programs else "search_cycles"): cycles}
@@ -244,7 +260,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, constrain_mhz=constrain_mhz, baud=baud,
                    lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
-                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
+                   sdram=external_weights, **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")
     stop = threading.Event()

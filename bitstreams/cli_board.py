@@ -35,6 +35,8 @@ def add_arguments(p) -> None:
                    help="one more nextpnr argument, passed as given (repeatable; write options with a value as "
                         "--nextpnr-arg=--placer-heap-beta --nextpnr-arg=0.7)")
     p.add_argument("--estimate-only", action="store_true", help="the pre-synthesis estimate only (seconds)")
+    p.add_argument("--external-weights", action="store_true",
+                   help="weights in the board's SDRAM (ULX3S), streamed into a weight cache by the fetch unit")
     p.add_argument("--out-dir", default=None, help="default build/<board>/")
     p.add_argument("--json", action="store_true")
 
@@ -52,11 +54,11 @@ def run(args) -> int:
                                 constrain_mhz=args.constrain_mhz,
                                 baud=args.baud, seed=args.seed, nextpnr_args=args.nextpnr_arg,
                                 estimate_only=args.estimate_only,
-                                out_dir=args.out_dir, echo=echo)
-    except BoardDoesNotFit as e:
-        raise UserError(str(e)) from None
+                                out_dir=args.out_dir, echo=echo, external_weights=args.external_weights)
     except CompileError as e:
         raise UserError(f"the network does not compile for {args.board}: {e}") from None
+    except (BoardDoesNotFit, ValueError) as e:
+        raise UserError(str(e)) from None
     except ToolchainError as e:
         raise UserError(f"toolchain: {e}") from None
     if rep.get("timing_met") is False:

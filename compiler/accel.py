@@ -103,13 +103,25 @@ class AccelProgram:
     units: tuple = UNITS       #: the accelerator units it was compiled for (``Accelerator(units=...)``)
     ext_weights: bool = False  #: weights in external memory (``images["ext"]``), ``w`` a cache
 
-    def accel_kwargs(self) -> dict:
+    def accel_kwargs(self, preload: bool = True) -> dict:
         """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
-        address bits: its units, and with external weights the external-memory model and its image."""
+        address bits: its units, and with external weights the external-memory model, holding the
+        image (``preload``) or empty for the host to load (:meth:`host_images`)."""
         kw = {"units": self.units}
         if self.ext_weights:
-            kw.update(ext="model", ext_init=self.images["ext"])
+            ext = self.images["ext"]
+            kw.update(ext="model", ext_init=ext if preload else (), ext_depth=max(2, len(ext) + len(ext) % 2))
         return kw
+
+    def host_images(self) -> list[tuple[str, list[int]]]:
+        """What the host loads before the first pass: ``(memory, rows)`` of the program, weights,
+        tables and positional tables; with external weights the weight words as rows of memory
+        ``ext`` (two 16-bit words a row, ``protocol.EXT_ROW_BITS``)."""
+        out = [(m, self.images[m]) for m in ("prog", "w", "tab", "cst")]
+        if self.ext_weights:
+            ext = list(self.images["ext"]) + [0] * (len(self.images["ext"]) % 2)
+            out.append(("ext", [ext[i] | ext[i + 1] << 16 for i in range(0, len(ext), 2)]))
+        return out
 
     def _node(self, name: str) -> AccelNode:
         return next(n for n in self.nodes if n.name == name)

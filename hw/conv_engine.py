@@ -286,12 +286,16 @@ class ConvEngine(wiring.Component):
         gen_step = gen_run & (occ < QD)
         m.d.sync += occ.eq(occ + gen_step - q_pop)
 
+        # the descriptor is taken into ``d`` with no logic in between (it comes from the controller's
+        # program-word register, across the device); the walk starts from ``d`` in the setup cycle,
+        # before the generator's first step
         with m.If(take):
-            p = self.i_desc.payload
-            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), g_chunk.eq(p.c_first), g_oy.eq(0), g_ox.eq(0),
-                         iy0.eq(-p.pad.as_signed()), ix0.eq(-p.pad.as_signed()),
-                         in_r.eq(-_times_small(p.pad, p.in_row)), in_c.eq(-_times_small(p.pad, p.n_words)),
-                         wchunk.eq(p.w_base), o_pos.eq(p.c_first), g_base.eq(p.g_first), cig_i.eq(p.cig_first)]
+            m.d.sync += [d.eq(self.i_desc.payload), setup.eq(1), active.eq(1)]
+        with m.If(setup):
+            m.d.sync += [g_chunk.eq(d.c_first), g_oy.eq(0), g_ox.eq(0),
+                         iy0.eq(-d.pad.as_signed()), ix0.eq(-d.pad.as_signed()),
+                         in_r.eq(-_times_small(d.pad, d.in_row)), in_c.eq(-_times_small(d.pad, d.n_words)),
+                         wchunk.eq(d.w_base), o_pos.eq(d.c_first), g_base.eq(d.g_first), cig_i.eq(d.cig_first)]
         m.d.sync += rec1.valid.eq(gen_step)
         with m.If(gen_step):
             m.d.sync += _assign(rec1, {"last": lx & ly & lc, "iy0": iy0, "ix0": ix0, "in_r": in_r, "in_c": in_c,

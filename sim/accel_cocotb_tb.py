@@ -51,7 +51,7 @@ async def run_plan(dut):
         from spiketrack.sim.cocotb_pump import CppPump, memory_reader, pump_available
 
         if pump_available():
-            tr.peek_reader = memory_reader(CppPump(), p["depths"], drv.widths)
+            tr.peek_reader = memory_reader(CppPump(), p["depths"], drv.widths, bank_rows=p.get("bank_rows"))
     if plan is not None:
         thread = tr.start_host(lambda: execute_plan(
             drv, plan, lanes, lambda: state["cycle"],

@@ -14,7 +14,7 @@ import collections
 import queue
 import threading
 
-from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, Err, Op, RunKind, header, parse_status, row_words, \
+from spiketrack.hw.accel.protocol import COUNTERS, EXT_ROW_BITS, MEM_IDS, Err, Mem, Op, RunKind, header, parse_status, row_words, \
     words_per_row, words_row
 
 __all__ = ["AccelDriver", "AccelError", "SimTransport"]
@@ -173,24 +173,32 @@ class AccelDriver:
             raise AccelError(what, st["err"])
         return st
 
+    def _width(self, mem: str) -> int:
+        if mem == "ext":
+            return EXT_ROW_BITS
+        if mem not in self.widths:
+            raise ValueError(f"no memory {mem!r}; memories: {', '.join(self.widths)}, ext")
+        return self.widths[mem]
+
     def write(self, mem: str, addr: int, rows) -> None:
         """Write ``rows`` from ``addr``; split into several WRITE commands where the transport
-        carries at most ``max_words`` words per command (a framed link)."""
-        w = self.widths[mem]
+        carries at most ``max_words`` words per command (a framed link). ``mem`` ``"ext"``: the
+        external memory, 32-bit rows (``protocol.EXT_ROW_BITS``)."""
+        w = self._width(mem)
         rows = [int(r) for r in rows]
         limit = getattr(self.t, "max_words", None)
         step = max(1, (limit - 2) // words_per_row(w)) if limit else max(1, len(rows))
         for i in range(0, max(1, len(rows)), step):
             part = rows[i:i + step]
-            words = [header(Op.WRITE, MEM_IDS[mem], len(part)), addr + i]
+            words = [header(Op.WRITE, MEM_IDS.get(mem, Mem.EXT), len(part)), addr + i]
             for r in part:
                 words += row_words(r, w)
             self.t.send(words)
             self._status(f"write {len(part)} rows of {mem!r} at {addr + i}", Op.WRITE)
 
     def read(self, mem: str, addr: int, n: int) -> list[int]:
-        w = self.widths[mem]
-        self.t.send([header(Op.READ, MEM_IDS[mem], n), addr])
+        w = self._width(mem)
+        self.t.send([header(Op.READ, MEM_IDS.get(mem, Mem.EXT), n), addr])
         self._status(f"read {n} rows of {mem!r} at {addr}", Op.READ)
         k = words_per_row(w)
         words = self.t.recv(n * k)

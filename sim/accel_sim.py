@@ -25,6 +25,7 @@ from spiketrack.compiler.fuse import fuse
 from spiketrack.compiler.schedule import programs, run_program
 from spiketrack.hw.accel.protocol import TIMEOUT, RunKind
 from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator
+from spiketrack.hw.banked_memory import BANK_ROWS
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.unit_sim import run_simulator
 
@@ -34,7 +35,8 @@ LOAD_CHUNK = 512   #: rows per WRITE command when loading images
 
 
 def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall: float = 0.0,
-                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, preload=None):
+                vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, preload=None,
+                bank_rows: int | None = None):
     """Run ``fn(driver)`` against the simulated accelerator; returns ``fn``'s result.
 
     gaps, stall : probability of an idle cycle on the command stream / of ``ready`` low on the
@@ -49,7 +51,8 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
     from amaranth import Module, Signal
 
-    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, **ap.accel_kwargs())
+    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, bank_rows=bank_rows or BANK_ROWS,
+                      **ap.accel_kwargs(preload is not None))
     rst = Signal()
     wrapper = Module()
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
@@ -154,8 +157,7 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
     P = ap.lanes
     steps: list[dict] = []
-    for mem in ("prog", "w", "tab", "cst") if load else ():
-        rows = ap.images[mem]
+    for mem, rows in ap.host_images() if load else ():
         for i in range(0, len(rows), LOAD_CHUNK):
             steps.append({"op": "write", "mem": mem, "addr": i, "rows": rows[i:i + LOAD_CHUNK]})
     steps.append({"op": "guard", "rows": ap.guard})
@@ -278,7 +280,7 @@ def _pass_entry(report: dict, name: str) -> dict:
 
 def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,
              seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None,
-             backdoor: bool = False, readback: str = "host") -> dict:
+             backdoor: bool = False, readback: str = "host", bank_rows: int | None = None) -> dict:
     """Run a template pass and ``len(inputs)`` search frames on the simulated accelerator.
 
     inputs : ``[(template_pixels, search_pixels), ...]`` ([T, B, 3, H, W] uint8; batch 0 used,
@@ -301,12 +303,13 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
     if sim == "amaranth":
         report = run_session(ap, lambda drv, res: execute_plan(drv, plan, ap.lanes, lambda: res.get("cycle"), progress),
                              seed=seed, gaps=gaps, stall=stall, vcd=vcd,
-                             preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None)
+                             preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None,
+                             bank_rows=bank_rows)
     else:
         from spiketrack.sim.accel_cocotb import run_plan_cocotb
         report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd,
                                  init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None,
-                                 readback=readback)
+                                 readback=readback, bank_rows=bank_rows)
     report.update(frames=len(inputs), layers_total=sum(s["layers"] for s in plan if s["op"] == "run"),
                   plan_seconds=round(t_plan, 1), seconds=round(time.monotonic() - t0, 1))
     return report

@@ -54,8 +54,8 @@ class AcceleratorTracking(ArtifactTracking):
             self.progs = programs(self.graph)
         self._env_t = None
         if load:
-            for mem in ("prog", "w", "tab", "cst"):
-                drv.write(mem, 0, ap.images[mem])
+            for mem, rows in ap.host_images():
+                drv.write(mem, 0, rows)
         drv.guard(ap.guard)
 
     def _write(self, name: str, px: torch.Tensor) -> None:

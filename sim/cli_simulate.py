@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
                         "the simulator's backdoor, the block-RAM arrays read while the simulation stands still "
                         "(peek: Verilator only; no simulated cycle). Default: peek on verilator, host on amaranth")
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
+    p.add_argument("--bank-rows", type=int, default=None,
+                   help="rows per block-RAM bank of the simulated memories (default under verilator: one bank "
+                        "per memory, the same port behaviour in fewer arrays; 1024 builds them as the boards do)")
     p.add_argument("--external-weights", action="store_true",
                    help="weights in external memory (a fixed-latency model of the board's SDRAM inside the "
                         "design), streamed into a weight cache by the fetch unit before each layer's chunks")
@@ -86,6 +89,8 @@ def run(args) -> int:
 
     if args.frames < 1:
         raise UserError("--frames must be >= 1")
+    if args.bank_rows is not None and (args.bank_rows < 1 or args.bank_rows & (args.bank_rows - 1)):
+        raise UserError(f"--bank-rows must be a power of two, got {args.bank_rows}")
     readback = args.read or ("peek" if args.sim == "verilator" else "host")
     if readback == "peek" and args.sim != "verilator":
         raise UserError(f"--read peek: backdoor reads need --sim verilator (not {args.sim})")
@@ -115,10 +120,11 @@ def run(args) -> int:
 
     rep = simulate(net, ap, inputs, check=args.check, sim=args.sim, progress=progress if args.sim == "amaranth" else None,
                    seed=args.seed, gaps=args.gaps, stall=args.stall, vcd=args.waves, backdoor=args.backdoor,
-                   readback=readback)
+                   readback=readback, bank_rows=args.bank_rows)
     print(file=sys.stderr)
     out = summarise(rep, args.frames)
     out["sim"] = args.sim
+    out["bank_rows"] = rep.get("bank_rows")
     from spiketrack.compiler.accel_energy import accelerator_energy
     from spiketrack.compiler.fuse import fuse
 

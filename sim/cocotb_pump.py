@@ -67,20 +67,24 @@ class CppPump:
         return list(buf[:got])
 
 
-def memory_reader(pump: CppPump, depths: dict[str, int], widths: dict[str, int], top: str = "accel"):
+def memory_reader(pump: CppPump, depths: dict[str, int], widths: dict[str, int], top: str = "accel",
+                  bank_rows: int | None = None):
     """A backdoor reader ``read(mem, addr, n) -> rows`` of the accelerator's memories
     (:attr:`SimTransport.peek_reader <spiketrack.sim.accel_driver.SimTransport.peek_reader>`): the
     rows straight from the simulator's block-RAM arrays (``accel.mem_<mem>.bank<b>``, made readable
     by ``run_cocotb(verilator_readable=...)``), where :func:`~spiketrack.hw.banked_memory.bank_spans`
-    puts them. Costs no simulated cycle; call it only while the simulation stands still."""
-    from spiketrack.hw.banked_memory import bank_spans
+    puts them (``bank_rows``: the design's, ``Accelerator(bank_rows=...)``). Costs no simulated
+    cycle; call it only while the simulation stands still."""
+    from spiketrack.hw.banked_memory import BANK_ROWS, bank_spans
+
+    bank_rows = bank_rows or BANK_ROWS
 
     def read(mem: str, addr: int, n: int) -> list[int]:
         if not depths.get(mem):
             raise ValueError(f"backdoor read of memory {mem!r}: not in this design")
         k = -(-widths[mem] // 32)
         rows: list[int] = []
-        for bank, first, cnt in bank_spans(depths[mem], addr, n):
+        for bank, first, cnt in bank_spans(depths[mem], addr, n, bank_rows):
             buf = (ctypes.c_uint32 * (cnt * k))()
             rc = pump.peek_rows(f"{top}.mem_{mem}.{bank}".encode(), first, cnt, k, buf)
             if rc:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spiketrack.compiler.accel import AccelProgram, lower_to_accel, pack_fields
-from spiketrack.hw.accel.protocol import Err, Op, RunKind, header
+from spiketrack.hw.accel.protocol import Err, Mem, Op, RunKind, header
 from spiketrack.hw.accel.top import Unit, mem_widths
 from spiketrack.hw.engine_cycles import MB_OVERHEAD, Engine, memory_build_cost
 from spiketrack.hw.memory_builder import mb_desc_layout
@@ -100,6 +100,34 @@ def test_protocol_round_trips_and_refuses_bad_commands():
     errors = run_session(_small_program(), session, gaps=0.3, stall=0.3, seed=2)
     assert errors == {"bad_op": Err.BAD_OP, "bad_mem": Err.BAD_MEM, "range": Err.RANGE, "write_range": Err.RANGE,
                       "order": Err.ORDER, "write_bad_mem": Err.BAD_MEM}
+
+
+def test_external_memory_through_the_host_and_the_fetch_unit():
+    """Memory EXT (``Accelerator(ext="model")``): the host writes and reads its 32-bit rows (two bus
+    words each), refuses rows past its depth, and a FETCH descriptor copies its words into ``w``
+    lines; under gaps and backpressure on the command and response streams."""
+    from spiketrack.hw.fetch_unit import fetch_desc_layout
+
+    rng = random.Random(4)
+    ext_rows = [rng.getrandbits(32) for _ in range(32)]
+    words = [(r >> (16 * i)) & 0xFFFF for r in ext_rows for i in range(2)]
+    fetch = Unit.FETCH.value | pack_fields(fetch_desc_layout(16), {"ext_addr": 8, "words": 12, "row_base": 2}) << 2
+    ap = AccelProgram(P, 16, dict(DEPTHS), {"ext": [0] * 64}, {}, [], {}, 0, {}, {}, ext_weights=True)
+
+    def session(drv, res):
+        drv.write("ext", 0, ext_rows)
+        got = drv.read("ext", 0, 32)
+        drv.t.send([header(Op.WRITE, Mem.EXT, 1), 32, 5])
+        refused = drv.t.recv(1)[0] >> 16 & 15
+        drv.write("prog", 0, [fetch])
+        drv.run(0, 1, RunKind.RAW)
+        after = drv.wait_idle()
+        return got, refused, drv.read("w", 2, 3), after
+
+    got, refused, lines, after = run_session(ap, session, gaps=0.3, stall=0.3, seed=5)
+    assert got == ext_rows and refused == Err.RANGE
+    assert lines == [sum(w << (16 * i) for i, w in enumerate(words[8 + 4 * j:12 + 4 * j])) for j in range(3)]
+    assert after["ext_words"] == 12 and after["w_writes"] == 3 and after["fetch_busy"] == 12 + 4 + 3
 
 
 def test_refused_empty_write_takes_no_command_word():
@@ -236,6 +264,9 @@ def test_reduced_network_with_weights_in_external_memory():
     assert all(sum(w << (16 * i) for i, w in enumerate(ap.images["ext"][4 * j:4 * j + 4])) == line
                for j, line in enumerate(on_chip.images["w"]))
     assert ap.images["w"] == [] and ap.depths["w"] == max(n.desc["w_chunk"] for n in ap.nodes if n.fills)
+    # what a host loads into memory EXT (a board's SDRAM): the same words, two a row
+    ext_rows = dict(ap.host_images())["ext"]
+    assert [r >> (16 * i) & 0xFFFF for r in ext_rows for i in range(2)][:len(ap.images["ext"])] == ap.images["ext"]
     assert ap.depths["w"] < on_chip.depths["w"] // 40
     split = [n for n in ap.nodes if len(n.fills) > 1]
     assert split, "some layer needs more than one cache fill"

@@ -5,7 +5,8 @@ report, and the pump is what runs when no gaps or backpressure are asked for."""
 import torch
 
 from spiketrack.compiler.accel import lower_to_accel
-from spiketrack.sim.accel_cocotb import run_plan_cocotb
+from spiketrack.hw.banked_memory import BANK_ROWS
+from spiketrack.sim.accel_cocotb import SIM_BANK_ROWS, run_plan_cocotb
 from spiketrack.sim.accel_sim import build_plan
 from spiketrack.sim.reduced import reduced_network
 
@@ -54,9 +55,15 @@ def test_backdoor_reads_check_every_layer_as_the_host_reads_do():
     true expectations, and on expectations with rows changed (in three memories, one across the
     two banks of the template memory) exactly the changed rows differ, as with READ commands."""
     ap, plan, init = _reduced_plan(6, "layers")
-    peek = run_plan_cocotb(ap, plan, init=init, readback="peek")
-    assert peek["readback"] == "peek" and peek["mismatches"] == 0 and peek["cycle_model_exact"]
-    assert peek["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and peek["outputs_checked"] == 0
+    # the simulations' memories (one bank each, SIM_BANK_ROWS) and the boards' (1,024-row banks):
+    # the same results, cycles and counters
+    one = run_plan_cocotb(ap, plan, init=init, readback="peek")
+    peek = run_plan_cocotb(ap, plan, init=init, readback="peek", bank_rows=BANK_ROWS)
+    assert (one["bank_rows"], peek["bank_rows"]) == (SIM_BANK_ROWS["verilator"], BANK_ROWS)
+    for r in (one, peek):
+        assert r["readback"] == "peek" and r["mismatches"] == 0 and r["cycle_model_exact"]
+        assert r["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and r["outputs_checked"] == 0
+    assert _per_pass(one) == _per_pass(peek)
     # a template memory that spans both banks of `tm` (1,024 + 128 rows)
     checks = [s for s in plan if s["op"] == "check"]
     crossing = [s for s in checks if s["mem"] == "tm" and any(b < 1024 < b + n for b, n in s["spans"])]
@@ -66,7 +73,7 @@ def test_backdoor_reads_check_every_layer_as_the_host_reads_do():
         for i in sorted({0, len(s["expected"]) // 2, len(s["expected"]) - 1}):
             s["expected"][i] ^= 1
             changed += 1
-    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb) for rb in ("peek", "host")}
+    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb, bank_rows=BANK_ROWS) for rb in ("peek", "host")}
     assert bad["peek"]["mismatches"] == bad["host"]["mismatches"] == changed
     assert bad["peek"]["first_mismatch"]["tensor"] == bad["host"]["first_mismatch"]["tensor"]
     # the backdoor reads took no simulated cycles: fewer cycles than with READ commands

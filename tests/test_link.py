@@ -9,7 +9,7 @@ from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from spiketrack.hw.accel.board import ecp5_pll, ice40_pll
-from spiketrack.hw.accel.protocol import Op, RunKind, header
+from spiketrack.hw.accel.protocol import COUNTERS, Op, RunKind, header
 from spiketrack.hw.link.frames import crc16_step
 from spiketrack.hw.link.protocol import SOF, FrameParser, LinkErr, crc16, crc16_byte, encode_frame
 from spiketrack.hw.link.uart import UartRx, UartTx
@@ -150,7 +150,7 @@ def test_link_executes_commands_and_rejects_every_bad_frame_unexecuted():
         status = encode_frame(Op.STATUS, words_bytes([header(Op.STATUS), 0]))
         tr.send_raw(encode_frame(Op.READ, words_bytes([header(Op.READ, 1, 40), 0])) + status + write_frame)
         assert tr.recv(81)[1:3] == [row0 & 0xFFFFFFFF, row0 >> 32]
-        assert tr.recv(24)[0] >> 24 == 0xA5    # the STATUS frame executed
+        assert tr.recv(2 + len(COUNTERS))[0] >> 24 == 0xA5    # the STATUS frame executed
         with pytest.raises(LinkError) as e:
             tr.recv(1)
         assert e.value.code == LinkErr.OVERRUN
@@ -196,3 +196,34 @@ def test_board_top_elaborates_with_pll_uart_and_leds(board):
     assert ("DCCA" in rtlil) == (b.device.family == "ecp5")     # ECP5: the reset on a global network
     assert "uart_0__rx" in rtlil and "uart_0__tx" in rtlil
     assert abs(top.f_core_mhz - (100 if b.device.family == "ecp5" else 24)) < 1
+
+
+def test_external_memory_over_the_link():
+    """Memory EXT through the UART link (a top with an external memory, as the ULX3S build with
+    ``--external-weights``): rows written and read back, a frame whose length disagrees with EXT's
+    one-word rows rejected unexecuted, and a FETCH descriptor copying the words into ``w``."""
+    from spiketrack.compiler.accel import pack_fields
+    from spiketrack.hw.accel.protocol import Mem
+    from spiketrack.hw.accel.top import Unit
+    from spiketrack.hw.fetch_unit import fetch_desc_layout
+
+    rows = [0x11112222, 0x33334444, 0x55556666, 0x77778888]
+    fetch = Unit.FETCH.value | pack_fields(fetch_desc_layout(16), {"ext_addr": 0, "words": 8, "row_base": 1}) << 2
+
+    def words_bytes(words):
+        return b"".join(int(w).to_bytes(4, "little") for w in words)
+
+    def session(drv, tr, st):
+        drv.write("ext", 0, rows)
+        got = drv.read("ext", 0, 4)
+        tr.send_raw(encode_frame(Op.WRITE, words_bytes([header(Op.WRITE, Mem.EXT, 1), 0, 1, 2])))
+        with pytest.raises(LinkError) as e:
+            tr.recv(1)
+        drv.write("prog", 0, [fetch])
+        drv.run(0, 1, RunKind.RAW)
+        drv.wait_idle()
+        return got, e.value.code, drv.read("ext", 0, 1), drv.read("w", 1, 2)
+
+    got, code, first, lines = run_link_session(session, depths={"w": 4, "prog": 2}, ext="model", ext_depth=16)
+    assert got == rows and code == LinkErr.LENGTH and first == rows[:1]
+    assert lines == [rows[0] | rows[1] << 32, rows[2] | rows[3] << 32]

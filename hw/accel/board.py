@@ -17,8 +17,9 @@ from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, words_per_row
+from spiketrack.hw.accel.protocol import COUNTERS
 from spiketrack.hw.accel.top import UNITS, Accelerator
+from spiketrack.hw.extmem import ExtBusSignature
 from spiketrack.hw.link.frames import FrameLink
 from spiketrack.hw.link.uart import UartRx, UartTx
 from spiketrack.hw.streams import StreamRegister
@@ -41,6 +42,8 @@ class LinkedAccelerator(wiring.Component):
         Memory images baked into the design (``Accelerator(init=...)``).
     units, counters :
         The accelerator's units and counters (``Accelerator(units=..., counters=...)``).
+    ext, ext_init, ext_depth :
+        The external memory (``Accelerator(ext=...)``): with ``"port"`` the bus is the member ``ext``.
 
     Members
     -------
@@ -48,23 +51,28 @@ class LinkedAccelerator(wiring.Component):
         The serial line (idle high).
     busy : Out(1)
     frames_ok, frames_bad : Out(16)
+    ext : Out(ExtBusSignature()), with ``ext="port"``
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, *, divisor: int = 4,
                  gap_cycles: int = 1 << 16, init: dict | None = None, units: tuple = UNITS,
-                 counters: tuple = COUNTERS):
-        self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, counters=counters)
+                 counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None):
+        self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, counters=counters, ext=ext,
+                                 ext_init=ext_init, ext_depth=ext_depth)
         self.divisor, self.gap_cycles = divisor, gap_cycles
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
-                          "frames_ok": Out(16), "frames_bad": Out(16)})
+        members = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "frames_ok": Out(16), "frames_bad": Out(16)}
+        if ext == "port":
+            members["ext"] = Out(ExtBusSignature())
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.accel = accel = self.accel
         m.submodules.urx = urx = UartRx(self.divisor)
         m.submodules.utx = utx = UartTx(self.divisor)
-        row_words = {MEM_IDS[n]: words_per_row(w) for n, w in accel.widths.items()}
-        m.submodules.link = link = FrameLink(row_words, gap_cycles=self.gap_cycles)
+        m.submodules.link = link = FrameLink(accel.row_words, gap_cycles=self.gap_cycles)
+        if accel.ext_kind == "port":
+            wiring.connect(m, accel.ext, wiring.flipped(self.ext))
         wiring.connect(m, urx.o_byte, link.i_byte)
         wiring.connect(m, link.o_byte, utx.i_byte)
         # the link's command word comes straight from its frame buffer's read port: registered
@@ -148,12 +156,20 @@ class BoardTop(Elaboratable):
         the FPGA itself) gets ``uart_pins``: a UART on two header pins for a 3.3 V USB-serial adapter.
     uart_pins : dict, optional
         ``{"rx": pin, "tx": pin, "conn": (connector, number)}`` used when the board has no UART.
+    sdram : bool
+        The weights live in the board's SDRAM (amaranth-boards resource ``sdram 0``: the ULX3S):
+        the accelerator gets its fetch unit and external-memory port (``Accelerator(ext="port")``),
+        served by :class:`~spiketrack.hw.sdram.controller.SDRAMController` at the core clock. The
+        chip's clock is the core clock inverted (a DDR output: the chip samples mid-cycle); every
+        SDRAM pin leaves an I/O flip-flop and DQ is captured in one, so read data reach the
+        controller two cycles later than at the pins (``extra_read_latency=2``). Not run on a board.
     """
 
     def __init__(self, *, family: str, f_in_mhz: float, clock_mhz: float = 100.0, baud: int = 1_000_000,
                  lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
                  uart_pins: dict | None = None, addr_bits: int = 16, units: tuple = UNITS,
-                 counters: tuple = COUNTERS, constrain_mhz: float | None = None):
+                 counters: tuple = COUNTERS, constrain_mhz: float | None = None, sdram: bool = False):
+        self.sdram = sdram
         self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
         self.f_core_mhz = self.pll["f_out_mhz"]
@@ -174,7 +190,11 @@ class BoardTop(Elaboratable):
         # a truncated frame ends after ~20 ms of silence (USB-serial adapters pause for milliseconds)
         self.core = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor,
                                       gap_cycles=int(self.f_core_mhz * 1e3 * 20), init=init, units=units,
-                                      counters=counters)
+                                      counters=counters, ext="port" if sdram else None)
+        if sdram:
+            from spiketrack.hw.sdram.controller import SDRAMController
+
+            self.sdram_ctrl = SDRAMController(self.f_core_mhz, cas_latency=2, extra_read_latency=2)
 
     def elaborate(self, platform):
         m = Module()
@@ -223,6 +243,8 @@ class BoardTop(Elaboratable):
         else:                          # nextpnr-ice40 promotes high-fanout resets itself
             m.d.comb += ResetSignal("sync").eq(rst_sr[-1])
         m.submodules.core = core = self.core
+        if self.sdram:
+            self._connect_sdram(m, platform)
         if self.uart_pins and not any(r.name == self.uart[0] for r in platform.resources.values()):
             from amaranth.build import Attrs
             from amaranth_boards.resources import UARTResource
@@ -264,3 +286,23 @@ class BoardTop(Elaboratable):
         for led, val in zip(leds, [core.busy, seen_bad, toggle, tick]):
             m.d.comb += led.eq(val)
         return m
+
+    def _connect_sdram(self, m, platform):
+        """The SDRAM controller between the accelerator's port and the pins (see ``sdram``)."""
+        try:
+            res = platform.request("sdram", 0, dir="-")
+        except ResourceError:
+            raise ValueError(f"the board ({type(platform).__name__}) has no SDRAM resource 'sdram 0' for the "
+                             f"external weights") from None
+        ctrl = m.submodules.sdram_ctrl = self.sdram_ctrl
+        wiring.connect(m, self.core.ext, ctrl.bus)
+        pins = ctrl.sdram
+        m.submodules.sdram_clk = clk = io.DDRBuffer("o", res.clk)
+        m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]          # the core clock, inverted
+        outs = {"clk_en": pins.cke, "cs": ~pins.cs_n, "ras": ~pins.ras_n, "cas": ~pins.cas_n, "we": ~pins.we_n,
+                "ba": pins.ba, "a": pins.a, "dqm": pins.dqm}  # the resource inverts cs/ras/cas/we itself
+        for name, value in outs.items():
+            m.submodules[f"sdram_{name}"] = buf = io.FFBuffer("o", getattr(res, name))
+            m.d.comb += buf.o.eq(value)
+        m.submodules.sdram_dq = dq = io.FFBuffer("io", res.dq)
+        m.d.comb += [dq.o.eq(pins.dq_o), dq.oe.eq(pins.dq_oe), pins.dq_i.eq(dq.i)]

@@ -13,6 +13,11 @@ Command = header word, address word, payload::
     STATUS: none (reply: status word, flags word, then the counters of :data:`COUNTERS`)
     GUARD : template-memory rows ``[0, address)`` are template slots: a search run cannot write them
 
+Memory ``EXT`` (7) is the external memory of an accelerator built with one (``Accelerator(ext=...)``:
+the board's SDRAM, where its weights live): a row is :data:`EXT_ROW_BITS` bits, two 16-bit words of
+the external bus at word address ``2 · row`` (low word first); WRITE and READ reach it like any
+memory, one bus command per row. An accelerator without one refuses it as an unknown memory.
+
 Every command gets one status word first: ``0xA5 << 24 | op << 20 | err << 16 | (count & 0xFFFF)``.
 A refused command (``err != 0``) is not executed; the payload of a refused WRITE is read and
 dropped. A WRITE whose payload stops for :data:`TIMEOUT` cycles is ended with ``ERR_TRUNCATED``
@@ -21,7 +26,7 @@ dropped. A WRITE whose payload stops for :data:`TIMEOUT` cycles is ended with ``
 
 from __future__ import annotations
 
-__all__ = ["Op", "Mem", "Err", "RunKind", "MEM_IDS", "COUNTERS", "STATUS_MAGIC", "TIMEOUT", "words_per_row",
+__all__ = ["Op", "Mem", "Err", "RunKind", "MEM_IDS", "EXT_ROW_BITS", "COUNTERS", "STATUS_MAGIC", "TIMEOUT", "words_per_row",
            "header", "status_word", "parse_status", "row_words", "words_row"]
 
 STATUS_MAGIC = 0xA5
@@ -33,7 +38,10 @@ class Op:
 
 
 class Mem:
-    PROG, W, TAB, CST, LV, ST, TM = 0, 1, 2, 3, 4, 5, 6
+    PROG, W, TAB, CST, LV, ST, TM, EXT = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+EXT_ROW_BITS = 32   #: a row of memory EXT: two 16-bit words of the external bus
 
 
 MEM_IDS = {"prog": Mem.PROG, "w": Mem.W, "tab": Mem.TAB, "cst": Mem.CST, "lv": Mem.LV, "st": Mem.ST, "tm": Mem.TM}

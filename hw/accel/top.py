@@ -37,10 +37,11 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.accel.protocol import COUNTERS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind, words_per_row
-from spiketrack.hw.banked_memory import READ_LATENCY, BankedMemory, or_all
+from spiketrack.hw.accel.protocol import (COUNTERS, EXT_ROW_BITS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind,
+                                          words_per_row)
+from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
-from spiketrack.hw.extmem import MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
+from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
 from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
@@ -128,6 +129,14 @@ class Accelerator(wiring.Component):
         ``FETCH`` descriptor then finishes after ``DESC_OVERHEAD`` cycles and moves nothing.
     ext_init : list of int, optional
         The model's 16-bit words (``ext="model"``).
+    ext_depth : int, optional
+        External words the host may address as memory ``EXT`` (``protocol``; two words a row).
+        Default: the model's ``len(ext_init)``, or the bus's whole range with a port.
+    bank_rows : int
+        Rows per block-RAM bank of every memory (:class:`~spiketrack.hw.banked_memory.BankedMemory`;
+        default :data:`~spiketrack.hw.banked_memory.BANK_ROWS`, what the boards build). A larger
+        power of two gives fewer banks, with the same read latency and the same behaviour at the
+        ports (the simulations use one bank per memory: ``sim/accel_cocotb.SIM_BANK_ROWS``).
 
     Members
     -------
@@ -141,12 +150,20 @@ class Accelerator(wiring.Component):
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
                  init: dict | None = None, units: tuple = UNITS,
-                 counters: tuple = COUNTERS, ext: str | None = None, ext_init=()):
+                 counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
+                 bank_rows: int = BANK_ROWS):
         if ext not in EXT_KINDS:
             raise ValueError(f"ext must be one of {EXT_KINDS}, got {ext!r}")
-        self.ext, self.ext_init = ext, list(ext_init)
+        self.ext_kind, self.ext_init = ext, list(ext_init)
         if self.ext_init and ext != "model":
             raise ValueError("ext_init needs ext='model' (the external memory's contents live in the model)")
+        if ext_depth is None:
+            ext_depth = (len(self.ext_init) if ext == "model" else 1 << EXT_ADDR_BITS) if ext else 0
+        if ext and not (2 <= ext_depth <= 1 << EXT_ADDR_BITS) or ext_depth < len(self.ext_init):
+            raise ValueError(f"ext_depth {ext_depth} outside 2..{1 << EXT_ADDR_BITS} or below the {len(self.ext_init)} "
+                             f"initial words")
+        self.ext_depth = ext_depth
+        self.bank_rows = bank_rows
         self.units = tuple(u for u in UNITS if u in units)
         if not self.units or set(units) - set(UNITS):
             raise ValueError(f"units must be a non-empty subset of {UNITS}, got {tuple(units)}")
@@ -182,6 +199,15 @@ class Accelerator(wiring.Component):
             members["ext"] = Out(ExtBusSignature())
         super().__init__(members)
 
+    @property
+    def row_words(self) -> dict[int, int]:
+        """32-bit words per row of each memory id the host can write (``protocol``; a link's
+        WRITE length check)."""
+        out = {MEM_IDS[n]: words_per_row(w) for n, w in self.widths.items()}
+        if self.ext_kind:
+            out[Mem.EXT] = words_per_row(EXT_ROW_BITS)
+        return out
+
     def elaborate(self, platform):
         m = Module()
         P, A = self.lanes, self.addr_bits
@@ -193,18 +219,23 @@ class Accelerator(wiring.Component):
             else:   # left out: never elaborated, its outputs (busy, enables, data) stay 0
                 unit._MustUse__silence = True
         fetch = FetchUnit(W["w"], A)
-        if self.ext:
+        # the external bus: the fetch unit's while a program runs, the host's (memory EXT) otherwise
+        xbus = ExtBusSignature().create(path=("xbus",))
+        h_xcmd_valid, h_xaddr, h_xwrite = Signal(), Signal(EXT_ADDR_BITS), Signal()
+        h_xw_valid, h_xw_data, h_xr_ready = Signal(), Signal(EXT_DATA_BITS), Signal()
+        if self.ext_kind:
             m.submodules.fetch = fetch
-            if self.ext == "port":
-                wiring.connect(m, fetch.ext, wiring.flipped(self.ext))
+            if self.ext_kind == "port":
+                wiring.connect(m, xbus, wiring.flipped(self.ext))
             else:
-                m.submodules.ext_model = model = ExtMemoryModel(max(1, len(self.ext_init)), self.ext_init, MODEL_LATENCY)
-                wiring.connect(m, fetch.ext, model.bus)
+                m.submodules.ext_model = model = ExtMemoryModel(self.ext_depth, self.ext_init, MODEL_LATENCY)
+                wiring.connect(m, xbus, model.bus)
         else:
             fetch._MustUse__silence = True
         for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
-                W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []))
+                W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []),
+                bank_rows=self.bank_rows)
         mem = self.mems
 
         def port(n, kind):   # a port of memory n ("r0", "r1", "w"), or of a memory left out
@@ -218,6 +249,14 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- controller state
         running = Signal()
+        if self.ext_kind:   # the bus: the fetch unit's while a program runs (host commands are refused then)
+            fx = fetch.ext
+            m.d.comb += [xbus.cmd.valid.eq(fx.cmd.valid | h_xcmd_valid),
+                         xbus.cmd.payload.eq(Mux(fx.cmd.valid, fx.cmd.payload, Cat(h_xaddr, Const(2, 16), h_xwrite))),
+                         fx.cmd.ready.eq(xbus.cmd.ready & running),
+                         xbus.wdata.valid.eq(h_xw_valid), xbus.wdata.payload.eq(h_xw_data), fx.wdata.ready.eq(0),
+                         fx.rdata.valid.eq(xbus.rdata.valid & running), fx.rdata.payload.eq(xbus.rdata.payload),
+                         xbus.rdata.ready.eq(Mux(running, fx.rdata.ready, h_xr_ready))]
         cur = Signal(Unit)
         dst_lv = Signal()          # the running op writes levels
         is_fusion = Signal()
@@ -298,7 +337,7 @@ class Accelerator(wiring.Component):
         m.d.sync += [tw_addr.eq(mb.out_addr), tw_data.eq(mb.out_data), tw_en.eq(act[Unit.MB] & mb.out_en & ~tm_blocked)]
         unit_wr = {"lv": (uw_addr, uw_data, uw_en_lv), "st": (uw_addr, uw_data, uw_en_st),
                    "tm": (tw_addr, tw_data, tw_en)}
-        if self.ext:   # the fetch unit fills the weight memory (registered like the other units' writes)
+        if self.ext_kind:   # the fetch unit fills the weight memory (registered like the other units' writes)
             fw_addr, fw_data = Signal(A, name="fw_addr", reset_less=True), Signal(W["w"], name="fw_data", reset_less=True)
             fw_en = Signal(name="fw_en")
             m.d.sync += [fw_addr.eq(fetch.out_addr), fw_data.eq(fetch.out_data), fw_en.eq(act[Unit.FETCH] & fetch.out_en)]
@@ -338,12 +377,12 @@ class Accelerator(wiring.Component):
         m.d.comb += [conv_view.eq(word[2:2 + desc_layout(A).size]), vec_view.eq(word[2:2 + vec_desc_layout(A).size]),
                      mb_view.eq(word[2:2 + mb_desc_layout(A).size]),
                      conv.i_desc.payload.eq(conv_view), vec.i_desc.payload.eq(vec_view), mb.i_desc.payload.eq(mb_view)]
-        if self.ext:
+        if self.ext_kind:
             m.d.comb += fetch.i_desc.payload.eq(word[2:2 + fetch_desc_layout(A).size])
         issue = Signal()
         m.d.comb += [conv.i_desc.valid.eq(issue & (cur == Unit.CONV)), vec.i_desc.valid.eq(issue & (cur == Unit.VEC)),
                      mb.i_desc.valid.eq(issue & (cur == Unit.MB))]
-        if self.ext:
+        if self.ext_kind:
             m.d.comb += fetch.i_desc.valid.eq(issue & (cur == Unit.FETCH))
         desc_done, desc_inc = Signal(), Signal()
         with m.FSM(name="ctrl"):
@@ -411,13 +450,17 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.o_rsp.payload.eq(rsp_word), self.o_rsp.valid.eq(rsp_valid)]
         with m.If(self.o_rsp.valid & self.o_rsp.ready):
             m.d.sync += rsp_valid.eq(0)
-        depth_of = Signal(A + 1)
+        DB = max(A + 1, EXT_ADDR_BITS)           # depth bits (memory EXT: up to 2^23 rows)
+        depth_of = Signal(DB)
         wpr = Signal(6)
         host_rd_data, host_rd_q = Signal(wmax), Signal(32 * words_per_row(wmax))
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
                     m.d.comb += [depth_of.eq(self.depths[name]), wpr.eq(words_per_row(W[name]))]
+            if self.ext_kind:
+                with m.Case(Mem.EXT):
+                    m.d.comb += [depth_of.eq(self.ext_depth // 2), wpr.eq(words_per_row(EXT_ROW_BITS))]
         # the host's row read: every memory's read data registered, masked by a select register of
         # that memory (host_mem holds from the header on), then ORed into host_rd_q a cycle later
         # (RLATCH2): no decode of host_mem and no state decode in front of the memories' data
@@ -435,7 +478,7 @@ class Accelerator(wiring.Component):
         can_reply = ~rsp_valid | self.o_rsp.ready
         in_range, run_range_bad = Signal(), Signal()
         e_pre, chk_run, chk_mem, ord_bad = Signal(4), Signal(), Signal(), Signal()   # CHECK's inputs (RANGE2)
-        range_end, range_depth = Signal(33), Signal(A + 1)
+        range_end, range_depth = Signal(33), Signal(DB)
         m.d.comb += self.i_cmd.ready.eq(0)
         with m.FSM(name="host"):
             with m.State("HDR0"):
@@ -460,7 +503,7 @@ class Accelerator(wiring.Component):
                 # CHECK decided the counters' and the guard's enables in one cycle (15.6 ns on
                 # u100l). ``running`` can only fall between here and CHECK (a run starts from CHECK
                 # alone), and ``tmpl_valid`` changes only with a run or a WRITE
-                known_mem = host_mem <= Mem.TM
+                known_mem = (host_mem <= Mem.TM) | ((host_mem == Mem.EXT) if self.ext_kind else 0)
                 m.d.sync += [e_pre.eq(Err.OK), chk_run.eq(0), chk_mem.eq(0),
                              ord_bad.eq((host_mem == RunKind.SEARCH) & ~tmpl_valid)]
                 with m.If((op == Op.NOP) | (op == Op.STATUS)):
@@ -522,7 +565,10 @@ class Accelerator(wiring.Component):
                         m.d.sync += err.eq(Err.TRUNCATED)
                         m.next = "ACK"
             with m.State("WLAST"):   # the row's last word reaches ``row`` (its write is registered)
-                m.next = "WROW"
+                m.next = "XWCMD" if self.ext_kind else "WROW"
+                if self.ext_kind:
+                    with m.If(host_mem != Mem.EXT):
+                        m.next = "WROW"
             with m.State("WROW"):
                 m.d.comb += [host_wr_addr.eq(addr), host_wr_data.eq(row), host_wr_en.eq(1)]
                 m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
@@ -532,6 +578,37 @@ class Accelerator(wiring.Component):
                     m.next = "ACK"
                 with m.Else():
                     m.next = "WDATA"
+            if self.ext_kind:
+                # a row of memory EXT: one bus command of two words, then the row's two words
+                # (written from ``row``, or read into ``host_rd_q`` for RSEND)
+                for state, write, first in (("XWCMD", 1, "XW0"), ("XRCMD", 0, "XR0")):
+                    with m.State(state):   # the row's bus command: word address 2·row, two words
+                        m.d.comb += [h_xcmd_valid.eq(1), h_xaddr.eq(Cat(Const(0, 1), addr)), h_xwrite.eq(write)]
+                        with m.If(xbus.cmd.ready):
+                            m.next = first
+                for i in range(2):
+                    with m.State(f"XW{i}"):
+                        m.d.comb += [h_xw_valid.eq(1), h_xw_data.eq(row[16 * i:16 * (i + 1)])]
+                        with m.If(xbus.wdata.ready):
+                            if i == 0:
+                                m.next = "XW1"
+                            else:
+                                m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1),
+                                             tmpl_valid.eq(0)]   # new weights: the template memories are stale
+                                with m.If(cnt == 1):
+                                    m.next = "ACK"
+                                with m.Else():
+                                    m.next = "WDATA"
+                for i in range(2):
+                    with m.State(f"XR{i}"):
+                        m.d.comb += h_xr_ready.eq(1)
+                        with m.If(xbus.rdata.valid):
+                            m.d.sync += host_rd_q[16 * i:16 * (i + 1)].eq(xbus.rdata.payload)
+                            if i == 0:
+                                m.next = "XR1"
+                            else:
+                                m.d.sync += widx.eq(0)
+                                m.next = "RSEND"
             with m.State("SKIP"):   # drop a refused WRITE's payload
                 m.d.comb += self.i_cmd.ready.eq(1)
                 with m.If(self.i_cmd.valid):
@@ -559,6 +636,9 @@ class Accelerator(wiring.Component):
             with m.State("RREAD"):
                 with m.If(cnt == 0):
                     m.next = "HDR0"
+                if self.ext_kind:
+                    with m.Elif(host_mem == Mem.EXT):
+                        m.next = "XRCMD"
                 with m.Else():
                     m.d.comb += host_rd_en.eq(1)
                     m.d.sync += read_wait.eq(READ_LATENCY - 1)   # the registered request, then the latency
@@ -611,7 +691,7 @@ class Accelerator(wiring.Component):
         bump("conv_busy", conv.busy)
         bump("vec_busy", vec.busy)
         bump("mb_busy", mb.busy)
-        if self.ext:
+        if self.ext_kind:
             bump("fetch_busy", fetch.busy)
             bump("ext_words", fetch.ext.rdata.valid & fetch.ext.rdata.ready)
             bump("w_writes", wr_en["w"] & running)
