@@ -36,7 +36,7 @@ LOAD_CHUNK = 512   #: rows per WRITE command when loading images
 
 def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall: float = 0.0,
                 vcd: str | None = None, timeout: int = TIMEOUT, abort_at=None, preload=None,
-                bank_rows: int | None = None):
+                bank_rows: int | None = None, sdram_mhz: float | None = None):
     """Run ``fn(driver)`` against the simulated accelerator; returns ``fn``'s result.
 
     gaps, stall : probability of an idle cycle on the command stream / of ``ready`` low on the
@@ -45,19 +45,38 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
         reset (the memories keep their contents), to test a reset in the middle of a frame.
     preload : optional ``{memory: rows}`` written into the memories before the first cycle
         (a simulation backdoor: amaranth.sim takes minutes for the command stream's image load).
+    sdram_mhz : with external weights, serve the accelerator's external-memory port
+        (``Accelerator(ext="port")``) with the board's SDRAM controller at this clock and the
+        behavioural chip model on its pins (``hw/sdram/``: every timing rule checked; a 2 µs
+        power-up), instead of the fixed-latency model; the host loads memory EXT itself.
     """
     from amaranth.hdl import ResetInserter
     from amaranth.sim import Simulator
 
     from amaranth import Module, Signal
 
-    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, bank_rows=bank_rows or BANK_ROWS,
-                      **ap.accel_kwargs(preload is not None))
+    kw = ap.accel_kwargs(preload is not None)
+    if sdram_mhz:
+        kw.update(ext="port", ext_init=())
+    dut = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, bank_rows=bank_rows or BANK_ROWS, **kw)
     rst = Signal()
     wrapper = Module()
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
+    chip = None
+    if sdram_mhz:
+        from amaranth.lib import wiring
+
+        from spiketrack.hw.sdram.bench import FAST_INIT_TIMINGS
+        from spiketrack.hw.sdram.controller import SDRAMController
+        from spiketrack.hw.sdram.model import SDRAMChipModel
+
+        wrapper.submodules.sdram = ctrl = SDRAMController(sdram_mhz, timings=FAST_INIT_TIMINGS)
+        wiring.connect(wrapper, dut.ext, ctrl.bus)
+        chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS)
     sim = Simulator(wrapper)
     sim.add_clock(1e-8)
+    if chip is not None:
+        sim.add_process(chip.process)
     tr = SimTransport()
     state: dict = {}
 
