@@ -88,3 +88,10 @@ def test_simulate_refuses_backdoor_reads_without_verilator(capsys):
     assert main(["simulate", "--reduced", "--sim", "amaranth", "--read", "peek", "--json"]) == 2
     err = capsys.readouterr().err
     assert "--read peek" in err and "--sim verilator" in err
+
+
+def test_simulate_refuses_a_bank_size_that_is_not_a_power_of_two(capsys):
+    from spiketrack.cli import main
+
+    assert main(["simulate", "--reduced", "--sim", "verilator", "--bank-rows", "1000", "--json"]) == 2
+    assert "--bank-rows must be a power of two, got 1000" in capsys.readouterr().err

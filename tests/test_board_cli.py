@@ -23,6 +23,22 @@ def test_build_estimate_fits_ulx3s_and_icebreaker_reduced_and_names_what_does_no
     # what does not fit is refused by name: tests/test_icebreaker.py
 
 
+def test_build_with_the_weights_in_the_sdram(capsys):
+    """``--external-weights``: the ULX3S estimate keeps the weights off chip (a 288-row cache, fewer
+    EBR, the fetch cycles in the frame); a board whose SDRAM the controller cannot drive is refused
+    by name before anything is built."""
+    assert main(["build", "--board", "ulx3s-85f", "--estimate-only", "--json"]) == 0
+    on_chip = json.loads(capsys.readouterr().out)
+    assert main(["build", "--board", "ulx3s-85f", "--estimate-only", "--external-weights", "--json"]) == 0
+    ext = json.loads(capsys.readouterr().out)
+    assert ext["fits"] and ext["estimate"]["ebr"] < on_chip["estimate"]["ebr"]
+    assert ext["estimate"]["lut"] > on_chip["estimate"]["lut"]          # the SDRAM controller
+    assert ext["search_cycles"] > on_chip["search_cycles"]              # the fetches
+    assert main(["build", "--board", "orangecrab-85f", "--estimate-only", "--external-weights"]) == 2
+    err = capsys.readouterr().err
+    assert "--external-weights" in err and "orangecrab-85f" in err
+
+
 def test_ebr_estimate_formula():
     assert ebr_blocks(64, 512, "ecp5") == 2           # 512 x 36 twice
     assert ebr_blocks(24, 960, "ecp5") == 2           # 1024 x 18 twice
