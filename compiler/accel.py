@@ -366,11 +366,12 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
             images["prog"].append(code | pack_fields(layout, desc) << 2)
             nodes.append(AccelNode(hw.name, hw.kind, unit, pname, len(images["prog"]) - 1, desc, hw.output,
                                    tuple(types[hw.output].shape), list(hw.layers)))
+    w_rows = len(images["w"])
     if ext_weights:
-        images["prog"], images["ext"] = _split_fills(nodes, images, P, addr_bits, cache_rows)
+        images["prog"], images["ext"], w_rows = _split_fills(nodes, images, P, addr_bits, cache_rows)
     first = {p: next(n.index for n in nodes if n.program == p) for p in progs}
     counts = {p: sum(n.n_desc for n in nodes if n.program == p) for p in progs}
-    depths = {"prog": len(images["prog"]), "w": images.pop("cache_rows", len(images["w"])), "tab": len(images["tab"]),
+    depths = {"prog": len(images["prog"]), "w": w_rows, "tab": len(images["tab"]),
               "cst": len(images["cst"]), "lv": peaks["lv"], "st": peaks["st"], "tm": peaks["tm"]}
     depths = {k: max(1, v) for k, v in depths.items()}
     for k, v in depths.items():
@@ -382,10 +383,10 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
                         tuple(u for u in UNITS if u in units), ext_weights)
 
 
-def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list]:
-    """External weights: the program with every convolution split into cache fills, and the
-    external image (the weight lines as 16-bit words). Sets each node's ``index`` and ``fills``;
-    ``images["w"]`` becomes empty (the cache is filled at run time)."""
+def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
+    """External weights: the program with every convolution split into cache fills, the external
+    image (the weight lines as 16-bit words) and the cache's rows. Sets each node's ``index`` and
+    ``fills``; ``images["w"]`` becomes empty (the cache is filled at run time)."""
     per_line = 8 * P // EXT_DATA_BITS
     lines = images["w"]
     ext = [(line >> (EXT_DATA_BITS * i)) & ((1 << EXT_DATA_BITS) - 1) for line in lines for i in range(per_line)]
@@ -419,8 +420,7 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
             prog.append(Unit.CONV.value | pack_fields(cl, chunk_range_fields(d, a, b, w_base=0)) << 2)
             n.fills.append((a, b, words))
     images["w"] = []
-    images["cache_rows"] = cache
-    return prog, ext
+    return prog, ext, cache
 
 
 def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):

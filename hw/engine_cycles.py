@@ -158,18 +158,15 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
     out_bits = out_t.bits * co * n_out * T
     res_bits = 16 * co * n_out * T if residual else 0
     tables = co * (a["acc_bits"] + 6)  # bias + shift per output channel, once per op
-    frac = 1.0
-    if chunk_range is not None:
-        n_all = groups * math.ceil(co // groups / P) if not (groups == C == co and cig == 1) else math.ceil(C / P)
-        if in_t.kind == "pixels":
-            n_all = math.ceil(co / P)
-        c0, c1 = chunk_range
-        if not 0 <= c0 < c1 <= n_all:
-            raise ValueError(f"chunk range {c0}..{c1 - 1} outside the layer's {n_all} chunks")
-        frac = (c1 - c0) / n_all
-        tables = tables * (c1 - c0) // n_all   # per-chunk rows; an op reads its chunks' rows
+    depthwise = groups == C == co and cig == 1
+    n_all = math.ceil(co / P) if depthwise else groups * math.ceil(co // groups / P)   # the layer's chunks
+    c0, c1 = chunk_range or (0, n_all)
+    if not 0 <= c0 < c1 <= n_all:
+        raise ValueError(f"chunk range {c0}..{c1 - 1} outside the layer's {n_all} chunks")
+    frac = (c1 - c0) / n_all      # the op's share of the layer's outputs
+    tables = tables * (c1 - c0) // n_all   # per-chunk rows; an op reads its chunks' rows
     if in_t.kind == "pixels":  # stem: one word of 3 pixels per position; max(1, non-zero pixels)
-        chunks = math.ceil(co / P) if chunk_range is None else chunk_range[1] - chunk_range[0]
+        chunks = c1 - c0
         nnz = (torch.full((T, H, W), C) if levels is None else (levels != 0).sum(dim=1))
         cycles = _group_cycles(_tap_sum(nnz.clamp(min=1), k, stride, pad), chunks)
         events = chunks * float(_tap_sum(nnz, k, stride, pad).sum())
@@ -181,16 +178,14 @@ def conv_cost(engine: Engine, conv, wshape, in_t, out_t, levels: torch.Tensor | 
         return _cost(cycles + CONV_OVERHEAD, P * planes,
                      {"weights": events * P * wb, "act": chunks * taps * C * 8, "tables": tables,
                       "act_res": res_bits * frac}, {"act": out_bits * frac})
-    if groups == C == co and cig == 1:  # depthwise: lanes over channels
-        chunks = math.ceil(C / P) if chunk_range is None else chunk_range[1] - chunk_range[0]
+    if depthwise:  # lanes over channels
+        chunks = c1 - c0
         tap_reads = chunks * taps
         cycles = _group_cycles(_tap_sum(ones, k, stride, pad), chunks)
         return _cost(cycles + CONV_OVERHEAD, tap_reads * P,
                      {"weights": tap_reads * P * wb, "act": tap_reads * P * LEVEL_BITS_STORED, "tables": tables,
                       "act_res": res_bits * frac}, {"act": out_bits * frac})
-    cog = co // groups
-    chunks = math.ceil(cog / P)
-    c0, c1 = chunk_range or (0, groups * chunks)
+    chunks = math.ceil(co // groups / P)   # per group
     cycles = events = words = 0.0
     for g in range(groups):
         n_g = max(0, min(c1, (g + 1) * chunks) - max(c0, g * chunks))   # this group's chunks in the range

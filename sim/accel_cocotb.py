@@ -56,6 +56,13 @@ def build_name(stem: str, sim: str) -> str:
     return f"{stem}-{sim}-{zlib.crc32(repr(BUILD_ENV.get(sim)).encode()) & 0xFFFF:04x}"
 
 
+def _design(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> Accelerator:
+    """The accelerator a cocotb run simulates: ``init`` baked in (then the external-memory model,
+    with external weights, holds its image too), the simulator's banking unless ``bank_rows``."""
+    return Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
+                       bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), **ap.accel_kwargs(init is not None))
+
+
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
                     stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None,
                     pump: bool = True, readback: str = "host", bank_rows: int | None = None) -> dict:
@@ -73,8 +80,7 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        design = Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
-                             bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), **ap.accel_kwargs(init is not None))
+        design = _design(ap, sim, timeout, init, bank_rows)
         result = run_cocotb(design,
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
@@ -107,9 +113,7 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         report_file = Path(tmp) / "report.json"
-        result = run_cocotb(lambda: Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
-                                                bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS),
-                                                **ap.accel_kwargs(init is not None)),
+        result = run_cocotb(lambda: _design(ap, sim, timeout, init, bank_rows),
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                             name=build_name("accel", sim),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,

@@ -56,6 +56,13 @@ def fails(rule, fn):
     return e.value
 
 
+def legal_or_fails(ok, rule, fn):
+    """Run ``fn``: without error when ``ok``, else it must break ``rule`` (:func:`fails`; its error returned)."""
+    if ok:
+        return fn()
+    return fails(rule, fn)
+
+
 def test_legal_init_read_write_precharge_refresh():
     s = Script(chip()).init()
     s.cmd("ACT", ba=1, a=0x123)
@@ -140,10 +147,8 @@ def test_trcd(gap, ok):
     s = Script(chip()).init()
     s.cmd("ACT", ba=0, a=1)
     s.nop(gap - 1)
-    if ok:
-        s.cmd("READ", ba=0, a=0)
-    else:
-        e = fails("tRCD", lambda: s.cmd("READ", ba=0, a=0))
+    e = legal_or_fails(ok, "tRCD", lambda: s.cmd("READ", ba=0, a=0))
+    if not ok:
         assert e.command == "READ bank 0 col 0x0" and "needs 21 ns" in e.detail
 
 
@@ -152,10 +157,7 @@ def test_tras(gap, ok):
     s = Script(chip()).init()
     s.cmd("ACT", ba=3, a=1)
     s.nop(gap - 1)
-    if ok:
-        s.cmd("PRE", ba=3)
-    else:
-        fails("tRAS", lambda: s.cmd("PRE", ba=3))
+    legal_or_fails(ok, "tRAS", lambda: s.cmd("PRE", ba=3))
 
 
 @pytest.mark.parametrize("gap,ok", [(3, True), (2, False)])
@@ -165,10 +167,7 @@ def test_trp(gap, ok):
     s.nop(4)
     s.cmd("PRE", ba=3)                  # 5 cycles after ACT: tRAS met
     s.nop(gap - 1)
-    if ok:
-        s.cmd("ACT", ba=3, a=2)
-    else:
-        fails("tRP", lambda: s.cmd("ACT", ba=3, a=2))
+    legal_or_fails(ok, "tRP", lambda: s.cmd("ACT", ba=3, a=2))
 
 
 @pytest.mark.parametrize("gap,ok", [(7, True), (6, False)])
@@ -180,10 +179,7 @@ def test_trc(gap, ok):
     s.nop(4)
     s.cmd("PRE", ba=1)
     s.nop(gap - 6)
-    if ok:
-        s.cmd("ACT", ba=1, a=2)
-    else:
-        fails("tRC", lambda: s.cmd("ACT", ba=1, a=2))
+    legal_or_fails(ok, "tRC", lambda: s.cmd("ACT", ba=1, a=2))
 
 
 @pytest.mark.parametrize("gap,ok", [(2, True), (1, False)])
@@ -191,10 +187,7 @@ def test_trrd(gap, ok):
     s = Script(chip()).init()
     s.cmd("ACT", ba=0, a=1)
     s.nop(gap - 1)
-    if ok:
-        s.cmd("ACT", ba=1, a=1)
-    else:
-        fails("tRRD", lambda: s.cmd("ACT", ba=1, a=1))
+    legal_or_fails(ok, "tRRD", lambda: s.cmd("ACT", ba=1, a=1))
 
 
 @pytest.mark.parametrize("gap,ok", [(2, True), (1, False)])
@@ -204,10 +197,8 @@ def test_twr(gap, ok):
     s.nop(4)
     s.cmd("WRITE", ba=0, a=1, dq_o=1, dq_oe=1)    # 5 cycles after ACT: tRAS met at any PRE after
     s.nop(gap - 1)
-    if ok:
-        s.cmd("PRE", ba=0)
-    else:
-        e = fails("tWR", lambda: s.cmd("PRE", ba=0))
+    e = legal_or_fails(ok, "tWR", lambda: s.cmd("PRE", ba=0))
+    if not ok:
         assert "2 cycles" in e.detail            # 10 ns >= tWR's 15 ns fails first; both named
 
 
@@ -216,10 +207,7 @@ def test_trfc(gap, ok):
     s = Script(chip()).init()
     s.cmd("REF")
     s.nop(gap - 1)
-    if ok:
-        s.cmd("ACT")
-    else:
-        fails("tRFC", lambda: s.cmd("ACT"))
+    legal_or_fails(ok, "tRFC", lambda: s.cmd("ACT"))
 
 
 @pytest.mark.parametrize("gap,ok", [(2, True), (1, False)])
@@ -233,10 +221,7 @@ def test_tmrd(gap, ok):
         s.nop(6)
     s.cmd("MRS", a=mode_register(2))
     s.nop(gap - 1)
-    if ok:
-        s.cmd("ACT")
-    else:
-        fails("tMRD", lambda: s.cmd("ACT"))
+    legal_or_fails(ok, "tMRD", lambda: s.cmd("ACT"))
 
 
 def test_trefi_counted_every_cycle():
@@ -269,10 +254,7 @@ def test_dq_contention_write_data_and_unsupported():
         s = opened()
         s.cmd("READ")
         s.nop(later - 1)
-        if ok:
-            s.cmd("WRITE", dq_oe=1)
-        else:
-            fails("DQ contention", lambda: s.cmd("WRITE", dq_oe=1))
+        legal_or_fails(ok, "DQ contention", lambda: s.cmd("WRITE", dq_oe=1))
     s = opened()
     fails("WRITE data", lambda: s.cmd("WRITE", dq_oe=0))
     s = opened()
