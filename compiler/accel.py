@@ -16,16 +16,19 @@
   tables, and the program.
 * **external weights** (``ext_weights=True``, a board whose block RAM cannot hold them): the
   weight lines go to the external memory's image (``images["ext"]``, 16-bit words, a line's low
-  word first) and ``w`` becomes a weight cache of ``cache_rows`` rows. Each convolution is split
-  into cache fills: a ``FETCH`` descriptor (``hw/fetch_unit.py``) copies the lines of as many of
-  its output chunks as the cache holds, then a conv descriptor runs those chunks
-  (``chunk_range_fields``). Every pass therefore reads each of its layers' weights once.
+  word first) and ``w`` becomes a weight cache of ``cache_rows`` rows in two halves. Each
+  convolution is split into cache fills: a ``FETCH`` descriptor (``hw/fetch_unit.py``) copies the
+  lines of as many of its output chunks as half the cache holds, and a conv descriptor runs those
+  chunks (``chunk_range_fields``). Fills alternate between the halves, and each FETCH is placed
+  before the previous fill's conv descriptor, so it runs while that conv computes
+  (``_split_fills``). Every pass reads each of its layers' weights once.
 
 Cycle contract (exact, ``tests/test_accel.py``): a node takes its unit's model
 (``hw/engine_cycles``) plus :data:`~spiketrack.hw.accel.top.DESC_OVERHEAD`; a run adds
-:data:`~spiketrack.hw.accel.top.RUN_OVERHEAD`. A node split into cache fills takes, per fill,
-``fetch_cycles(words)`` (the simulation's external-memory model) and its chunks' conv cycles,
-each plus ``DESC_OVERHEAD``.
+:data:`~spiketrack.hw.accel.top.RUN_OVERHEAD`. With cache fills, :func:`controller_cycles` gives
+the timeline: fetches (``fetch_cycles(words)``, the simulation's external-memory model) run beside
+the conv, vector and memory-builder descriptors, and a conv waits for its fill only when the fill
+is still running.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from spiketrack.compiler.fuse import CompileError, HwGraph, fuse
 from spiketrack.compiler.hwops import REGISTRY, csd_value
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
-from spiketrack.hw.accel.top import DESC_OVERHEAD, RUN_OVERHEAD, UNITS, Unit
+from spiketrack.hw.accel.top import RUN_OVERHEAD, UNITS, Unit
+from spiketrack.hw.banked_memory import READ_LATENCY
 from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, chunk_range_fields, conv_descriptor, decay_fields, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_COUNT_BITS, EXT_DATA_BITS
 from spiketrack.hw.fetch_unit import fetch_cycles, fetch_desc_layout
@@ -79,11 +83,15 @@ class AccelNode:
     #: cache fills of a convolution whose weights are external: ``(first chunk, end chunk, words)``
     #: each, run as a FETCH and a conv descriptor (``desc`` is the whole layer's); empty: one descriptor
     fills: list = field(default_factory=list)
+    #: with external weights, the program words from ``index`` on, in order: ``("fetch", words)``
+    #: (a fill, this node's or one placed early for a later node), ``("conv", first, end)`` (this
+    #: node's conv descriptor over a chunk range), ``("unit",)`` (its one descriptor); empty: one descriptor
+    seq: list = field(default_factory=list)
 
     @property
     def n_desc(self) -> int:
         """Program words of this node (from ``index``)."""
-        return 2 * len(self.fills) if self.fills else 1
+        return len(self.seq) if self.seq else 1
 
 
 @dataclass
@@ -134,13 +142,28 @@ class AccelProgram:
             return op.cost(hw, net, net.types, engine, env).cycles
         return sum(op.cost(hw, net, net.types, engine, env, chunk_range=(a, b)).cycles for a, b, _ in node.fills)
 
+    def _entries(self, graph: HwGraph, nodes: list, env) -> list[tuple[str, int]]:
+        """The controller's view of the program words of ``nodes`` (:func:`controller_cycles`)."""
+        hw_of = {n.name: n for n in graph.nodes}
+        net, engine = graph.net, ec.Engine(self.lanes)
+        out = []
+        for node in nodes:
+            hw = hw_of[node.name]
+            op = REGISTRY[hw.kind]
+            for item in node.seq or [("unit",)]:
+                if item[0] == "fetch":
+                    out.append(("fetch", fetch_cycles(item[1])))
+                elif item[0] == "conv":
+                    out.append(("wconv", op.cost(hw, net, net.types, engine, env, chunk_range=item[1:]).cycles))
+                else:
+                    out.append(("unit", op.cost(hw, net, net.types, engine, env).cycles))
+        return out
+
     def node_cycles(self, graph: HwGraph, node_name: str, env) -> int:
-        """The node's predicted cycles on the accelerator (unit model + controller overhead; with
-        cache fills, each fill's fetch and conv descriptor)."""
-        hw = {n.name: n for n in graph.nodes}[node_name]
-        node = self._node(node_name)
-        fetch = sum(fetch_cycles(words) for _, _, words in node.fills)
-        return self._unit_cycles(graph, hw, node, env) + fetch + node.n_desc * DESC_OVERHEAD
+        """Predicted cycles of the node's program words run alone (less ``RUN_OVERHEAD``): unit
+        model + controller overhead; with cache fills, their fetches and conv descriptors, and the
+        early fill of the next weight conv if this node holds it (:func:`controller_cycles`)."""
+        return controller_cycles(self._entries(graph, [self._node(node_name)], env))
 
     def predicted_counters(self, graph: HwGraph, program: str, env) -> dict:
         """The accelerator's counters (``hw/accel/protocol.COUNTERS``) for one run of ``program`` on
@@ -194,13 +217,40 @@ class AccelProgram:
                 c["mb_busy"] += cost.cycles
         c = {k: int(round(v)) for k, v in c.items()}
         n_desc = sum(n.n_desc for n in nodes)
-        c.update(descriptors=n_desc, prog_reads=n_desc + 1,
-                 run_cycles=RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in nodes))
+        c.update(descriptors=n_desc, prog_reads=n_desc + 1, run_cycles=self.run_cycles(graph, program, env))
         return c
 
     def run_cycles(self, graph: HwGraph, program: str, env) -> int:
         """Predicted cycles of one run of ``program`` on the data of ``env`` (a golden run)."""
-        return RUN_OVERHEAD + sum(self.node_cycles(graph, n.name, env) for n in self.nodes if n.program == program)
+        return RUN_OVERHEAD + controller_cycles(self._entries(graph, [n for n in self.nodes if n.program == program], env))
+
+
+def controller_cycles(entries: list[tuple[str, int]]) -> int:
+    """Cycles of a run of program words from its first word's read to ``busy`` falling (the run's
+    cycles less ``RUN_OVERHEAD``), as the controller (``hw/accel/top.py``) executes them.
+
+    ``entries``: ``("unit", c)``, a descriptor whose unit is busy ``c`` cycles (the controller
+    waits for it); ``("wconv", c)``, the same for a conv descriptor that reads the weight cache;
+    ``("fetch", c)``, a FETCH whose fetch unit is busy ``c`` cycles (``fetch_cycles``), which the
+    controller issues once the fetch unit is idle and does not wait for. A word takes its read
+    (``READ_LATENCY`` + 1 cycles to its decode), an issue cycle (a unit counts it busy) and a
+    cycle to see the unit done: ``c + DESC_OVERHEAD`` for a descriptor, ``DESC_OVERHEAD + 1`` for
+    a FETCH. A weight conv with exactly one fill of this run ahead of it waits for that fill to
+    complete; the run ends once the fetch unit is idle."""
+    t, free, ahead = 0, 0, 0      # the next word's read; the fetch unit idle from; fills ahead
+    for kind, c in entries:
+        issue = t + READ_LATENCY + 1
+        if kind == "fetch":
+            issue = max(issue, free)
+            free, ahead = issue + c, min(ahead + 1, 3)
+            t = issue + 2
+            continue
+        if kind == "wconv":
+            if ahead == 1:
+                issue = max(issue, free)
+            ahead = max(ahead - 1, 0)
+        t = issue + c + 1
+    return max(t, free)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,8 +376,8 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     conv engine is present (the stem's 24-bit pixel word).
 
     ``ext_weights``: the weight lines live in external memory and ``w`` is a cache of
-    ``cache_rows`` rows (default: the most lines one output chunk of any convolution needs); a
-    cache smaller than that is refused, naming the layer."""
+    ``cache_rows`` rows in two halves (default: twice the most lines one output chunk of any
+    convolution needs); a half smaller than that is refused, naming the layer."""
     P = lanes
     if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
@@ -385,8 +435,16 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
     """External weights: the program with every convolution split into cache fills, the external
-    image (the weight lines as 16-bit words) and the cache's rows. Sets each node's ``index`` and
-    ``fills``; ``images["w"]`` becomes empty (the cache is filled at run time)."""
+    image (the weight lines as 16-bit words) and the cache's rows. Sets each node's ``index``,
+    ``fills`` and ``seq``; ``images["w"]`` becomes empty (the cache is filled at run time).
+
+    The cache has two halves; a program's fills alternate between them (fill ``j`` in half
+    ``j % 2``), and fill ``j + 1``'s FETCH is placed just before the conv descriptor of fill
+    ``j``, so that it runs while that conv (and any vector or memory-builder descriptors after
+    it) computes. It overwrites the half of fill ``j - 1``, whose conv has finished: the
+    controller waits for every compute descriptor. The early FETCH belongs to the node of fill
+    ``j``'s conv (its program words stay contiguous: a node run alone fetches the next weight
+    conv's first fill)."""
     per_line = 8 * P // EXT_DATA_BITS
     lines = images["w"]
     ext = [(line >> (EXT_DATA_BITS * i)) & ((1 << EXT_DATA_BITS) - 1) for line in lines for i in range(per_line)]
@@ -394,33 +452,51 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
         raise CompileError(f"{len(ext)} weight words exceed the external bus's {1 << EXT_ADDR_BITS}-word address range")
     fetched = [n for n in nodes if n.unit == "conv_engine" and not n.desc["tmem"]]
     need = max((n.desc["w_chunk"] for n in fetched), default=1)
-    cache = need if cache_rows is None else cache_rows
-    small = next((n for n in fetched if n.desc["w_chunk"] > cache), None)
+    cache = 2 * need if cache_rows is None else cache_rows
+    half = cache // 2
+    small = next((n for n in fetched if n.desc["w_chunk"] > half), None)
     if small is not None:
-        raise CompileError(f"{small.name}: one output chunk needs {small.desc['w_chunk']} weight lines, more than the "
-                           f"{cache}-row weight cache")
-    if cache * per_line >= 1 << EXT_COUNT_BITS or cache > 1 << A:
-        raise CompileError(f"a weight cache of {cache} rows is more than one fetch moves ({(1 << EXT_COUNT_BITS) - 1} "
-                           f"words) or {A}-bit addresses reach")
+        raise CompileError(f"{small.name}: one output chunk needs {small.desc['w_chunk']} weight lines, more than half "
+                           f"of the {cache}-row weight cache (its two halves take alternate fills)")
+    if half * per_line >= 1 << EXT_COUNT_BITS or cache > 1 << A:
+        raise CompileError(f"a weight cache of {cache} rows is more than {A}-bit addresses reach, or its half more "
+                           f"than one fetch moves ({(1 << EXT_COUNT_BITS) - 1} words)")
     fl, cl = fetch_desc_layout(A), desc_layout(A)
-    prog = []
+    entries: list[list] = []      # [owner node, program word, seq item]
+    program, j, last_conv = None, 0, 0
     for n in nodes:
-        old = images["prog"][n.index]
-        n.index = len(prog)
+        if n.program != program:   # each program starts with fill 0 in half 0
+            program, j = n.program, 0
         if n not in fetched:
-            prog.append(old)
+            entries.append([n, images["prog"][n.index], ("unit",)])
             continue
         d = n.desc
-        per_fill = max(1, cache // d["w_chunk"])
+        per_fill = max(1, half // d["w_chunk"])
         for a in range(0, d["chunks"], per_fill):
             b = min(d["chunks"], a + per_fill)
             words = (b - a) * d["w_chunk"] * per_line
-            prog.append(Unit.FETCH.value | pack_fields(fl, {"ext_addr": (d["w_base"] + a * d["w_chunk"]) * per_line,
-                                                            "words": words, "row_base": 0}) << 2)
-            prog.append(Unit.CONV.value | pack_fields(cl, chunk_range_fields(d, a, b, w_base=0)) << 2)
+            base = (j % 2) * half
+            fetch = Unit.FETCH.value | pack_fields(fl, {"ext_addr": (d["w_base"] + a * d["w_chunk"]) * per_line,
+                                                         "words": words, "row_base": base}) << 2
+            if j == 0:
+                entries.append([n, fetch, ("fetch", words)])
+            else:   # before the previous fill's conv descriptor, in that conv's node
+                entries.insert(last_conv, [entries[last_conv][0], fetch, ("fetch", words)])
+            entries.append([n, Unit.CONV.value | pack_fields(cl, chunk_range_fields(d, a, b, w_base=base)) << 2,
+                            ("conv", a, b)])
+            last_conv = len(entries) - 1
             n.fills.append((a, b, words))
+            j += 1
+    for n in nodes:
+        n.seq = []
+    for pos, (owner, _, item) in enumerate(entries):
+        if not owner.seq:
+            owner.index = pos
+        elif owner.index + len(owner.seq) != pos:
+            raise AssertionError(f"{owner.name}: program words not contiguous")
+        owner.seq.append(item)
     images["w"] = []
-    return prog, ext, cache
+    return [w for _, w, _ in entries], ext, cache
 
 
 def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):

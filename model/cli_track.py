@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "boxes as golden")
     p.add_argument("--artifact", default=None,
                    help="golden/rtl: an integer-network artifact instead of quantising the checkpoint")
+    p.add_argument("--external-weights", action="store_true",
+                   help="rtl: the weights in external memory (the fixed-latency model of the board's SDRAM), "
+                        "streamed into the weight cache while the convolutions compute")
     add_tracker_arguments(p)
 
 
@@ -136,14 +139,14 @@ def _track_rtl(args, box) -> int:
     from spiketrack.sim.accel_cocotb import run_job_cocotb
 
     net = _integer_network(args)
-    ap = lower_to_accel(net, 8)
+    ap = lower_to_accel(net, 8, ext_weights=args.external_weights)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         art = args.artifact or save_artifact(net, Path(tmp) / "artifact")
         rep = run_job_cocotb(ap, "spiketrack.sim.accel_tracking:track_job",
                              {"artifact": str(Path(art).resolve()), "frames": str(Path(args.frames).resolve()),
                               "init": [float(v) for v in box], "update_interval": args.update_interval,
-                              "update_threshold": args.update_threshold},
+                              "update_threshold": args.update_threshold, "ext_weights": args.external_weights},
                              init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")})
     boxes = np.array(rep["boxes"])
     out = Path(args.out)
@@ -155,7 +158,8 @@ def _track_rtl(args, box) -> int:
     secs = time.monotonic() - t0
     if args.video:
         render_video(args.video, iter_frames(args.frames), boxes)
-    print(f"tracked {len(boxes)} frames on the RTL -> {out}" + (f", video {args.video}" if args.video else "")
+    print(f"tracked {len(boxes)} frames on the RTL" + (" (weights in external memory)" if args.external_weights else "")
+          + f" -> {out}" + (f", video {args.video}" if args.video else "")
           + f"; search frame {sum(search) / max(1, len(search)):.0f} cycles "
           f"({100e6 * len(search) / max(1, sum(search)):.1f} fps at 100 MHz), {rep['cycles_simulated']} cycles "
           f"simulated in {secs:.0f} s ({len(search) / secs:.3f} frames/s of simulation)")
@@ -184,6 +188,9 @@ def run(args) -> int:
         first = next(frames)
     except StopIteration:
         raise UserError(f"empty sequence: {args.frames}") from None
+    if args.external_weights and args.backend != "rtl":
+        raise UserError(f"--external-weights places the weights of the accelerator's program: it needs --backend rtl, "
+                        f"not {args.backend}")
     if args.backend == "rtl":
         return _track_rtl(args, box)
     if args.backend == "golden":

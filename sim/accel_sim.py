@@ -48,7 +48,8 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
     sdram_mhz : with external weights, serve the accelerator's external-memory port
         (``Accelerator(ext="port")``) with the board's SDRAM controller at this clock and the
         behavioural chip model on its pins (``hw/sdram/``: every timing rule checked; a 2 µs
-        power-up), instead of the fixed-latency model; the host loads memory EXT itself.
+        power-up), instead of the fixed-latency model; the host loads memory EXT itself, or with
+        ``preload`` the chip model starts holding the external image (``ap.images["ext"]``).
     """
     from amaranth.hdl import ResetInserter
     from amaranth.sim import Simulator
@@ -72,7 +73,11 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
         wrapper.submodules.sdram = ctrl = SDRAMController(sdram_mhz, timings=FAST_INIT_TIMINGS)
         wiring.connect(wrapper, dut.ext, ctrl.bus)
-        chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS)
+        g = ctrl.geometry
+        image = ap.images.get("ext", []) if preload is not None else []
+        chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS, geometry=g, init={
+            (a >> g.col_bits & (1 << g.bank_bits) - 1, a >> (g.col_bits + g.bank_bits), a & (1 << g.col_bits) - 1): w
+            for a, w in enumerate(image)})
     sim = Simulator(wrapper)
     sim.add_clock(1e-8)
     if chip is not None:
@@ -299,7 +304,8 @@ def _pass_entry(report: dict, name: str) -> dict:
 
 def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str = "amaranth", progress=None,
              seed: int = 0, gaps: float = 0.0, stall: float = 0.0, vcd: str | None = None,
-             backdoor: bool = False, readback: str = "host", bank_rows: int | None = None) -> dict:
+             backdoor: bool = False, readback: str = "host", bank_rows: int | None = None,
+             sdram_mhz: float | None = None) -> dict:
     """Run a template pass and ``len(inputs)`` search frames on the simulated accelerator.
 
     inputs : ``[(template_pixels, search_pixels), ...]`` ([T, B, 3, H, W] uint8; batch 0 used,
@@ -314,8 +320,13 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
     backdoor : the program, weights and tables are preloaded into the memories (amaranth.sim) or
         baked into the Verilog (cocotb) instead of written over the command stream (the template
         pixels, search pixels and every read-back still go through it).
+    sdram_mhz : external weights served by the board's SDRAM controller and chip model
+        (:func:`run_session`; amaranth.sim only): its latencies are not the cycle model's, so
+        ``cycle_model_exact`` is false, the outputs must still be equal.
     """
     check_readback(readback, sim)
+    if sdram_mhz and sim != "amaranth":
+        raise ValueError("sdram_mhz needs sim='amaranth'")
     t0 = time.monotonic()
     plan = build_plan(net, ap, inputs, check, load=not backdoor)
     t_plan = time.monotonic() - t0
@@ -323,7 +334,7 @@ def simulate(net, ap: AccelProgram, inputs, *, check: str = "layers", sim: str =
         report = run_session(ap, lambda drv, res: execute_plan(drv, plan, ap.lanes, lambda: res.get("cycle"), progress),
                              seed=seed, gaps=gaps, stall=stall, vcd=vcd,
                              preload={m: ap.images[m] for m in ("prog", "w", "tab", "cst")} if backdoor else None,
-                             bank_rows=bank_rows)
+                             bank_rows=bank_rows, sdram_mhz=sdram_mhz)
     else:
         from spiketrack.sim.accel_cocotb import run_plan_cocotb
         report = run_plan_cocotb(ap, plan, sim=sim, seed=seed, gaps=gaps, stall=stall, waves=vcd,

@@ -120,9 +120,11 @@ class AcceleratorTracking(ArtifactTracking):
 
 
 def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames: int | None = None,
-              update_interval: int | None = None, update_threshold: float | None = None) -> dict:
+              update_interval: int | None = None, update_threshold: float | None = None,
+              ext_weights: bool = False) -> dict:
     """Host job for the cocotb testbench (``sim/accel_cocotb.run_job_cocotb``): track the frames
-    on the accelerator whose memories hold ``artifact``'s compiled images; boxes and per-pass cycles."""
+    on the accelerator whose memories hold ``artifact``'s compiled images (``ext_weights``: compiled
+    with the weights in external memory); boxes and per-pass cycles."""
     import numpy as np
 
     from spiketrack.compiler.accel import lower_to_accel
@@ -131,7 +133,7 @@ def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames:
     from spiketrack.quant.ir import load_artifact
 
     net = load_artifact(artifact)
-    ap = lower_to_accel(net, 8)
+    ap = lower_to_accel(net, 8, ext_weights=ext_weights)
     model = AcceleratorTracking(net, ap, drv, load=False)
     tracker = SpikeTrackTracker(model, update_interval=update_interval, update_threshold=update_threshold)
     boxes = []

@@ -59,7 +59,8 @@ def test_the_accelerator_backend_refuses_host_side_memories():
 
 def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
     """`spiketrack track --backend rtl`: the tracker inside the cocotb process on the accelerator's
-    Verilog (Verilator) writes exactly the boxes of `--backend golden`."""
+    Verilog (Verilator) writes exactly the boxes of `--backend golden`, with the weights on chip and
+    with them in external memory (`--external-weights`: the fetches overlap the convolutions)."""
     from PIL import Image
 
     from spiketrack.cli import main
@@ -77,9 +78,17 @@ def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
         video = ["--video", str(tmp_path / "rtl.mp4")] if backend == "rtl" else []
         assert main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
                      "--init", "14,10,12,14", "--out", str(outs[backend])] + video) == 0
-    assert "on the RTL" in capsys.readouterr().out
+    assert "on the RTL ->" in capsys.readouterr().out
+    outs["ext"] = tmp_path / "ext.txt"
+    assert main(["track", "--backend", "rtl", "--external-weights", "--artifact", str(art), "--frames", str(frames),
+                 "--init", "14,10,12,14", "--out", str(outs["ext"])]) == 0
+    assert "on the RTL (weights in external memory)" in capsys.readouterr().out
     golden, rtl = outs["golden"].read_text(), outs["rtl"].read_text()
-    assert len(golden.splitlines()) == 4 and rtl == golden
+    assert len(golden.splitlines()) == 4 and rtl == golden and outs["ext"].read_text() == golden
+    # the flag places the accelerator's weights: refused by name on the golden executor
+    assert main(["track", "--backend", "golden", "--external-weights", "--artifact", str(art), "--frames", str(frames),
+                 "--init", "14,10,12,14", "--out", str(tmp_path / "no.txt")]) == 2
+    assert "--external-weights" in capsys.readouterr().err and not (tmp_path / "no.txt").exists()
     from spiketrack.model.cli_track import iter_frames
     rendered = list(iter_frames(str(tmp_path / "rtl.mp4")))   # the annotated video: one frame per box
     assert len(rendered) == 4 and rendered[0].shape == _frames(1)[0].shape

@@ -24,7 +24,7 @@ def test_build_estimate_fits_ulx3s_and_icebreaker_reduced_and_names_what_does_no
 
 
 def test_build_with_the_weights_in_the_sdram(capsys):
-    """``--external-weights``: the ULX3S estimate keeps the weights off chip (a 288-row cache, fewer
+    """``--external-weights``: the ULX3S estimate keeps the weights off chip (a 576-row cache in two halves, fewer
     EBR, the fetch cycles in the frame); a board whose SDRAM the controller cannot drive is refused
     by name before anything is built."""
     assert main(["build", "--board", "ulx3s-85f", "--estimate-only", "--json"]) == 0

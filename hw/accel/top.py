@@ -28,7 +28,10 @@ write is counted (``protocol.COUNTERS``): the energy figures come from these cou
 
 Cycle contract (``compiler/accel.py``): a program of ``n`` descriptors takes
 ``Σ unit_cycles + n · DESC_OVERHEAD + RUN_OVERHEAD`` cycles from the RUN command's acceptance to
-``busy`` falling.
+``busy`` falling. With external weights, ``FETCH`` descriptors run beside the others (their
+controller time is one cycle more than ``DESC_OVERHEAD``; a weight conv descriptor may wait for
+its fill, and the run's end for the fetch unit): ``compiler/accel.py: controller_cycles`` is the
+exact timeline.
 """
 
 from __future__ import annotations
@@ -265,8 +268,9 @@ class Accelerator(wiring.Component):
         tmpl_valid = Signal()      # a template run completed since the last load
         pc, left = Signal(A), Signal(24)
         word = Signal(W["prog"])
-        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy,
-                                                         Mux(cur == Unit.MB, mb.busy, fetch.busy)))
+        # a FETCH descriptor does not hold the controller: it is issued once the fetch unit is idle
+        # and runs beside the descriptors after it (the weight cache's two halves, below)
+        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy, Mux(cur == Unit.MB, mb.busy, 0)))
         host_rd_addr, host_rd_en, host_mem = Signal(A), Signal(), Signal(4)
 
         # ---------------------------------------------------------------- read ports
@@ -380,6 +384,20 @@ class Accelerator(wiring.Component):
         if self.ext_kind:
             m.d.comb += fetch.i_desc.payload.eq(word[2:2 + fetch_desc_layout(A).size])
         issue = Signal()
+        # Weight fills overlap computation (external weights): the compiler alternates the
+        # cache's two halves between fills and places fill j+1's FETCH before the conv descriptor
+        # of fill j. ``ahead`` counts this run's fills issued and not yet used by a weight conv
+        # descriptor (one that reads ``w``, not the template memory): a weight conv with exactly
+        # one fill ahead needs the fill in flight and waits for the fetch unit; with two, its fill
+        # completed before the later one was issued; with none, no fill of this run is pending
+        # (a run ends only with the fetch unit idle). A FETCH waits for the fetch unit alone.
+        ahead = Signal(2)
+        if self.ext_kind:
+            fetch_idle = fetch.i_desc.ready
+            w_conv = (cur == Unit.CONV) & ~conv_view.tmem
+            issue_ok = Mux(cur == Unit.FETCH, fetch_idle, ~(w_conv & (ahead == 1) & ~fetch_idle))
+        else:
+            fetch_idle, w_conv, issue_ok = Const(1), Const(0), Const(1)
         m.d.comb += [conv.i_desc.valid.eq(issue & (cur == Unit.CONV)), vec.i_desc.valid.eq(issue & (cur == Unit.VEC)),
                      mb.i_desc.valid.eq(issue & (cur == Unit.MB))]
         if self.ext_kind:
@@ -388,18 +406,21 @@ class Accelerator(wiring.Component):
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [running.eq(1), run_kind.eq(start_kind), pc.eq(start_pc), left.eq(start_n)]
+                    m.d.sync += [running.eq(1), run_kind.eq(start_kind), pc.eq(start_pc), left.eq(start_n), ahead.eq(0)]
                     with m.If(start_kind == RunKind.TEMPLATE):
                         m.d.sync += tmpl_valid.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [ctrl_prog_addr.eq(pc), ctrl_prog_en.eq(1)]
+                # the run ends with its last descriptor and the fetch unit idle (a fill issued
+                # before the last conv descriptor may still run)
+                m.d.comb += [ctrl_prog_addr.eq(pc), ctrl_prog_en.eq((left != 0) | fetch_idle)]
                 m.d.sync += fetch_wait.eq(READ_LATENCY - 2)
                 with m.If(left == 0):
-                    m.d.sync += [running.eq(0), *(a.eq(0) for a in act.values())]
-                    with m.If(run_kind == RunKind.TEMPLATE):
-                        m.d.sync += tmpl_valid.eq(1)
-                    m.next = "IDLE"
+                    with m.If(fetch_idle):
+                        m.d.sync += [running.eq(0), *(a.eq(0) for a in act.values())]
+                        with m.If(run_kind == RunKind.TEMPLATE):
+                            m.d.sync += tmpl_valid.eq(1)
+                        m.next = "IDLE"
                 with m.Else():
                     m.next = "FWAIT"
             with m.State("FWAIT"):      # the program word's read latency
@@ -411,7 +432,8 @@ class Accelerator(wiring.Component):
                 u = pw[:2]
                 neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
                 mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
-                m.d.sync += [act[un].eq(u == un.value) for un in Unit]
+                # the fetch unit keeps the weight memory's write port until the run ends
+                m.d.sync += [act[un].eq((u == un.value) | (act[un] if un == Unit.FETCH else 0)) for un in Unit]
                 m.d.sync += [word.eq(pw), cur.eq(u),
                              dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
                                            (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
@@ -419,8 +441,13 @@ class Accelerator(wiring.Component):
                              is_fusion.eq((u == Unit.VEC.value) & (mode == VecMode.FUSION.value))]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += issue.eq(1)
-                m.next = "WAIT"
+                m.d.comb += issue.eq(issue_ok)
+                with m.If(issue_ok):
+                    with m.If(cur == Unit.FETCH):
+                        m.d.sync += ahead.eq(Mux(ahead == 3, 3, ahead + 1))
+                    with m.Elif(w_conv & (ahead != 0)):
+                        m.d.sync += ahead.eq(ahead - 1)
+                    m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(~unit_busy):
                     m.d.sync += [pc.eq(pc + 1), left.eq(left - 1)]
