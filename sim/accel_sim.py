@@ -160,7 +160,8 @@ def _read_steps(ap: AccelProgram, net, name: str, expected: torch.Tensor, label:
             "expected": rows, "shape": list(ty.shape), "kind": ty.kind}
 
 
-def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool = True) -> list[dict]:
+def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool = True,
+               load_ext: bool = False) -> list[dict]:
     """The host's session as a list of steps (loads, runs with their predicted cycles, checks).
 
     ``inputs``: a tracker's ``[(template_pixels, search_pixels), ...]`` (a template pass, then one
@@ -168,7 +169,9 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     inputs ``{name: [T, B, C, H, W]}`` (one RAW run, batch 0).
 
     Executed by :func:`execute_plan` over any transport (amaranth.sim, cocotb, a board), so the
-    simulation and the board run the same host code.
+    simulation and the board run the same host code. ``load``: the plan writes every image first;
+    ``load_ext``: with external weights, it writes memory EXT first even without ``load`` (a
+    bitstream carries the on-chip images, never the SDRAM's).
     """
     if check not in ("layers", "outputs"):
         raise ValueError(f"check must be 'layers' or 'outputs', got {check!r}")
@@ -181,7 +184,9 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
     P = ap.lanes
     steps: list[dict] = []
-    for mem, rows in ap.host_images() if load else ():
+    for mem, rows in ap.host_images():
+        if not (load or (load_ext and mem == "ext")):
+            continue
         for i in range(0, len(rows), LOAD_CHUNK):
             steps.append({"op": "write", "mem": mem, "addr": i, "rows": rows[i:i + LOAD_CHUNK]})
     steps.append({"op": "guard", "rows": ap.guard})

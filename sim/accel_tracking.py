@@ -38,11 +38,14 @@ class AcceleratorTracking(ArtifactTracking):
         Over any transport: the simulated accelerator, the simulated board's UART, a serial port.
     load : bool
         Write the program, weights and tables first (False where they are baked into the design).
+    load_ext : bool
+        With external weights, write memory EXT (the weights) first even when ``load`` is False:
+        a bitstream carries the on-chip images, never the SDRAM's.
     check : bool
         Compare each pass's outputs with the golden executor.
     """
 
-    def __init__(self, net, ap: AccelProgram, drv, *, load: bool = True, check: bool = False):
+    def __init__(self, net, ap: AccelProgram, drv, *, load: bool = True, load_ext: bool = False, check: bool = False):
         super().__init__(net)
         self.ap, self.drv, self.check = ap, drv, check
         self.reports: list[dict] = []
@@ -53,8 +56,8 @@ class AcceleratorTracking(ArtifactTracking):
             self.graph, _ = fuse(net)
             self.progs = programs(self.graph)
         self._env_t = None
-        if load:
-            for mem, rows in ap.host_images():
+        for mem, rows in ap.host_images():
+            if load or (load_ext and mem == "ext"):
                 drv.write(mem, 0, rows)
         drv.guard(ap.guard)
 

@@ -19,15 +19,17 @@ BAKED = ("prog", "w", "tab", "cst")   #: memories whose images are baked into th
 def run_plan_over_uart(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", divisor: int = 4,
                        corrupt: bool = True, waves: bool = False) -> dict:
     """Execute ``plan`` (built with ``load=False``) over the UART on the Verilog of
-    :class:`LinkedAccelerator` with the program, weights and tables baked in."""
+    :class:`LinkedAccelerator` with the program, weights and tables baked in; with external
+    weights, the external-memory model starts empty (the plan loads it: ``load_ext=True``)."""
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     init = {m: ap.images[m] for m in BAKED}
+    kw = ap.accel_kwargs(preload=False)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
         result = run_cocotb(lambda: LinkedAccelerator(ap.lanes, ap.depths, ap.addr_bits, divisor=divisor,
-                                                      gap_cycles=4096, init=init),
+                                                      gap_cycles=4096, init=init, **kw),
                             toplevel="linked_accel", test_module="sim/board_cocotb_tb.py", sim=sim,
                             name=build_name("board", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,

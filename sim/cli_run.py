@@ -30,14 +30,20 @@ def add_arguments(p) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--baud", type=int, default=1_000_000)
     p.add_argument("--check", action="store_true", help="compare every pass with the golden model")
+    p.add_argument("--external-weights", action="store_true",
+                   help="the bitstream was built with --external-weights: compile the same way and load the weights "
+                        "into the board's SDRAM (memory EXT) over the link before the first frame")
     p.add_argument("--json", action="store_true")
 
 
-def track_on_device(net, ap, drv, frames, box, *, check: bool, load: bool = False):
+def track_on_device(net, ap, drv, frames, box, *, check: bool, load: bool = False, load_ext: bool = True):
+    """Track ``frames`` on the device behind ``drv`` (the program, weights and tables in its
+    memories unless ``load``; with external weights the host loads memory EXT first, which no
+    bitstream carries, unless ``load_ext`` is False)."""
     from spiketrack.model.tracker import SpikeTrackTracker
     from spiketrack.sim.accel_tracking import AcceleratorTracking
 
-    model = AcceleratorTracking(net, ap, drv, load=load, check=check)
+    model = AcceleratorTracking(net, ap, drv, load=load, load_ext=load_ext, check=check)
     tracker = SpikeTrackTracker(model)
     boxes = []
     for i, img in enumerate(frames):
@@ -67,15 +73,18 @@ def run(args) -> int:
     except Exception as e:
         raise UserError(f"--init: {e}") from None
     net, desc = board_network(args.compiled)
-    ap = lower_to_accel(net)
+    ap = lower_to_accel(net, ext_weights=args.external_weights)
     t0 = time.monotonic()
     if args.port == "sim":
         from spiketrack.sim.board_sim import run_link_session
 
-        images = {m: ap.images[m] for m in ("prog", "w", "tab", "cst")}
+        images = {m: ap.images[m] for m in ("prog", "w", "tab", "cst")}   # what the bitstream carries
+        # with external weights the simulated external memory starts holding them: loading them
+        # over the simulated UART would take most of an hour here (about 1,500 cycles/s); a
+        # board gets them over the link (tests/test_board_uart.py runs that load on the Verilog)
         boxes, reports = run_link_session(
-            lambda drv, tr, st: track_on_device(net, ap, drv, frames, box, check=args.check),
-            lanes=ap.lanes, depths=ap.depths, preload=images)
+            lambda drv, tr, st: track_on_device(net, ap, drv, frames, box, check=args.check, load_ext=False),
+            lanes=ap.lanes, depths=ap.depths, preload=images, **ap.accel_kwargs(preload=True))
     else:
         from spiketrack.hw.accel.top import mem_widths
         from spiketrack.sim.accel_driver import AccelDriver
@@ -94,7 +103,8 @@ def run(args) -> int:
             port.close()
     write_text_atomic(args.out, "".join(",".join(f"{v:.4f}" for v in b) + "\n" for b in boxes))
     search = [r for r in reports if r["pass"] == "search_frame"]
-    summary = {"port": args.port, "network": desc, "frames": len(frames), "out": args.out,
+    summary = {"port": args.port, "network": desc, "external_weights": args.external_weights,
+               "frames": len(frames), "out": args.out,
                "template_cycles": [r["cycles"] for r in reports if r["pass"] == "template_update"],
                "search_cycles_mean": round(sum(r["cycles"] for r in search) / max(1, len(search))),
                "mismatches": sum(r.get("mismatches", 0) for r in reports) if args.check else None,

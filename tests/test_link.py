@@ -180,6 +180,20 @@ def test_pll_settings_hit_the_requested_clock_within_the_device_limits():
         ecp5_pll(25, 1000)
 
 
+def test_ulx3s_board_top_with_the_sdram_elaborates():
+    """``BoardTop(sdram=True)`` (``spiketrack build --external-weights``): the SDRAM controller on
+    the ULX3S's SDRAM pins, its read words registered before the accelerator's port, the clock to
+    the chip through a DDR output (other boards are refused by the CLI: tests/test_board_cli.py)."""
+    from spiketrack.bitstreams.boards import get_board
+    from spiketrack.hw.accel.board import BoardTop
+
+    b = get_board("ulx3s-85f")
+    top = BoardTop(family="ecp5", f_in_mhz=b.clock_mhz, clock_mhz=62.5, sdram=True)
+    rtlil = b.platform_class()().prepare(top, name="t").files["t.il"]
+    for name in ("sdram_ctrl", "sdram_rdata", "sdram_0__clk", "sdram_0__dq", "ODDRX1F"):
+        assert name in rtlil, name
+
+
 @pytest.mark.parametrize("board", ["ulx3s-85f", "orangecrab-85f", "icebreaker"])
 def test_board_top_elaborates_with_pll_uart_and_leds(board):
     """The board top (PLL instance, reset, UART pins, LEDs) through amaranth-boards' prepare step."""
