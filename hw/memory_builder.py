@@ -84,11 +84,15 @@ class MemoryBuilder(wiring.Component):
         m.d.comb += self.i_desc.ready.eq(~active)
 
         # ---------------------------------------------------------------- sequencer: t, h, cc, c, n
+        # The first key and value addresses of each line are kept as registers (``kline`` = the
+        # key word of channel c, ``khline`` = the first key word of head h, ``vline`` = the value
+        # chunk, all from t·k_t / t·v_t + base), so every restart loads an address that is at
+        # most one add away from a register (it was two: t·k_t + (word + 1); the memory
+        # builder's address restart was the ULX3S builds' critical path three times).
         t, h, cc, c, n = Signal(3), Signal(5), Signal(8), Signal(8), Signal(13)
         kl = Signal(range(P))                  # lane of key channel c in its word
-        kw, kh0 = Signal(8), Signal(8)         # key word of channel c; first key word of head h
-        vch = Signal(8)                        # value chunk h·cpg + cc
         kt0, vt0 = Signal(A), Signal(A)        # t·k_t, t·v_t (+ base)
+        kline, khline, vline = Signal(A), Signal(A), Signal(A)
         k_cur, v_cur = Signal(A), Signal(A)
         line = Signal(A)
         n_m1, dh_m1, cpg_m1, heads_m1, T_m1 = Signal(13), Signal(8), Signal(8), Signal(5), Signal(3)
@@ -101,32 +105,33 @@ class MemoryBuilder(wiring.Component):
         op_end = last_n & last_c & last_cc & last_h & last_t
         m.d.comb += [self.k_addr.eq(k_cur), self.v_addr.eq(v_cur), self.k_en.eq(running), self.v_en.eq(running)]
 
-        def restart(kt, vt, kword, vchunk):
-            return [n.eq(0), k_cur.eq(kt + kword), v_cur.eq(vt + vchunk)]
+        def restart(k, v):
+            return [n.eq(0), k_cur.eq(k), v_cur.eq(v)]
 
         with m.If(take):
             p = self.i_desc.payload
             m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0),
-                         kw.eq(0), kh0.eq(0), vch.eq(0), kt0.eq(p.k_base), vt0.eq(p.v_base), line.eq(p.o_base),
-                         *restart(p.k_base, p.v_base, 0, 0)]
+                         kt0.eq(p.k_base), vt0.eq(p.v_base), kline.eq(p.k_base), khline.eq(p.k_base),
+                         vline.eq(p.v_base), line.eq(p.o_base), *restart(p.k_base, p.v_base)]
         with m.If(running):
             with m.If(~last_n):
                 m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n)]
-            with m.Elif(~last_c):
+            with m.Elif(~last_c):   # the next channel: the same key word, or the next one after lane P - 1
                 nkl_wrap = kl == P - 1
-                nkw = Mux(nkl_wrap, kw + 1, kw)
-                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kw.eq(nkw), *restart(kt0, vt0, nkw, vch)]
-            with m.Elif(~last_cc):
-                m.d.sync += [cc.eq(cc + 1), c.eq(0), kl.eq(0), kw.eq(kh0), vch.eq(vch + 1),
-                             *restart(kt0, vt0, kh0, vch + 1)]
+                nk = Mux(nkl_wrap, kline + 1, kline)
+                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kline.eq(nk), *restart(nk, vline)]
+            with m.Elif(~last_cc):  # the head's next value chunk: its keys again
+                nv = vline + 1
+                m.d.sync += [cc.eq(cc + 1), c.eq(0), kl.eq(0), kline.eq(khline), vline.eq(nv),
+                             *restart(khline, nv)]
             with m.Elif(~last_h):
-                nkh = kh0 + d.kh
-                m.d.sync += [h.eq(h + 1), cc.eq(0), c.eq(0), kl.eq(0), kw.eq(nkh), kh0.eq(nkh), vch.eq(vch + 1),
-                             *restart(kt0, vt0, nkh, vch + 1)]
+                nkh, nv = khline + d.kh, vline + 1
+                m.d.sync += [h.eq(h + 1), cc.eq(0), c.eq(0), kl.eq(0), kline.eq(nkh), khline.eq(nkh),
+                             vline.eq(nv), *restart(nkh, nv)]
             with m.Elif(~last_t):
                 nkt, nvt = kt0 + d.k_t, vt0 + d.v_t
-                m.d.sync += [t.eq(t + 1), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), kw.eq(0), kh0.eq(0), vch.eq(0),
-                             kt0.eq(nkt), vt0.eq(nvt), *restart(nkt, nvt, 0, 0)]
+                m.d.sync += [t.eq(t + 1), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), kt0.eq(nkt), vt0.eq(nvt),
+                             kline.eq(nkt), khline.eq(nkt), vline.eq(nvt), *restart(nkt, nvt)]
             with m.Else():
                 m.d.sync += running.eq(0)
 
