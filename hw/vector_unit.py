@@ -299,16 +299,10 @@ class VectorUnit(wiring.Component):
                                        "b": lanes_of(signed(B)), "c": lanes_of(signed(B))}))
         st = s1e.tag
         m.d.sync += _assign(r2, {"valid": st.valid & st.end, "op_end": st.valid & st.op_end, "t": st.t, "o": st.o})
-        # the line's first word, the valid bit and the Horner flag from a register copy per lane
-        # (loaded with s1e from s1d; hor is constant through an op): one tag register fanned out
-        # to every lane's 24-bit select and enable was among the ULX3S builds' worst paths (r2, acc)
-        first_l = copies(m, s1d.tag.first, P, "vec_first")
-        valid_l = copies(m, s1d.tag.valid, P, "vec_valid")
-        hor_l = copies(m, hor, P, "vec_hor")
         for i in range(P):
             v = s1e.v[i]
-            sm = Mux(first_l[i], v, Mux(hor_l[i], acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
-            with m.If(valid_l[i]):
+            sm = Mux(st.first, v, Mux(hor, acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
+            with m.If(st.valid):
                 m.d.sync += acc[i].eq(sm)
             m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1e.b, i)), r2.c[i].eq(lane(s1e.c, i))]
 
