@@ -487,8 +487,6 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
             last_conv = len(entries) - 1
             n.fills.append((a, b, words))
             j += 1
-    for n in nodes:
-        n.seq = []
     for pos, (owner, _, item) in enumerate(entries):
         if not owner.seq:
             owner.index = pos

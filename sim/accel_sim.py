@@ -75,9 +75,8 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
         wiring.connect(wrapper, dut.ext, ctrl.bus)
         g = ctrl.geometry
         image = ap.images.get("ext", []) if preload is not None else []
-        chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS, geometry=g, init={
-            (a >> g.col_bits & (1 << g.bank_bits) - 1, a >> (g.col_bits + g.bank_bits), a & (1 << g.col_bits) - 1): w
-            for a, w in enumerate(image)})
+        chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS, geometry=g,
+                              init={g.split(a): w for a, w in enumerate(image)})
     sim = Simulator(wrapper)
     sim.add_clock(1e-8)
     if chip is not None:

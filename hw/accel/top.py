@@ -432,8 +432,9 @@ class Accelerator(wiring.Component):
                 u = pw[:2]
                 neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
                 mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
+                m.d.sync += [act[un].eq(u == un.value) for un in Unit if un != Unit.FETCH]
                 # the fetch unit keeps the weight memory's write port until the run ends
-                m.d.sync += [act[un].eq((u == un.value) | (act[un] if un == Unit.FETCH else 0)) for un in Unit]
+                m.d.sync += act[Unit.FETCH].eq(act[Unit.FETCH] | (u == Unit.FETCH.value))
                 m.d.sync += [word.eq(pw), cur.eq(u),
                              dst_lv.eq(Mux(u == Unit.CONV.value, neuron_bit,
                                            (u == Unit.VEC.value) & ((mode == VecMode.NEURON.value)
