@@ -40,7 +40,7 @@ LUT_TOTAL = {("ecp5", "85k"): 83640, ("ice40", "up5k"): 5280}
 #: (depth, width) configurations of one block RAM: ECP5 DP16KD (18 Kbit), iCE40 SB_RAM40_4K (4 Kbit)
 EBR_SHAPES = {"ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
               "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2))}
-READ_PORTS = {"lv": 2, "st": 2}   #: memories with two read ports are stored twice
+READ_PORTS = {"lv": 2, "st": 2}   #: memories with a second read port: the rows it reaches are stored twice
 #: LUT4 / FF per lane and fixed, of the accelerator's parts (see estimate())
 LUT_PER_LANE, LUT_FIXED = 2600, 3000
 FF_PER_LANE, FF_FIXED = 1300, 2500
@@ -80,11 +80,13 @@ def ebr_blocks(width: int, depth: int, family: str) -> int:
 
 
 def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS,
-             sdram: bool = False) -> dict:
+             sdram: bool = False, second_port_rows: dict | None = None) -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
-    * EBR: per memory :func:`ebr_blocks` × read ports (``lv``, ``st``: 2), plus the link's frame
-      buffer (:data:`LINK_EBR`); a one-row memory (a unit left out) is flip-flops, no EBR.
+    * EBR: per memory :func:`ebr_blocks`, plus for ``lv`` and ``st`` :func:`ebr_blocks` of the
+      banks their second read port reaches (``second_port_rows``, default every row: those banks
+      are stored twice), plus the link's frame buffer (:data:`LINK_EBR`); a one-row memory (a unit
+      left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
       FF adds the memories' port registers (:func:`memory_ff`).
@@ -94,7 +96,15 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       alone as synthesised (docs/sdram.md); the fetch unit and the bus multiplexers are not counted.
     """
     widths = mem_widths(lanes, addr_bits, units)
-    by_mem = {k: ebr_blocks(widths[k], d, family) * READ_PORTS.get(k, 1) if d > 1 else 0 for k, d in depths.items()}
+    from spiketrack.hw.banked_memory import bank_rows_of
+
+    second = {k: d for k, d in depths.items() if k in READ_PORTS}
+    for k, v in (second_port_rows or {}).items():   # the whole banks that hold those rows
+        if v is not None and k in depths:
+            R = bank_rows_of(depths[k])
+            second[k] = min(depths[k], -(-v // R) * R)
+    by_mem = {k: ebr_blocks(widths[k], d, family) + (ebr_blocks(widths[k], second[k], family) if second.get(k) else 0)
+              if d > 1 else 0 for k, d in depths.items()}
     if set(units) == set(UNITS):
         lut, ff = LUT_PER_LANE * lanes + LUT_FIXED, FF_PER_LANE * lanes + FF_FIXED
     elif set(units) <= set(UNIT_LUT):
@@ -234,7 +244,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         raise ValueError(f"--external-weights: the SDRAM controller (hw/sdram/) serves the ULX3S's SDR SDRAM; "
                          f"{b.name} has none it can drive")
     ap, desc, cycles = board_program(compiled, lanes, b.name, external_weights)
-    est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights)
+    est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights, second_port_rows=ap.second_port_rows)
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
@@ -260,7 +270,8 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, constrain_mhz=constrain_mhz, baud=baud,
                    lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
-                   sdram=external_weights, **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
+                   sdram=external_weights, second_port_rows=ap.second_port_rows,
+                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")
     stop = threading.Event()

@@ -4,7 +4,10 @@
 
 * **placement**: every tensor a node writes gets rows in one memory by its kind (spike levels and
   pixels: ``lv``; stream values: ``st``; memories ``M``: ``tm``), first fit over the rows free
-  at its producer (a buffer lives from its producer to its last reader, views included). Views
+  at its producer (a buffer lives from its producer to its last reader, views included); the
+  operands read through the second read port of ``lv`` / ``st`` from row 0, the rest above them
+  (``AccelProgram.second_port_rows``: only the banks of those rows are stored twice); an output over the
+  operand it reads last, where the unit allows (:func:`_in_place_operand`). Views
   cost nothing: ``select_time`` is an offset, ``repeat_time`` a zero timestep stride,
   ``upsample`` the vector unit's nearest-neighbour addressing, and the parts of a
   ``concat_time`` are written straight into their slices of one buffer. The template pass's
@@ -110,12 +113,15 @@ class AccelProgram:
     outputs: dict              #: program -> output tensor names
     units: tuple = UNITS       #: the accelerator units it was compiled for (``Accelerator(units=...)``)
     ext_weights: bool = False  #: weights in external memory (``images["ext"]``), ``w`` a cache
+    #: rows of ``lv`` and ``st`` (from 0) that hold every operand read through their second read
+    #: port (``Accelerator(second_port_rows=...)``); None: every row
+    second_port_rows: dict | None = None
 
     def accel_kwargs(self, preload: bool = True) -> dict:
         """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
         address bits: its units, and with external weights the external-memory model, holding the
         image (``preload``) or empty for the host to load (:meth:`host_images`)."""
-        kw = {"units": self.units}
+        kw = {"units": self.units, "second_port_rows": self.second_port_rows}
         if self.ext_weights:
             ext = self.images["ext"]
             kw.update(ext="model", ext_init=ext if preload else (), ext_depth=max(2, len(ext) + len(ext) % 2))
@@ -404,9 +410,15 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     guard = slot
     peaks["tm"] = guard
 
+    # the operands of the second read ports first (rows from 0), then the rest above them (only
+    # the banks holding the first rows are stored twice: hw/banked_memory.py)
+    trial = dict(peaks)
+    for prog in progs.values():
+        _place_program(net, graph, prog, types, dict(placement), trial, guard, P)
+    second_rows = {m: trial[m + "2"] for m in ("lv", "st")}
     nodes: list[AccelNode] = []
     for pname, prog in progs.items():
-        _place_program(net, graph, prog, types, placement, peaks, guard, P)
+        _place_program(net, graph, prog, types, placement, peaks, guard, P, second_rows)
         for hw in prog.nodes:
             if REGISTRY[hw.kind].view:
                 continue
@@ -430,7 +442,8 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
                                f"that {addr_bits}-bit addresses reach")
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
-                        tuple(u for u in UNITS if u in units), ext_weights)
+                        tuple(u for u in UNITS if u in units), ext_weights,
+                        {m: min(second_rows[m], depths[m]) for m in ("lv", "st")})
 
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
@@ -497,8 +510,13 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
     return [w for _, w, _ in entries], ext, cache
 
 
-def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P):
-    """Liveness-based first-fit placement of one program's tensors (inputs first)."""
+def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, second_rows=None):
+    """Liveness-based first-fit placement of one program's tensors (inputs first).
+
+    The buffers an op reads through the second read port of ``lv`` or ``st``
+    (:func:`_second_port_operand`) are placed from row 0, the others from ``second_rows[mem]``
+    on (default 0); ``peaks[mem + "2"]`` records the first region's peak."""
+    second_rows = second_rows or {}
     layer_node = {}
     for i, n in enumerate(prog.nodes):
         for l in n.layers:
@@ -540,7 +558,15 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P)
     for i_name in prog.inputs:
         first_def.setdefault(root(i_name), -1)
 
-    allocs = {m: _Allocator(guard if m == "tm" else 0) for m in ("lv", "st", "tm")}
+    def upsampled(name):
+        if name in views:
+            lay = net.layer(views[name].layers[0])
+            return lay.op == "upsample" or (lay.op != "concat_time" and upsampled(lay.inputs[0]))
+        return False
+
+    second = {root(s) for s in (_second_port_operand(net, n, types, upsampled) for n in prog.nodes) if s is not None}
+    allocs = {m: _Allocator(guard if m == "tm" else second_rows.get(m, 0)) for m in ("lv", "st", "tm")}
+    allocs.update({m + "2": _Allocator(0) for m in ("lv", "st")})
     held: dict[str, tuple[str, int, int]] = {}
     order = sorted(first_def.items(), key=lambda kv: kv[1])
     for r, d in order:
@@ -554,11 +580,18 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P)
         kind = types[r].kind
         rows, per_t = _size(types[r].shape, kind, P)
         mem = MEM_OF_KIND[kind]
-        base = allocs[mem].alloc(rows)
-        held[r] = (mem, base, rows)
+        pool = mem + "2" if r in second and mem + "2" in allocs else mem
+        src = _in_place_operand(net, prog.nodes[d], types) if d >= 0 and prog.nodes[d].output == r else None
+        if src is not None and src in held and last_use.get(src) == d and src not in prog.outputs \
+                and held[src] == (pool, placement[src].base, rows):
+            held[r] = held.pop(src)   # the output overwrites its operand, word by word after reading it
+            placement[r] = Placement(mem, held[r][1], per_t)
+            continue
+        base = allocs[pool].alloc(rows)
+        held[r] = (pool, base, rows)
         placement[r] = Placement(mem, base, per_t)
     for m, a in allocs.items():
-        peaks[m] = max(peaks[m], a.peak)
+        peaks[m] = max(peaks.get(m, 0), a.peak)
 
     # derived placements: concat parts and views, in program order
     for n in prog.nodes:
@@ -579,6 +612,48 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P)
                 if f & (f - 1) or f > 8:
                     raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
                 placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
+
+
+def _second_port_operand(net, hw, types, upsampled) -> str | None:
+    """The input a hardware op reads through the second read port of ``lv`` or ``st``, or ``None``:
+    the memory build's values ``V`` (the memory builder's ``v``), an add's operand ``b`` (the
+    vector unit's; ``b`` is the upsampled operand, or the one of fewer timesteps).
+    ``upsampled(name)``: whether a tensor is read through an upsampling view."""
+    if hw.kind == "memory_build":
+        return net.layer(hw.layers[0]).inputs[1]
+    if hw.kind == "add":
+        a, b = net.layer(hw.layers[0]).inputs
+        T = types[hw.output].shape[0]
+        if upsampled(a) or (types[b].shape[0] < T and types[a].shape[0] == T):
+            a, b = b, a
+        return b
+    return None
+
+
+def _in_place_operand(net, hw, types) -> str | None:
+    """The operand a hardware op may overwrite with its output, or ``None``.
+
+    A convolution's residual and an elementwise add's operand of the output's shape qualify: the
+    unit reads each of their words once, for the output word at the same offset, and writes that
+    output word only after the read (``hw/conv_engine.py``: ``res`` and ``out`` share the
+    ``base + t·o_t + (oy·wo + ox)·chunks + chunk`` layout; ``hw/vector_unit.py``: ``a``, ``b`` and
+    ``out`` likewise for an add without upsampling or a repeated timestep). The placement uses it
+    when the op is the operand's last reader."""
+    shape = tuple(types[hw.output].shape)
+    if hw.kind == "spike_conv":
+        add = next((l for l in map(net.layer, hw.layers) if l.op == "add"), None)
+        if add is None:
+            return None
+        req = next(l for l in map(net.layer, hw.layers) if l.op == "requant")
+        cands = [s for s in add.inputs if s != req.name]
+    elif hw.kind == "add":
+        cands = list(net.layer(hw.layers[0]).inputs)
+    else:
+        return None
+    for c in cands:
+        if tuple(types[c].shape) == shape and types[c].kind == types[hw.output].kind == "stream":
+            return c
+    return None
 
 
 def _plain(pl: Placement, name: str, what: str) -> Placement:
@@ -683,11 +758,11 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
             images["cst"] += tensor_rows(const, "stream", P)
         return "vector_unit", base
     if hw.kind == "add":
-        a_name, b_name = layers[0].inputs
+        x, y = layers[0].inputs
+        b_name = _second_port_operand(net, hw, types, lambda n: placement[n].up > 0)
+        a_name = x if b_name == y else y
         (a, b) = placement[a_name], placement[b_name]
         ta, tb = types[a_name].shape[0], types[b_name].shape[0]
-        if a.up or (tb < T and ta == T):
-            a, b, ta, tb, a_name, b_name = b, a, tb, ta, b_name, a_name
         if a.up:
             raise CompileError(f"{hw.name}: both operands upsampled")
         wb = W >> b.up

@@ -132,6 +132,12 @@ class BankedMemory(wiring.Component):
         past the last is dropped.
     read_ports : int
         Number of read ports.
+    second_port_rows : int, optional
+        Rows ``0 .. second_port_rows - 1`` are all that read ports 1 and up reach (default: every
+        row; 0: those ports read nothing). Only the banks holding them get those ports, so only
+        they are stored twice (a block RAM has one read port beside its write port). A read past
+        the banks they reach returns 0; so does a read past the rows in a memory of one bank
+        (what the simulations build: a misplaced operand shows).
     init : list of int, optional
         Initial rows (the rest start at 0); kept through a reset.
     bank_rows : int
@@ -147,12 +153,15 @@ class BankedMemory(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, addr_bits: int = 16, read_ports: int = 1, init=(),
-                 bank_rows: int = BANK_ROWS):
+                 bank_rows: int = BANK_ROWS, second_port_rows: int | None = None):
         if bank_rows < 1 or bank_rows & (bank_rows - 1):
             raise ValueError(f"bank_rows must be a power of two, got {bank_rows}")
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        if second_port_rows is not None and not 0 <= second_port_rows <= depth:
+            raise ValueError(f"second_port_rows {second_port_rows} outside 0..{depth}")
         self.width, self.depth, self.addr_bits, self.read_ports = width, depth, addr_bits, read_ports
+        self.second_port_rows = depth if second_port_rows is None else second_port_rows
         init = [int(r) for r in init]
         if len(init) > depth:
             raise ValueError(f"{len(init)} initial rows for a memory of depth {depth}")
@@ -207,9 +216,15 @@ class BankedMemory(wiring.Component):
         m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
 
         # ---------------------------------------------------------------- read ports (READ_LATENCY)
-        levels = or_levels(nb)
         for i in range(self.read_ports):
             addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
+            # port 0 reaches every bank, the others the banks of the first second_port_rows rows
+            reach = self.depth if i == 0 else self.second_port_rows
+            banks = self.banks[:-(-reach // self.bank_rows)]
+            if not banks:   # a port that reaches no row: its data are 0
+                m.d.comb += data.eq(0)
+                continue
+            levels = or_levels(len(banks))
             # steps the OR tree does not need: the address and enable registered again up front
             a0 = delay(m, addr, MAX_OR_LEVELS - levels, f"r{i}_ap")
             e0 = delay(m, en, MAX_OR_LEVELS - levels, f"r{i}_ep")
@@ -218,11 +233,18 @@ class BankedMemory(wiring.Component):
             hi, lo = self._bank_of(a1)
             ab = Signal(len(lo), name=f"r{i}_a_b", reset_less=True)   # one bank address for all banks
             m.d.sync += ab.eq(lo)
+            # a read past the banks reached returns 0; in one bank, past the rows reached (a compare,
+            # registered beside a1, that a memory of several banks does without: its bank decode
+            # stands for it)
+            in_reach = 1
+            if nb == 1 and reach < self.depth:
+                in_reach = Signal(name=f"r{i}_in_reach")
+                m.d.sync += in_reach.eq(a0 < reach)
             outs = []
-            for b, mem in enumerate(self.banks):
+            for b, mem in enumerate(banks):
                 rp = mem.read_port()
                 eb = Signal(name=f"r{i}_e_b{b}")
-                m.d.sync += eb.eq(e1 & (hi == b) if nb > 1 else e1)
+                m.d.sync += eb.eq(e1 & (hi == b) & in_reach if nb > 1 else e1 & in_reach)
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)

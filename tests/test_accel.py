@@ -254,6 +254,97 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
         assert predicted["w_reads"] > 0 and predicted["lv_reads"] > 0 and predicted["tm_writes"] > 0
 
 
+def test_outputs_overwrite_the_operand_they_read_last_in_place(monkeypatch):
+    """A residual conv or an add that is its operand's last reader writes its output over that
+    operand (``compiler/accel._in_place_operand``); an operand read again later keeps its rows.
+    The RTL runs of the reduced network (above and below) check the overwrites are safe."""
+    import spiketrack.compiler.accel as accel
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.compiler.hwops import HwNode
+    from spiketrack.compiler.schedule import Program, programs
+
+    net, _ = _reduced_network()
+    graph = fuse(net)[0]
+    ap = lower_to_accel(net, 8, graph=graph)
+    kinds = set()
+    for prog in programs(graph).values():
+        for i, hw in enumerate(prog.nodes):
+            src = accel._in_place_operand(graph.net, hw, graph.net.types)
+            if src is None:
+                continue
+            readers = [j for j, n in enumerate(prog.nodes) if src in n.inputs]
+            shared = ap.placement[src] == accel.Placement("st", ap.placement[hw.output].base, ap.placement[src].t_stride)
+            # (an output read through the second read port lives below second_port_rows: an
+            # operand above them stays apart)
+            region = [ap.placement[t].base < ap.second_port_rows["st"] for t in (src, hw.output)]
+            if max(readers) == i and src not in prog.outputs and region[0] == region[1]:
+                assert shared, (hw.name, src)
+                kinds.add(hw.kind)
+            else:
+                assert not shared, (hw.name, src)
+    assert kinds == {"spike_conv", "add"}
+    # the same program with one more reader of the first such operand at its end: it keeps its rows
+    search = programs(graph)["search_frame"]
+    i, hw = next((i, n) for i, n in enumerate(search.nodes) if accel._in_place_operand(graph.net, n, graph.net.types))
+    src = accel._in_place_operand(graph.net, hw, graph.net.types)
+    longer = Program(search.name, search.nodes + [HwNode(hw.kind, hw.layers, hw.inputs)], search.inputs, search.outputs)
+    placed = {k: v for k, v in ap.placement.items() if k not in {n.output for n in search.nodes}}
+    accel._place_program(graph.net, graph, longer, graph.net.types, placed, dict.fromkeys(ap.depths, 0), ap.guard, 8)
+    assert placed[src].mem == placed[hw.output].mem == "st" and placed[src].base != placed[hw.output].base
+    assert ap.placement[src].base == ap.placement[hw.output].base
+    monkeypatch.setattr(accel, "_in_place_operand", lambda *a: None)
+    apart = lower_to_accel(net, 8, graph=graph)
+    assert ap.depths["st"] < apart.depths["st"] and ap.depths["lv"] == apart.depths["lv"]
+
+
+def test_second_read_port_operands_sit_in_the_rows_it_reaches():
+    """Every operand read through the second read port of ``lv`` / ``st`` (memory build ``V``, the
+    add's ``b``) lies in rows ``0 .. second_port_rows - 1``, every other buffer above them; on the
+    shipped-size memories (several banks) only the banks of those rows count twice in the estimate."""
+    from spiketrack.bitstreams.accel_build import ebr_blocks, estimate
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.hw.banked_memory import BANK_ROWS
+
+    net, _ = _reduced_network()
+    graph = fuse(net)[0]
+    ap = lower_to_accel(net, 8, graph=graph)
+    hw_of = {n.name: n for n in graph.nodes}
+    seen = set()
+    for n in ap.nodes:
+        hw = hw_of[n.name]
+        lay = graph.net.layer(hw.layers[0])
+        if n.kind == "memory_build":
+            mem, base, rows = "lv", n.desc["v_base"], n.desc["T"] * n.desc["v_n"] * n.desc["n"]
+        elif n.kind == "add":
+            b = next(x for x in lay.inputs if ap.placement[x].base == n.desc["b_base"])
+            mem, base = "st", n.desc["b_base"]
+            rows = graph.net.types[b].shape[0] * ap.placement[b].t_stride or ap.placement[b].t_stride
+        else:
+            continue
+        seen.add(n.kind)
+        assert 0 <= base and base + rows <= ap.second_port_rows[mem] < ap.depths[mem], n.name
+    assert seen == {"memory_build", "add"}
+    # the estimate stores only the reached rows twice
+    widths = {"lv": 24, "st": 128}
+    est = estimate(ap.depths, 8, "ecp5", second_port_rows=ap.second_port_rows)["ebr_by_memory"]
+    for m in ("lv", "st"):   # (memories of one bank here)
+        assert ap.depths[m] <= BANK_ROWS
+        assert est[m] == ebr_blocks(widths[m], ap.depths[m], "ecp5") + ebr_blocks(widths[m], ap.depths[m], "ecp5")
+    # the shipped default (memories of many banks): a few banks count twice
+    from spiketrack.compiler.cli_compile import _artifact
+
+    big = lower_to_accel(_artifact(None), 8, ext_weights=True)
+    for m in ("lv", "st"):
+        assert big.depths[m] > 4 * BANK_ROWS and 0 < big.second_port_rows[m] <= big.depths[m] // 4
+    twice = estimate(big.depths, 8, "ecp5", sdram=True)
+    once = estimate(big.depths, 8, "ecp5", sdram=True, second_port_rows=big.second_port_rows)
+    assert once["ebr"] < twice["ebr"] - 100
+    for m in ("lv", "st"):
+        banks = -(-big.second_port_rows[m] // BANK_ROWS)
+        assert once["ebr_by_memory"][m] == (ebr_blocks(widths[m], big.depths[m], "ecp5")
+                                            + ebr_blocks(widths[m], banks * BANK_ROWS, "ecp5"))
+
+
 def test_reduced_network_with_weights_in_external_memory():
     """External weights (``lower_to_accel(ext_weights=True)``, ``Accelerator(ext="model")``): the
     weight lines live in the external-memory model, ``w`` is a cache, every convolution runs as

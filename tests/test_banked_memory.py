@@ -14,19 +14,24 @@ from amaranth.sim import Simulator
 from spiketrack.hw.banked_memory import OR_GROUP, READ_LATENCY, BankedMemory, bank_spans, or_levels
 
 
-@pytest.mark.parametrize("depth,bank_rows", [(5, 8), (20, 8), (70, 8)])
-def test_reads_and_writes_match_a_list(depth, bank_rows):
+@pytest.mark.parametrize("depth,bank_rows,second", [(5, 8, None), (20, 8, None), (70, 8, None), (5, 8, 3), (20, 8, 8),
+                                                     (70, 8, 20), (20, 8, 0)])
+def test_reads_and_writes_match_a_list(depth, bank_rows, second):
+    """``second``: the rows port 1 reaches (``second_port_rows``); its reads past their banks (in
+    one bank: past them) give 0."""
     width, cycles = 12, 300
     rng = random.Random(depth)
     init = [rng.randrange(1 << width) for _ in range(depth)]
-    dut = BankedMemory(width, depth, addr_bits=8, read_ports=2, init=init, bank_rows=bank_rows)
+    dut = BankedMemory(width, depth, addr_bits=8, read_ports=2, init=init, bank_rows=bank_rows,
+                       second_port_rows=second)
     banks = -(-depth // bank_rows)
-    levels = or_levels(banks)
-    assert levels == (0 if banks == 1 else 1 if banks <= OR_GROUP else 2)
+    limit = [depth, depth if second is None else second]
+    levels = [or_levels(max(1, -(-n // bank_rows))) for n in limit]
+    assert levels[0] == (0 if banks == 1 else 1 if banks <= OR_GROUP else 2)
     # the cycle a read issued at c reaches the block RAM: after the address registers that the
     # OR steps leave room for, the first address register and the bank's address register (the
     # block RAM, the two bank data registers and the OR steps follow)
-    reach = READ_LATENCY - 3 - levels
+    reach = [READ_LATENCY - 3 - lv for lv in levels]
     rows, snapshots, writes, pending, checked = list(init), {}, [], [], []
 
     async def bench(ctx):
@@ -43,7 +48,9 @@ def test_reads_and_writes_match_a_list(depth, bank_rows):
                     pending.append((cyc + READ_LATENCY, i, a, cyc))
             for due, i, a, issued in [p for p in pending if p[0] == cyc]:
                 got = ctx.get(getattr(dut, f"r{i}_data"))
-                exp = snapshots[issued + reach][a]
+                # port 1 reaches whole banks (its rows, in a memory of one bank)
+                past = a >= (limit[i] if banks == 1 else -(-limit[i] // bank_rows) * bank_rows)
+                exp = 0 if past else snapshots[issued + reach[i]][a]
                 assert got == exp, f"cycle {cyc}: port {i} read row {a}: {got:#x}, expected {exp:#x}"
                 checked.append(due)
             snapshots[cyc] = list(rows)      # the rows the block RAMs hold during this cycle
@@ -58,6 +65,8 @@ def test_reads_and_writes_match_a_list(depth, bank_rows):
     sim.add_testbench(bench)
     sim.run()
     assert len(checked) > cycles // 2
+    # only the banks port 1 reaches hold its read port (a second copy of their block RAM)
+    assert [len(b.read_ports) for b in dut.banks] == [2 if k * bank_rows < limit[1] else 1 for k in range(banks)]
 
 
 def test_too_many_banks_is_refused():

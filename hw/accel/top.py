@@ -22,7 +22,7 @@ the address, writes land a cycle after they are presented; contents kept through
 =======  ===========  ==================================================================
 
 Ports: ``lv`` and ``st`` have two read ports each (conv ``in`` / ``res``, vector ``a`` / ``b``,
-memory build ``k`` / ``v``), every memory one write port (a unit while a program runs, the host
+memory build ``k`` / ``v``; the second reaches rows ``0 .. second_port_rows - 1``), every memory one write port (a unit while a program runs, the host
 otherwise). Read ports are enabled only when their data is used, and every enabled read and every
 write is counted (``protocol.COUNTERS``): the energy figures come from these counters.
 
@@ -135,6 +135,11 @@ class Accelerator(wiring.Component):
     ext_depth : int, optional
         External words the host may address as memory ``EXT`` (``protocol``; two words a row).
         Default: the model's ``len(ext_init)``, or the bus's whole range with a port.
+    second_port_rows : dict, optional
+        ``{"lv": rows, "st": rows}``: the rows (from row 0) that the second read port of ``lv`` and
+        ``st`` reaches (the memory builder's ``v``, the vector unit's ``b``); only their banks are
+        stored twice (:class:`~spiketrack.hw.banked_memory.BankedMemory`). The compiler places the
+        operands read there (``AccelProgram.second_port_rows``). Default: every row.
     bank_rows : int
         Rows per block-RAM bank of every memory (:class:`~spiketrack.hw.banked_memory.BankedMemory`;
         default :data:`~spiketrack.hw.banked_memory.BANK_ROWS`, what the boards build). A larger
@@ -154,7 +159,7 @@ class Accelerator(wiring.Component):
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
                  init: dict | None = None, units: tuple = UNITS,
                  counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
-                 bank_rows: int = BANK_ROWS):
+                 second_port_rows: dict | None = None, bank_rows: int = BANK_ROWS):
         if ext not in EXT_KINDS:
             raise ValueError(f"ext must be one of {EXT_KINDS}, got {ext!r}")
         self.ext_kind, self.ext_init = ext, list(ext_init)
@@ -186,6 +191,13 @@ class Accelerator(wiring.Component):
                 raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
         self.built = tuple(k for k in self.widths if k == "prog" or any(k in MEM_USERS[u] for u in self.units))
         self.depths.update({k: 0 for k in self.widths if k not in self.built})
+        second_port_rows = dict(second_port_rows or {})
+        if set(second_port_rows) - {"lv", "st"}:
+            raise ValueError(f"second_port_rows: only lv and st have a second read port, got {sorted(second_port_rows)}")
+        self.second_port_rows = {k: second_port_rows.get(k, self.depths[k]) for k in ("lv", "st")}
+        for k, v in self.second_port_rows.items():
+            if k in self.built and not 0 <= v <= self.depths[k]:
+                raise ValueError(f"second_port_rows[{k!r}] = {v} outside 0..{self.depths[k]} (its depth)")
         self.init = {k: [int(r) for r in v] for k, v in (init or {}).items()}
         for k, rows in self.init.items():
             if k not in self.widths:
@@ -238,7 +250,7 @@ class Accelerator(wiring.Component):
         for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
                 W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []),
-                bank_rows=self.bank_rows)
+                bank_rows=self.bank_rows, second_port_rows=self.second_port_rows.get(name))
         mem = self.mems
 
         def port(n, kind):   # a port of memory n ("r0", "r1", "w"), or of a memory left out
