@@ -80,12 +80,12 @@ def ebr_blocks(width: int, depth: int, family: str) -> int:
 
 
 def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS,
-             sdram: bool = False, second_port_rows: dict | None = None) -> dict:
+             sdram: bool = False, second_port_rows: dict | None = None, cst_bits: int = 16) -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
     * EBR: per memory :func:`ebr_blocks`, plus for ``lv`` and ``st`` :func:`ebr_blocks` of the
       banks their second read port reaches (``second_port_rows``, default every row: those banks
-      are stored twice), plus the link's frame buffer (:data:`LINK_EBR`); a one-row memory (a unit
+      are stored twice), ``cst`` at ``cst_bits`` per lane (``Accelerator(cst_bits=...)``), plus the link's frame buffer (:data:`LINK_EBR`); a one-row memory (a unit
       left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
@@ -95,7 +95,7 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
     * ``sdram`` (external weights): plus :data:`SDRAM_LUT` / :data:`SDRAM_FF`, the controller
       alone as synthesised (docs/sdram.md); the fetch unit and the bus multiplexers are not counted.
     """
-    widths = mem_widths(lanes, addr_bits, units)
+    widths = dict(mem_widths(lanes, addr_bits, units), cst=cst_bits * lanes)
     from spiketrack.hw.banked_memory import bank_rows_of
 
     second = {k: d for k, d in depths.items() if k in READ_PORTS}
@@ -244,7 +244,8 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         raise ValueError(f"--external-weights: the SDRAM controller (hw/sdram/) serves the ULX3S's SDR SDRAM; "
                          f"{b.name} has none it can drive")
     ap, desc, cycles = board_program(compiled, lanes, b.name, external_weights)
-    est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights, second_port_rows=ap.second_port_rows)
+    est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights, second_port_rows=ap.second_port_rows,
+                   cst_bits=ap.cst_bits)
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
@@ -270,7 +271,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     top = BoardTop(family=fam, f_in_mhz=b.clock_mhz, clock_mhz=clock_mhz, constrain_mhz=constrain_mhz, baud=baud,
                    lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
-                   sdram=external_weights, second_port_rows=ap.second_port_rows,
+                   sdram=external_weights, second_port_rows=ap.second_port_rows, cst_bits=ap.cst_bits,
                    **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")

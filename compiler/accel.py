@@ -3,8 +3,9 @@
 :func:`lower_to_accel` turns the fused graph's two programs into what the accelerator runs:
 
 * **placement**: every tensor a node writes gets rows in one memory by its kind (spike levels and
-  pixels: ``lv``; stream values: ``st``; memories ``M``: ``tm``), first fit over the rows free
-  at its producer (a buffer lives from its producer to its last reader, views included); the
+  pixels: ``lv``; stream values: ``st``; memories ``M``: ``tm``), packed first fit (largest
+  first or in producer order, whichever needs fewer rows) among the buffers whose lifetimes
+  overlap (a buffer lives from its producer to its last reader, views included); the
   operands read through the second read port of ``lv`` / ``st`` from row 0, the rest above them
   (``AccelProgram.second_port_rows``: only the banks of those rows are stored twice); an output over the
   operand it reads last, where the unit allows (:func:`_in_place_operand`). Views
@@ -116,12 +117,15 @@ class AccelProgram:
     #: rows of ``lv`` and ``st`` (from 0) that hold every operand read through their second read
     #: port (``Accelerator(second_port_rows=...)``); None: every row
     second_port_rows: dict | None = None
+    #: bits per lane memory ``cst`` stores (``Accelerator(cst_bits=...)``): the fewest that hold
+    #: every positional-table value (16 without tables)
+    cst_bits: int = STREAM_BITS
 
     def accel_kwargs(self, preload: bool = True) -> dict:
         """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
         address bits: its units, and with external weights the external-memory model, holding the
         image (``preload``) or empty for the host to load (:meth:`host_images`)."""
-        kw = {"units": self.units, "second_port_rows": self.second_port_rows}
+        kw = {"units": self.units, "second_port_rows": self.second_port_rows, "cst_bits": self.cst_bits}
         if self.ext_weights:
             ext = self.images["ext"]
             kw.update(ext="model", ext_init=ext if preload else (), ext_depth=max(2, len(ext) + len(ext) % 2))
@@ -348,26 +352,6 @@ def pack_fields(layout, values) -> int:
 # ---------------------------------------------------------------------------------------------
 # lowering
 
-class _Allocator:
-    """First-fit row allocation in one memory."""
-
-    def __init__(self, start: int = 0):
-        self.start, self.live, self.peak = start, [], start
-
-    def alloc(self, size: int) -> int:
-        base = self.start
-        for b, s in sorted(self.live):
-            if base + size <= b:
-                break
-            base = max(base, b + s)
-        self.live.append((base, size))
-        self.peak = max(self.peak, base + size)
-        return base
-
-    def free(self, base: int, size: int) -> None:
-        self.live.remove((base, size))
-
-
 #: The accelerator unit (``Accelerator(units=...)``) each hardware op's class runs on.
 UNIT_OF = {"conv_engine": "conv", "vector_unit": "vec", "memory_unit": "mb"}
 UNIT_NAMES = {"conv": "conv engine", "vec": "vector unit", "mb": "memory builder"}
@@ -443,7 +427,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
                         tuple(u for u in UNITS if u in units), ext_weights,
-                        {m: min(second_rows[m], depths[m]) for m in ("lv", "st")})
+                        {m: min(second_rows[m], depths[m]) for m in ("lv", "st")}, _cst_bits(images["cst"], P))
 
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
@@ -511,7 +495,7 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
 
 
 def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, second_rows=None):
-    """Liveness-based first-fit placement of one program's tensors (inputs first).
+    """Liveness-based placement of one program's tensors (first fit, largest buffers first or in producer order).
 
     The buffers an op reads through the second read port of ``lv`` or ``st``
     (:func:`_second_port_operand`) are placed from row 0, the others from ``second_rows[mem]``
@@ -565,33 +549,55 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
         return False
 
     second = {root(s) for s in (_second_port_operand(net, n, types, upsampled) for n in prog.nodes) if s is not None}
-    allocs = {m: _Allocator(guard if m == "tm" else second_rows.get(m, 0)) for m in ("lv", "st", "tm")}
-    allocs.update({m + "2": _Allocator(0) for m in ("lv", "st")})
-    held: dict[str, tuple[str, int, int]] = {}
-    order = sorted(first_def.items(), key=lambda kv: kv[1])
-    for r, d in order:
+    # buffers: an output written over its operand joins the operand's buffer (one lifetime)
+    pools = ("lv", "st", "tm", "lv2", "st2")
+    start = {m: guard if m == "tm" else second_rows.get(m[:2], 0) if m in ("lv", "st") else 0 for m in pools}
+    group: dict[str, str] = {}                 # root -> the root whose buffer it lives in
+    bufs: dict[str, list] = {}                 # that root -> [pool, rows, first step, last step]
+    shape_of: dict[str, tuple[str, int]] = {}  # root -> (memory, rows per timestep)
+    for r, d in sorted(first_def.items(), key=lambda kv: kv[1]):
         if r in placement and placement[r].mem == "tm" and placement[r].base < guard:
             continue   # a template slot (or an earlier program's memory input)
-        # release buffers whose last reader ran before this producer
-        for name, (mem, base, size) in list(held.items()):
-            if last_use.get(name, -1) < d:
-                allocs[mem].free(base, size)
-                del held[name]
         kind = types[r].kind
         rows, per_t = _size(types[r].shape, kind, P)
         mem = MEM_OF_KIND[kind]
-        pool = mem + "2" if r in second and mem + "2" in allocs else mem
+        pool = mem + "2" if r in second and mem in ("lv", "st") else mem
+        shape_of[r] = (mem, per_t)
         src = _in_place_operand(net, prog.nodes[d], types) if d >= 0 and prog.nodes[d].output == r else None
-        if src is not None and src in held and last_use.get(src) == d and src not in prog.outputs \
-                and held[src] == (pool, placement[src].base, rows):
-            held[r] = held.pop(src)   # the output overwrites its operand, word by word after reading it
-            placement[r] = Placement(mem, held[r][1], per_t)
-            continue
-        base = allocs[pool].alloc(rows)
-        held[r] = (pool, base, rows)
-        placement[r] = Placement(mem, base, per_t)
-    for m, a in allocs.items():
-        peaks[m] = max(peaks.get(m, 0), a.peak)
+        if src in group and last_use.get(src) == d and src not in prog.outputs:
+            b = bufs[group[src]]
+            if b[0] == pool and b[1] == rows and b[3] == d:
+                group[r] = group[src]   # the output overwrites its operand, word by word after reading it
+                b[3] = max(d, last_use.get(r, d))
+                continue
+        group[r] = r
+        bufs[r] = [pool, rows, d, max(d, last_use.get(r, d))]
+    # rows: first fit per pool, the buffers taken by size (largest first) or by first step,
+    # whichever needs fewer rows; two buffers share rows only if one's last reader runs before
+    # the other's producer
+    base_of: dict[str, int] = {}
+    for pool in pools:
+        mine = [g for g, b in bufs.items() if b[0] == pool]
+        best = None
+        for key in (lambda g: (-bufs[g][1], bufs[g][2]), lambda g: bufs[g][2]):
+            placed, bases, top = [], {}, start[pool]
+            for g in sorted(mine, key=key):
+                _, rows, first, last = bufs[g]
+                base = start[pool]
+                for b0, n0 in sorted((b0, n0) for b0, n0, f0, l0 in placed if not (l0 < first or last < f0)):
+                    if base + rows <= b0:
+                        break
+                    base = max(base, b0 + n0)
+                placed.append((base, rows, first, last))
+                bases[g] = base
+                top = max(top, base + rows)
+            if best is None or top < best[0]:
+                best = (top, bases)
+        peaks[pool] = max(peaks.get(pool, 0), best[0])
+        base_of.update(best[1])
+    for r, g in group.items():
+        mem, per_t = shape_of[r]
+        placement[r] = Placement(mem, base_of[g], per_t)
 
     # derived placements: concat parts and views, in program order
     for n in prog.nodes:
@@ -612,6 +618,16 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
                 if f & (f - 1) or f > 8:
                     raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
                 placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
+
+
+def _cst_bits(rows: list[int], P: int) -> int:
+    """The fewest bits per lane (2..16) that hold every value of the positional-table rows."""
+    if not rows:
+        return STREAM_BITS
+    lanes = np.array([[(r >> (STREAM_BITS * i)) & 0xFFFF for i in range(P)] for r in rows], dtype=np.int64)
+    lanes = np.where(lanes >= 1 << (STREAM_BITS - 1), lanes - (1 << STREAM_BITS), lanes)
+    lo, hi = int(lanes.min()), int(lanes.max())
+    return max(2, next(b for b in range(2, STREAM_BITS + 1) if -(1 << (b - 1)) <= lo and hi < 1 << (b - 1)))
 
 
 def _second_port_operand(net, hw, types, upsampled) -> str | None:

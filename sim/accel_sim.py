@@ -98,7 +98,7 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
 
         for name, rows in (preload or {}).items():
             for i, row in enumerate(rows):
-                ctx.set(dut.mems[name].row(i), row)
+                ctx.set(dut.mems[name].row(i), dut.stored_row(name, row))
         thread = tr.start_host(lambda: fn(AccelDriver(tr, dut.widths), state))
         while not tr.closed.is_set():
             if cur is None:

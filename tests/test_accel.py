@@ -102,6 +102,26 @@ def test_protocol_round_trips_and_refuses_bad_commands():
                       "order": Err.ORDER, "write_bad_mem": Err.BAD_MEM}
 
 
+def test_narrow_positional_table_rows_read_back_sign_extended():
+    """``cst_bits`` = 10: the host's 16-bit lanes go in cut to 10 bits and come back sign-extended,
+    so a row of 10-bit values reads back as written, and any other row as its low 10 bits per lane."""
+    from spiketrack.hw.accel.top import cst_row_value, cst_stored_row
+
+    rng = random.Random(4)
+    lane = lambda v: v & 0xFFFF                                         # noqa: E731
+    fits = [sum(lane(rng.randint(-512, 511)) << (16 * i) for i in range(P)) for _ in range(4)]
+    wild = [rng.getrandbits(16 * P) for _ in range(3)]
+    assert all(cst_row_value(cst_stored_row(r, P, 10), P, 10) != r for r in wild)
+
+    def session(drv, res):
+        drv.write("cst", 0, fits + wild)
+        return drv.read("cst", 0, len(fits) + len(wild))
+
+    ap = AccelProgram(P, 16, dict(DEPTHS), {}, {}, [], {}, 0, {}, {}, cst_bits=10)
+    got = run_session(ap, session, gaps=0.2, stall=0.2, seed=4)
+    assert got == fits + [cst_row_value(cst_stored_row(r, P, 10), P, 10) for r in wild]
+
+
 @pytest.mark.parametrize("memory", ["model", "sdram"])
 def test_external_memory_through_the_host_and_the_fetch_unit(memory):
     """Memory EXT: the host writes and reads its 32-bit rows (two bus words each), refuses rows past
@@ -297,6 +317,69 @@ def test_outputs_overwrite_the_operand_they_read_last_in_place(monkeypatch):
     assert ap.depths["st"] < apart.depths["st"] and ap.depths["lv"] == apart.depths["lv"]
 
 
+@pytest.mark.parametrize("which", ["reduced", "shipped"])
+def test_no_buffer_is_overwritten_while_it_is_still_read(which):
+    """The placement against a row-level model of the memories: every node's inputs still hold
+    what their producers (or the host) wrote when the node reads them, and the programs' outputs
+    at the end. The shipped default (64,512 ``lv`` rows) too, which the RTL tests run only in
+    ``make bench``."""
+    import numpy as np
+
+    import spiketrack.compiler.accel as accel
+    from spiketrack.compiler.accel import _size
+    from spiketrack.compiler.cli_compile import _artifact
+    from spiketrack.compiler.fuse import fuse
+    from spiketrack.compiler.hwops import REGISTRY
+    from spiketrack.compiler.schedule import programs
+
+    net = _reduced_network()[0] if which == "reduced" else _artifact(None)
+    graph = fuse(net)[0]
+    ap = lower_to_accel(net, 8, graph=graph, ext_weights=which == "shipped")
+    types, ids = graph.net.types, {}
+    checked = 0
+    for prog in programs(graph).values():
+        views = {n.output: graph.net.layer(n.layers[0]) for n in prog.nodes if REGISTRY[n.kind].view}
+        part = {s: out for out, lay in views.items() if lay.op == "concat_time" for s in lay.inputs}
+
+        def root(x):
+            if x in part:
+                return root(part[x])
+            if x in views and views[x].op != "concat_time":
+                return root(views[x].inputs[0])
+            return x
+
+        def span(x):   # (memory, first row, rows) of the buffer x lives in
+            r = root(x)
+            return ap.placement[r].mem, ap.placement[r].base, _size(types[r].shape, types[r].kind, 8)[0]
+
+        owner = {m: np.full(ap.depths[m], -1) for m in ("lv", "st", "tm")}
+
+        def write(x):
+            pl = ap.placement[x]
+            rows = types[x].shape[0] * pl.t_stride if pl.t_stride else span(x)[2]
+            owner[pl.mem][pl.base:pl.base + rows] = ids.setdefault(root(x), len(ids))
+
+        def holds(x):
+            m, b, n = span(x)
+            return bool((owner[m][b:b + n] == ids.get(root(x), -2)).all())
+
+        for x in prog.inputs:   # the host's crops; in a search frame also the template slots
+            write(x)
+        for n in prog.nodes:
+            if REGISTRY[n.kind].view:
+                continue
+            for x in n.inputs:
+                assert holds(x), (prog.name, n.name, x)
+                checked += 1
+            write(n.output)
+            # the output lands on none of the node's inputs, but the operand it overwrites in place
+            over = accel._in_place_operand(graph.net, n, types)
+            shared = over is not None and span(over) == span(n.output)
+            assert all(holds(x) for x in n.inputs if not (shared and root(x) == root(over))), (prog.name, n.name)
+        assert all(holds(x) for x in prog.outputs), prog.name
+    assert checked > (200 if which == "shipped" else 50)
+
+
 def test_second_read_port_operands_sit_in_the_rows_it_reaches():
     """Every operand read through the second read port of ``lv`` / ``st`` (memory build ``V``, the
     add's ``b``) lies in rows ``0 .. second_port_rows - 1``, every other buffer above them; on the
@@ -387,6 +470,30 @@ def test_external_weights_refuse_a_cache_smaller_than_a_chunk():
     net, _ = _reduced_network()
     with pytest.raises(CompileError, match="weight lines, more than half of the 64-row weight cache"):
         lower_to_accel(net, 8, ext_weights=True, cache_rows=64)
+
+
+def test_positional_tables_stored_narrow_on_the_accelerator():
+    """Positional tables of either sign up to ±300 (the reduced network's own are 0): the compiler
+    stores ``cst`` at 10 bits per lane (``cst_bits``), and the template pass and a search frame
+    still equal the golden run with exact cycles; the host reads a table row back as written."""
+    import numpy as np
+    from test_quant_golden_model import _pixels
+
+    from spiketrack.sim.accel_sim import simulate
+
+    net, cfg = _reduced_network()
+    rng = np.random.default_rng(3)
+    tables = [l for l in net.layers if l.op == "add_const"]
+    assert tables and all(not np.asarray(l.params["value"]).any() for l in tables)
+    for l in tables:
+        v = np.asarray(l.params["value"])
+        l.params["value"] = rng.integers(-300, 301, size=v.shape).astype(v.dtype)
+    ap = lower_to_accel(net, 8)
+    assert ap.cst_bits == 10 and ap.accel_kwargs()["cst_bits"] == 10
+    zp, xp = _pixels(cfg, 5)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    assert r["mismatches"] == 0 and r["first_mismatch"] is None, r["first_mismatch"]
+    assert r["cycle_model_exact"] and r["per_pass"]["search_frame_0"]["counters"]["cst_reads"] > 0
 
 
 def test_paper_ops_on_the_accelerator():

@@ -49,7 +49,8 @@ from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
-__all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "DESC_OVERHEAD", "RUN_OVERHEAD"]
+__all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "cst_stored_row", "cst_row_value", "DESC_OVERHEAD",
+           "RUN_OVERHEAD"]
 
 DESC_OVERHEAD = 2 + READ_LATENCY   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
 RUN_OVERHEAD = 1    #: controller cycles per run (start)
@@ -94,6 +95,24 @@ def mem_widths(lanes: int, addr_bits: int = 16, units: tuple = UNITS, ext=None) 
             "lv": 3 * P, "st": STREAM_BITS * P, "tm": TM_BITS * P}
 
 
+def cst_stored_row(row: int, lanes: int, bits: int) -> int:
+    """A positional-table row as memory ``cst`` stores it: each lane's 16-bit value cut to its low
+    ``bits`` (``Accelerator(cst_bits=...)``; the compiler chooses ``bits`` so that no value
+    changes: :func:`cst_row_value` restores it)."""
+    mask = (1 << bits) - 1
+    return sum(((row >> (STREAM_BITS * i)) & mask) << (bits * i) for i in range(lanes))
+
+
+def cst_row_value(stored: int, lanes: int, bits: int) -> int:
+    """Inverse of :func:`cst_stored_row`: each lane sign-extended back to 16 bits."""
+    out = 0
+    for i in range(lanes):
+        v = (stored >> (bits * i)) & ((1 << bits) - 1)
+        v -= (v >> (bits - 1)) << bits
+        out |= (v & ((1 << STREAM_BITS) - 1)) << (STREAM_BITS * i)
+    return out
+
+
 class Accelerator(wiring.Component):
     """The accelerator top (see the module docstring).
 
@@ -135,6 +154,11 @@ class Accelerator(wiring.Component):
     ext_depth : int, optional
         External words the host may address as memory ``EXT`` (``protocol``; two words a row).
         Default: the model's ``len(ext_init)``, or the bus's whole range with a port.
+    cst_bits : int
+        Bits per lane that memory ``cst`` stores (2..16, default 16): the host writes and reads
+        16-bit lanes (the protocol's row), the memory keeps their low ``cst_bits`` and the vector
+        unit and the host read them sign-extended (:func:`cst_stored_row`). The compiler chooses
+        the fewest bits that hold every positional-table value (``AccelProgram.cst_bits``).
     second_port_rows : dict, optional
         ``{"lv": rows, "st": rows}``: the rows (from row 0) that the second read port of ``lv`` and
         ``st`` reaches (the memory builder's ``v``, the vector unit's ``b``); only their banks are
@@ -159,7 +183,10 @@ class Accelerator(wiring.Component):
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
                  init: dict | None = None, units: tuple = UNITS,
                  counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
-                 second_port_rows: dict | None = None, bank_rows: int = BANK_ROWS):
+                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS, bank_rows: int = BANK_ROWS):
+        if not 2 <= cst_bits <= STREAM_BITS:
+            raise ValueError(f"cst_bits must be 2..{STREAM_BITS}, got {cst_bits}")
+        self.cst_bits = cst_bits
         if ext not in EXT_KINDS:
             raise ValueError(f"ext must be one of {EXT_KINDS}, got {ext!r}")
         self.ext_kind, self.ext_init = ext, list(ext_init)
@@ -214,6 +241,14 @@ class Accelerator(wiring.Component):
             members["ext"] = Out(ExtBusSignature())
         super().__init__(members)
 
+    def stored_width(self, name: str) -> int:
+        """Bits per row that memory ``name`` stores (its protocol row width, but ``cst``: ``cst_bits·P``)."""
+        return self.cst_bits * self.lanes if name == "cst" else self.widths[name]
+
+    def stored_row(self, name: str, row: int) -> int:
+        """A row as memory ``name`` stores it (a backdoor preload writes this; see ``cst_bits``)."""
+        return cst_stored_row(row, self.lanes, self.cst_bits) if name == "cst" else row
+
     @property
     def row_words(self) -> dict[int, int]:
         """32-bit words per row of each memory id the host can write (``protocol``; a link's
@@ -249,14 +284,25 @@ class Accelerator(wiring.Component):
             fetch._MustUse__silence = True
         for name in self.built:
             self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
-                W[name], self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1, init=self.init.get(name, []),
+                self.stored_width(name), self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1,
+                init=[self.stored_row(name, r) for r in self.init.get(name, [])],
                 bank_rows=self.bank_rows, second_port_rows=self.second_port_rows.get(name))
         mem = self.mems
+        cb = self.cst_bits
 
         def port(n, kind):   # a port of memory n ("r0", "r1", "w"), or of a memory left out
             if n not in mem:
                 return _Port(Signal(A), Signal(), Signal(W[n]))
-            return _Port(*(getattr(mem[n], f"{kind}_{s}") for s in ("addr", "en", "data")))
+            p = _Port(*(getattr(mem[n], f"{kind}_{s}") for s in ("addr", "en", "data")))
+            if n == "cst" and cb != STREAM_BITS:   # 16-bit lanes outside, cst_bits-bit lanes inside
+                wide = Signal(W[n], name=f"cst_{kind}_data")
+                if kind == "w":
+                    m.d.comb += p.data.eq(Cat(wide[STREAM_BITS * i:STREAM_BITS * i + cb] for i in range(P)))
+                else:
+                    lanes = [p.data[cb * i:cb * (i + 1)] for i in range(P)]
+                    m.d.comb += wide.eq(Cat(Cat(v, v[-1].replicate(STREAM_BITS - cb)) for v in lanes))
+                p = _Port(p.addr, p.en, wide)
+            return p
 
         rd = {n: port(n, "r0") for n in W}
         rd2 = {n: port(n, "r1") for n in ("lv", "st")}
