@@ -30,6 +30,7 @@ from pathlib import Path
 from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
 from spiketrack.hw.accel.top import UNITS, mem_widths
+from spiketrack.hw.banked_memory import bank_rows_of
 
 __all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "nextpnr_options", "ECP5_PLACER", "BoardDoesNotFit", "EBR_TOTAL",
            "LUT_TOTAL"]
@@ -96,8 +97,6 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       alone as synthesised (docs/sdram.md); the fetch unit and the bus multiplexers are not counted.
     """
     widths = dict(mem_widths(lanes, addr_bits, units), cst=cst_bits * lanes)
-    from spiketrack.hw.banked_memory import bank_rows_of
-
     second = {k: d for k, d in depths.items() if k in READ_PORTS}
     for k, v in (second_port_rows or {}).items():   # the whole banks that hold those rows
         if v is not None and k in depths:

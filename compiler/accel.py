@@ -427,7 +427,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
                         tuple(u for u in UNITS if u in units), ext_weights,
-                        {m: min(second_rows[m], depths[m]) for m in ("lv", "st")}, _cst_bits(images["cst"], P))
+                        second_rows, _cst_bits(images["cst"], P))
 
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
@@ -551,7 +551,7 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
     second = {root(s) for s in (_second_port_operand(net, n, types, upsampled) for n in prog.nodes) if s is not None}
     # buffers: an output written over its operand joins the operand's buffer (one lifetime)
     pools = ("lv", "st", "tm", "lv2", "st2")
-    start = {m: guard if m == "tm" else second_rows.get(m[:2], 0) if m in ("lv", "st") else 0 for m in pools}
+    start = {"lv": second_rows.get("lv", 0), "st": second_rows.get("st", 0), "tm": guard, "lv2": 0, "st2": 0}
     group: dict[str, str] = {}                 # root -> the root whose buffer it lives in
     bufs: dict[str, list] = {}                 # that root -> [pool, rows, first step, last step]
     shape_of: dict[str, tuple[str, int]] = {}  # root -> (memory, rows per timestep)
@@ -624,10 +624,9 @@ def _cst_bits(rows: list[int], P: int) -> int:
     """The fewest bits per lane (2..16) that hold every value of the positional-table rows."""
     if not rows:
         return STREAM_BITS
-    lanes = np.array([[(r >> (STREAM_BITS * i)) & 0xFFFF for i in range(P)] for r in rows], dtype=np.int64)
-    lanes = np.where(lanes >= 1 << (STREAM_BITS - 1), lanes - (1 << STREAM_BITS), lanes)
-    lo, hi = int(lanes.min()), int(lanes.max())
-    return max(2, next(b for b in range(2, STREAM_BITS + 1) if -(1 << (b - 1)) <= lo and hi < 1 << (b - 1)))
+    values = rows_tensor(rows, (1, P, len(rows), 1), "stream", P)
+    lo, hi = int(values.min()), int(values.max())
+    return next(b for b in range(2, STREAM_BITS + 1) if -(1 << (b - 1)) <= lo and hi < 1 << (b - 1))
 
 
 def _second_port_operand(net, hw, types, upsampled) -> str | None:
@@ -646,6 +645,14 @@ def _second_port_operand(net, hw, types, upsampled) -> str | None:
     return None
 
 
+def _residual(net, hw) -> str | None:
+    """The residual a fused convolution adds (its ``add`` layer's input besides the requantised
+    sum, the node's second layer), or ``None``."""
+    layers = [net.layer(n) for n in hw.layers]
+    add = next((l for l in layers if l.op == "add"), None)
+    return None if add is None else next(s for s in add.inputs if s != layers[1].name)
+
+
 def _in_place_operand(net, hw, types) -> str | None:
     """The operand a hardware op may overwrite with its output, or ``None``.
 
@@ -657,11 +664,7 @@ def _in_place_operand(net, hw, types) -> str | None:
     when the op is the operand's last reader."""
     shape = tuple(types[hw.output].shape)
     if hw.kind == "spike_conv":
-        add = next((l for l in map(net.layer, hw.layers) if l.op == "add"), None)
-        if add is None:
-            return None
-        req = next(l for l in map(net.layer, hw.layers) if l.op == "requant")
-        cands = [s for s in add.inputs if s != req.name]
+        cands = [r for r in [_residual(net, hw)] if r is not None]
     elif hw.kind == "add":
         cands = list(net.layer(hw.layers[0]).inputs)
     else:
@@ -707,12 +710,11 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
             images["w"] += _rows(packed["weights"], 8)
             images["tab"] += _table_rows(packed["tables"], chunks, P)
         w_base, t_base = weight_at[key]
-        add = ops.get("add")
+        rname = _residual(net, hw)
         res_base = None
         pin = _plain(placement[src], hw.name, "a convolution")
         T_out = out_t.shape[0]
-        if add is not None:
-            rname = next(s for s in add.inputs if s != req.name)
+        if rname is not None:
             rp = _plain(placement[rname], hw.name, "a residual")
             res_base = rp.base
         desc = conv_descriptor(depthwise=dw, k=conv.attrs.get("kernel", w.shape[-1]), stride=conv.attrs["stride"],
@@ -720,7 +722,7 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
                                in_base=pin.base, w_base=w_base, t_base=t_base, res_base=res_base,
                                out_base=out_pl.base, stem=hw.kind == "stem", groups=1 if dw else groups, **nfields)
         desc["in_t"] = pin.t_stride
-        if add is not None and T_out > 1 and rp.t_stride != desc["o_t"]:
+        if rname is not None and T_out > 1 and rp.t_stride != desc["o_t"]:
             raise CompileError(f"{hw.name}: residual with {rp.t_stride} rows per timestep, the output has {desc['o_t']}")
         return "conv_engine", desc
     if hw.kind == "retrieval":
