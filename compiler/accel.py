@@ -38,7 +38,9 @@ is still running.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -91,11 +93,54 @@ class AccelNode:
     #: (a fill, this node's or one placed early for a later node), ``("conv", first, end)`` (this
     #: node's conv descriptor over a chunk range), ``("unit",)`` (its one descriptor); empty: one descriptor
     seq: list = field(default_factory=list)
+    #: a stem run band by band (:class:`Band`): one conv descriptor per band (whole-layer chunk
+    #: range), the ``desc`` fields of each; empty: not banded
+    bands: list = field(default_factory=list)
 
     @property
     def n_desc(self) -> int:
         """Program words of this node (from ``index``)."""
         return len(self.seq) if self.seq else 1
+
+
+@dataclass(frozen=True)
+class Band:
+    """A host input read by a stem band by band (``lower_to_accel(stem_band_rows=...)``).
+
+    The stem's output rows are split into bands of ``out_rows`` rows (the last may be shorter).
+    The input's buffer holds one band's input rows per timestep: ``in_rows`` rows of ``width``
+    pixel words, the image padded by ``pad`` on every side (the padding written as zero pixels by
+    the host), so each band is a convolution without padding. Before the band's run the host
+    writes rows ``y0 = b · out_rows · stride`` .. ``y0 + in_rows - 1`` of the padded image
+    (:meth:`AccelProgram.input_rows`)."""
+
+    input: str
+    node: str
+    n: int          #: bands
+    out_rows: int   #: stem output rows per band
+    in_rows: int    #: padded input rows per band (the buffer's rows per timestep / width)
+    width: int      #: padded input columns
+    pad: int
+    stride: int
+    k: int
+    ho: int         #: the stem's output rows
+
+    def rows_of(self, b: int) -> tuple[int, int]:
+        """(first padded input row, input rows) of band ``b``."""
+        first = b * self.out_rows * self.stride
+        out = min(self.out_rows, self.ho - b * self.out_rows)
+        return first, (out - 1) * self.stride + self.k
+
+
+@dataclass(frozen=True)
+class HostRun:
+    """One RUN a host issues for a pass: program words ``first .. first + count - 1``, after
+    writing ``writes`` (``(input tensor, band or None)``: a whole input, or one band of it)."""
+
+    first: int
+    count: int
+    writes: tuple = ()
+    nodes: tuple = ()   #: nodes whose last program word is in this run (their outputs are final after it)
 
 
 @dataclass
@@ -120,6 +165,8 @@ class AccelProgram:
     #: bits per lane memory ``cst`` stores (``Accelerator(cst_bits=...)``): the fewest that hold
     #: every positional-table value (16 without tables)
     cst_bits: int = STREAM_BITS
+    #: host inputs read band by band: input tensor -> :class:`Band`
+    bands: dict = field(default_factory=dict)
 
     def accel_kwargs(self, preload: bool = True) -> dict:
         """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
@@ -144,36 +191,126 @@ class AccelProgram:
     def _node(self, name: str) -> AccelNode:
         return next(n for n in self.nodes if n.name == name)
 
-    def _unit_cycles(self, graph: HwGraph, hw, node: AccelNode, env) -> int:
-        """The node's unit busy cycles (summed over its cache fills' conv descriptors)."""
+    def _op_cost(self, graph: HwGraph, node: AccelNode, env, chunk_range=None, band: int | None = None):
+        """The unit model's cost of one of the node's descriptors: the whole op, a chunk range of
+        it (a cache fill), or one band of a banded stem (a convolution without padding on the
+        band's padded input rows)."""
+        hw = next(h for h in graph.nodes if h.name == node.name)
         op, net = REGISTRY[hw.kind], graph.net
         engine = ec.Engine(self.lanes)
-        if not node.fills:
-            return op.cost(hw, net, net.types, engine, env).cycles
-        return sum(op.cost(hw, net, net.types, engine, env, chunk_range=(a, b)).cycles for a, b, _ in node.fills)
+        if band is None:
+            return op.cost(hw, net, net.types, engine, env, chunk_range=chunk_range) if chunk_range else \
+                op.cost(hw, net, net.types, engine, env)
+        conv = net.layer(hw.layers[0])
+        bd = self.bands[conv.inputs[0]]
+        y0, rows = bd.rows_of(band)
+        in_t, out_t = net.types[conv.inputs[0]], net.types[hw.output]
+        levels = None
+        if env is not None:
+            p = bd.pad
+            levels = torch.nn.functional.pad(env[conv.inputs[0]][:, 0], (p, p, p, p))[:, :, y0:y0 + rows]
+        d = node.bands[band]
+        shim = SimpleNamespace(attrs={**conv.attrs, "padding": 0})
+        return ec.conv_cost(engine, shim, net.params_of(conv)["weight"].shape,
+                            dataclasses.replace(in_t, shape=(in_t.shape[0], in_t.shape[1], rows, bd.width)),
+                            dataclasses.replace(out_t, shape=(out_t.shape[0], out_t.shape[1], d["ho"], d["wo"])),
+                            levels, residual=False, chunk_range=chunk_range)
+
+    def _unit_cycles(self, graph: HwGraph, hw, node: AccelNode, env) -> int:
+        """The node's unit busy cycles (summed over its bands' and cache fills' conv descriptors)."""
+        return sum(c for kind, c in self._node_entries(graph, node, env) if kind != "fetch")
+
+    def _node_entries(self, graph: HwGraph, node: AccelNode, env) -> list[tuple[str, int]]:
+        """The controller's view of the node's program words (:func:`controller_cycles`)."""
+        out = []
+        for item in node.seq or [("unit",)]:
+            if item[0] == "fetch":
+                out.append(("fetch", fetch_cycles(item[1])))
+            elif item[0] == "conv":
+                out.append(("wconv", self._op_cost(graph, node, env, item[1:3], item[3]).cycles))
+            elif item[0] == "band":
+                out.append(("unit", self._op_cost(graph, node, env, None, item[1]).cycles))
+            else:
+                out.append(("unit", self._op_cost(graph, node, env).cycles))
+        return out
 
     def _entries(self, graph: HwGraph, nodes: list, env) -> list[tuple[str, int]]:
         """The controller's view of the program words of ``nodes`` (:func:`controller_cycles`)."""
-        hw_of = {n.name: n for n in graph.nodes}
-        net, engine = graph.net, ec.Engine(self.lanes)
-        out = []
-        for node in nodes:
-            hw = hw_of[node.name]
-            op = REGISTRY[hw.kind]
-            for item in node.seq or [("unit",)]:
-                if item[0] == "fetch":
-                    out.append(("fetch", fetch_cycles(item[1])))
-                elif item[0] == "conv":
-                    out.append(("wconv", op.cost(hw, net, net.types, engine, env, chunk_range=item[1:]).cycles))
-                else:
-                    out.append(("unit", op.cost(hw, net, net.types, engine, env).cycles))
-        return out
+        return [e for node in nodes for e in self._node_entries(graph, node, env)]
+
+    def span_cycles(self, graph: HwGraph, first: int, count: int, env) -> int:
+        """Predicted cycles of one RUN of program words ``first .. first + count - 1`` (with
+        ``RUN_OVERHEAD``) on the data of ``env`` (a golden run)."""
+        words = []
+        for n in sorted(self.nodes, key=lambda n: n.index):
+            if n.index < first + count and n.index + n.n_desc > first:
+                words += [(n.index + i, e) for i, e in enumerate(self._node_entries(graph, n, env))]
+        return RUN_OVERHEAD + controller_cycles([e for i, e in words if first <= i < first + count])
 
     def node_cycles(self, graph: HwGraph, node_name: str, env) -> int:
-        """Predicted cycles of the node's program words run alone (less ``RUN_OVERHEAD``): unit
-        model + controller overhead; with cache fills, their fetches and conv descriptors, and the
-        early fill of the next weight conv if this node holds it (:func:`controller_cycles`)."""
-        return controller_cycles(self._entries(graph, [self._node(node_name)], env))
+        """Predicted cycles of the node's program words run alone (less ``RUN_OVERHEAD``; one RUN
+        per band of a banded stem): unit model + controller overhead; with cache fills, their
+        fetches and conv descriptors, and the early fill of the next weight conv if this node holds
+        it (:func:`controller_cycles`)."""
+        node = self._node(node_name)
+        runs = self.runs(node.program, per_node=True)
+        return sum(self.span_cycles(graph, r.first, r.count, env) for r in runs
+                   if node.index <= r.first < node.index + node.n_desc) - RUN_OVERHEAD
+
+    def runs(self, program: str, per_node: bool = False) -> list[HostRun]:
+        """The RUNs a host issues for one pass of ``program``: one for the whole program, or one per
+        node (``per_node``); a banded stem's run ends after each band but the last (the next band's
+        rows are written before the next run). The pass's whole inputs are written before the first run."""
+        nodes = sorted((n for n in self.nodes if n.program == program), key=lambda n: n.index)
+        band_of = {bd.node: bd for bd in self.bands.values()}
+        cuts, band_at = set(), {}     # program words after which a run ends; band words
+        for n in nodes:
+            if per_node:
+                cuts.add(n.index + n.n_desc - 1)
+            bd = band_of.get(n.name)
+            for i, item in enumerate(n.seq):
+                b = item[1] if item[0] == "band" else item[3] if item[0] == "conv" else None
+                if bd is not None and b is not None:
+                    band_at.setdefault(b, n.index + i)
+                    if b < bd.n - 1:
+                        cuts.add(n.index + i)
+        first, count = self.programs[program]
+        whole = tuple((x, None) for x in self.inputs[program] if x not in self.bands and x in self.placement
+                      and self.placement[x].mem != "tm")
+        out, start = [], first
+        for w in range(first, first + count):
+            if w in cuts or w == first + count - 1:
+                writes = list(whole if start == first else ())
+                writes += [(bd.input, b) for b, at in sorted(band_at.items()) for bd in [band_of[n.name] for n in nodes
+                           if n.name in band_of] if start <= at <= w]
+                done = tuple(n.name for n in nodes if start <= n.index + n.n_desc - 1 <= w)
+                out.append(HostRun(start, w - start + 1, tuple(writes), done))
+                start = w + 1
+        return out
+
+    def input_rows(self, name: str, x: torch.Tensor, kind: str, band: int | None = None) -> list[int]:
+        """The rows a host writes at ``placement[name].base`` for input ``name`` of ``kind`` (``x``:
+        [T, C, H, W], batch dropped): the whole tensor, or band ``band`` of a banded input (its
+        padded rows, timestep after timestep, ``t_stride`` apart)."""
+        if band is None:
+            if name in self.bands:
+                raise ValueError(f"{name} is written band by band (band=0..{self.bands[name].n - 1})")
+            return tensor_rows(x, kind, self.lanes)
+        bd = self.bands[name]
+        if not 0 <= band < bd.n:
+            raise ValueError(f"{name}: band {band} of {bd.n}")
+        y0, rows = bd.rows_of(band)
+        p = bd.pad
+        xp = torch.nn.functional.pad(torch.as_tensor(x).to(torch.int64), (p, p, p, p))[:, :, y0:y0 + rows]
+        if xp.shape[-1] != bd.width:
+            raise ValueError(f"{name}: {x.shape[-1]} columns, the band layout has {bd.width - 2 * p}")
+        per_t, stride = rows * bd.width, bd.in_rows * bd.width
+        flat = tensor_rows(xp, kind, self.lanes)
+        out = []
+        for t in range(xp.shape[0]):
+            out += flat[t * per_t:(t + 1) * per_t] + ([0] * (stride - per_t) if t < xp.shape[0] - 1 else [])
+        return out
+
 
     def predicted_counters(self, graph: HwGraph, program: str, env) -> dict:
         """The accelerator's counters (``hw/accel/protocol.COUNTERS``) for one run of ``program`` on
@@ -200,7 +337,10 @@ class AccelProgram:
                 else:
                     events = cost.reads["weights"] / (P * net.layer(hw.layers[0]).attrs["weight_bits"])
                     c["w_reads"] += events
-                words = cost.reads["act"] / (24 if hw.kind == "stem" else 3 * G)
+                if n.bands:   # one conv per band: the band's words (padding words read too)
+                    words = sum(self._op_cost(graph, n, env, None, b).reads["act"] for b in range(len(n.bands))) / 24
+                else:
+                    words = cost.reads["act"] / (24 if hw.kind == "stem" else 3 * G)
                 c["lv_reads"] += words
                 c["events"] += events
                 c["tab_reads"] += out_words
@@ -227,12 +367,14 @@ class AccelProgram:
                 c["mb_busy"] += cost.cycles
         c = {k: int(round(v)) for k, v in c.items()}
         n_desc = sum(n.n_desc for n in nodes)
-        c.update(descriptors=n_desc, prog_reads=n_desc + 1, run_cycles=self.run_cycles(graph, program, env))
+        c.update(descriptors=n_desc, prog_reads=n_desc + len(self.runs(program)),
+                 run_cycles=self.run_cycles(graph, program, env))
         return c
 
     def run_cycles(self, graph: HwGraph, program: str, env) -> int:
-        """Predicted cycles of one run of ``program`` on the data of ``env`` (a golden run)."""
-        return RUN_OVERHEAD + controller_cycles(self._entries(graph, [n for n in self.nodes if n.program == program], env))
+        """Predicted cycles of one pass of ``program`` on the data of ``env`` (a golden run): its
+        runs' (:meth:`runs`), each with ``RUN_OVERHEAD``."""
+        return sum(self.span_cycles(graph, r.first, r.count, env) for r in self.runs(program))
 
 
 def controller_cycles(entries: list[tuple[str, int]]) -> int:
@@ -352,13 +494,20 @@ def pack_fields(layout, values) -> int:
 # ---------------------------------------------------------------------------------------------
 # lowering
 
+#: Stem output rows per band in the template pass (``lower_to_accel(stem_band_rows=...)``): at 8 the
+#: shipped default's three crops take 8,442 ``lv`` rows (3 × 21 × 134) instead of 49,152, less than
+#: the template pass's next peak, so its ``lv`` depth is set elsewhere (docs/accelerator.md).
+STEM_BAND_ROWS = 8
+
+
 #: The accelerator unit (``Accelerator(units=...)``) each hardware op's class runs on.
 UNIT_OF = {"conv_engine": "conv", "vector_unit": "vec", "memory_unit": "mb"}
 UNIT_NAMES = {"conv": "conv engine", "vec": "vector unit", "mb": "memory builder"}
 
 
 def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None,
-                   units: tuple = UNITS, ext_weights: bool = False, cache_rows: int | None = None) -> AccelProgram:
+                   units: tuple = UNITS, ext_weights: bool = False, cache_rows: int | None = None,
+                   stem_band_rows: int | None = STEM_BAND_ROWS) -> AccelProgram:
     """Place, describe and pack ``net`` for the accelerator (see the module docstring).
 
     ``units``: the units the accelerator has (``Accelerator(units=...)``); an op on a unit it
@@ -367,7 +516,11 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
 
     ``ext_weights``: the weight lines live in external memory and ``w`` is a cache of
     ``cache_rows`` rows in two halves (default: twice the most lines one output chunk of any
-    convolution needs); a half smaller than that is refused, naming the layer."""
+    convolution needs); a half smaller than that is refused, naming the layer.
+
+    ``stem_band_rows``: the template pass's stem runs in bands of this many output rows when its
+    output has more rows (:class:`Band`): its crops take one band's rows instead of the whole
+    image's, at the price of one RUN per band and the padding words read as pixels. None: never."""
     P = lanes
     if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
@@ -394,24 +547,34 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     guard = slot
     peaks["tm"] = guard
 
+    bands = _band_plan(net, graph, progs, stem_band_rows, P) if "conv" in units else {}
+    sizes = {x: (types[x].shape[0] * bd.in_rows * bd.width, bd.in_rows * bd.width) for x, bd in bands.items()}
+
     # the operands of the second read ports first (rows from 0), then the rest above them (only
     # the banks holding the first rows are stored twice: hw/banked_memory.py)
     trial = dict(peaks)
     for prog in progs.values():
-        _place_program(net, graph, prog, types, dict(placement), trial, guard, P)
+        _place_program(net, graph, prog, types, dict(placement), trial, guard, P, sizes=sizes)
     second_rows = {m: trial[m + "2"] for m in ("lv", "st")}
     nodes: list[AccelNode] = []
     for pname, prog in progs.items():
-        _place_program(net, graph, prog, types, placement, peaks, guard, P, second_rows)
+        _place_program(net, graph, prog, types, placement, peaks, guard, P, second_rows, sizes=sizes)
         for hw in prog.nodes:
             if REGISTRY[hw.kind].view:
                 continue
             unit, desc = _describe(net, hw, types, placement, images, weight_at, P, addr_bits)
             layout = {"conv_engine": desc_layout, "vector_unit": vec_desc_layout, "memory_unit": mb_desc_layout}[unit](addr_bits)
             code = {"conv_engine": Unit.CONV, "vector_unit": Unit.VEC, "memory_unit": Unit.MB}[unit].value
-            images["prog"].append(code | pack_fields(layout, desc) << 2)
-            nodes.append(AccelNode(hw.name, hw.kind, unit, pname, len(images["prog"]) - 1, desc, hw.output,
-                                   tuple(types[hw.output].shape), list(hw.layers)))
+            bd = next((b for b in bands.values() if b.node == hw.name), None)
+            node = AccelNode(hw.name, hw.kind, unit, pname, len(images["prog"]), desc, hw.output,
+                             tuple(types[hw.output].shape), list(hw.layers))
+            if bd is None:
+                images["prog"].append(code | pack_fields(layout, desc) << 2)
+            else:
+                node.bands = _band_descs(desc, bd, placement[bd.input])
+                node.seq = [("band", b) for b in range(bd.n)]
+                images["prog"] += [code | pack_fields(layout, d) << 2 for d in node.bands]
+            nodes.append(node)
     w_rows = len(images["w"])
     if ext_weights:
         images["prog"], images["ext"], w_rows = _split_fills(nodes, images, P, addr_bits, cache_rows)
@@ -427,7 +590,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
                         tuple(u for u in UNITS if u in units), ext_weights,
-                        second_rows, _cst_bits(images["cst"], P))
+                        second_rows, _cst_bits(images["cst"], P), bands)
 
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
@@ -448,6 +611,8 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
     if len(ext) > 1 << EXT_ADDR_BITS:
         raise CompileError(f"{len(ext)} weight words exceed the external bus's {1 << EXT_ADDR_BITS}-word address range")
     fetched = [n for n in nodes if n.unit == "conv_engine" and not n.desc["tmem"]]
+    for n in nodes:
+        n.seq = []    # rebuilt below (a banded stem's band words become its fills' conv words)
     need = max((n.desc["w_chunk"] for n in fetched), default=1)
     cache = 2 * need if cache_rows is None else cache_rows
     half = cache // 2
@@ -469,6 +634,9 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
             continue
         d = n.desc
         per_fill = max(1, half // d["w_chunk"])
+        if n.bands and per_fill < d["chunks"]:
+            raise CompileError(f"{n.name}: a banded stem's weights ({d['chunks']} chunks of {d['w_chunk']} lines) must "
+                               f"fit half of the {cache}-row weight cache (every band reads them)")
         for a in range(0, d["chunks"], per_fill):
             b = min(d["chunks"], a + per_fill)
             words = (b - a) * d["w_chunk"] * per_line
@@ -479,8 +647,9 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
                 entries.append([n, fetch, ("fetch", words)])
             else:   # before the previous fill's conv descriptor, in that conv's node
                 entries.insert(last_conv, [entries[last_conv][0], fetch, ("fetch", words)])
-            entries.append([n, Unit.CONV.value | pack_fields(cl, chunk_range_fields(d, a, b, w_base=base)) << 2,
-                            ("conv", a, b)])
+            for band, dd in enumerate(n.bands) if n.bands else [(None, d)]:
+                entries.append([n, Unit.CONV.value | pack_fields(cl, chunk_range_fields(dd, a, b, w_base=base)) << 2,
+                                ("conv", a, b, band)])
             last_conv = len(entries) - 1
             n.fills.append((a, b, words))
             j += 1
@@ -494,13 +663,14 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
     return [w for _, w, _ in entries], ext, cache
 
 
-def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, second_rows=None):
+def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, second_rows=None, sizes=None):
     """Liveness-based placement of one program's tensors (first fit, largest buffers first or in producer order).
 
     The buffers an op reads through the second read port of ``lv`` or ``st``
     (:func:`_second_port_operand`) are placed from row 0, the others from ``second_rows[mem]``
-    on (default 0); ``peaks[mem + "2"]`` records the first region's peak."""
-    second_rows = second_rows or {}
+    on (default 0); ``peaks[mem + "2"]`` records the first region's peak. ``sizes``: ``(rows, rows
+    per timestep)`` of the tensors not stored whole (a banded input, :class:`Band`)."""
+    second_rows, sizes = second_rows or {}, sizes or {}
     layer_node = {}
     for i, n in enumerate(prog.nodes):
         for l in n.layers:
@@ -559,7 +729,7 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
         if r in placement and placement[r].mem == "tm" and placement[r].base < guard:
             continue   # a template slot (or an earlier program's memory input)
         kind = types[r].kind
-        rows, per_t = _size(types[r].shape, kind, P)
+        rows, per_t = sizes[r] if r in sizes else _size(types[r].shape, kind, P)
         mem = MEM_OF_KIND[kind]
         pool = mem + "2" if r in second and mem in ("lv", "st") else mem
         shape_of[r] = (mem, per_t)
@@ -618,6 +788,49 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
                 if f & (f - 1) or f > 8:
                     raise CompileError(f"{name}: upsampling by {f} (only 2, 4 or 8)")
                 placement[name] = Placement(src.mem, src.base, src.t_stride, src.up + int(math.log2(f)))
+
+
+def _band_plan(net, graph, progs, band_rows, P) -> dict:
+    """The template pass's host inputs read band by band: input -> :class:`Band` (a stem whose
+    output has more than ``band_rows`` rows, and which is its input's only reader)."""
+    prog = progs.get("template_update")
+    if band_rows is None or prog is None:
+        return {}
+    if band_rows < 1:
+        raise CompileError(f"stem_band_rows must be at least 1, got {band_rows}")
+    out = {}
+    for hw in prog.nodes:
+        if hw.kind != "stem":
+            continue
+        conv = net.layer(hw.layers[0])
+        x = conv.inputs[0]
+        T, C, H, W = net.types[x].shape
+        ho = net.types[hw.output].shape[2]
+        if x not in prog.inputs or ho <= band_rows:
+            continue
+        readers = [n.name for n in graph.nodes if x in n.inputs]
+        if readers != [hw.name]:
+            raise CompileError(f"{x}: read by {', '.join(readers)}; a banded crop must be read by its stem alone")
+        k, s, p = conv.attrs.get("kernel", net.params_of(conv)["weight"].shape[-1]), conv.attrs["stride"], conv.attrs["padding"]
+        n = -(-ho // band_rows)
+        out[x] = Band(x, hw.name, n, band_rows, (band_rows - 1) * s + k, W + 2 * p, p, s, k, ho)
+    return out
+
+
+def _band_descs(desc: dict, bd: Band, pin: Placement) -> list[dict]:
+    """The conv descriptors of a banded stem, one per band: the whole layer's ``desc`` (its weights,
+    tables, neuron, chunks) on the band's padded rows without padding, writing its output rows."""
+    out = []
+    per_row = desc["wo"] * desc["chunks"]
+    for b in range(bd.n):
+        _, rows = bd.rows_of(b)
+        ho = (rows - bd.k) // bd.stride + 1
+        d = dict(desc, pad=0, h=rows, w=bd.width, ho=ho, in_row=bd.width * desc["n_words"], in_base=pin.base,
+                 in_t=pin.t_stride, out_base=desc["out_base"] + b * bd.out_rows * per_row)
+        if (bd.width - bd.k) // bd.stride + 1 != desc["wo"]:
+            raise AssertionError(f"{bd.node}: band width {bd.width} gives another output width than {desc['wo']}")
+        out.append(d)
+    return out
 
 
 def _cst_bits(rows: list[int], P: int) -> int:

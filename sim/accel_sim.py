@@ -24,7 +24,7 @@ from spiketrack.compiler.accel import AccelProgram, memory_rows, rows_tensor, te
 from spiketrack.compiler.fuse import fuse
 from spiketrack.compiler.schedule import programs, run_program
 from spiketrack.hw.accel.protocol import TIMEOUT, RunKind
-from spiketrack.hw.accel.top import RUN_OVERHEAD, Accelerator
+from spiketrack.hw.accel.top import Accelerator
 from spiketrack.hw.banked_memory import BANK_ROWS
 from spiketrack.sim.accel_driver import AccelDriver, SimTransport
 from spiketrack.sim.unit_sim import run_simulator
@@ -181,7 +181,6 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     else:
         graph, passes = golden_passes(net, inputs)
     net = graph.net   # the compiler's network (its IR rewrite, compiler/fuse.py)
-    P = ap.lanes
     steps: list[dict] = []
     for mem, rows in ap.host_images():
         if not (load or (load_ext and mem == "ext")):
@@ -191,21 +190,21 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
     steps.append({"op": "guard", "rows": ap.guard})
     for i, (pname, env, host_inputs) in enumerate(passes):
         label = pname if pname == "run" else "template_update" if i == 0 else f"search_frame_{i - 1}"
-        for name, x in host_inputs.items():
-            pl = ap.placement[name]
-            steps.append({"op": "write", "pass": label, "mem": pl.mem, "addr": pl.base,
-                          "rows": tensor_rows(x[:, 0], net.types[name].kind, P)})
-        first, count = ap.programs[pname]
         kind = {"run": RunKind.RAW, "template_update": RunKind.TEMPLATE}.get(pname, RunKind.SEARCH)
-        nodes = [n for n in ap.nodes if n.program == pname]
-        if check == "layers":
-            for n in nodes:
-                steps.append({"op": "run", "pass": label, "first": n.index, "count": n.n_desc, "kind": kind,
-                              "predicted": ap.node_cycles(graph, n.name, env) + RUN_OVERHEAD, "layers": len(n.layers)})
-                steps.append({**_read_steps(ap, net, n.out, env[n.out], label, n.name), "layers": len(n.layers)})
-        else:
-            steps.append({"op": "run", "pass": label, "first": first, "count": count, "kind": kind,
-                          "predicted": ap.run_cycles(graph, pname, env), "layers": sum(len(n.layers) for n in nodes)})
+        node_of = {n.name: n for n in ap.nodes}
+        for run in ap.runs(pname, per_node=check == "layers"):   # a banded crop: one run per band
+            for name, band in run.writes:
+                pl = ap.placement[name]
+                steps.append({"op": "write", "pass": label, "mem": pl.mem, "addr": pl.base,
+                              "rows": ap.input_rows(name, host_inputs[name][:, 0], net.types[name].kind, band)})
+            steps.append({"op": "run", "pass": label, "first": run.first, "count": run.count, "kind": kind,
+                          "predicted": ap.span_cycles(graph, run.first, run.count, env),
+                          "layers": sum(len(node_of[x].layers) for x in run.nodes)})
+            if check == "layers":
+                for x in run.nodes:
+                    n = node_of[x]
+                    steps.append({**_read_steps(ap, net, n.out, env[n.out], label, n.name), "layers": len(n.layers)})
+        if check == "outputs":
             for o in ap.outputs[pname]:   # the pass's results only: no layer's own output is compared
                 steps.append({**_read_steps(ap, net, o, env[o], label, o), "layers": 0})
     return steps

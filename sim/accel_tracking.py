@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from spiketrack.compiler.accel import AccelProgram, _size, rows_tensor, tensor_rows
+from spiketrack.compiler.accel import AccelProgram, _size, rows_tensor
 from spiketrack.hw.accel.protocol import RunKind
 from spiketrack.quant.tracking import ArtifactTracking
 
@@ -61,15 +61,17 @@ class AcceleratorTracking(ArtifactTracking):
                 drv.write(mem, 0, rows)
         drv.guard(ap.guard)
 
-    def _write(self, name: str, px: torch.Tensor) -> None:
-        pl = self.ap.placement[name]
-        self.drv.write(pl.mem, pl.base, tensor_rows(px, "pixels", self.ap.lanes))
-
-    def _run(self, program: str, kind: int) -> dict:
-        first, count = self.ap.programs[program]
+    def _pass(self, program: str, kind: int, pixels: dict) -> dict:
+        """Write the pass's crops and run it: one RUN, or one per band of a banded crop, each after
+        writing its band (``AccelProgram.runs``)."""
         before = self.drv.status()
-        self.drv.run(first, count, kind)
-        after = self.drv.wait_idle()
+        for run in self.ap.runs(program):
+            for name, band in run.writes:
+                pl = self.ap.placement[name]
+                self.drv.write(pl.mem, pl.base, self.ap.input_rows(name, pixels[name], "pixels", band))
+            self.drv.run(run.first, run.count, kind)
+            self.drv.wait_idle()
+        after = self.drv.status()
         return {"pass": program, "cycles": (after["run_cycles"] - before["run_cycles"]) % (1 << 32),
                 "events": (after["events"] - before["events"]) % (1 << 32)}
 
@@ -88,8 +90,7 @@ class AcceleratorTracking(ArtifactTracking):
         if z.dim() != 5 or z.shape[0] != self.cfg.timesteps:
             raise ValueError(f"template must be [T={self.cfg.timesteps}, B, 3, H, W], got {list(z.shape)}")
         px = self._pixels(z.cpu(), self.cfg.template_size, "template")[:, 0]
-        self._write("template_pixels", px)
-        rep = self._run("template_update", RunKind.TEMPLATE)
+        rep = self._pass("template_update", RunKind.TEMPLATE, {"template_pixels": px})
         if self.check:
             self._env_t = run_program(self.graph, self.progs["template_update"], {"template_pixels": px[:, None]})
             rep["predicted"] = self.ap.run_cycles(self.graph, "template_update", self._env_t)
@@ -105,8 +106,7 @@ class AcceleratorTracking(ArtifactTracking):
             raise ValueError("the accelerator backend searches with the template memories on the device "
                              "(run encode_template first)")
         px = self._pixels(x.cpu(), self.cfg.search_size, "search")[:1]
-        self._write("search_pixels", px)
-        rep = self._run("search_frame", RunKind.SEARCH)
+        rep = self._pass("search_frame", RunKind.SEARCH, {"search_pixels": px})
         heads = [self.net.meta[k] for k in ("score", "size", "offset")]
         maps = [self._read(h) for h in heads]
         if self.check:
