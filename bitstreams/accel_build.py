@@ -30,7 +30,7 @@ from pathlib import Path
 from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
 from spiketrack.hw.accel.top import UNITS, mem_widths
-from spiketrack.hw.banked_memory import bank_rows_of
+from spiketrack.hw.banked_memory import BANK_ROWS, bank_rows_of
 
 __all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "nextpnr_options", "ECP5_PLACER", "BoardDoesNotFit", "EBR_TOTAL",
            "LUT_TOTAL"]
@@ -52,8 +52,9 @@ FF_PER_LANE, FF_FIXED = 1300, 2500
 UNIT_LUT = {"vec": (880, 1610), "mb": (27, 845)}
 UNIT_FF = {"vec": (530, 1050), "mb": (24, 385)}
 CTRL_LUT, CTRL_FF = 1900, 1400
-#: EBR of the link's frame buffer and response FIFO (iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
-LINK_EBR = {"ecp5": 1, "ice40": 4}
+#: EBR of the link's frame buffer and response FIFO (ECP5: one block each, as Yosys maps them in
+#: builds u62w and full1; iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
+LINK_EBR = {"ecp5": 2, "ice40": 4}
 
 #: Boards whose device cannot hold the whole accelerator: the configuration they get instead
 #: (``Accelerator`` keyword arguments) and the network they carry by default.
@@ -80,11 +81,19 @@ def ebr_blocks(width: int, depth: int, family: str) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in EBR_SHAPES[family])
 
 
+def banked_blocks(width: int, depth: int, family: str, bank_rows: int = BANK_ROWS) -> int:
+    """Block RAMs of one :class:`~spiketrack.hw.banked_memory.BankedMemory`: each bank (``bank_rows``
+    rows, the last one the rest) mapped on its own, by :func:`ebr_blocks`."""
+    R = bank_rows_of(depth, bank_rows)
+    full, rest = divmod(depth, R)
+    return full * ebr_blocks(width, R, family) + (ebr_blocks(width, rest, family) if rest else 0)
+
+
 def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS,
              sdram: bool = False, second_port_rows: dict | None = None, cst_bits: int = 16) -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
-    * EBR: per memory :func:`ebr_blocks`, plus for ``lv`` and ``st`` :func:`ebr_blocks` of the
+    * EBR: per memory :func:`banked_blocks` (bank by bank), plus for ``lv`` and ``st`` those of the
       banks their second read port reaches (``second_port_rows``, default every row: those banks
       are stored twice), ``cst`` at ``cst_bits`` per lane (``Accelerator(cst_bits=...)``), plus the link's frame buffer (:data:`LINK_EBR`); a one-row memory (a unit
       left out) is flip-flops, no EBR.
@@ -102,7 +111,7 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
         if v is not None and k in depths:
             R = bank_rows_of(depths[k])
             second[k] = min(depths[k], -(-v // R) * R)
-    by_mem = {k: ebr_blocks(widths[k], d, family) + (ebr_blocks(widths[k], second[k], family) if second.get(k) else 0)
+    by_mem = {k: banked_blocks(widths[k], d, family) + (banked_blocks(widths[k], second[k], family) if second.get(k) else 0)
               if d > 1 else 0 for k, d in depths.items()}
     if set(units) == set(UNITS):
         lut, ff = LUT_PER_LANE * lanes + LUT_FIXED, FF_PER_LANE * lanes + FF_FIXED

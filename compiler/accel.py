@@ -167,6 +167,12 @@ class AccelProgram:
     cst_bits: int = STREAM_BITS
     #: host inputs read band by band: input tensor -> :class:`Band`
     bands: dict = field(default_factory=dict)
+    #: positional tables the host writes before the run that reads them (``cst`` rows from 0, shared
+    #: by all of them): node -> rows; the rest stay resident above them
+    streamed_tables: dict = field(default_factory=dict)
+    #: the host inputs' kinds and shapes ([T, C, H, W])
+    input_kinds: dict = field(default_factory=dict)
+    input_shapes: dict = field(default_factory=dict)
 
     def accel_kwargs(self, preload: bool = True) -> dict:
         """``Accelerator`` arguments a simulation of this program needs besides lanes, depths and
@@ -259,39 +265,62 @@ class AccelProgram:
 
     def runs(self, program: str, per_node: bool = False) -> list[HostRun]:
         """The RUNs a host issues for one pass of ``program``: one for the whole program, or one per
-        node (``per_node``); a banded stem's run ends after each band but the last (the next band's
-        rows are written before the next run). The pass's whole inputs are written before the first run."""
+        node (``per_node``), cut further where the host must write between two program words: a
+        banded crop's next band (:class:`Band`) and a streamed positional table
+        (``streamed_tables``), which share their rows with the previous band or table. The pass's
+        whole inputs are written before its first run, each band or table before the run holding
+        the word that reads it."""
         nodes = sorted((n for n in self.nodes if n.program == program), key=lambda n: n.index)
         band_of = {bd.node: bd for bd in self.bands.values()}
-        cuts, band_at = set(), {}     # program words after which a run ends; band words
+        cuts: set[int] = set()               # program words after which a run ends
+        regions: dict[str, list] = {}        # rows written by the host -> [(word, write)]
         for n in nodes:
             if per_node:
                 cuts.add(n.index + n.n_desc - 1)
+            if n.name in self.streamed_tables:
+                regions.setdefault("cst", []).append((n.index, ("table", n.name)))
             bd = band_of.get(n.name)
-            for i, item in enumerate(n.seq):
+            for i, item in enumerate(n.seq if bd is not None else ()):
                 b = item[1] if item[0] == "band" else item[3] if item[0] == "conv" else None
-                if bd is not None and b is not None:
-                    band_at.setdefault(b, n.index + i)
-                    if b < bd.n - 1:
-                        cuts.add(n.index + i)
+                if b is not None and all(w != ("band", bd.input, b) for _, w in regions.get(bd.input, ())):
+                    regions.setdefault(bd.input, []).append((n.index + i, ("band", bd.input, b)))
+        for uses in regions.values():   # the next write to a region waits for the run reading the last
+            cuts.update(w for w, _ in uses[:-1])
+        writes_at = sorted(u for uses in regions.values() for u in uses)
         first, count = self.programs[program]
-        whole = tuple((x, None) for x in self.inputs[program] if x not in self.bands and x in self.placement
+        whole = tuple(("input", x) for x in self.inputs[program] if x not in self.bands and x in self.placement
                       and self.placement[x].mem != "tm")
         out, start = [], first
         for w in range(first, first + count):
             if w in cuts or w == first + count - 1:
-                writes = list(whole if start == first else ())
-                writes += [(bd.input, b) for b, at in sorted(band_at.items()) for bd in [band_of[n.name] for n in nodes
-                           if n.name in band_of] if start <= at <= w]
+                writes = (whole if start == first else ()) + tuple(wr for at, wr in writes_at if start <= at <= w)
                 done = tuple(n.name for n in nodes if start <= n.index + n.n_desc - 1 <= w)
-                out.append(HostRun(start, w - start + 1, tuple(writes), done))
+                out.append(HostRun(start, w - start + 1, writes, done))
                 start = w + 1
         return out
 
-    def input_rows(self, name: str, x: torch.Tensor, kind: str, band: int | None = None) -> list[int]:
-        """The rows a host writes at ``placement[name].base`` for input ``name`` of ``kind`` (``x``:
-        [T, C, H, W], batch dropped): the whole tensor, or band ``band`` of a banded input (its
-        padded rows, timestep after timestep, ``t_stride`` apart)."""
+    def host_writes(self, run: HostRun, inputs: dict) -> list[tuple[str, int, list[int]]]:
+        """``(memory, first row, rows)`` the host writes before ``run``, from the pass's inputs
+        (``{name: [T, C, H, W]}``, batch dropped): whole inputs, bands, streamed tables."""
+        out = []
+        for w in run.writes:
+            if w[0] == "table":
+                out.append(("cst", 0, self.streamed_tables[w[1]]))
+                continue
+            name = w[1]
+            if name not in inputs:
+                raise ValueError(f"the pass needs input {name!r}; given {sorted(inputs)}")
+            pl = self.placement[name]
+            out.append((pl.mem, pl.base, self.input_rows(name, inputs[name], w[2] if w[0] == "band" else None)))
+        return out
+
+    def input_rows(self, name: str, x: torch.Tensor, band: int | None = None) -> list[int]:
+        """The rows a host writes at ``placement[name].base`` for input ``name`` (``x``: [T, C, H, W],
+        batch dropped): the whole tensor, or band ``band`` of a banded input (its padded rows,
+        timestep after timestep, ``t_stride`` apart)."""
+        kind = self.input_kinds[name]
+        if tuple(x.shape) != tuple(self.input_shapes[name]):
+            raise ValueError(f"{name}: shape {list(x.shape)}, the program takes {list(self.input_shapes[name])}")
         if band is None:
             if name in self.bands:
                 raise ValueError(f"{name} is written band by band (band=0..{self.bands[name].n - 1})")
@@ -507,7 +536,7 @@ UNIT_NAMES = {"conv": "conv engine", "vec": "vector unit", "mb": "memory builder
 
 def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, graph: HwGraph | None = None,
                    units: tuple = UNITS, ext_weights: bool = False, cache_rows: int | None = None,
-                   stem_band_rows: int | None = STEM_BAND_ROWS) -> AccelProgram:
+                   stem_band_rows: int | None = STEM_BAND_ROWS, stream_template_tables: bool = True) -> AccelProgram:
     """Place, describe and pack ``net`` for the accelerator (see the module docstring).
 
     ``units``: the units the accelerator has (``Accelerator(units=...)``); an op on a unit it
@@ -520,7 +549,12 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
 
     ``stem_band_rows``: the template pass's stem runs in bands of this many output rows when its
     output has more rows (:class:`Band`): its crops take one band's rows instead of the whole
-    image's, at the price of one RUN per band and the padding words read as pixels. None: never."""
+    image's, at the price of one RUN per band and the padding words read as pixels. None: never.
+
+    ``stream_template_tables``: the template pass's positional tables are not resident in ``cst``:
+    the host writes each one at row 0 before the run that reads it (``AccelProgram.runs``), so
+    ``cst`` holds the search pass's tables above one template table's rows, at the price of one RUN
+    per table and the tables sent at every template pass."""
     P = lanes
     if P < 1 or (P < 8 and "conv" in units):
         raise CompileError(f"the accelerator needs at least 8 lanes, got {P}")
@@ -548,6 +582,14 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     peaks["tm"] = guard
 
     bands = _band_plan(net, graph, progs, stem_band_rows, P) if "conv" in units else {}
+    # the template pass's positional tables: written by the host before their runs, all at cst row 0
+    streamed: dict[str, list] = {}
+    if stream_template_tables and "template_update" in progs:
+        for hw in progs["template_update"].nodes:
+            first = net.layer(hw.layers[0])
+            if hw.kind == "neuron" and first.op == "add_const":
+                streamed[hw.name] = _size(types[first.name].shape, "stream", P)[0]
+    images["cst"] = [0] * max(streamed.values(), default=0)
     sizes = {x: (types[x].shape[0] * bd.in_rows * bd.width, bd.in_rows * bd.width) for x, bd in bands.items()}
 
     # the operands of the second read ports first (rows from 0), then the rest above them (only
@@ -562,7 +604,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
         for hw in prog.nodes:
             if REGISTRY[hw.kind].view:
                 continue
-            unit, desc = _describe(net, hw, types, placement, images, weight_at, P, addr_bits)
+            unit, desc = _describe(net, hw, types, placement, images, weight_at, P, addr_bits, streamed)
             layout = {"conv_engine": desc_layout, "vector_unit": vec_desc_layout, "memory_unit": mb_desc_layout}[unit](addr_bits)
             code = {"conv_engine": Unit.CONV, "vector_unit": Unit.VEC, "memory_unit": Unit.MB}[unit].value
             bd = next((b for b in bands.values() if b.node == hw.name), None)
@@ -590,7 +632,9 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     return AccelProgram(P, addr_bits, depths, images, {p: (first[p], counts[p]) for p in progs}, nodes, placement,
                         guard, {p: progs[p].inputs for p in progs}, {p: progs[p].outputs for p in progs},
                         tuple(u for u in UNITS if u in units), ext_weights,
-                        second_rows, _cst_bits(images["cst"], P), bands)
+                        second_rows, _cst_bits(images["cst"] + [r for rows in streamed.values() for r in rows], P), bands,
+                        streamed, {x: types[x].kind for p in progs.values() for x in p.inputs},
+                        {x: tuple(types[x].shape) for p in progs.values() for x in p.inputs})
 
 
 def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | None) -> tuple[list, list, int]:
@@ -894,8 +938,10 @@ def _plain(pl: Placement, name: str, what: str) -> Placement:
     return pl
 
 
-def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, dict]:
-    """(unit, descriptor fields) of one hardware-op node; appends its parameters to the images."""
+def _describe(net, hw, types, placement, images, weight_at, P, A, streamed=None) -> tuple[str, dict]:
+    """(unit, descriptor fields) of one hardware-op node; appends its parameters to the images
+    (a positional table of a node in ``streamed``: into ``streamed[node]``, read from ``cst`` row 0)."""
+    streamed = {} if streamed is None else streamed
     from spiketrack.sim.conv_engine_sim import _table_rows   # the one packer of table rows
 
     layers = [net.layer(n) for n in hw.layers]
@@ -985,8 +1031,12 @@ def _describe(net, hw, types, placement, images, weight_at, P, A) -> tuple[str, 
             const = torch.from_numpy(np.asarray(net.params_of(first)["value"])[:, 0]).to(torch.int64)
             if const.shape[0] != T:
                 raise CompileError(f"{hw.name}: positional table of {const.shape[0]} timesteps for {T}")
-            base.update(const=1, c_base=len(images["cst"]))
-            images["cst"] += tensor_rows(const, "stream", P)
+            if hw.name in streamed:   # written by the host before its run, at row 0
+                base.update(const=1, c_base=0)
+                streamed[hw.name] = tensor_rows(const, "stream", P)
+            else:
+                base.update(const=1, c_base=len(images["cst"]))
+                images["cst"] += tensor_rows(const, "stream", P)
         return "vector_unit", base
     if hw.kind == "add":
         x, y = layers[0].inputs

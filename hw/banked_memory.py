@@ -48,7 +48,10 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
-BANK_ROWS = 1024   #: rows per bank (a power of two)
+#: rows per bank (a power of two). 2,048: an ECP5 block RAM's 2048×9 shape holds a bank of the
+#: accelerator's 24-, 80-, 96- and 128-bit rows with the fewest blocks (3, 9, 11, 15 per bank; at
+#: 1,024 rows 2, 5, 6, 8: 213 blocks for the shipped default against 193, bitstreams/accel_build.estimate)
+BANK_ROWS = 2048
 OR_GROUP = 8       #: banks ORed into one group register (two OR steps reach 64 banks: 16 address bits)
 MAX_OR_LEVELS = READ_LATENCY - 5
 

@@ -193,10 +193,8 @@ def build_plan(net, ap: AccelProgram, inputs, check: str = "layers", load: bool 
         kind = {"run": RunKind.RAW, "template_update": RunKind.TEMPLATE}.get(pname, RunKind.SEARCH)
         node_of = {n.name: n for n in ap.nodes}
         for run in ap.runs(pname, per_node=check == "layers"):   # a banded crop: one run per band
-            for name, band in run.writes:
-                pl = ap.placement[name]
-                steps.append({"op": "write", "pass": label, "mem": pl.mem, "addr": pl.base,
-                              "rows": ap.input_rows(name, host_inputs[name][:, 0], net.types[name].kind, band)})
+            for mem, addr, rows in ap.host_writes(run, {k: v[:, 0] for k, v in host_inputs.items()}):
+                steps.append({"op": "write", "pass": label, "mem": mem, "addr": addr, "rows": rows})
             steps.append({"op": "run", "pass": label, "first": run.first, "count": run.count, "kind": kind,
                           "predicted": ap.span_cycles(graph, run.first, run.count, env),
                           "layers": sum(len(node_of[x].layers) for x in run.nodes)})

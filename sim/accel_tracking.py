@@ -62,13 +62,12 @@ class AcceleratorTracking(ArtifactTracking):
         drv.guard(ap.guard)
 
     def _pass(self, program: str, kind: int, pixels: dict) -> dict:
-        """Write the pass's crops and run it: one RUN, or one per band of a banded crop, each after
-        writing its band (``AccelProgram.runs``)."""
+        """Write the pass's crops and run it: one RUN, or several (``AccelProgram.runs``: a banded
+        crop's bands, the template pass's positional tables), each after its writes."""
         before = self.drv.status()
         for run in self.ap.runs(program):
-            for name, band in run.writes:
-                pl = self.ap.placement[name]
-                self.drv.write(pl.mem, pl.base, self.ap.input_rows(name, pixels[name], "pixels", band))
+            for mem, addr, rows in self.ap.host_writes(run, pixels):
+                self.drv.write(mem, addr, rows)
             self.drv.run(run.first, run.count, kind)
             self.drv.wait_idle()
         after = self.drv.status()

@@ -386,7 +386,7 @@ def test_second_read_port_operands_sit_in_the_rows_it_reaches():
     """Every operand read through the second read port of ``lv`` / ``st`` (memory build ``V``, the
     add's ``b``) lies in rows ``0 .. second_port_rows - 1``, every other buffer above them; on the
     shipped-size memories (several banks) only the banks of those rows count twice in the estimate."""
-    from spiketrack.bitstreams.accel_build import ebr_blocks, estimate
+    from spiketrack.bitstreams.accel_build import banked_blocks, ebr_blocks, estimate
     from spiketrack.compiler.fuse import fuse
     from spiketrack.hw.banked_memory import BANK_ROWS
 
@@ -420,14 +420,14 @@ def test_second_read_port_operands_sit_in_the_rows_it_reaches():
 
     big = lower_to_accel(_artifact(None), 8, ext_weights=True)
     for m in ("lv", "st"):
-        assert big.depths[m] > 4 * BANK_ROWS and 0 < big.second_port_rows[m] <= big.depths[m] // 4
+        assert big.depths[m] > 3 * BANK_ROWS and 0 < big.second_port_rows[m] <= big.depths[m] // 4
     twice = estimate(big.depths, 8, "ecp5", sdram=True)
     once = estimate(big.depths, 8, "ecp5", sdram=True, second_port_rows=big.second_port_rows)
     assert once["ebr"] < twice["ebr"] - 60
     for m in ("lv", "st"):
         banks = -(-big.second_port_rows[m] // BANK_ROWS)
-        assert once["ebr_by_memory"][m] == (ebr_blocks(widths[m], big.depths[m], "ecp5")
-                                            + ebr_blocks(widths[m], banks * BANK_ROWS, "ecp5"))
+        assert once["ebr_by_memory"][m] == (banked_blocks(widths[m], big.depths[m], "ecp5")
+                                            + banked_blocks(widths[m], banks * BANK_ROWS, "ecp5"))
 
 
 def test_reduced_network_with_weights_in_external_memory():
@@ -447,7 +447,11 @@ def test_reduced_network_with_weights_in_external_memory():
     ap = lower_to_accel(net, 8, ext_weights=True, stem_band_rows=3)
     bd = ap.bands["template_pixels"]
     assert (bd.n, bd.out_rows, bd.in_rows, bd.width) == (3, 3, 11, 22)
-    assert [len(r.writes) for r in ap.runs("template_update")] == [1, 1, 1] and len(ap.runs("search_frame")) == 1
+    runs = ap.runs("template_update")
+    writes = [w for r in runs for w in r.writes]   # each band, then each streamed table, once, in program order
+    assert writes[:3] == [("band", "template_pixels", b) for b in range(3)]
+    assert [w[1] for w in writes[3:]] == list(ap.streamed_tables) and len(writes) == 3 + 5 == len(runs) + 1
+    assert len(ap.runs("search_frame")) == 1
     assert ap.depths["lv"] < lower_to_accel(net, 8, ext_weights=True, stem_band_rows=None).depths["lv"]
     # the external image is the on-chip weight lines, four 16-bit words a line, low word first
     assert len(ap.images["ext"]) == 4 * len(on_chip.images["w"])
@@ -463,7 +467,7 @@ def test_reduced_network_with_weights_in_external_memory():
     zp, xp = _pixels(cfg, 5)
     r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
     assert r["checks"] == 6 and r["mismatches"] == 0
-    assert r["cycle_model_exact"] and r["first_cycle_difference"] is None and r["runs"] == 4
+    assert r["cycle_model_exact"] and r["first_cycle_difference"] is None and r["runs"] == len(runs) + 1
     graph, passes = golden_passes(net, [(zp, xp)])
     for (pname, env, _), got in zip(passes, r["per_pass"].values()):
         predicted = ap.predicted_counters(graph, pname, env)
@@ -493,7 +497,7 @@ def test_banded_template_crops_cover_the_padded_image_once():
     padded = F.pad(x, (bd.pad,) * 4)
     seen = []
     for b, d in enumerate(node.bands):
-        rows = ap.input_rows("template_pixels", x, "pixels", b)
+        rows = ap.input_rows("template_pixels", x, b)
         y0, n_in = bd.rows_of(b)
         assert d["pad"] == 0 and d["h"] == n_in and d["w"] == bd.width and d["in_t"] == pl.t_stride
         for t in range(T):
@@ -516,9 +520,9 @@ def test_banded_template_crops_cover_the_padded_image_once():
     assert sum(c.reads["weights"] for c in parts) == whole.reads["weights"]
     assert sum(c.cycles for c in parts) > whole.cycles
     with pytest.raises(ValueError, match="band 3 of 3"):
-        ap.input_rows("template_pixels", x, "pixels", 3)
+        ap.input_rows("template_pixels", x, 3)
     with pytest.raises(ValueError, match="written band by band"):
-        ap.input_rows("template_pixels", x, "pixels")
+        ap.input_rows("template_pixels", x)
     with pytest.raises(CompileError, match="stem_band_rows must be at least 1"):
         lower_to_accel(net, 8, stem_band_rows=0)
     assert not lower_to_accel(net, 8).bands   # 8 stem output rows: one run, the crop stored whole
@@ -527,12 +531,13 @@ def test_banded_template_crops_cover_the_padded_image_once():
     from spiketrack.compiler.cli_compile import _artifact
 
     big = _artifact(None)
-    whole, banded = (lower_to_accel(big, 8, ext_weights=True, stem_band_rows=r) for r in (None, 8))
+    whole, banded, streamed = (lower_to_accel(big, 8, ext_weights=True, stem_band_rows=r, stream_template_tables=st)
+                               for r, st in ((None, False), (8, False), (8, True)))
     assert whole.depths["lv"] == 64512 and banded.depths["lv"] == 27648
     assert banded.placement["template_pixels"].t_stride == 21 * 134
     est = [estimate(a.depths, 8, "ecp5", 16, sdram=True, second_port_rows=a.second_port_rows, cst_bits=a.cst_bits)
-           for a in (whole, banded)]
-    assert [e["ebr"] for e in est] == [278, 224]
+           for a in (whole, banded, streamed)]
+    assert [e["ebr"] for e in est] == [274, 220, 193]
 
 
 def test_external_weights_refuse_a_cache_smaller_than_a_chunk():
@@ -561,6 +566,12 @@ def test_positional_tables_stored_narrow_on_the_accelerator():
         l.params["value"] = rng.integers(-300, 301, size=v.shape).astype(v.dtype)
     ap = lower_to_accel(net, 8)
     assert ap.cst_bits == 10 and ap.accel_kwargs()["cst_bits"] == 10
+    # the template pass's tables are streamed: written by the host at cst row 0 before their runs
+    resident = lower_to_accel(net, 8, stream_template_tables=False)
+    assert len(ap.streamed_tables) == 5 and len(ap.runs("template_update")) == 5
+    sizes = [len(r) for r in ap.streamed_tables.values()]   # one table's rows, then the search pass's tables
+    assert ap.depths["cst"] == len(ap.images["cst"]) == max(sizes) + resident.depths["cst"] - sum(sizes)
+    assert ap.depths["cst"] < resident.depths["cst"] and any(any(r) for r in ap.streamed_tables.values())
     zp, xp = _pixels(cfg, 5)
     r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
     assert r["mismatches"] == 0 and r["first_mismatch"] is None, r["first_mismatch"]

@@ -19,10 +19,12 @@ def _frames(n, seed=0):
 
 
 def test_the_tracker_on_the_accelerator_gets_the_golden_boxes():
-    """The tracking backend on the RTL, the template crop written band by band (3 runs)."""
+    """The tracking backend on the RTL, the template crop written band by band (3 bands) and the
+    template pass's positional tables streamed (5 tables)."""
     net, _ = reduced_network()
     ap = lower_to_accel(net, 8, stem_band_rows=3)
-    assert len(ap.runs("template_update")) == 3
+    writes = [w[0] for r in ap.runs("template_update") for w in r.writes]
+    assert writes == ["band"] * 3 + ["table"] * 5
     frames, box = _frames(2), np.array([14.0, 10.0, 12.0, 14.0])
     golden = SpikeTrackTracker(ArtifactTracking(net))
     golden.init(frames[0], box)

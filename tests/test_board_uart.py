@@ -24,7 +24,7 @@ def test_driver_and_rtl_agree_over_the_uart_including_a_rejected_corrupt_frame()
     rep = run_plan_over_uart(ap, plan, divisor=4, corrupt=True)
     assert rep["corrupt"]["unchanged"] and "bad CRC" in rep["corrupt"]["rejected"]
     p = rep["plan"]
-    assert p["runs"] == 2 and p["checks"] >= 4
+    assert p["runs"] == len(ap.runs("template_update")) + 1 > 2 and p["checks"] >= 4   # streamed tables: several template runs
     assert p["mismatches"] == 0, p["first_mismatch"]
     assert p["cycle_model_exact"], p["first_cycle_difference"]
     assert p["per_pass"]["search_frame_0"]["cycles"] == p["per_pass"]["search_frame_0"]["predicted_cycles"]
@@ -47,7 +47,7 @@ def test_weights_loaded_into_external_memory_over_the_uart():
     assert [s["mem"] for s in plan if s["op"] == "write" and "pass" not in s] == ["ext"] * -(-len(ext_rows) // 512)
     rep = run_plan_over_uart(ap, plan, divisor=4, corrupt=False)
     p = rep["plan"]
-    assert p["runs"] == 2 and p["checks"] >= 4
+    assert p["runs"] == len(ap.runs("template_update")) + 1 > 2 and p["checks"] >= 4   # streamed tables: several template runs
     assert p["mismatches"] == 0, p["first_mismatch"]
     assert p["cycle_model_exact"], p["first_cycle_difference"]
     assert p["per_pass"]["search_frame_0"]["counters"]["ext_words"] > 0
