@@ -135,7 +135,8 @@ class Band:
 @dataclass(frozen=True)
 class HostRun:
     """One RUN a host issues for a pass: program words ``first .. first + count - 1``, after
-    writing ``writes`` (``(input tensor, band or None)``: a whole input, or one band of it)."""
+    writing ``writes`` (:meth:`AccelProgram.host_writes`): ``("input", tensor)`` a whole input,
+    ``("band", tensor, b)`` band ``b`` of a banded input, ``("table", node)`` a streamed table."""
 
     first: int
     count: int
@@ -239,10 +240,6 @@ class AccelProgram:
             else:
                 out.append(("unit", self._op_cost(graph, node, env).cycles))
         return out
-
-    def _entries(self, graph: HwGraph, nodes: list, env) -> list[tuple[str, int]]:
-        """The controller's view of the program words of ``nodes`` (:func:`controller_cycles`)."""
-        return [e for node in nodes for e in self._node_entries(graph, node, env)]
 
     def span_cycles(self, graph: HwGraph, first: int, count: int, env) -> int:
         """Predicted cycles of one RUN of program words ``first .. first + count - 1`` (with
