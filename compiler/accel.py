@@ -50,7 +50,7 @@ from spiketrack.compiler.hwops import REGISTRY, csd_value
 from spiketrack.compiler.schedule import Program, programs
 from spiketrack.hw import engine_cycles as ec
 from spiketrack.hw.accel.top import RUN_OVERHEAD, UNITS, Unit
-from spiketrack.hw.banked_memory import READ_LATENCY
+from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY
 from spiketrack.hw.conv_engine import STREAM_BITS, TM_BITS, chunk_range_fields, conv_descriptor, decay_fields, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_COUNT_BITS, EXT_DATA_BITS
 from spiketrack.hw.fetch_unit import fetch_cycles, fetch_desc_layout
@@ -542,7 +542,10 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
 
     ``ext_weights``: the weight lines live in external memory and ``w`` is a cache of
     ``cache_rows`` rows in two halves (default: twice the most lines one output chunk of any
-    convolution needs); a half smaller than that is refused, naming the layer.
+    convolution needs, rounded up to whole memory banks, ``BANK_ROWS``: the cache takes the rows
+    its banks have, so fills are fewer and so are the program's FETCH words: on the shipped default
+    2,048 rows, 462 program words instead of 528 at 1,152 rows, 8 block RAMs less in all); a half
+    smaller than one chunk's lines is refused, naming the layer.
 
     ``stem_band_rows``: the template pass's stem runs in bands of this many output rows when its
     output has more rows (:class:`Band`): its crops take one band's rows instead of the whole
@@ -567,7 +570,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     images = {"w": [], "tab": [], "cst": [], "prog": []}
     weight_at: dict = {}
     placement: dict[str, Placement] = {}
-    peaks = {"lv": 0, "st": 0, "tm": 0, "cst": 0}
+    peaks = {"lv": 0, "st": 0, "tm": 0, "cst": 0, "lv2": 0, "st2": 0}
 
     # template slots: the template program's outputs, first in tm
     slot = 0
@@ -589,15 +592,9 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
     images["cst"] = [0] * max(streamed.values(), default=0)
     sizes = {x: (types[x].shape[0] * bd.in_rows * bd.width, bd.in_rows * bd.width) for x, bd in bands.items()}
 
-    # the operands of the second read ports first (rows from 0), then the rest above them (only
-    # the banks holding the first rows are stored twice: hw/banked_memory.py)
-    trial = dict(peaks)
-    for prog in progs.values():
-        _place_program(net, graph, prog, types, dict(placement), trial, guard, P, sizes=sizes)
-    second_rows = {m: trial[m + "2"] for m in ("lv", "st")}
     nodes: list[AccelNode] = []
     for pname, prog in progs.items():
-        _place_program(net, graph, prog, types, placement, peaks, guard, P, second_rows, sizes=sizes)
+        _place_program(net, graph, prog, types, placement, peaks, guard, P, sizes=sizes)
         for hw in prog.nodes:
             if REGISTRY[hw.kind].view:
                 continue
@@ -614,6 +611,9 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
                 node.seq = [("band", b) for b in range(bd.n)]
                 images["prog"] += [code | pack_fields(layout, d) << 2 for d in node.bands]
             nodes.append(node)
+    # the second read ports reach the rows of their operands, placed from row 0 in every pass
+    # (only the banks holding those rows are stored twice: hw/banked_memory.py)
+    second_rows = {m: peaks.get(m + "2", 0) for m in ("lv", "st")}
     w_rows = len(images["w"])
     if ext_weights:
         images["prog"], images["ext"], w_rows = _split_fills(nodes, images, P, addr_bits, cache_rows)
@@ -655,7 +655,7 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
     for n in nodes:
         n.seq = []    # rebuilt below (a banded stem's band words become its fills' conv words)
     need = max((n.desc["w_chunk"] for n in fetched), default=1)
-    cache = 2 * need if cache_rows is None else cache_rows
+    cache = -(-2 * need // BANK_ROWS) * BANK_ROWS if cache_rows is None else cache_rows
     half = cache // 2
     small = next((n for n in fetched if n.desc["w_chunk"] > half), None)
     if small is not None:
@@ -704,14 +704,14 @@ def _split_fills(nodes: list, images: dict, P: int, A: int, cache_rows: int | No
     return [w for _, w, _ in entries], ext, cache
 
 
-def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, second_rows=None, sizes=None):
+def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P, sizes=None):
     """Liveness-based placement of one program's tensors (first fit, largest buffers first or in producer order).
 
     The buffers an op reads through the second read port of ``lv`` or ``st``
-    (:func:`_second_port_operand`) are placed from row 0, the others from ``second_rows[mem]``
-    on (default 0); ``peaks[mem + "2"]`` records the first region's peak. ``sizes``: ``(rows, rows
-    per timestep)`` of the tensors not stored whole (a banded input, :class:`Band`)."""
-    second_rows, sizes = second_rows or {}, sizes or {}
+    (:func:`_second_port_operand`) are placed first, from row 0 (``peaks[mem + "2"]`` records
+    their peak), the others around them; ``peaks[mem]`` is the memory's peak. ``sizes``: ``(rows,
+    rows per timestep)`` of the tensors not stored whole (a banded input, :class:`Band`)."""
+    sizes = sizes or {}
     layer_node = {}
     for i, n in enumerate(prog.nodes):
         for l in n.layers:
@@ -761,11 +761,17 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
 
     second = {root(s) for s in (_second_port_operand(net, n, types, upsampled) for n in prog.nodes) if s is not None}
     # buffers: an output written over its operand joins the operand's buffer (one lifetime)
-    pools = ("lv", "st", "tm", "lv2", "st2")
-    start = {"lv": second_rows.get("lv", 0), "st": second_rows.get("st", 0), "tm": guard, "lv2": 0, "st2": 0}
+    pools = ("lv2", "st2", "tm", "lv", "st")   # the second-port operands first: the others fit around them
+    start = {"lv": 0, "st": 0, "tm": 0, "lv2": 0, "st2": 0}
     group: dict[str, str] = {}                 # root -> the root whose buffer it lives in
     bufs: dict[str, list] = {}                 # that root -> [pool, rows, first step, last step]
     shape_of: dict[str, tuple[str, int]] = {}  # root -> (memory, rows per timestep)
+    # placed already, [base, rows, first step, last step] by pool: the template slots live from
+    # their producer (the template pass: its scratch may use a slot's rows before that) or the
+    # pass's start (the search pass: never written there, the guard) to its end
+    fixed: dict[str, list] = {"tm": [(placement[r].base, _size(types[r].shape, "memory", P)[0], d, end)
+                                     for r, d in first_def.items()
+                                     if r in placement and placement[r].mem == "tm" and placement[r].base < guard]}
     for r, d in sorted(first_def.items(), key=lambda kv: kv[1]):
         if r in placement and placement[r].mem == "tm" and placement[r].base < guard:
             continue   # a template slot (or an earlier program's memory input)
@@ -785,13 +791,15 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
         bufs[r] = [pool, rows, d, max(d, last_use.get(r, d))]
     # rows: first fit per pool, the buffers taken by size (largest first) or by first step,
     # whichever needs fewer rows; two buffers share rows only if one's last reader runs before
-    # the other's producer
+    # the other's producer. The other buffers of lv / st fit around their second-port operands
+    # (below second_rows where those are dead), so a pass without such operands uses those rows too.
     base_of: dict[str, int] = {}
     for pool in pools:
         mine = [g for g, b in bufs.items() if b[0] == pool]
         best = None
         for key in (lambda g: (-bufs[g][1], bufs[g][2]), lambda g: bufs[g][2]):
-            placed, bases, top = [], {}, start[pool]
+            placed, bases = list(fixed.get(pool, [])), {}
+            top = max([start[pool]] + [b0 + n0 for b0, n0, _, _ in placed])
             for g in sorted(mine, key=key):
                 _, rows, first, last = bufs[g]
                 base = start[pool]
@@ -806,6 +814,8 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
                 best = (top, bases)
         peaks[pool] = max(peaks.get(pool, 0), best[0])
         base_of.update(best[1])
+        if pool in ("lv2", "st2"):
+            fixed[pool[:2]] = [(best[1][g], bufs[g][1], bufs[g][2], bufs[g][3]) for g in mine]
     for r, g in group.items():
         mem, per_t = shape_of[r]
         placement[r] = Placement(mem, base_of[g], per_t)
