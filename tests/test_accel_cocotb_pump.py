@@ -16,6 +16,11 @@ from spiketrack.sim.reduced import reduced_network
 HOST_TIMED = ("cycles", "rsp_stall")
 
 
+#: rows per bank of the banked runs: the reduced network's template memory (896 rows) in two banks
+BANKED = 512
+assert BANKED < BANK_ROWS
+
+
 def _per_pass(report):
     """Each pass's run cycles, prediction and counters, less those of :data:`HOST_TIMED`."""
     return {k: (v["cycles"], v["predicted_cycles"], {c: n for c, n in v["counters"].items() if c not in HOST_TIMED})
@@ -53,27 +58,30 @@ def test_backdoor_reads_check_every_layer_as_the_host_reads_do():
     """`readback="peek"`: every hardware op's output read straight from the simulator's block-RAM
     arrays (no READ command) is compared like a host read: 0 mismatches over every layer on the
     true expectations, and on expectations with rows changed (in three memories, one across the
-    two banks of the template memory) exactly the changed rows differ, as with READ commands."""
+    two banks of the template memory) exactly the changed rows differ, as with READ commands.
+    The banked runs use banks of :data:`BANKED` rows (the boards' ``BANK_ROWS`` would hold each
+    memory of the reduced network in one bank)."""
     ap, plan, init = _reduced_plan(6, "layers")
-    # the simulations' memories (one bank each, SIM_BANK_ROWS) and the boards' (1,024-row banks):
-    # the same results, cycles and counters
+    # the simulations' memories (one bank each, SIM_BANK_ROWS) and banked ones (BANKED rows a
+    # bank): the same results, cycles and counters
+    assert ap.depths["tm"] > BANKED
     one = run_plan_cocotb(ap, plan, init=init, readback="peek")
-    peek = run_plan_cocotb(ap, plan, init=init, readback="peek", bank_rows=BANK_ROWS)
-    assert (one["bank_rows"], peek["bank_rows"]) == (SIM_BANK_ROWS["verilator"], BANK_ROWS)
+    peek = run_plan_cocotb(ap, plan, init=init, readback="peek", bank_rows=BANKED)
+    assert (one["bank_rows"], peek["bank_rows"]) == (SIM_BANK_ROWS["verilator"], BANKED)
     for r in (one, peek):
         assert r["readback"] == "peek" and r["mismatches"] == 0 and r["cycle_model_exact"]
         assert r["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and r["outputs_checked"] == 0
     assert _per_pass(one) == _per_pass(peek)
-    # a template memory that spans both banks of `tm` (1,024 + 128 rows)
+    # a template memory that spans both banks of `tm` (512 + 384 rows)
     checks = [s for s in plan if s["op"] == "check"]
-    crossing = [s for s in checks if s["mem"] == "tm" and any(b < 1024 < b + n for b, n in s["spans"])]
+    crossing = [s for s in checks if s["mem"] == "tm" and any(b < BANKED < b + n for b, n in s["spans"])]
     assert crossing, "no checked tensor crosses a bank boundary"
     changed = 0
     for s in [crossing[0]] + [next(c for c in checks if c["mem"] == m) for m in ("lv", "st")]:
         for i in sorted({0, len(s["expected"]) // 2, len(s["expected"]) - 1}):
             s["expected"][i] ^= 1
             changed += 1
-    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb, bank_rows=BANK_ROWS) for rb in ("peek", "host")}
+    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb, bank_rows=BANKED) for rb in ("peek", "host")}
     assert bad["peek"]["mismatches"] == bad["host"]["mismatches"] == changed
     assert bad["peek"]["first_mismatch"]["tensor"] == bad["host"]["first_mismatch"]["tensor"]
     # the backdoor reads took no simulated cycles: fewer cycles than with READ commands
