@@ -413,20 +413,13 @@ class Accelerator(wiring.Component):
         wr_en = {}
         for name, port in wr.items():
             h_en = Signal(name=f"hw_en_{name}")
+            m.d.sync += h_en.eq(host_wr_en & (host_mem == MEM_IDS[name]))
             if name in unit_wr:
-                m.d.sync += h_en.eq(host_wr_en & (host_mem == MEM_IDS[name]))
                 a, dat, e = unit_wr[name]
                 m.d.comb += [port.addr.eq(Mux(running, a, hw_addr)), port.data.eq(Mux(running, dat, hw_data)),
                              port.en.eq(Mux(running, e, h_en))]
-            else:
-                # written by the host only, never while a program runs (a WRITE is refused while
-                # ``running``, and no run starts before its last row): the ``~running`` guard is
-                # taken into the enable's register, so the memory's write enable (a clock enable
-                # of every write-data register: 360 on the program memory) is a register, not
-                # ``running``'s route across the device and a gate (build full6's critical path,
-                # 16.0 ns)
-                m.d.sync += h_en.eq(host_wr_en & (host_mem == MEM_IDS[name]) & ~running)
-                m.d.comb += [port.addr.eq(hw_addr), port.data.eq(hw_data), port.en.eq(h_en)]
+            else:   # written by the host only (never while a program runs: its commands are refused then)
+                m.d.comb += [port.addr.eq(hw_addr), port.data.eq(hw_data), port.en.eq(h_en & ~running)]
             wr_en[name] = port.en
 
         # ---------------------------------------------------------------- program controller
