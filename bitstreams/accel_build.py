@@ -8,8 +8,9 @@ with the bitstream, the logs and ``build_report.json`` under ``build/<board>/``.
 
 Which network: ``--compiled DIR`` (an integer-network artifact, ``spiketrack quantize --out``), or
 by default the reduced edge-t3 of ``sim/reduced.py`` (every op kind of edge-t3 at 16×16 crops):
-the shipped edge-t3's program needs about 8.7 Mbit of memory, more than the 3.8 Mbit of block RAM
-of an ECP5-85F, and the accelerator has no external-memory path yet (docs/boards.md).
+the shipped edge-t3's program needs about 8.7 Mbit of memory on chip, more than the 3.8 Mbit of
+block RAM of an ECP5-85F; with ``external_weights`` (its weights in the ULX3S's SDRAM) it fits
+(docs/boards.md).
 
 The iCEBreaker (UP5K: 5,280 logic cells, 30 EBR) gets a reduced configuration (:data:`REDUCED`):
 the memory builder alone (``M = Kᵀ·V``) at P = 8 with 10-bit addresses and five counters, the

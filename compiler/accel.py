@@ -6,14 +6,15 @@
   pixels: ``lv``; stream values: ``st``; memories ``M``: ``tm``), packed first fit (largest
   first or in producer order, whichever needs fewer rows) among the buffers whose lifetimes
   overlap (a buffer lives from its producer to its last reader, views included); the
-  operands read through the second read port of ``lv`` / ``st`` from row 0, the rest above them
-  (``AccelProgram.second_port_rows``: only the banks of those rows are stored twice); an output over the
+  operands read through the second read port of ``lv`` / ``st`` first, from row 0, the rest
+  around them (``AccelProgram.second_port_rows``: only the banks of those rows are stored twice); an output over the
   operand it reads last, where the unit allows (:func:`_in_place_operand`). Views
   cost nothing: ``select_time`` is an offset, ``repeat_time`` a zero timestep stride,
   ``upsample`` the vector unit's nearest-neighbour addressing, and the parts of a
   ``concat_time`` are written straight into their slices of one buffer. The template pass's
   memories take the first ``tm`` rows (the template slots, below the guard a search run cannot
-  write); all other ``tm`` rows are scratch.
+  write); the other ``tm`` rows are scratch, and so are a slot's rows in the template pass before
+  it writes that slot.
 * **descriptors**: one program word per hardware op (unit + descriptor fields), the template
   program first, then the search program.
 * **images**: weight lines and tables (weights shared by both branches stored once), positional
@@ -613,7 +614,7 @@ def lower_to_accel(net: IntegerNetwork, lanes: int = 8, addr_bits: int = 16, gra
             nodes.append(node)
     # the second read ports reach the rows of their operands, placed from row 0 in every pass
     # (only the banks holding those rows are stored twice: hw/banked_memory.py)
-    second_rows = {m: peaks.get(m + "2", 0) for m in ("lv", "st")}
+    second_rows = {m: peaks[m + "2"] for m in ("lv", "st")}
     w_rows = len(images["w"])
     if ext_weights:
         images["prog"], images["ext"], w_rows = _split_fills(nodes, images, P, addr_bits, cache_rows)
@@ -762,19 +763,19 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
     second = {root(s) for s in (_second_port_operand(net, n, types, upsampled) for n in prog.nodes) if s is not None}
     # buffers: an output written over its operand joins the operand's buffer (one lifetime)
     pools = ("lv2", "st2", "tm", "lv", "st")   # the second-port operands first: the others fit around them
-    start = {"lv": 0, "st": 0, "tm": 0, "lv2": 0, "st2": 0}
     group: dict[str, str] = {}                 # root -> the root whose buffer it lives in
     bufs: dict[str, list] = {}                 # that root -> [pool, rows, first step, last step]
     shape_of: dict[str, tuple[str, int]] = {}  # root -> (memory, rows per timestep)
+    # the template slots (or an earlier program's memory inputs), placed already
+    slots = {r for r in first_def if r in placement and placement[r].mem == "tm" and placement[r].base < guard}
     # placed already, [base, rows, first step, last step] by pool: the template slots live from
     # their producer (the template pass: its scratch may use a slot's rows before that) or the
     # pass's start (the search pass: never written there, the guard) to its end
-    fixed: dict[str, list] = {"tm": [(placement[r].base, _size(types[r].shape, "memory", P)[0], d, end)
-                                     for r, d in first_def.items()
-                                     if r in placement and placement[r].mem == "tm" and placement[r].base < guard]}
+    fixed: dict[str, list] = {"tm": [(placement[r].base, _size(types[r].shape, "memory", P)[0], first_def[r], end)
+                                     for r in slots]}
     for r, d in sorted(first_def.items(), key=lambda kv: kv[1]):
-        if r in placement and placement[r].mem == "tm" and placement[r].base < guard:
-            continue   # a template slot (or an earlier program's memory input)
+        if r in slots:
+            continue
         kind = types[r].kind
         rows, per_t = sizes[r] if r in sizes else _size(types[r].shape, kind, P)
         mem = MEM_OF_KIND[kind]
@@ -792,17 +793,17 @@ def _place_program(net, graph, prog: Program, types, placement, peaks, guard, P,
     # rows: first fit per pool, the buffers taken by size (largest first) or by first step,
     # whichever needs fewer rows; two buffers share rows only if one's last reader runs before
     # the other's producer. The other buffers of lv / st fit around their second-port operands
-    # (below second_rows where those are dead), so a pass without such operands uses those rows too.
+    # (in their rows too where those are dead), and tm's scratch around the template slots.
     base_of: dict[str, int] = {}
     for pool in pools:
         mine = [g for g, b in bufs.items() if b[0] == pool]
         best = None
         for key in (lambda g: (-bufs[g][1], bufs[g][2]), lambda g: bufs[g][2]):
             placed, bases = list(fixed.get(pool, [])), {}
-            top = max([start[pool]] + [b0 + n0 for b0, n0, _, _ in placed])
+            top = max([0] + [b0 + n0 for b0, n0, _, _ in placed])
             for g in sorted(mine, key=key):
                 _, rows, first, last = bufs[g]
-                base = start[pool]
+                base = 0
                 for b0, n0 in sorted((b0, n0) for b0, n0, f0, l0 in placed if not (l0 < first or last < f0)):
                     if base + rows <= b0:
                         break

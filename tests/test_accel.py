@@ -443,9 +443,8 @@ def test_reduced_network_with_weights_in_external_memory():
     cache writes included) equals its prediction."""
     from test_quant_golden_model import _pixels
 
-    from spiketrack.sim.accel_sim import golden_passes, simulate
-
     from spiketrack.hw.banked_memory import BANK_ROWS
+    from spiketrack.sim.accel_sim import golden_passes, simulate
 
     net, cfg = _reduced_network()
     on_chip = lower_to_accel(net, 8)
