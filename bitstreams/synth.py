@@ -515,6 +515,18 @@ def _env_vars(updates: Mapping[str, str]):
 #: does not fold equal copies back into one register (tests/test_bitstreams_synth.py checks it).
 KEEP_COPIES = f"setattr -set keep 1 w:*{COPY_TAG}* %ci1:+[Q] c:* %i"
 
+#: Yosys command run after reading a design: the read ports of every module holding a memory with the
+#: ``no_rw_check`` attribute (``hw.banked_memory.BankedMemory``'s banks) return don't-care data when
+#: they collide with a write. Amaranth's RTLIL gives its synchronous read ports ``COLLISION_X_MASK``
+#: 0 (old data), and Yosys honours ``no_rw_check`` only where ``memory_dff`` merges a read register
+#: into a port (the Verilog flow of :func:`synthesize`), so without this the board builds emulate
+#: the old-data read with a register of write data per bank and a multiplexer in front of every
+#: bank data register (tests/test_bitstreams_synth.py checks both).
+NO_RW_CHECK = "setparam -set COLLISION_X_MASK 1'1 a:no_rw_check %m t:$memrd_v2 %i"
+
+#: What every board flow runs after reading the design (:func:`platform_flow`).
+AFTER_READ = KEEP_COPIES + "\n" + NO_RW_CHECK
+
 #: Yosys commands that replace ``synth_ecp5``'s ABC9 LUT mapping by ABC's (``synth_opts`` stops
 #: before ``map_luts``, ``script_after_synth`` maps and finishes): Yosys 0.70's ABC9 fails an
 #: assertion in ``ABC_OPS_REINTEGRATE`` on the linked accelerator (``Assert GetSize(conn.first) ==
@@ -524,9 +536,10 @@ ABC_LUT_FLOW = ("-run begin:map_luts",
 
 
 def platform_flow(family: str, abc9: bool, name: str) -> dict[str, str]:
-    """The amaranth-boards build overrides of :func:`build_bitstream`: :data:`KEEP_COPIES` after
-    reading the design, in every flow, and :data:`ABC_LUT_FLOW` for ECP5 without ABC9."""
-    flow = {"script_after_read": KEEP_COPIES}
+    """The amaranth-boards build overrides of :func:`build_bitstream`: :data:`KEEP_COPIES` and
+    :data:`NO_RW_CHECK` after reading the design, in every flow, and :data:`ABC_LUT_FLOW` for ECP5
+    without ABC9."""
+    flow = {"script_after_read": AFTER_READ}
     if family == "ecp5" and not abc9:
         flow.update(synth_opts=ABC_LUT_FLOW[0], script_after_synth=ABC_LUT_FLOW[1].format(name=name))
     return flow

@@ -32,6 +32,15 @@ written from the same source keep registers of their own (synthesis would merge 
 register driving every memory's block RAMs across the device). A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
 deep at 18 bits); bank selection is a compare of the address's high bits (no divider).
 
+A read that reaches a bank's block RAM in the cycle a write to the same row lands there (a
+*collision*) returns an undefined value on the board: the banks carry Yosys's ``no_rw_check``
+attribute, so synthesis maps them without the bypass that would emulate the old-data read of a
+non-transparent port (``memory_libmap``'s read-first emulation: a register of write data per bank
+and a multiplexer between the block RAM and its data register, on the critical path of the
+shipped ULX3S build, docs/boards.md). Simulation returns the old row. The accelerator never reads a
+row in the cycle it is written; :attr:`BankedMemory.collision` marks every cycle that does, and
+the simulations of the accelerator refuse a run in which it rose (``Accelerator.collided``).
+
 The data of a cycle whose read enable was low is not held: the units use read data only in the
 cycles their enables announced (``hw/conv_engine.py``, ``hw/vector_unit.py``,
 ``hw/memory_builder.py``), and they delay their read tags by ``READ_LATENCY - 1``
@@ -153,6 +162,14 @@ class BankedMemory(wiring.Component):
         a cycle with ``en`` high.
     w_addr : In(addr_bits); w_data : In(width); w_en : In(1)
         The write port (the row is written one cycle later).
+
+    Attributes
+    ----------
+    collision : Signal
+        High in a cycle in which a read reaches a bank's block RAM while a write lands in the same
+        row: that read's data are undefined on the board (simulation gives the old row).
+    wrote, wrote_addr : Signal
+        A write lands in this cycle, and its address.
     """
 
     def __init__(self, width: int, depth: int, addr_bits: int = 16, read_ports: int = 1, init=(),
@@ -174,7 +191,9 @@ class BankedMemory(wiring.Component):
             self._MustUse__silence = True
             raise ValueError(f"depth {depth} needs {-(-depth // R)} banks of {R} rows: more than the "
                              f"{OR_GROUP ** MAX_OR_LEVELS} that {MAX_OR_LEVELS} OR steps reach")
-        self.banks = [Memory(shape=width, depth=min(R, depth - b * R), init=init[b * R:(b + 1) * R])
+        # no_rw_check: a read colliding with a write to its row is undefined (module docstring)
+        self.banks = [Memory(shape=width, depth=min(R, depth - b * R), init=init[b * R:(b + 1) * R],
+                             attrs={"no_rw_check": 1})
                       for b in range((depth + R - 1) // R)]
         sig = {}
         for i in range(read_ports):
@@ -184,6 +203,9 @@ class BankedMemory(wiring.Component):
         # the write reaching the banks this cycle (registered), for observers such as the proofs
         self.wrote = Signal(name="wrote")
         self.wrote_addr = Signal(addr_bits, name="wrote_addr")
+        # a read port's enabled read of a bank's row in the cycle a write lands in that row (the
+        # read's data are undefined on the board); no load in a board build, so synthesis drops it
+        self.collision = Signal(name="collision")
 
     def row(self, i: int):
         """The simulator signal of row ``i`` (a backdoor for preloading and reading back)."""
@@ -219,6 +241,7 @@ class BankedMemory(wiring.Component):
         m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
 
         # ---------------------------------------------------------------- read ports (READ_LATENCY)
+        hits = []
         for i in range(self.read_ports):
             addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
             # port 0 reaches every bank, the others the banks of the first second_port_rows rows
@@ -249,6 +272,7 @@ class BankedMemory(wiring.Component):
                 eb = Signal(name=f"r{i}_e_b{b}")
                 m.d.sync += eb.eq(e1 & (hi == b) & in_reach if nb > 1 else e1 & in_reach)
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
+                hits.append(eb & we[b] & (ab == wa_lo))
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)
                 # the block RAM's output goes straight into q (no gate after its 5.8 ns clock-to-
@@ -271,4 +295,5 @@ class BankedMemory(wiring.Component):
                     nxt.append(o)
                 outs = nxt
             m.d.comb += data.eq(outs[0])
+        m.d.comb += self.collision.eq(or_all(hits) if hits else 0)
         return m

@@ -111,9 +111,11 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
             put("ready", dut.o_rsp.ready, int(ready))
             held = bool(abort_at and abort_at(cycle))
             put("rst", rst, int(held))
-            _, _, cmd_ready, rsp_valid, rsp_word, busy = await ctx.tick().sample(
-                dut.i_cmd.ready, dut.o_rsp.valid, dut.o_rsp.payload, dut.busy)
+            _, _, cmd_ready, rsp_valid, rsp_word, busy, collided = await ctx.tick().sample(
+                dut.i_cmd.ready, dut.o_rsp.valid, dut.o_rsp.payload, dut.busy, dut.collided)
             cycle += 1
+            if collided and "collided" not in state:
+                state["collided"] = cycle
             state["cycle"] = cycle
             if drive and cmd_ready and not held:
                 cur = None
@@ -127,6 +129,9 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
     run_simulator(sim, vcd)
     if tr.error is not None:
         raise tr.error
+    if "collided" in state:
+        raise RuntimeError(f"a memory read collided with a write to the same row (by cycle {state['collided']}): "
+                           "its data are undefined on the board (hw/banked_memory.py)")
     return tr.result
 
 

