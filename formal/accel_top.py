@@ -15,7 +15,7 @@ Same top and geometry as :mod:`spiketrack.formal.accel` (``P = 8``, 4-bit addres
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.hdl import Assert, Assume
 
 from spiketrack.formal.accel import _top, split_commands
@@ -147,7 +147,8 @@ def commands(hw) -> Module:
       by the protocol (so no word is taken outside a command, none is taken by two, and no command
       takes a word of the next);
     * ``cmd.payload_word_index``: a payload word lands at its place in the row (the top's word
-      index, registered as ``pay_idx``, equals the harness's word within the row);
+      flag registered for it, ``pay_w<k>``, is that of the harness's word within the row, and no
+      other flag is set);
     * ``cmd.headers_counted``: the headers the top has decoded equal the commands the harness
       has counted.
 
@@ -169,10 +170,17 @@ def commands(hw) -> Module:
         m.d.comb += [Assert(host("HDR0") == (c_state == 0), "cmd.header_as_header"),
                      Assert(host("HDR1") == (c_state == 1), "cmd.address_as_address"),
                      Assert(host("WDATA", "SKIP") == (c_state == 2), "cmd.payload_as_payload")]
-    # the top registers each payload word with its index (``pay``, ``pay_idx``) before it reaches the row
+    # the top registers each payload word with one write flag per word of the row (``pay``,
+    # ``pay_w0``, ``pay_w1``, ...) before it reaches the row: the flag of the harness's word alone
     taken_as_payload, p_word = past(m, take & (c_state == 2), "payload_taken"), past(m, cmd.p_word, "p_word")
+    flags = []
+    while any(s.name == f"pay_w{len(flags)}" for s in body._driving.keys()):
+        flags.append(signal_named(body, f"pay_w{len(flags)}"))
+    assert flags, "the top has no payload word flags pay_w0, pay_w1, ...: update the harness"
+    written = past(m, take & (c_state == 2) & host("WDATA"), "payload_written")   # not a refused WRITE's (SKIP)
     with m.If(taken_as_payload):
-        m.d.comb += Assert(signal_named(body, "pay_idx") == p_word, "cmd.payload_word_index")
+        m.d.comb += Assert(Cat(*flags) == Mux(written, (Const(1, len(flags)) << p_word)[:len(flags)], 0),
+                           "cmd.payload_word_index")
     headers, decoded = Signal(8, name="headers"), Signal(8, name="headers_decoded")
     m.d.sync += [headers.eq(headers + (take & (c_state == 0))), decoded.eq(decoded + (take & host("HDR0")))]
     m.d.comb += Assert(headers == decoded, "cmd.headers_counted")

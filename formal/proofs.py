@@ -106,8 +106,7 @@ UART = "spiketrack.hw.link.uart"
 CONTRACT = ("(a) port contract (no output stream: results leave by a write port): i_desc ready whenever "
             "not busy, every out_en write while busy")
 NILIF_DONE_EARLY = ("busy falls when the op's last word enters the NI-LIF pipeline (its write lands after)",
-                    "        with m.If(nl.o_valid & nl.o_carry.op_end):\n            m.d.sync += active.eq(0)",
-                    "        with m.If(nl.i_valid & nl.i_carry.op_end):\n            m.d.sync += active.eq(0)")
+                    "nl.o_valid & nl.o_carry.op_end", "nl.i_valid & nl.i_carry.op_end")
 
 
 REFUSED_EMPTY_WRITE_SKIPS = Mutant(
@@ -215,8 +214,7 @@ PROOFS = {p.name: p for p in [
           mutant_depth=READ_LATENCY + 8, fast=True,
           mutants=mutant("done_early", "busy falls when the op's last line leaves the multiplier stage, "
                          "two cycles before its write",
-                         "        with m.If(wst.op_end):\n            m.d.sync += active.eq(0)",
-                         "        with m.If(s1.valid & s1.op_end):\n            m.d.sync += active.eq(0)")),
+                         "m.d.comb += done.eq(wst.op_end)", "m.d.comb += done.eq(s1.valid & s1.op_end)")),
     Proof("conv_saturation", "(c) saturation counted exactly: counters.saturated == the lanes the requantiser "
           "clamps (its value out of the 16-bit range) + the residual adds that clamp + the NI-LIF membrane clamps",
           # depth 46: the shortest op at the top's read latency 7 takes 40 cycles (CONV_OVERHEAD 39 + 1), its

@@ -27,8 +27,10 @@ address is registered once more per missing step (before step 1) instead, which 
 
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
-lands one cycle after it is presented; the write registers load only on a write, so two memories
-written from the same source keep registers of their own (synthesis would merge equal ones into one
+lands one cycle after it is presented; the address and data registers load in every cycle (the
+write enable drives only the per-bank enable registers, not the clock enables of a row's worth of
+registers), and they are kept apart in synthesis (:func:`copies`' tag), so two memories written
+from the same source keep registers of their own (synthesis would merge equal ones into one
 register driving every memory's block RAMs across the device). A bank holds :data:`BANK_ROWS` rows (one ECP5 block RAM
 deep at 18 bits); bank selection is a compare of the address's high bits (no divider).
 
@@ -54,7 +56,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG"]
+__all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG",
+           "idle_copies", "load_while", "LOAD_GROUP"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 #: rows per bank (a power of two). 2,048: an ECP5 block RAM's 2048×9 shape holds a bank of the
@@ -109,6 +112,7 @@ def delay(m: Module, value, cycles: int, name: str = "d"):
     return v
 
 
+LOAD_GROUP = 48      #: register bits per idle copy (:func:`idle_copies`, :func:`load_while`)
 COPY_TAG = "__dup"   #: in a register's name: synthesis keeps it apart from equal registers (:func:`copies`)
 
 
@@ -120,6 +124,33 @@ def copies(m: Module, value, n: int, name: str) -> list:
     regs = [Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}") for k in range(n)]
     m.d.sync += [r.eq(value) for r in regs]
     return regs
+
+
+def idle_copies(m: Module, take, done, n: int, name: str) -> list:
+    """``n`` register copies of "the unit is idle": 1 after reset and after a cycle with ``done``, 0
+    after a cycle with ``take`` (``done`` wins). A unit loads its descriptor registers in every
+    idle cycle, each group of bits from one copy (:func:`load_while`), instead of from the
+    ``take`` gate: the clock enables of its hundreds of bits come from registers near them."""
+    regs = [Signal(init=1, name=f"{name}{COPY_TAG}{k}") for k in range(n)]
+    with m.If(take):
+        m.d.sync += [r.eq(0) for r in regs]
+    with m.If(done):
+        m.d.sync += [r.eq(1) for r in regs]
+    return regs
+
+
+def load_while(m: Module, enables: list, target, value) -> None:
+    """``target`` loads ``value`` in cycles where the enables are high: the bits in ``len(enables)``
+    equal groups, group ``k`` under ``enables[k]`` (the enables are copies of one value)."""
+    t, v = Value.cast(target), Value.cast(value)
+    if len(t) != len(v):
+        raise ValueError(f"target of {len(t)} bits, value of {len(v)}")
+    step = -(-len(t) // len(enables))
+    for k, e in enumerate(enables):
+        lo, hi = k * step, min(len(t), (k + 1) * step)
+        if lo < hi:
+            with m.If(e):
+                m.d.sync += t[lo:hi].eq(v[lo:hi])
 
 
 def or_all(values):
@@ -225,10 +256,12 @@ class BankedMemory(wiring.Component):
             m.submodules[bank_name(b)] = mem
 
         # ---------------------------------------------------------------- write port (registered)
-        wa = Signal(self.addr_bits, reset_less=True)
-        wd = Signal(self.width, reset_less=True)
-        with m.If(self.w_en):   # loaded only by this memory's writes: no two memories' registers alike
-            m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
+        # loaded every cycle (no clock enable: the write enable reaches only the per-bank enable
+        # registers); named with COPY_TAG, so that synthesis keeps each memory's registers apart
+        # from another memory's written from the same source (bitstreams.synth.KEEP_COPIES)
+        wa = Signal(self.addr_bits, name=f"wa{COPY_TAG}", reset_less=True)
+        wd = Signal(self.width, name=f"wd{COPY_TAG}", reset_less=True)
+        m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
         w_hi, _ = self._bank_of(self.w_addr)
         _, wa_lo = self._bank_of(wa)
         we = []

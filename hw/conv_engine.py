@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
-from spiketrack.hw.banked_memory import READ_LATENCY, delay
+from spiketrack.hw.banked_memory import LOAD_GROUP, READ_LATENCY, delay, idle_copies, load_while
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
@@ -290,7 +290,7 @@ class ConvEngine(wiring.Component):
         # program-word register, across the device); the walk starts from ``d`` in the setup cycle,
         # before the generator's first step
         with m.If(take):
-            m.d.sync += [d.eq(self.i_desc.payload), setup.eq(1), active.eq(1)]
+            m.d.sync += [setup.eq(1), active.eq(1)]
         with m.If(setup):
             m.d.sync += [g_chunk.eq(d.c_first), g_oy.eq(0), g_ox.eq(0),
                          iy0.eq(-d.pad.as_signed()), ix0.eq(-d.pad.as_signed()),
@@ -588,8 +588,12 @@ class ConvEngine(wiring.Component):
         st_word = Cat(*[nl.o_x[lane] for lane in range(P)])
         m.d.comb += [self.out_en.eq(nl.o_valid), self.out_addr.eq(nl.o_carry.addr),
                      self.out_data.eq(Mux(nl.o_update, lv_word, st_word))]
-        with m.If(nl.o_valid & nl.o_carry.op_end):
+        done = nl.o_valid & nl.o_carry.op_end
+        with m.If(done):
             m.d.sync += active.eq(0)
+        # the descriptor loads in every idle cycle (so in the take cycle), its clock enables from
+        # register copies of ~active, one per group of bits (hw.banked_memory.idle_copies)
+        load_while(m, idle_copies(m, take, done, -(-len(d.as_value()) // LOAD_GROUP), "d_idle"), d, self.i_desc.payload)
 
         sat_flags = Signal(3 * P)
         m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))

@@ -35,12 +35,12 @@ Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks +
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp, times_const
-from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay
+from spiketrack.hw.banked_memory import LOAD_GROUP, READ_LATENCY, copies, delay, idle_copies, load_while
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
@@ -216,12 +216,19 @@ class VectorUnit(wiring.Component):
         m.d.comb += [self.a_addr.eq(a_cur), self.b_addr.eq(b_cur), self.c_addr.eq(c_cur)]
 
         with m.If(take):
-            p = self.i_desc.payload
-            m.d.sync += [d.eq(p), setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
-                         rx.eq(0), uy.eq(0), ux.eq(0), a_cpos.eq(p.a_base), a_rpos.eq(p.a_base), a_row0.eq(p.a_base),
-                         a_t0.eq(p.a_base), a_cur.eq(p.a_base), b_cpos.eq(p.b_base), b_row0.eq(p.b_base), b_t0.eq(0),
-                         b_cur.eq(p.b_base), o_pos.eq(0), o_t0.eq(0), c_cpos.eq(p.c_base), c_cur.eq(p.c_base),
-                         n_in_y.eq(p.ho >> p.up), n_in_x.eq(p.wo >> p.up)]
+            m.d.sync += [setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
+                         rx.eq(0), uy.eq(0), ux.eq(0), b_t0.eq(0), o_pos.eq(0), o_t0.eq(0)]
+        # the descriptor and the cursors it starts load in every idle cycle (so in the take cycle),
+        # their clock enables from register copies of ~active (hw.banked_memory.idle_copies); the
+        # sequencer moves the cursors only while running
+        p = self.i_desc.payload
+        done = Signal()
+        loads = [(d, p), (a_cpos, p.a_base), (a_rpos, p.a_base), (a_row0, p.a_base), (a_t0, p.a_base),
+                 (a_cur, p.a_base), (b_cpos, p.b_base), (b_row0, p.b_base), (b_cur, p.b_base), (c_cpos, p.c_base),
+                 (c_cur, p.c_base), (n_in_y, p.ho >> p.up), (n_in_x, p.wo >> p.up)]
+        target = Cat(*[t_ for t_, _ in loads])
+        value = Cat(*[Value.cast(v_)[:len(Value.cast(t_))] for t_, v_ in loads])
+        load_while(m, idle_copies(m, take, done, -(-len(target) // LOAD_GROUP), "d_idle"), target, value)
         issue = running
         read = issue & (~neuron | last_rx)
         m.d.comb += [self.a_en.eq(read), self.b_en.eq(issue & (d.mode == VecMode.ADD)),
@@ -375,7 +382,8 @@ class VectorUnit(wiring.Component):
         st_word = Cat(*[nl.o_x[i] for i in range(P)])
         m.d.comb += [self.out_en.eq(nl.o_valid), self.out_addr.eq(nl.o_carry.addr),
                      self.out_data.eq(Mux(levels_out, lv_word, st_word))]
-        with m.If(nl.o_valid & nl.o_carry.op_end):
+        m.d.comb += done.eq(nl.o_valid & nl.o_carry.op_end)
+        with m.If(done):
             m.d.sync += active.eq(0)
         sat_flags = Signal(3 * P)
         m.d.sync += sat_flags.eq(Cat(v2.sat, pool_sat, nl.o_sat))

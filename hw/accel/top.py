@@ -527,13 +527,16 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- host command interface
         widx, nwords = Signal(6), Signal(6)
         row = Signal(32 * words_per_row(wmax))
-        # a payload word reaches ``row`` through registers (the word, its index, a write flag): each
-        # word's 32 enables decode registers only, not the host state and the command stream
-        pay_we, pay_w = Signal(), Signal(name="pay_w")
-        pay, pay_idx = Signal(32, name="pay", reset_less=True), Signal(6, name="pay_idx", reset_less=True)
-        m.d.sync += [pay.eq(self.i_cmd.payload), pay_idx.eq(widx), pay_w.eq(pay_we)]
-        with m.If(pay_w):
-            m.d.sync += row.word_select(pay_idx, 32).eq(pay)
+        # a payload word reaches ``row`` through registers (the word, and one write flag per word of
+        # the row, decoded from the word index before it is registered): each word's 32 clock
+        # enables come from a register, not from a decode of the host state and the command stream
+        pay_we = Signal()
+        pay = Signal(32, name="pay", reset_less=True)
+        pay_sel = [Signal(name=f"pay_w{k}") for k in range(words_per_row(wmax))]
+        m.d.sync += [pay.eq(self.i_cmd.payload), *[f.eq(pay_we & (widx == k)) for k, f in enumerate(pay_sel)]]
+        for k, f in enumerate(pay_sel):
+            with m.If(f):
+                m.d.sync += row.word_select(k, 32).eq(pay)
         err = Signal(4)
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
