@@ -310,13 +310,20 @@ class BankedMemory(wiring.Component):
                 # output), q into q2; the first OR step masks the banks that were not read
                 q = Signal(self.width, name=f"r{i}_q{b}", reset_less=True)
                 q2 = Signal(self.width, name=f"r{i}_q2_{b}", reset_less=True)
-                q_rd, q_rd2 = Signal(name=f"r{i}_q_rd{b}"), Signal(name=f"r{i}_q2_rd{b}")
-                m.d.sync += [q.eq(rp.data), q_rd.eq(read)]
+                m.d.sync += q.eq(rp.data)
                 if levels:
-                    m.d.sync += [q2.eq(q), q_rd2.eq(q_rd)]
+                    q_rd, q_rd2 = Signal(name=f"r{i}_q_rd{b}"), Signal(name=f"r{i}_q2_rd{b}")
+                    m.d.sync += [q_rd.eq(read), q2.eq(q), q_rd2.eq(q_rd)]
                     outs.append(Mux(q_rd2, q2, 0))
                 else:
-                    m.d.sync += q2.eq(Mux(q_rd, q, 0))
+                    # q2 is the output register, cleared when the bank was not read: the clear
+                    # comes from one flag register per LOAD_GROUP bits (each the synchronous reset
+                    # of its group), not from one register fanned out to the whole row
+                    rds = copies(m, read, -(-self.width // LOAD_GROUP), f"r{i}_q_rd{b}_")
+                    step = -(-self.width // len(rds))
+                    for k, r in enumerate(rds):
+                        lo, hi_ = k * step, min(self.width, (k + 1) * step)
+                        m.d.sync += q2[lo:hi_].eq(Mux(r, q[lo:hi_], 0))
                     outs.append(q2)
             for lvl in range(levels):   # OR steps: groups of OR_GROUP registers into one register
                 nxt = []

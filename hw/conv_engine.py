@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
-from spiketrack.hw.banked_memory import READ_LATENCY, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
@@ -495,21 +495,26 @@ class ConvEngine(wiring.Component):
         TB = BIAS_BITS + SHIFT_BITS
         side = data.StructLayout({"valid": 1, "ev": 1, "tag": tag, "tab": TB * P, "res": STREAM_BITS * P})
 
-        # e2d: the read data in registers (block RAM outputs and their cascade multiplexers feed no logic)
-        e2d = Signal(data.StructLayout({"s": side, "k": data.ArrayLayout(8, P), "w": 8 * P, "tm": TM_BITS * P}))
+        # e2d: the read data in registers, each lane's weight already chosen between the weight and
+        # the template memory (the memories' output registers feed one select; the select comes from
+        # a register copy of ``d.tmem`` per lane, loaded while the op runs: the descriptor is stable
+        # from the cycle after ``take``, many cycles before the first read data)
+        WS = max(8, TM_BITS + 1)
+        e2d = Signal(data.StructLayout({"s": side, "k": data.ArrayLayout(8, P), "w": data.ArrayLayout(signed(WS), P)}))
         m.d.sync += _assign(e2d.s, {"valid": e2.valid, "ev": e2.ev, "tag": e2.tag, "tab": self.tab_data,
                                     "res": self.res_data})
-        m.d.sync += [e2d.w.eq(self.w_data), e2d.tm.eq(self.tm_data)]
+        tmem_l = copies(m, d.tmem, P, "tmem")
         for lane in range(P):
-            m.d.sync += e2d.k[lane].eq(Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level))
+            m.d.sync += [e2d.k[lane].eq(Mux(d.depthwise, e2.levels[3 * lane:3 * lane + 3], e2.level)),
+                         e2d.w[lane].eq(Mux(tmem_l[lane], self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
+                                            self.w_data[8 * lane:8 * lane + 8].as_signed()))]
 
         # e2p, e3: k·w by shift-add over two stages (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w,
         # 4·w = w << 2; the stem's pixel p: Σ_β p_β · (w << β), its bit planes added, §IS-11)
         e2p = Signal(data.StructLayout({"s": side, "part": data.ArrayLayout(data.ArrayLayout(signed(Ba), 4), P)}))
         m.d.sync += e2p.s.eq(e2d.s)
         for lane in range(P):
-            w = Mux(d.tmem, e2d.tm[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
-                    e2d.w[8 * lane:8 * lane + 8].as_signed())
+            w = e2d.w[lane]
             k = e2d.k[lane]
             for q in range(4):
                 m.d.sync += e2p.part[lane][q].eq(Mux(k[2 * q], w << (2 * q), 0) + Mux(k[2 * q + 1], w << (2 * q + 1), 0))

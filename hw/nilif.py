@@ -11,13 +11,13 @@ membrane ``h`` in a register:
   ``s >= thr_j`` that give the level as a thermometer code;
 * stage C: ``k = Σ_j therm_j``, ``h = u - r_k`` (the soft reset), and the outputs.
 
-``thr_j`` and ``r_k`` are per-op constants computed from ``f_m`` and the rounding mode one cycle
-after they change (a descriptor register), so the recurrence holds no variable shift and no
-division: ``k ≥ j`` exactly when ``u ≥ j·2^f_m - 2^(f_m-1)``, plus one at an exact tie for odd
+``thr_j`` and ``r_k`` are per-op constants computed from ``f_m`` and the rounding mode in three
+register steps after they change (each lane compares against threshold registers of its own), so
+the recurrence holds no variable shift and no division: ``k ≥ j`` exactly when ``u ≥ j·2^f_m - 2^(f_m-1)``, plus one at an exact tie for odd
 ``j`` under ``half_even`` (the tie rounds to the even level), and ``r_k = k << (f_m - d)``. A
 threshold above the largest membrane value never fires. The equality with
-:func:`spiketrack.quant.golden.neuron.fire` over every membrane value and every ``f_m`` is a test
-(``tests/test_hw_nilif.py``).
+:func:`spiketrack.quant.golden.neuron.fire` over every 16-bit membrane value at ``f_m`` = 2, 8 and
+17, under both roundings, is a test (``tests/test_hw_nilif.py``).
 
 Contract: the membrane written by step ``t - 1`` is read by step ``t`` of the same neuron, so two
 consecutive inputs of one neuron (``t`` following ``t - 1``) must be at least :data:`NILIF_STAGES`
@@ -112,20 +112,30 @@ class NiLifPipeline(wiring.Component):
         # rounds to the even level) and reset amounts k·2^(f_m-3). f_m and half_even are registered
         # first, then the shifts, then the +1, so no path mixes the descriptor's routing, a shift
         # and an add.
-        thr = [Signal(signed(B + 2), name=f"thr{j}") for j in range(1, D + 1)]
-        thr_on = [Signal(name=f"thr_on{j}") for j in range(1, D + 1)]
+        # base_j = (2j-1)·2^(f_m-1) and base1_j = base_j + 1, both from constants and muxes (base_j's
+        # bit 0 is 0 from f_m = 2 on, so the +1 there sets it); each lane then registers its own
+        # thresholds, thr_j = base1_j for odd j under half_even, else base_j: no register of the
+        # thresholds drives the compares of every lane
+        thr = [[Signal(signed(B + 2), name=f"thr{j}_l{i}") for j in range(1, D + 1)] for i in range(P)]
+        thr_on = [[Signal(name=f"thr_on{j}_l{i}") for j in range(1, D + 1)] for i in range(P)]
         rst = [Signal(unsigned(B + 1), name=f"rst{k}") for k in range(D + 1)]
         fm, he = Signal.like(self.f_m, name="fm_q"), Signal(name="he_q")
         he2 = Signal(name="he_q2")
         base = [Signal(unsigned(B + 1), name=f"thr_base{j}") for j in range(1, D + 1)]
+        base1 = [Signal(unsigned(B + 1), name=f"thr_base1_{j}") for j in range(1, D + 1)]
+        on = [Signal(name=f"thr_on{j}") for j in range(1, D + 1)]
         m.d.sync += [fm.eq(self.f_m), he.eq(self.half_even), he2.eq(he)]
         for j in range(1, D + 1):
             # (j << f_m) - 2^(f_m-1) = (2j-1) << (f_m-1) for f_m >= 1; f_m = 0 gives j (2^31 wraps away)
             shifted = Mux(fm == 0, Const(j, unsigned(40)), Const(2 * j - 1, unsigned(40)) << (fm - 1)[:5])
+            plus1 = Mux(fm == 0, Const(j + 1, unsigned(40)),
+                        Mux(fm == 1, Const(2 * j, unsigned(40)), shifted | 1))
             # thr_j <= hi exactly when (2j-1)·2^(f_m-1) <= hi (the +1 of a tie never crosses it)
             fm_max = max(f for f in range(1, 32) if (2 * j - 1) << (f - 1) <= hi)
-            m.d.sync += [base[j - 1].eq(shifted[:B + 1]), thr_on[j - 1].eq(fm <= fm_max)]
-            m.d.sync += thr[j - 1].eq((base[j - 1] + (he2 & (j % 2 == 1)))[:B + 1])
+            m.d.sync += [base[j - 1].eq(shifted[:B + 1]), base1[j - 1].eq(plus1[:B + 1]), on[j - 1].eq(fm <= fm_max)]
+            for i in range(P):
+                tie = he2 if j % 2 == 1 else Const(0)
+                m.d.sync += [thr[i][j - 1].eq(Mux(tie, base1[j - 1], base[j - 1])), thr_on[i][j - 1].eq(on[j - 1])]
         for k in range(D + 1):
             m.d.sync += rst[k].eq((Const(k, unsigned(40)) << (fm - LEVEL_BITS)[:5])[:B + 1])
 
@@ -165,7 +175,7 @@ class NiLifPipeline(wiring.Component):
             u, sat = clamp(s, B)     # the bit test of hw/arith (no carry chain beside the compares)
             m.d.sync += [sb.u[i].eq(u),
                          sb.sat[i].eq(sa.valid & sa.update & ~sa.t0 & sat),
-                         sb.therm[i].eq(Cat(*[thr_on[j] & (s >= thr[j]) for j in range(D)]))]
+                         sb.therm[i].eq(Cat(*[thr_on[i][j] & (s >= thr[i][j]) for j in range(D)]))]
 
         # stage C: level, soft reset, outputs
         m.d.sync += [self.o_valid.eq(sb.valid), self.o_update.eq(sb.update), self.o_carry.eq(sb.carry),

@@ -69,9 +69,10 @@ def set_fields(ctx, view, value) -> None:
 
 
 def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs: list, lanes: int,
-                  counters=("busy",), vcd: str | None = None) -> list:
+                  counters=("busy",), vcd: str | None = None, max_cycles: int = 100_000) -> list:
     """Run ``jobs`` back to back through one elaborated ``unit``; fills each ``job.result`` with
-    ``out`` (decoded), ``cycles`` (busy counter delta) and the other ``counters`` deltas."""
+    ``out`` (decoded), ``cycles`` (busy counter delta) and the other ``counters`` deltas. A job
+    still busy after ``max_cycles`` cycles raises ``TimeoutError`` (a unit that never ends its op)."""
     depths = {name: max([len(j.images.get(name, [])) for j in jobs] + [1]) for name in reads}
     depths["out"] = max(j.out_depth for j in jobs)
     dut = UnitHarness(unit, reads, out_width, depths, desc_layout)
@@ -89,7 +90,12 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
             ctx.set(dut.i_desc.valid, 1)
             await ctx.tick().until(dut.i_desc.ready)
             ctx.set(dut.i_desc.valid, 0)
-            await ctx.tick().until(~dut.busy)
+            for n in range(max_cycles + 1):
+                if not ctx.get(dut.busy):
+                    break
+                if n == max_cycles:
+                    raise TimeoutError(f"job {jobs.index(job)}: the unit is still busy after {max_cycles} cycles")
+                await ctx.tick()
             await ctx.tick().repeat(3)  # counters lag two cycles (hw/counters.py)
             delta = {n: ctx.get(getattr(ctr, n)) - before[n] for n in counters}
             raw = [ctx.get(dut.mems["out"].data[i]) for i in range(job.out_depth)]

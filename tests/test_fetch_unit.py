@@ -48,6 +48,8 @@ def _run(bench, descs):
             ctx.set(f.i_desc.valid, 0)
             while ctx.get(f.busy):
                 n += 1
+                if n > 100_000:
+                    raise TimeoutError("the fetch unit is still busy after 100,000 cycles")
                 await ctx.tick()
             got.append(n)
         got.append([ctx.get(bench.rows.data[i]) for i in range(bench.rows.depth)])

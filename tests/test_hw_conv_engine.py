@@ -28,6 +28,9 @@ CASES = {
     "all_zero_T2": (2, 8, 4, 4, 8, 1, 1, 0, False, False, False, 0.0),
     "dense_three_words": (1, 20, 4, 4, 8, 1, 1, 0, False, False, False, 1.0),
     "residual_neuron_T2": (2, 8, 4, 4, 8, 3, 1, 1, False, True, True, 0.5),
+    # one output column / one output row, two chunks: the loop-end flags of a restarted counter
+    "one_column_two_chunks": (1, 8, 5, 1, 16, 1, 1, 0, False, False, False, 0.5),
+    "one_row_two_chunks": (1, 8, 1, 5, 16, 1, 1, 0, False, False, False, 0.5),
 }
 
 

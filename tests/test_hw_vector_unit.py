@@ -98,3 +98,24 @@ def test_descriptors_the_unit_would_run_differently_from_its_model_are_refused()
         reads_per_word({"mode": VecMode.POOL, "bil": 1, "up": 3})
     with pytest.raises(ValueError, match="Horner. descriptor: r_y must be 1, got 2"):
         reads_per_word({"mode": VecMode.POOL, **horner_fields(181, 6), "r_y": 2})
+
+
+def test_one_column_and_one_row_outputs_equal_golden_and_cycle_model():
+    """Outputs one column wide and one row high, two channel words, T = 2 and T = 1: every loop
+    counter restarts with a bound of 0 somewhere (the loop-end flags of the sequencer)."""
+    g = torch.Generator().manual_seed(3)
+    e = Engine(8)
+    shapes = [(2, 16, 3, 1), (2, 16, 1, 3)]
+    xs = [torch.randint(-600, 900, s, generator=g) for s in shapes]
+    ab = [(torch.randint(-30000, 30000, s, generator=g), torch.randint(-30000, 30000, s, generator=g))
+          for s in shapes + [(1, 16, 2, 2)]]     # T = 1: t restarts with a bound of 0
+    jobs = [neuron_job(x, 8, [[[1, 1]], [[1, 2]]]) for x in xs] + [add_job(a, b) for a, b in ab]
+    run_vector_jobs(jobs)
+    for job, x in zip(jobs[:2], xs):
+        k, _, _ = ni_lif(x, 8, 16, (Decay(((1, 1),)), Decay(((1, 2),))))
+        assert torch.equal(job.result["out"], k), tuple(x.shape)
+        assert job.result["cycles"] == vector_cost(e, _t(k, "levels"), [_t(x)], neuron=True).cycles
+    for job, (a, b) in zip(jobs[2:], ab):
+        s, _ = saturate(a + b, 16)
+        assert torch.equal(job.result["out"], s), tuple(a.shape)
+        assert job.result["cycles"] == vector_cost(e, _t(s), [_t(a), _t(b)]).cycles
