@@ -57,7 +57,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels", "or_all", "delay", "copies", "COPY_TAG",
-           "load_while_idle", "LOAD_GROUP"]
+           "load_while_idle", "load_groups", "LOAD_GROUP"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 #: rows per bank (a power of two). 2,048: an ECP5 block RAM's 2048×9 shape holds a bank of the
@@ -126,6 +126,14 @@ def copies(m: Module, value, n: int, name: str) -> list:
     return regs
 
 
+def load_groups(width: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` bit ranges splitting ``width`` bits into equal groups of at most
+    :data:`LOAD_GROUP` bits (the last one shorter): one register copy of a control flag each."""
+    n = -(-width // LOAD_GROUP)
+    step = -(-width // n)
+    return [(k * step, min(width, (k + 1) * step)) for k in range(n) if k * step < width]
+
+
 def load_while_idle(m: Module, take, done, loads, name: str = "d_idle") -> None:
     """Load each ``(target, value)`` of ``loads`` in every cycle a unit is idle, instead of under
     its ``take`` gate: the unit is idle after reset and after a cycle with ``done``, not after a
@@ -138,17 +146,15 @@ def load_while_idle(m: Module, take, done, loads, name: str = "d_idle") -> None:
     value = Cat(*[Value.cast(v)[:len(Value.cast(t))] for t, v in loads])
     if len(target) != len(value):
         raise ValueError(f"targets of {len(target)} bits, values of {len(value)}")
-    idle = [Signal(init=1, name=f"{name}{COPY_TAG}{k}") for k in range(-(-len(target) // LOAD_GROUP))]
+    groups = load_groups(len(target))
+    idle = [Signal(init=1, name=f"{name}{COPY_TAG}{k}") for k in range(len(groups))]
     with m.If(take):
         m.d.sync += [r.eq(0) for r in idle]
     with m.If(done):
         m.d.sync += [r.eq(1) for r in idle]
-    step = -(-len(target) // len(idle))   # equal groups of at most LOAD_GROUP bits
-    for k, e in enumerate(idle):
-        lo, hi = k * step, min(len(target), (k + 1) * step)
-        if lo < hi:
-            with m.If(e):
-                m.d.sync += target[lo:hi].eq(value[lo:hi])
+    for e, (lo, hi) in zip(idle, groups):
+        with m.If(e):
+            m.d.sync += target[lo:hi].eq(value[lo:hi])
 
 
 def or_all(values):
@@ -319,10 +325,8 @@ class BankedMemory(wiring.Component):
                     # q2 is the output register, cleared when the bank was not read: the clear
                     # comes from one flag register per LOAD_GROUP bits (each the synchronous reset
                     # of its group), not from one register fanned out to the whole row
-                    rds = copies(m, read, -(-self.width // LOAD_GROUP), f"r{i}_q_rd{b}_")
-                    step = -(-self.width // len(rds))
-                    for k, r in enumerate(rds):
-                        lo, hi_ = k * step, min(self.width, (k + 1) * step)
+                    groups = load_groups(self.width)
+                    for r, (lo, hi_) in zip(copies(m, read, len(groups), f"r{i}_q_rd{b}_"), groups):
                         m.d.sync += q2[lo:hi_].eq(Mux(r, q[lo:hi_], 0))
                     outs.append(q2)
             for lvl in range(levels):   # OR steps: groups of OR_GROUP registers into one register

@@ -258,7 +258,8 @@ class VectorUnit(wiring.Component):
             with m.Elif(~last_t):
                 m.d.sync += [sx.eq(sx0), sy.eq(sy0)]
                 nt = a_t0 + d.a_t
-                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1), lrx.eq(rx_one), lry.eq(ry_one), lt.eq((t + 1)[:3] == tout_m1),
+                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1),
+                             lrx.eq(rx_one), lry.eq(ry_one), lt.eq((t + 1)[:3] == tout_m1),
                              a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
                              b_t0.eq(b_t0 + d.b_t), b_cur.eq(b_cur + d.b_t), o_t0.eq(o_t0 + d.o_t),
                              c_cur.eq(c_cur + d.o_t)]
@@ -270,7 +271,8 @@ class VectorUnit(wiring.Component):
                     na = a_cpos + Mux(bil & ~mx, 0, d.a_col)
                     nc = c_cpos + d.chunks
                     nb = Mux(up_last_x, b_cpos + d.chunks, b_cpos)
-                    m.d.sync += [ox.eq(ox + 1), lox.eq((ox + 1)[:9] == wo_m1), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
+                    m.d.sync += [ox.eq(ox + 1), lox.eq((ox + 1)[:9] == wo_m1),
+                                 a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
                                  o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1)), b_cpos.eq(nb),
                                  b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_oy):
@@ -278,7 +280,8 @@ class VectorUnit(wiring.Component):
                     na = a_row0 + Mux(bil & ~my, 0, d.a_row)
                     nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
                     nc = c_cpos + d.chunks
-                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), lox.eq(ox_one), loy.eq((oy + 1)[:9] == ho_m1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), lox.eq(ox_one), loy.eq((oy + 1)[:9] == ho_m1),
+                                 a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
                                  a_cur.eq(na), o_pos.eq(o_pos + d.chunks), ux.eq(0),
                                  uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb),
                                  c_cpos.eq(nc), c_cur.eq(nc)]

@@ -81,7 +81,7 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
     ctr = unit.counters
 
     async def tb(ctx):
-        for job in jobs:
+        for j, job in enumerate(jobs):
             for name in reads:
                 for i, word in enumerate(job.images.get(name, [])):
                     ctx.set(dut.mems[name].row(i), word)
@@ -94,7 +94,7 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
                 if not ctx.get(dut.busy):
                     break
                 if n == max_cycles:
-                    raise TimeoutError(f"job {jobs.index(job)}: the unit is still busy after {max_cycles} cycles")
+                    raise TimeoutError(f"job {j}: the unit is still busy after {max_cycles} cycles")
                 await ctx.tick()
             await ctx.tick().repeat(3)  # counters lag two cycles (hw/counters.py)
             delta = {n: ctx.get(getattr(ctr, n)) - before[n] for n in counters}
