@@ -230,14 +230,16 @@ def nextpnr_options(fam: str, nextpnr_args=()) -> list[str]:
 def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | None = None,
                       clock_mhz: float | None = None, constrain_mhz: float | None = None,
                       baud: int = 1_000_000, seed: int | None = None, nextpnr_args=(), estimate_only: bool = False,
-                      out_dir: str | Path | None = None, echo=print, external_weights: bool = False) -> dict:
+                      out_dir: str | Path | None = None, echo=print, external_weights: bool = False,
+                      floorplan: dict | None = None) -> dict:
     """Build (or only estimate) the accelerator bitstream for ``board``; returns the report.
     ``nextpnr_args`` go to nextpnr after the build's own options (recorded in the report).
     ``constrain_mhz`` (ECP5): place and route times the core against this clock instead of the
     core clock (over-constraining); ``timing_met`` is still Fmax against the core clock.
     ``external_weights``: the weights in the board's SDRAM (``BoardTop(sdram=True)``, ULX3S),
     ``w`` a weight cache (``lower_to_accel(ext_weights=True)``); the host loads them into memory
-    EXT over the link."""
+    EXT over the link. ``floorplan`` (ECP5 85k): block-RAM sites of the memories it names
+    (:mod:`bitstreams.floorplan`), recorded in the report."""
     from spiketrack.bitstreams.synth import PROJECT_ROOT, build_bitstream
     from spiketrack.hw.accel.board import BoardTop
 
@@ -258,7 +260,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
-              "external_weights": external_weights,
+              "external_weights": external_weights, "floorplan": floorplan,
               "estimate": {"lut": est["lut"], "ff": est["ff"], "ebr": est["ebr"]},
               "ebr_by_memory": est["ebr_by_memory"],
               ("run_cycles" if "run" in ap.programs else "search_cycles"): cycles}
@@ -293,7 +295,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning);
         # --detailed-timing-report: every sink's arrival time in report.json (tools/late_endpoints.py)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
-                              nextpnr_opts=nextpnr_options(fam, nextpnr_args))
+                              nextpnr_opts=nextpnr_options(fam, nextpnr_args), floorplan=floorplan)
     finally:
         stop.set()
     core = {k: v for k, v in fig["fmax_by_clock"].items()}

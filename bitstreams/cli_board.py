@@ -1,6 +1,6 @@
 """``spiketrack build``: the accelerator bitstream for a board (``bitstreams/accel_build.py``).
 
-    spiketrack build --board ulx3s-85f [--compiled DIR] [--seed N] [--estimate-only] [--json]
+    spiketrack build --board ulx3s-85f [--compiled DIR] [--seed N] [--floorplan NAME|FILE] [--estimate-only] [--json]
 
 Progress goes to stderr; the figures (and ``build/<board>/build_report.json``) to stdout.
 """
@@ -14,7 +14,40 @@ from spiketrack.cli import UserError
 
 KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz", "constraint_mhz",
         "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "run_cycles", "estimate", "estimate_error", "fits", "nextpnr_args",
-        "placer", "seconds")
+        "placer", "floorplan", "seconds")
+
+
+def _plans() -> dict:
+    from spiketrack.bitstreams.floorplan import FLOORPLANS
+
+    return FLOORPLANS
+
+
+#: The plan ``--floorplan auto`` picks, by (board, external weights): measured on the shipped
+#: default (docs/boards.md, builds fp4 and fp5); every other configuration is placed freely.
+AUTO_FLOORPLAN = {("ulx3s-85f", True): "st-lv"}
+
+
+def floorplan_arg(value: str, board: str = "", external_weights: bool = False):
+    """``--floorplan``: ``None`` for 'none', :data:`AUTO_FLOORPLAN`'s plan for 'auto', a built-in
+    plan by name, or a plan read from a JSON file."""
+    if value == "auto":
+        value = AUTO_FLOORPLAN.get((board, external_weights), "none")
+    if value == "none":
+        return None
+    if value in _plans():
+        return _plans()[value]
+    try:
+        plan = json.loads(open(value).read())
+    except OSError as e:
+        raise UserError(f"--floorplan {value!r}: not a built-in plan ({', '.join(sorted(_plans()))}, auto, none) "
+                        f"and not a readable file ({e.strerror})") from None
+    except ValueError as e:
+        raise UserError(f"--floorplan {value!r}: not valid JSON: {e}") from None
+    if not isinstance(plan, dict) or not all(isinstance(v, dict) and {"rows", "first_column"} <= set(v)
+                                             for v in plan.values()):
+        raise UserError(f"--floorplan {value!r}: expected {{memory: {{\"rows\": [...], \"first_column\": N}}}}")
+    return plan
 
 
 def add_arguments(p) -> None:
@@ -34,6 +67,10 @@ def add_arguments(p) -> None:
     p.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                    help="one more nextpnr argument, passed as given (repeatable; write options with a value as "
                         "--nextpnr-arg=--placer-heap-beta --nextpnr-arg=0.7)")
+    p.add_argument("--floorplan", default="auto", metavar="NAME|FILE",
+                   help="block-RAM sites of chosen memories (ECP5 85k; bitstreams/floorplan.py): 'auto' (default: "
+                        "st-lv for the ULX3S with --external-weights, none otherwise), 'none', a built-in plan ("
+                        + ", ".join(sorted(_plans())) + ") or a JSON file of one")
     p.add_argument("--estimate-only", action="store_true", help="the pre-synthesis estimate only (seconds)")
     p.add_argument("--external-weights", action="store_true",
                    help="weights in the board's SDRAM (ULX3S), streamed into a weight cache by the fetch unit")
@@ -53,7 +90,7 @@ def run(args) -> int:
         rep = build_accelerator(args.board, compiled=args.compiled, lanes=args.lanes, clock_mhz=args.clock_mhz,
                                 constrain_mhz=args.constrain_mhz,
                                 baud=args.baud, seed=args.seed, nextpnr_args=args.nextpnr_arg,
-                                estimate_only=args.estimate_only,
+                                estimate_only=args.estimate_only, floorplan=floorplan_arg(args.floorplan, args.board, args.external_weights),
                                 out_dir=args.out_dir, echo=echo, external_weights=args.external_weights)
     except CompileError as e:
         raise UserError(f"the network does not compile for {args.board}: {e}") from None

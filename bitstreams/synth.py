@@ -49,6 +49,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,10 @@ from spiketrack.atomic import write_text_atomic
 from spiketrack.hw.banked_memory import COPY_TAG
 
 from .boards import DeviceInfo, get_board, get_device
+from .floorplan import PLAN_FILE as FLOORPLAN_PLAN_FILE
+
+#: The nextpnr wrapper a floorplanned build writes into its folder (:mod:`bitstreams.floorplan`).
+FLOORPLAN_WRAPPER = "nextpnr-floorplan.sh"
 
 __all__ = [
     "FIGURE_KEYS",
@@ -547,7 +552,8 @@ def platform_flow(family: str, abc9: bool, name: str) -> dict[str, str]:
 
 def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
                     name: str = "top", seed: int | None = None, abc9: bool = True,
-                    nextpnr_opts: Sequence[str] = (), timeout_s: float = 900) -> dict[str, Any]:
+                    nextpnr_opts: Sequence[str] = (), timeout_s: float = 900,
+                    floorplan: Mapping[str, Mapping] | None = None) -> dict[str, Any]:
     """Build a bitstream for a board top with amaranth-boards ``platform.build``.
 
     Parameters
@@ -560,6 +566,10 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
         Default ``build/bitstreams/<board>-<name>/``.
     abc9 : bool
         ECP5: map LUTs with ``synth_ecp5``'s ABC9 (default) or with ABC (:data:`ABC_LUT_FLOW`).
+    floorplan : mapping, optional
+        ECP5 (LFE5U-85F): block-RAM sites of the memories it names
+        (:func:`bitstreams.floorplan.plan_sites`), applied to the netlist between Yosys and nextpnr;
+        the assignment is written to ``floorplan_bels.json``.
 
     Returns
     -------
@@ -579,14 +589,26 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
         if callable(top) and not isinstance(top, Elaboratable):
             top = top()
         for stale in ("report.json", "synth_report.json", f"{name}.json", f"{name}.config", f"{name}.asc",
-                      f"{name}.tim", f"{name}.bit", f"{name}.bin", f"{name}.svf"):   # the progress line reads these
+                      f"{name}.tim", f"{name}.bit", f"{name}.bin", f"{name}.svf",   # the progress line reads these
+                      FLOORPLAN_PLAN_FILE, "floorplan_bels.json", FLOORPLAN_WRAPPER):
             (out / stale).unlink(missing_ok=True)
+        env = tool_env()
+        if floorplan:
+            if (family, b.device.device) != ("ecp5", "85k"):
+                raise ValueError(f"a block-RAM floorplan is defined for the ECP5 85k only, not {family} {b.device.device}")
+            _atomic_write_json(out / FLOORPLAN_PLAN_FILE, dict(floorplan))
+            wrapper = out / FLOORPLAN_WRAPPER
+            wrapper.write_text("#!/bin/sh\n"
+                               f"exec {shlex.quote(sys.executable)} -m spiketrack.bitstreams.floorplan "
+                               f"{shlex.quote(env['NEXTPNR_ECP5'])} \"$@\"\n")
+            wrapper.chmod(0o755)
+            env["NEXTPNR_ECP5"] = str(wrapper.resolve())
 
         platform = b.platform_class()()
         opts = ["--report", "report.json", *nextpnr_opts]
         if seed is not None:
             opts += ["--seed", str(seed)]
-        with _env_vars(tool_env()):
+        with _env_vars(env):
             try:
                 flow = platform_flow(family, abc9, name)
                 platform.build(top, name=name, build_dir=str(out), do_build=True,
