@@ -337,11 +337,12 @@ class VectorUnit(wiring.Component):
 
         # per-op constants (registered from the descriptor): pooling round/shift, fusion thresholds
         sh = d.shift.as_signed()
-        sp_c, sn_c = Signal(5), Signal(4)
+        # the pooling shifts' amounts: a register copy per lane (each drives one lane's shifter)
+        sp_c = copies(m, Mux(sh > 0, sh, 0).as_unsigned()[:5], P, "sp_c")
+        sn_c = copies(m, Mux(sh < 0, -sh, 0).as_unsigned()[:4], P, "sn_c")
         half_c = Signal(unsigned(32))
         fthr = [Signal(8, name=f"fthr{j}") for j in range(1, D + 1)]
-        m.d.sync += [sp_c.eq(Mux(sh > 0, sh, 0).as_unsigned()[:5]), sn_c.eq(Mux(sh < 0, -sh, 0).as_unsigned()[:4]),
-                     half_c.eq(Mux(sh > 0, Const(1, unsigned(32)) << (Mux(sh > 0, sh, 0).as_unsigned()[:5] - 1)[:5], 0))]
+        m.d.sync += [half_c.eq(Mux(sh > 0, Const(1, unsigned(32)) << (Mux(sh > 0, sh, 0).as_unsigned()[:5] - 1)[:5], 0))]
         m.d.sync += [fthr[j - 1].eq(times_const(d.r_y, 2 * j - 1)) for j in range(1, D + 1)]
 
         # v1: x + b (add) or x + c (positional table), x + 2**(s-1) (pooling), fusion compares
@@ -358,7 +359,7 @@ class VectorUnit(wiring.Component):
         v1b = Signal.like(v1)
         m.d.sync += v1b.eq(v1)
         for i in range(P):
-            m.d.sync += v1b.yh[i].eq(v1.yh[i] >> sp_c)
+            m.d.sync += v1b.yh[i].eq(v1.yh[i] >> sp_c[i])
         v1 = v1b
         v2 = Signal(data.StructLayout({"valid": 1, "op_end": 1, "t": 3, "o": A, "x": lanes_of(signed(B)),
                                        "added": lanes_of(signed(B)), "pool": lanes_of(signed(33 + 15)),
@@ -367,7 +368,7 @@ class VectorUnit(wiring.Component):
         add_sat = v1.valid & ((neuron & d.const) | is_add)
         for i in range(P):
             added, s_add = clamp(v1.sum[i], B)
-            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c), v2.sat[i].eq(add_sat & s_add),
+            m.d.sync += [v2.added[i].eq(added), v2.pool[i].eq(v1.yh[i] << sn_c[i]), v2.sat[i].eq(add_sat & s_add),
                          v2.fused[i].eq(sum((v1.fbits[i][j].as_unsigned() for j in range(D)), Const(0, 3)))]
         # v2c: the pooled value clamped; v3: the NI-LIF input chosen by mode, registered so that the
         # clamp and the mode multiplexer do not share a cycle with each other or the NI-LIF's first stage
