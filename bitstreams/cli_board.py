@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from spiketrack.cli import UserError
 
@@ -38,7 +39,7 @@ def floorplan_arg(value: str, board: str = "", external_weights: bool = False):
     if value in _plans():
         return _plans()[value]
     try:
-        plan = json.loads(open(value).read())
+        plan = json.loads(Path(value).read_text())
     except OSError as e:
         raise UserError(f"--floorplan {value!r}: not a built-in plan ({', '.join(sorted(_plans()))}, auto, none) "
                         f"and not a readable file ({e.strerror})") from None

@@ -34,6 +34,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from spiketrack.atomic import write_text_atomic
+
 __all__ = ["ECP5_85K_EBR_ROWS", "ECP5_85K_EBR_GROUPS", "ebr_sites", "memory_blocks", "plan_sites",
            "apply_floorplan", "FloorplanError", "ULX3S_FLOORPLAN", "FLOORPLANS", "PLAN_FILE"]
 
@@ -129,9 +131,7 @@ def apply_floorplan(netlist_json: str | Path, plan: Mapping[str, Mapping]) -> di
     bels = plan_sites(cells, plan)
     for name, bel in bels.items():
         cells[name].setdefault("attributes", {})["BEL"] = bel
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(netlist))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(netlist))
     return bels
 
 

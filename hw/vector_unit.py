@@ -338,11 +338,12 @@ class VectorUnit(wiring.Component):
         # per-op constants (registered from the descriptor): pooling round/shift, fusion thresholds
         sh = d.shift.as_signed()
         # the pooling shifts' amounts: a register copy per lane (each drives one lane's shifter)
-        sp_c = copies(m, Mux(sh > 0, sh, 0).as_unsigned()[:5], P, "sp_c")
+        sp = Mux(sh > 0, sh, 0).as_unsigned()[:5]
+        sp_c = copies(m, sp, P, "sp_c")
         sn_c = copies(m, Mux(sh < 0, -sh, 0).as_unsigned()[:4], P, "sn_c")
         half_c = Signal(unsigned(32))
         fthr = [Signal(8, name=f"fthr{j}") for j in range(1, D + 1)]
-        m.d.sync += [half_c.eq(Mux(sh > 0, Const(1, unsigned(32)) << (Mux(sh > 0, sh, 0).as_unsigned()[:5] - 1)[:5], 0))]
+        m.d.sync += [half_c.eq(Mux(sh > 0, Const(1, unsigned(32)) << (sp - 1)[:5], 0))]
         m.d.sync += [fthr[j - 1].eq(times_const(d.r_y, 2 * j - 1)) for j in range(1, D + 1)]
 
         # v1: x + b (add) or x + c (positional table), x + 2**(s-1) (pooling), fusion compares
