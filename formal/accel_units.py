@@ -25,7 +25,7 @@ Counts are compared :data:`~spiketrack.hw.counters.COUNTER_LAG` cycles after ``b
 
 The units run with their memories at the top's read latency (:data:`~spiketrack.hw.banked_memory.READ_LATENCY`,
 their default), as they ship. The harnesses with a ``read_latency`` argument run their unit at
-another latency if asked (the (e) models' overheads follow it: ``CONV_OVERHEAD = 25 + 2·L``,
+another latency if asked (the (e) models' overheads follow it: ``CONV_OVERHEAD = 26 + 2·L``,
 ``VECTOR_OVERHEAD = 14 + L``, ``MB_OVERHEAD = 5 + L``); the registered proofs do not.
 """
 
@@ -157,7 +157,7 @@ def conv_counters(hw, read_latency: int = READ_LATENCY) -> Module:
     from spiketrack.hw.engine_cycles import CONV_OVERHEAD, GROUP_MIN
 
     dut = _conv(hw, read_latency)
-    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - read_latency)   # the model's 25 + 2 * read latency
+    overhead = CONV_OVERHEAD - 2 * (READ_LATENCY - read_latency)   # the model's 26 + 2 * read latency
     P, L = dut.lanes, dut.read_latency
     m = under_proof(dut)
     _descriptors(m, dut, dict(depthwise=0, stem=0, tmem=0, k=1, stride=1, pad=0, T=1, h=1, w=(1, 2), ho=1,

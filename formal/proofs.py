@@ -201,7 +201,7 @@ PROOFS = {p.name: p for p in [
           mutants=mutant("no_stall_in", "input gaps are not counted",
                          "ctr.inc.stall_in.eq(in_phase & ~self.i_events.valid)", "ctr.inc.stall_in.eq(0)")),
     # ------------------------------------------------------------ the accelerator that ships (formal/accel.py, link.py)
-    # depth 51: every op that ends within it (the shortest takes 40 cycles at read latency 7); from
+    # depth 51: every op that ends within it (the shortest takes 41 cycles at read latency 7); from
     # about step 50 each step takes 1.5-2x the one before (depth 80 had reached step 57 after 186 s)
     Proof("conv_contract", CONTRACT, CONV, accel.CONV_GEOMETRY, accel.conv_contract, "bmc", 51, cut=("dut.ctr",),
           mutants=mutant("done_early", *NILIF_DONE_EARLY)),
@@ -217,7 +217,7 @@ PROOFS = {p.name: p for p in [
                          "m.d.comb += done.eq(wst.op_end)", "m.d.comb += done.eq(s1.valid & s1.op_end)")),
     Proof("conv_saturation", "(c) saturation counted exactly: counters.saturated == the lanes the requantiser "
           "clamps (its value out of the 16-bit range) + the residual adds that clamp + the NI-LIF membrane clamps",
-          # depth 46: the shortest op at the top's read latency 7 takes 40 cycles (CONV_OVERHEAD 39 + 1), its
+          # depth 46: the shortest op at the top's read latency 7 takes 41 cycles (CONV_OVERHEAD 40 + 1), its
           # counts settle COUNTER_LAG later; the mutant's first uncounted clamp shows at step 42
           CONV, accel_units.CONV_ANY, accel_units.conv_saturation, "bmc", 46, flatten=True,
           mutants=mutant("requant_sat_uncounted", "clamps of the requantiser are not counted",

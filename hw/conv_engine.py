@@ -268,7 +268,12 @@ class ConvEngine(wiring.Component):
         in_r, in_c = Signal(signed(A + 3)), Signal(signed(A + 3))   # iy0·in_row, ix0·n_words
         wchunk, o_pos = Signal(A), Signal(A)
         g_base, cig_i = Signal(8), Signal(8)   # first input word of the chunk's group; chunk within group
-        lx, ly, lc = g_ox == wo_m1, g_oy == ho_m1, g_chunk == ch_m1
+        # the loop ends as registers, each set with its counter (g_ox == wo_m1, g_oy == ho_m1,
+        # g_chunk == ch_m1, cig_i == cpg - 1): the step's enables and multiplexers see registers,
+        # not equality compares (conv.cig_i 13.6 ns, in_c 12.7 ns on ULX3S, build r2s3)
+        lx, ly, lc, cig_last = Signal(name="g_lx"), Signal(name="g_ly"), Signal(name="g_lc"), Signal(name="cig_last")
+        wo_one, ho_one, cpg_one = Signal(), Signal(), Signal()
+        cpg_m1 = Signal(8)
         rec1 = Signal(data.StructLayout({"valid": 1, "last": 1, "iy0": signed(11), "ix0": signed(11),
                                          "in_r": signed(A + 3), "in_c": signed(A + 3), "wchunk": A, "o_pos": A,
                                          "chunk": 8, "gsel": 8}))
@@ -292,6 +297,9 @@ class ConvEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [setup.eq(1), active.eq(1)]
         with m.If(setup):
+            m.d.sync += [lx.eq(d.wo == 1), ly.eq(d.ho == 1), lc.eq(d.c_first == d.c_last),
+                         cig_last.eq(d.cig_first == d.cpg - 1), wo_one.eq(d.wo == 1), ho_one.eq(d.ho == 1),
+                         cpg_one.eq(d.cpg == 1), cpg_m1.eq(d.cpg - 1)]
             m.d.sync += [g_chunk.eq(d.c_first), g_oy.eq(0), g_ox.eq(0),
                          iy0.eq(-d.pad.as_signed()), ix0.eq(-d.pad.as_signed()),
                          in_r.eq(-_times_small(d.pad, d.in_row)), in_c.eq(-_times_small(d.pad, d.n_words)),
@@ -302,17 +310,20 @@ class ConvEngine(wiring.Component):
                                        "wchunk": wchunk, "o_pos": o_pos, "chunk": g_chunk,
                                        "gsel": Mux(d.depthwise, g_chunk, g_base)})
             with m.If(~lx):
-                m.d.sync += [g_ox.eq(g_ox + 1), ix0.eq(ix0 + d.stride), in_c.eq(in_c + s_nw), o_pos.eq(o_pos + d.chunks)]
+                m.d.sync += [g_ox.eq(g_ox + 1), ix0.eq(ix0 + d.stride), in_c.eq(in_c + s_nw), o_pos.eq(o_pos + d.chunks),
+                             lx.eq((g_ox + 1)[:9] == wo_m1)]
             with m.Elif(~ly):
                 m.d.sync += [g_ox.eq(0), g_oy.eq(g_oy + 1), iy0.eq(iy0 + d.stride), ix0.eq(neg_pad),
-                             in_r.eq(in_r + s_row), in_c.eq(p_nw), o_pos.eq(o_pos + d.chunks)]
+                             in_r.eq(in_r + s_row), in_c.eq(p_nw), o_pos.eq(o_pos + d.chunks),
+                             lx.eq(wo_one), ly.eq((g_oy + 1)[:9] == ho_m1)]
             with m.Elif(~lc):
                 m.d.sync += [g_ox.eq(0), g_oy.eq(0), g_chunk.eq(g_chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
-                             in_r.eq(p_row), in_c.eq(p_nw), wchunk.eq(wchunk + d.w_chunk), o_pos.eq(g_chunk + 1)]
-                with m.If(cig_i == d.cpg - 1):
-                    m.d.sync += [cig_i.eq(0), g_base.eq(g_base + d.wpg)]
+                             in_r.eq(p_row), in_c.eq(p_nw), wchunk.eq(wchunk + d.w_chunk), o_pos.eq(g_chunk + 1),
+                             lx.eq(wo_one), ly.eq(ho_one), lc.eq((g_chunk + 1)[:8] == ch_m1)]
+                with m.If(cig_last):
+                    m.d.sync += [cig_i.eq(0), g_base.eq(g_base + d.wpg), cig_last.eq(cpg_one)]
                 with m.Else():
-                    m.d.sync += cig_i.eq(cig_i + 1)
+                    m.d.sync += [cig_i.eq(cig_i + 1), cig_last.eq((cig_i + 1)[:8] == cpg_m1)]
             with m.Else():
                 m.d.sync += gen_run.eq(0)
 
@@ -509,14 +520,23 @@ class ConvEngine(wiring.Component):
                          e2d.w[lane].eq(Mux(tmem_l[lane], self.tm_data[TM_BITS * lane:TM_BITS * (lane + 1)].as_unsigned(),
                                             self.w_data[8 * lane:8 * lane + 8].as_signed()))]
 
+        # e2e: e2d again, a register stage that carries the read data from beside the memories'
+        # read multiplexers to the lanes' shift-add (112 endpoints of e2p above 10 ns on ULX3S
+        # when e2p took e2d directly); it lengthens an op by one cycle (CONV_OVERHEAD)
+        e2e = Signal.like(e2d)
+        m.d.sync += e2e.eq(e2d)
+
         # e2p, e3: k·w by shift-add over two stages (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w,
         # 4·w = w << 2; the stem's pixel p: Σ_β p_β · (w << β), its bit planes added, §IS-11)
+        # (k from a register copy per lane and partial product, loaded with e2e: one k bit fed
+        # the adder-input LUTs of all four products, 110 late e2p endpoints on build r2s3)
         e2p = Signal(data.StructLayout({"s": side, "part": data.ArrayLayout(data.ArrayLayout(signed(Ba), 4), P)}))
-        m.d.sync += e2p.s.eq(e2d.s)
+        m.d.sync += e2p.s.eq(e2e.s)
         for lane in range(P):
-            w = e2d.w[lane]
-            k = e2d.k[lane]
+            w = e2e.w[lane]
+            kq = copies(m, e2d.k[lane], 4, f"k{lane}_")
             for q in range(4):
+                k = kq[q]
                 m.d.sync += e2p.part[lane][q].eq(Mux(k[2 * q], w << (2 * q), 0) + Mux(k[2 * q + 1], w << (2 * q + 1), 0))
         e3 = Signal(data.StructLayout({"s": side, "prod": data.ArrayLayout(signed(Ba), P)}))
         m.d.sync += e3.s.eq(e2p.s)
@@ -532,9 +552,13 @@ class ConvEngine(wiring.Component):
         r0 = Signal(data.StructLayout({"valid": 1, "tag": tag, "s": data.ArrayLayout(signed(Ba), P),
                                        "tab": TB * P, "res": STREAM_BITS * P}))
         m.d.sync += [r0.valid.eq(e3.s.tag.group_end), r0.tag.eq(e3.s.tag), r0.tab.eq(e3.s.tab), r0.res.eq(e3.s.res)]
+        # ev and group_end as a register copy per lane, loaded with e3 (each drives one lane's 24
+        # accumulator bits)
+        ev_c = copies(m, e2p.s.ev, P, "ev")
+        ge_c = copies(m, e2p.s.tag.group_end, P, "ge")
         for lane in range(P):
-            s = (acc[lane] + Mux(e3.s.ev, e3.prod[lane], 0))[:Ba].as_signed()
-            m.d.sync += [acc[lane].eq(Mux(e3.s.tag.group_end, 0, s)), r0.s[lane].eq(s)]
+            s = (acc[lane] + Mux(ev_c[lane], e3.prod[lane], 0))[:Ba].as_signed()
+            m.d.sync += [acc[lane].eq(Mux(ge_c[lane], 0, s)), r0.s[lane].eq(s)]
         r1 = Signal(data.StructLayout({"valid": 1, "tag": tag, "x": data.ArrayLayout(signed(Ba + 1), P),
                                        "shift": data.ArrayLayout(signed(SHIFT_BITS), P),
                                        "half": data.ArrayLayout(unsigned(32), P),
@@ -580,9 +604,12 @@ class ConvEngine(wiring.Component):
         for lane in range(P):
             qr, sr = clamp(q3.q[lane] + q3.res[lane], B)
             m.d.sync += [r2.x[lane].eq(Mux(d.residual, qr, q3.q[lane])), r2.sat[lane].eq(q3.valid & d.residual & sr)]
-        terms_next = Signal(data.ArrayLayout(decay_term_layout(), 2))   # r2's step, a cycle ahead of r2
-        for i, term in enumerate(decay_terms(d.decays, q3.tag.t)):
-            m.d.comb += [terms_next[i].en.eq(term[0]), terms_next[i].neg.eq(term[1]), terms_next[i].sh.eq(term[2])]
+        # r2's step, a cycle ahead of r2: a register loaded from q2's step (q2 -> q3 -> r2 never
+        # stall, and the descriptor holds while the op's words pass), so the NI-LIF's per-lane copies
+        # load from a register, not from the step decode
+        terms_next = Signal(data.ArrayLayout(decay_term_layout(), 2))
+        for i, term in enumerate(decay_terms(d.decays, q2.tag.t)):
+            m.d.sync += [terms_next[i].en.eq(term[0]), terms_next[i].neg.eq(term[1]), terms_next[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF over T (§IS-7), hw/nilif.py
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)

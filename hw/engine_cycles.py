@@ -55,7 +55,7 @@ __all__ = ["Engine", "Cost", "MB_OVERHEAD", "CONV_OVERHEAD", "VECTOR_OVERHEAD", 
 # Per-op constants of the units with memories of READ_LATENCY (hw/banked_memory.py): each read
 # stage of a unit's pipeline lengthens the op by READ_LATENCY - 1 cycles (the conv engine has two
 # in series: the input-word fetch and the weight/table/residual read).
-CONV_OVERHEAD = 25 + 2 * READ_LATENCY   #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
+CONV_OVERHEAD = 26 + 2 * READ_LATENCY   #: per conv-engine op (exact: tests/test_hw_conv_engine.py)
 VECTOR_OVERHEAD = 14 + READ_LATENCY     #: per vector-unit op (exact: tests/test_hw_vector_unit.py)
 GROUP_MIN = NILIF_STAGES  #: least cycles between two output words of the conv engine
 NEURON_WORD_CYCLES = NILIF_STAGES  #: vector unit: cycles per output word of a neuron op

@@ -99,14 +99,22 @@ class MemoryBuilder(wiring.Component):
         with m.If(setup):   # loop bounds registered one cycle after the descriptor
             m.d.sync += [setup.eq(0), running.eq(1), n_m1.eq(d.n - 1), dh_m1.eq(d.dh - 1), cpg_m1.eq(d.cpg - 1),
                          heads_m1.eq(d.heads - 1), T_m1.eq(d.T - 1)]
-        last_n, last_c, last_cc = n == n_m1, c == dh_m1, cc == cpg_m1
-        last_h, last_t = h == heads_m1, t == T_m1
+        # the loop ends as registers, each set with its counter (n == n_m1, c == dh_m1, ...): the
+        # sequencer's enables and multiplexers see registers, not equality compares (13.3 ns on
+        # ULX3S, build r2s3); a counter restarting at 0 takes its "one" flag
+        last_n, last_c, last_cc = Signal(name="last_n"), Signal(name="last_c"), Signal(name="last_cc")
+        last_h, last_t = Signal(name="last_h"), Signal(name="last_t")
+        n_one, dh_one, cpg_one, heads_one = Signal(), Signal(), Signal(), Signal()
+        with m.If(setup):
+            m.d.sync += [last_n.eq(d.n == 1), last_c.eq(d.dh == 1), last_cc.eq(d.cpg == 1),
+                         last_h.eq(d.heads == 1), last_t.eq(d.T == 1), n_one.eq(d.n == 1), dh_one.eq(d.dh == 1),
+                         cpg_one.eq(d.cpg == 1), heads_one.eq(d.heads == 1)]
         line_end = last_n
         op_end = last_n & last_c & last_cc & last_h & last_t
         m.d.comb += [self.k_addr.eq(k_cur), self.v_addr.eq(v_cur), self.k_en.eq(running), self.v_en.eq(running)]
 
         def restart(k, v):
-            return [n.eq(0), k_cur.eq(k), v_cur.eq(v)]
+            return [n.eq(0), last_n.eq(n_one), k_cur.eq(k), v_cur.eq(v)]
 
         with m.If(take):
             m.d.sync += [setup.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), n.eq(0)]
@@ -120,23 +128,27 @@ class MemoryBuilder(wiring.Component):
         load_while_idle(m, take, done, loads)
         with m.If(running):
             with m.If(~last_n):
-                m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n)]
+                m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n),
+                             last_n.eq((n + 1)[:13] == n_m1)]
             with m.Elif(~last_c):   # the next channel: the same key word, or the next one after lane P - 1
                 nkl_wrap = kl == P - 1
                 nk = Mux(nkl_wrap, kline + 1, kline)
-                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kline.eq(nk), *restart(nk, vline)]
+                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kline.eq(nk), *restart(nk, vline),
+                             last_c.eq((c + 1)[:8] == dh_m1)]
             with m.Elif(~last_cc):  # the head's next value chunk: its keys again
                 nv = vline + 1
                 m.d.sync += [cc.eq(cc + 1), c.eq(0), kl.eq(0), kline.eq(khline), vline.eq(nv),
-                             *restart(khline, nv)]
+                             *restart(khline, nv), last_c.eq(dh_one), last_cc.eq((cc + 1)[:8] == cpg_m1)]
             with m.Elif(~last_h):
                 nkh, nv = khline + d.kh, vline + 1
                 m.d.sync += [h.eq(h + 1), cc.eq(0), c.eq(0), kl.eq(0), kline.eq(nkh), khline.eq(nkh),
-                             vline.eq(nv), *restart(nkh, nv)]
+                             vline.eq(nv), *restart(nkh, nv), last_c.eq(dh_one), last_cc.eq(cpg_one),
+                             last_h.eq((h + 1)[:5] == heads_m1)]
             with m.Elif(~last_t):
                 nkt, nvt = kt0 + d.k_t, vt0 + d.v_t
                 m.d.sync += [t.eq(t + 1), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), kt0.eq(nkt), vt0.eq(nvt),
-                             kline.eq(nkt), khline.eq(nkt), vline.eq(nvt), *restart(nkt, nvt)]
+                             kline.eq(nkt), khline.eq(nkt), vline.eq(nvt), *restart(nkt, nvt), last_c.eq(dh_one),
+                             last_cc.eq(cpg_one), last_h.eq(heads_one), last_t.eq((t + 1)[:3] == T_m1)]
             with m.Else():
                 m.d.sync += running.eq(0)
 
@@ -161,10 +173,13 @@ class MemoryBuilder(wiring.Component):
         s1 = s2.tag
         acc = Signal(data.ArrayLayout(TM_BITS + 4, P))
         wst = Signal(data.StructLayout({"valid": 1, "op_end": 1, "addr": A}))
+        # first / valid as a register copy per lane, loaded with s2 (equal to s2.tag's)
+        first_c = copies(m, s1d.tag.first, P, "mb_first")
+        valid_c = copies(m, s1d.tag.valid, P, "mb_valid")
         for j in range(P):
             prod = s2.prod[j]
-            s = Mux(s1.first, prod, acc[j] + prod)
-            with m.If(s1.valid):
+            s = Mux(first_c[j], prod, acc[j] + prod)
+            with m.If(valid_c[j]):
                 m.d.sync += acc[j].eq(s)
         m.d.sync += _assign(wst, {"valid": s1.valid & s1.end, "op_end": s1.valid & s1.op_end, "addr": line})
         with m.If(s1.valid & s1.end):

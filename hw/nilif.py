@@ -32,7 +32,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp
+from spiketrack.hw.arith import at_least, clamp
 from spiketrack.hw.banked_memory import copies
 from spiketrack.quant.golden.neuron import D, LEVEL_BITS
 
@@ -175,7 +175,7 @@ class NiLifPipeline(wiring.Component):
             u, sat = clamp(s, B)     # the bit test of hw/arith (no carry chain beside the compares)
             m.d.sync += [sb.u[i].eq(u),
                          sb.sat[i].eq(sa.valid & sa.update & ~sa.t0 & sat),
-                         sb.therm[i].eq(Cat(*[thr_on[i][j] & (s >= thr[i][j]) for j in range(D)]))]
+                         sb.therm[i].eq(Cat(*[thr_on[i][j] & at_least(s, thr[i][j]) for j in range(D)]))]
 
         # stage C: level, soft reset, outputs
         m.d.sync += [self.o_valid.eq(sb.valid), self.o_update.eq(sb.update), self.o_carry.eq(sb.carry),

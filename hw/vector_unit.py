@@ -39,7 +39,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.arith import clamp, times_const
+from spiketrack.hw.arith import at_least, clamp, times_const
 from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
@@ -328,10 +328,16 @@ class VectorUnit(wiring.Component):
                                        "b": lanes_of(signed(B)), "c": lanes_of(signed(B))}))
         st = s1e.tag
         m.d.sync += _assign(r2, {"valid": st.valid & st.end, "op_end": st.valid & st.op_end, "t": st.t, "o": st.o})
+        # the reduction's controls as a register copy per lane (each drives one lane's 24 adder
+        # bits and accumulator enables): first / valid loaded with s1e (equal to s1e.tag's), the
+        # per-op Horner flag from the setup cycle's register
+        first_c = copies(m, s1d.tag.first, P, "first")
+        valid_c = copies(m, s1d.tag.valid, P, "valid")
+        hor_c = copies(m, hor, P, "hor")
         for i in range(P):
             v = s1e.v[i]
-            sm = Mux(st.first, v, Mux(hor, acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
-            with m.If(st.valid):
+            sm = Mux(first_c[i], v, Mux(hor_c[i], acc[i] << 1, acc[i]) + v)      # Horner: acc <- 2·acc + [bit]·x
+            with m.If(valid_c[i]):
                 m.d.sync += acc[i].eq(sm)
             m.d.sync += [r2.x[i].eq(sm), r2.b[i].eq(lane(s1e.b, i)), r2.c[i].eq(lane(s1e.c, i))]
 
@@ -351,10 +357,14 @@ class VectorUnit(wiring.Component):
                                        "sum": lanes_of(signed(B + 1)), "yh": lanes_of(signed(33)),
                                        "fbits": lanes_of(D)}))
         m.d.sync += _assign(v1, {"valid": r2.valid, "op_end": r2.op_end, "t": r2.t, "o": r2.o})
+        # the fusion compares as carry chains (hw.arith.at_least); the ADD / table choice from a
+        # register copy of is_add per lane
+        add_c = copies(m, is_add, P, "add_c")
         for i in range(P):
             x = r2.x[i]
-            m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(is_add, r2.b[i], r2.c[i])),
-                         v1.yh[i].eq(x + half_c), v1.fbits[i].eq(Cat(*((x << 1) >= fthr[j - 1] for j in range(1, D + 1))))]
+            m.d.sync += [v1.x[i].eq(x[:B]), v1.sum[i].eq(x[:B].as_signed() + Mux(add_c[i], r2.b[i], r2.c[i])),
+                         v1.yh[i].eq(x + half_c),
+                         v1.fbits[i].eq(Cat(*(at_least(x << 1, fthr[j - 1]) for j in range(1, D + 1))))]
         # v1b: the pooled value shifted right; v2: clamp the sum, shift the pooled value left, count
         # the fusion thresholds passed
         v1b = Signal.like(v1)
@@ -392,9 +402,11 @@ class VectorUnit(wiring.Component):
             sel_added, sel_x, sel_pool = v3_sel[i][0], v3_sel[i][1], v3_sel[i][2]
             m.d.sync += v3.x[i].eq(Mux(sel_added, v2c.added[i],
                                        Mux(sel_x, v2c.x[i], Mux(sel_pool, v2c.pooled[i], v2c.fused[i]))))
-        terms = Signal(data.ArrayLayout(decay_term_layout(), 2))   # v3's step, a cycle ahead of v3
-        for i, term in enumerate(decay_terms(d.decays, v2c.t)):
-            m.d.comb += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
+        # v3's step, a cycle ahead of v3: a register loaded from v2's step (v2 -> v2c -> v3 never
+        # stall; the descriptor holds while the op's words pass)
+        terms = Signal(data.ArrayLayout(decay_term_layout(), 2))
+        for i, term in enumerate(decay_terms(d.decays, v2.t)):
+            m.d.sync += [terms[i].en.eq(term[0]), terms[i].neg.eq(term[1]), terms[i].sh.eq(term[2])]
 
         # ---------------------------------------------------------------- NI-LIF (every mode passes through)
         m.submodules.nilif = nl = NiLifPipeline(P, data.StructLayout({"op_end": 1, "addr": A}), B)

@@ -65,14 +65,13 @@ def run_session(ap: AccelProgram, fn, *, seed: int = 0, gaps: float = 0.0, stall
     wrapper.submodules.acc = ResetInserter({"sync": rst})(dut)
     chip = None
     if sdram_mhz:
-        from amaranth.lib import wiring
-
+        from spiketrack.hw.accel.board import connect_sdram_bus
         from spiketrack.hw.sdram.bench import FAST_INIT_TIMINGS
         from spiketrack.hw.sdram.controller import SDRAMController
         from spiketrack.hw.sdram.model import SDRAMChipModel
 
         wrapper.submodules.sdram = ctrl = SDRAMController(sdram_mhz, timings=FAST_INIT_TIMINGS)
-        wiring.connect(wrapper, dut.ext, ctrl.bus)
+        connect_sdram_bus(wrapper, dut.ext, ctrl.bus)   # as on the board
         g = ctrl.geometry
         image = ap.images.get("ext", []) if preload is not None else []
         chip = SDRAMChipModel(ctrl.sdram, sdram_mhz, FAST_INIT_TIMINGS, geometry=g,

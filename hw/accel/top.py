@@ -42,7 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.accel.protocol import (COUNTERS, EXT_ROW_BITS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind,
                                           words_per_row)
-from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory, or_all
+from spiketrack.hw.arith import at_least
+from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory, copies, load_groups, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
 from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
@@ -334,14 +335,14 @@ class Accelerator(wiring.Component):
         word = Signal(W["prog"])
         # a FETCH descriptor does not hold the controller: it is issued once the fetch unit is idle
         # and runs beside the descriptors after it (the weight cache's two halves, below)
-        unit_busy = Mux(cur == Unit.CONV, conv.busy, Mux(cur == Unit.VEC, vec.busy, Mux(cur == Unit.MB, mb.busy, 0)))
+        unit_busy = Signal()
+        act = {u: Signal(name=f"act_{u.name.lower()}") for u in Unit}
         host_rd_addr, host_rd_en, host_mem = Signal(A), Signal(), Signal(4)
 
         # ---------------------------------------------------------------- read ports
         # which unit owns the memory ports: one register per unit, equal to ``running & (cur ==
         # unit)`` from the op's DECODE to its end (set with ``cur``, cleared when the run ends), so
         # each port's multiplexers see a register instead of a decode of ``cur`` and ``running``
-        act = {u: Signal(name=f"act_{u.name.lower()}") for u in Unit}
         # the host's row read is registered like its writes (address, one enable per memory)
         # (loaded every cycle from the command's address: no state decode reaches its flip-flops; only
         # the registered enables say when it is read)
@@ -398,8 +399,8 @@ class Accelerator(wiring.Component):
         # a search run never writes a template slot (rows below the guard); no run writes past the
         # end of the template memory (the memory decodes the low address bits only: row depth + r
         # would land on row r)
-        tm_blocked = running & (((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))
-                                | (mb.out_addr >= self.depths["tm"]))
+        tm_blocked = running & (((run_kind == RunKind.SEARCH) & ~at_least(mb.out_addr, guard))
+                                | at_least(mb.out_addr, self.depths["tm"]))
         tw_addr, tw_data = Signal(A, name="tw_addr", reset_less=True), Signal(W["tm"], name="tw_data", reset_less=True)
         tw_en = Signal(name="tw_en")
         m.d.sync += [tw_addr.eq(mb.out_addr), tw_data.eq(mb.out_data), tw_en.eq(act[Unit.MB] & mb.out_en & ~tm_blocked)]
@@ -422,7 +423,19 @@ class Accelerator(wiring.Component):
             m.d.sync += h_en.eq(host_wr_en & (host_mem == MEM_IDS[name]))
             if name in unit_wr:
                 a, dat, e = unit_wr[name]
-                m.d.comb += [port.addr.eq(Mux(running, a, hw_addr)), port.data.eq(Mux(running, dat, hw_data)),
+                # the address and data select: register copies of ``running`` a cycle late, one per
+                # load group of the row (``running`` itself fanned out to every write-data bit of
+                # lv, st and tm: 13.3 ns on ULX3S). A cycle late is exact where the enable is set: a
+                # unit's write register is loaded from ``act`` (so running) a cycle before, and the
+                # host writes only in WROW, reached from a WRITE accepted while no run was going on
+                # (no run starts before its ACK)
+                groups = load_groups(len(port.data))
+                sel = copies(m, running, len(groups), f"wsel_{name}")
+                dat_w, hw_w = Signal(len(port.data)), Signal(len(port.data))
+                m.d.comb += [dat_w.eq(dat), hw_w.eq(hw_data)]
+                m.d.comb += [port.addr.eq(Mux(sel[0], a, hw_addr)),
+                             port.data.eq(Cat(*(Mux(sel[g], dat_w[lo:hi], hw_w[lo:hi])
+                                                for g, (lo, hi) in enumerate(groups)))),
                              port.en.eq(Mux(running, e, h_en))]
             else:   # written by the host only (never while a program runs: its commands are refused then)
                 m.d.comb += [port.addr.eq(hw_addr), port.data.eq(hw_data), port.en.eq(h_en & ~running)]
@@ -467,6 +480,10 @@ class Accelerator(wiring.Component):
         if self.ext_kind:
             m.d.comb += fetch.i_desc.valid.eq(issue & (cur == Unit.FETCH))
         desc_done, desc_inc = Signal(), Signal()
+        # the busy flag of the op's unit: act[u] is 1 for cur's unit from DECODE to the run's end
+        # (0 for a FETCH descriptor, which does not hold the controller), so while a run goes on
+        # this equals the busy flag of unit cur, without a decode of cur
+        m.d.comb += unit_busy.eq((act[Unit.CONV] & conv.busy) | (act[Unit.VEC] & vec.busy) | (act[Unit.MB] & mb.busy))
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -541,8 +558,25 @@ class Accelerator(wiring.Component):
         idle = Signal(range(self.timeout + 1))
         rsp_word, rsp_valid = Signal(32), Signal()
         stat_i = Signal(range(len(COUNTERS) + 2))
-        stat_word, stat_wait = Signal(32), Signal()
+        stat_word, stat_wait = Signal(32), Signal(2)
         values = [Cat(running, tmpl_valid, Const(0, 2), cur, Const(0, 2), guard[:A]), *ctr.values()]
+        # the status word values[stat_i - 1] through two registered levels, loaded in every cycle
+        # (no state decode in their enables): a group register per four values chosen by stat_i's
+        # low bits, then stat_word from the groups by its high bits (one level over all the
+        # counters: 14.6 ns on ULX3S, build r1a)
+        slots = [Const(0, 32), *(Value.cast(v) for v in values)]   # slot i: values[i - 1]
+        n_groups = 1 << (-(-len(slots) // 4) - 1).bit_length()
+        slots += [Const(0, 32)] * (4 * n_groups - len(slots))
+        stat_grp = [Signal(32, name=f"stat_g{g}") for g in range(n_groups)]
+        for g in range(n_groups):
+            with m.Switch(stat_i[:2]):
+                for k in range(4):
+                    with m.Case(k):
+                        m.d.sync += stat_grp[g].eq(slots[4 * g + k])
+        with m.Switch(stat_i[2:]):
+            for g in range(min(n_groups, 1 << len(stat_i[2:]))):
+                with m.Case(g):
+                    m.d.sync += stat_word.eq(stat_grp[g])
         m.d.comb += [self.o_rsp.payload.eq(rsp_word), self.o_rsp.valid.eq(rsp_valid)]
         with m.If(self.o_rsp.valid & self.o_rsp.ready):
             m.d.sync += rsp_valid.eq(0)
@@ -550,6 +584,11 @@ class Accelerator(wiring.Component):
         depth_of = Signal(DB)
         wpr = Signal(6)
         host_rd_data, host_rd_q = Signal(wmax), Signal(32 * words_per_row(wmax))
+        # word widx of the latched row, registered in every cycle: RSEND sends it a cycle after
+        # widx changes (RSEL), so the word select and the reply's multiplexer are apart (13.4 ns
+        # on ULX3S, build r2s1)
+        rd_word = Signal(32, name="rd_word", reset_less=True)
+        m.d.sync += rd_word.eq(host_rd_q.word_select(widx, 32))
         with m.Switch(host_mem):
             for name in W:
                 with m.Case(MEM_IDS[name]):
@@ -592,8 +631,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += [range_end.eq(addr + cnt), range_depth.eq(depth_of)]
                 m.next = "RANGE2"
             with m.State("RANGE2"):
-                m.d.sync += [in_range.eq((addr < range_depth) & (range_end <= range_depth)),
-                             run_range_bad.eq(range_end > self.depths["prog"])]
+                m.d.sync += [in_range.eq(~at_least(addr, range_depth) & at_least(range_depth, range_end)),
+                             run_range_bad.eq(~at_least(self.depths["prog"], range_end))]
                 # the checks that need no range result are decided here and registered (e_pre), so
                 # CHECK only completes them with the range results: the whole priority chain in
                 # CHECK decided the counters' and the guard's enables in one cycle (15.6 ns on
@@ -642,7 +681,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += guard.eq(addr)
                     m.next = "ACK"
                 with m.Elif(op == Op.STATUS):
-                    m.d.sync += [stat_i.eq(0), stat_wait.eq(1)]
+                    m.d.sync += [stat_i.eq(0), stat_wait.eq(2)]
                     m.next = "STATUS"
                 with m.Else():
                     m.next = "ACK"
@@ -704,7 +743,7 @@ class Accelerator(wiring.Component):
                                 m.next = "XR1"
                             else:
                                 m.d.sync += widx.eq(0)
-                                m.next = "RSEND"
+                                m.next = "RSEL"
             with m.State("SKIP"):   # drop a refused WRITE's payload
                 m.d.comb += self.i_cmd.ready.eq(1)
                 with m.If(self.i_cmd.valid):
@@ -747,29 +786,28 @@ class Accelerator(wiring.Component):
                 m.next = "RLATCH2"
             with m.State("RLATCH2"):
                 m.d.sync += [host_rd_q.eq(host_rd_data), widx.eq(0)]
+                m.next = "RSEL"
+            with m.State("RSEL"):       # rd_word takes word widx of the latched row
                 m.next = "RSEND"
             with m.State("RSEND"):
                 with m.If(can_reply):
-                    m.d.sync += [rsp_word.eq(host_rd_q.word_select(widx, 32)), rsp_valid.eq(1)]
+                    m.d.sync += [rsp_word.eq(rd_word), rsp_valid.eq(1)]
                     with m.If(widx == nwords - 1):
                         m.d.sync += [addr.eq(addr + 1), cnt.eq(cnt - 1)]
                         m.next = "RREAD"
                     with m.Else():
                         m.d.sync += widx.eq(widx + 1)
+                        m.next = "RSEL"
             with m.State("STATUS"):
-                # the selected value is registered (stat_word), so each word waits one cycle
-                with m.Switch(stat_i):
-                    for i, v in enumerate(values):
-                        with m.Case(i + 1):
-                            m.d.sync += stat_word.eq(v)
-                with m.If(stat_wait):
-                    m.d.sync += stat_wait.eq(0)
+                # each word waits two cycles in the two-level multiplexer below (stat_word)
+                with m.If(stat_wait != 0):
+                    m.d.sync += stat_wait.eq(stat_wait - 1)
                 with m.Elif(can_reply):
                     with m.If(stat_i == 0):
                         m.d.sync += reply(op, Const(Err.OK, 4), Const(len(values), 16))
                     with m.Else():
                         m.d.sync += [rsp_word.eq(stat_word), rsp_valid.eq(1)]
-                    m.d.sync += [stat_i.eq(stat_i + 1), stat_wait.eq(1)]
+                    m.d.sync += [stat_i.eq(stat_i + 1), stat_wait.eq(2)]
                     with m.If(stat_i == len(values)):
                         m.next = "HDR0"
 
