@@ -17,7 +17,7 @@ setup:
 	@bash tools/setup.sh
 
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 demo: setup
 	$(VENV)/bin/spiketrack demo

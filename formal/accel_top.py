@@ -61,8 +61,9 @@ def counters(hw) -> Module:
     ``descriptors``                   descriptors completed: a descriptor is issued to a unit
                                       (its ``i_desc.valid``) and completes in the first cycle
                                       after that in which the unit is not busy
-    ``ctrl_cycles``                   ``busy`` and the unit of the current descriptor (the one
-                                      last issued, or issued this cycle) not busy
+    ``ctrl_cycles``                   ``busy`` and no unit working for the run: not (a
+                                      descriptor issued in this run, and the unit of the current
+                                      one, last issued or issued this cycle, busy)
     ``events``                        the conv engine's weight or template reads (``w_en``,
                                       ``tm_en``) while it owns the ports: a run is on and its
                                       current descriptor, issued in this run, is the conv engine's
@@ -112,7 +113,7 @@ def counters(hw) -> Module:
     counted = {
         "cycles": Const(1, 1), "run_cycles": busy, "rsp_stall": dut.o_rsp.valid & ~dut.o_rsp.ready,
         "conv_busy": units[0].busy, "vec_busy": units[1].busy, "mb_busy": units[2].busy,
-        "descriptors": done, "ctrl_cycles": busy & ~unit_busy[sel],
+        "descriptors": done, "ctrl_cycles": busy & ~(ran & unit_busy[sel]),
         "events": busy & ran & (sel == 0) & (conv.w_en | conv.tm_en),
         **{f"{n}_reads": reads(n) for n in ("lv", "st", "tm", "w", "tab", "cst", "prog")},
         **{f"{n}_writes": mems[n].w_en for n in ("lv", "st", "tm")},

@@ -289,7 +289,7 @@ PROOFS = {p.name: p for p in [
                    REFUSED_EMPTY_WRITE_SKIPS)),
     Proof("accel_counters", "(e) the top's counters equal, every cycle, the counts of what they count (two cycles "
           "late, as the top registers each increment): cycles; run_cycles (busy); runs (busy rising); descriptors "
-          "(issued to a unit, completed when it is not busy); ctrl_cycles (busy, the current unit not); conv/vec/"
+          "(issued to a unit, completed when it is not busy); ctrl_cycles (busy, no unit working for the run); conv/vec/"
           "mb_busy; events (conv-engine w/tm reads while it owns the ports); saturated (the units' sum); every "
           "memory read and write enable (*_reads, *_writes); rsp_stall (o_rsp.valid & ~ready). Not guard_blocked "
           "(plus lemmas: the current unit is cur, a descriptor in flight is WAIT, busy is out of IDLE, act_*)",
