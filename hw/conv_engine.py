@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
-from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
@@ -245,15 +245,23 @@ class ConvEngine(wiring.Component):
         m.d.comb += self.i_desc.ready.eq(~active)
 
         # ---------------------------------------------------------------- per-op constants (setup cycle)
-        wo_m1, ho_m1, ch_m1, wpg_m1, T_m1 = Signal(9), Signal(9), Signal(8), Signal(8), Signal(3)
-        wpg_one, T_one = Signal(), Signal()
+        # the loops, each end flag a register set with its counter (hw.banked_memory.LoopCounter;
+        # the compares fed the step's enables and multiplexers in one cycle: conv.cig_i 13.6 ns,
+        # in_c 12.7 ns on ULX3S, build r2s3; the issue stage's fed the queue pop and every
+        # counter's enable, the ULX3S critical path): the generator's column, row, chunk and
+        # chunk within its group; the issue stage's group word, kernel column, row and timestep
+        lx, ly, lc, lcig = (LoopCounter(w, nm) for w, nm in ((9, "g_ox"), (9, "g_oy"), (8, "g_chunk"), (8, "cig_i")))
+        lg, lkx, lky, lt = (LoopCounter(w, nm) for w, nm in ((8, "g"), (4, "kx_i"), (4, "ky_i"), (3, "t")))
         s_nw, s_row = Signal(A + 2), Signal(A + 2)                    # stride·n_words, stride·in_row
         p_nw, p_row = Signal(signed(A + 3)), Signal(signed(A + 3))    # -pad·n_words, -pad·in_row
         neg_pad = Signal(signed(5))
         gen_run = Signal()
         with m.If(setup):
-            m.d.sync += [setup.eq(0), gen_run.eq(1), wo_m1.eq(d.wo - 1), ho_m1.eq(d.ho - 1), ch_m1.eq(d.c_last),
-                         wpg_m1.eq(d.wpg - 1), T_m1.eq(d.T - 1), wpg_one.eq(d.wpg == 1), T_one.eq(d.T == 1),
+            m.d.sync += [setup.eq(0), gen_run.eq(1),
+                         *lx.bound(d.wo - 1, d.wo == 1), *ly.bound(d.ho - 1, d.ho == 1),
+                         *lc.bound(d.c_last, last=d.c_first == d.c_last),
+                         *lcig.bound(d.cpg - 1, d.cpg == 1, last=d.cig_first == d.cpg - 1),
+                         *lg.bound(d.wpg - 1, d.wpg == 1, last=False), *lt.bound(d.T - 1, d.T == 1, last=False),
                          s_nw.eq(_times_small(d.stride, d.n_words)), s_row.eq(_times_small(d.stride, d.in_row)),
                          p_nw.eq(-_times_small(d.pad, d.n_words)), p_row.eq(-_times_small(d.pad, d.in_row)),
                          neg_pad.eq(-d.pad.as_signed())]
@@ -263,17 +271,11 @@ class ConvEngine(wiring.Component):
         # (window clipping, offsets) and a queue; the issue stage below takes one position from the
         # queue per output position. Every stage holds one add deep of logic.
         QD = 4
-        g_chunk, g_oy, g_ox = Signal(8), Signal(9), Signal(9)
+        g_chunk, g_oy, g_ox = lc.i, ly.i, lx.i
         iy0, ix0 = Signal(signed(11)), Signal(signed(11))   # top-left input row / column of the window
         in_r, in_c = Signal(signed(A + 3)), Signal(signed(A + 3))   # iy0·in_row, ix0·n_words
         wchunk, o_pos = Signal(A), Signal(A)
-        g_base, cig_i = Signal(8), Signal(8)   # first input word of the chunk's group; chunk within group
-        # the loop ends as registers, each set with its counter (g_ox == wo_m1, g_oy == ho_m1,
-        # g_chunk == ch_m1, cig_i == cpg - 1): the step's enables and multiplexers see registers,
-        # not equality compares (conv.cig_i 13.6 ns, in_c 12.7 ns on ULX3S, build r2s3)
-        lx, ly, lc, cig_last = Signal(name="g_lx"), Signal(name="g_ly"), Signal(name="g_lc"), Signal(name="cig_last")
-        wo_one, ho_one, cpg_one = Signal(), Signal(), Signal()
-        cpg_m1 = Signal(8)
+        g_base = Signal(8)                     # first input word of the chunk's group
         rec1 = Signal(data.StructLayout({"valid": 1, "last": 1, "iy0": signed(11), "ix0": signed(11),
                                          "in_r": signed(A + 3), "in_c": signed(A + 3), "wchunk": A, "o_pos": A,
                                          "chunk": 8, "gsel": 8}))
@@ -297,33 +299,27 @@ class ConvEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [setup.eq(1), active.eq(1)]
         with m.If(setup):
-            m.d.sync += [lx.eq(d.wo == 1), ly.eq(d.ho == 1), lc.eq(d.c_first == d.c_last),
-                         cig_last.eq(d.cig_first == d.cpg - 1), wo_one.eq(d.wo == 1), ho_one.eq(d.ho == 1),
-                         cpg_one.eq(d.cpg == 1), cpg_m1.eq(d.cpg - 1)]
             m.d.sync += [g_chunk.eq(d.c_first), g_oy.eq(0), g_ox.eq(0),
                          iy0.eq(-d.pad.as_signed()), ix0.eq(-d.pad.as_signed()),
                          in_r.eq(-_times_small(d.pad, d.in_row)), in_c.eq(-_times_small(d.pad, d.n_words)),
-                         wchunk.eq(d.w_base), o_pos.eq(d.c_first), g_base.eq(d.g_first), cig_i.eq(d.cig_first)]
+                         wchunk.eq(d.w_base), o_pos.eq(d.c_first), g_base.eq(d.g_first), lcig.i.eq(d.cig_first)]
         m.d.sync += rec1.valid.eq(gen_step)
         with m.If(gen_step):
-            m.d.sync += _assign(rec1, {"last": lx & ly & lc, "iy0": iy0, "ix0": ix0, "in_r": in_r, "in_c": in_c,
+            m.d.sync += _assign(rec1, {"last": lx.last & ly.last & lc.last, "iy0": iy0, "ix0": ix0, "in_r": in_r, "in_c": in_c,
                                        "wchunk": wchunk, "o_pos": o_pos, "chunk": g_chunk,
                                        "gsel": Mux(d.depthwise, g_chunk, g_base)})
-            with m.If(~lx):
-                m.d.sync += [g_ox.eq(g_ox + 1), ix0.eq(ix0 + d.stride), in_c.eq(in_c + s_nw), o_pos.eq(o_pos + d.chunks),
-                             lx.eq((g_ox + 1)[:9] == wo_m1)]
-            with m.Elif(~ly):
-                m.d.sync += [g_ox.eq(0), g_oy.eq(g_oy + 1), iy0.eq(iy0 + d.stride), ix0.eq(neg_pad),
-                             in_r.eq(in_r + s_row), in_c.eq(p_nw), o_pos.eq(o_pos + d.chunks),
-                             lx.eq(wo_one), ly.eq((g_oy + 1)[:9] == ho_m1)]
-            with m.Elif(~lc):
-                m.d.sync += [g_ox.eq(0), g_oy.eq(0), g_chunk.eq(g_chunk + 1), iy0.eq(neg_pad), ix0.eq(neg_pad),
-                             in_r.eq(p_row), in_c.eq(p_nw), wchunk.eq(wchunk + d.w_chunk), o_pos.eq(g_chunk + 1),
-                             lx.eq(wo_one), ly.eq(ho_one), lc.eq((g_chunk + 1)[:8] == ch_m1)]
-                with m.If(cig_last):
-                    m.d.sync += [cig_i.eq(0), g_base.eq(g_base + d.wpg), cig_last.eq(cpg_one)]
+            with m.If(~lx.last):
+                m.d.sync += [*lx.step(), ix0.eq(ix0 + d.stride), in_c.eq(in_c + s_nw), o_pos.eq(o_pos + d.chunks)]
+            with m.Elif(~ly.last):
+                m.d.sync += [*lx.restart(), *ly.step(), iy0.eq(iy0 + d.stride), ix0.eq(neg_pad),
+                             in_r.eq(in_r + s_row), in_c.eq(p_nw), o_pos.eq(o_pos + d.chunks)]
+            with m.Elif(~lc.last):
+                m.d.sync += [*lx.restart(), *ly.restart(), *lc.step(), iy0.eq(neg_pad), ix0.eq(neg_pad),
+                             in_r.eq(p_row), in_c.eq(p_nw), wchunk.eq(wchunk + d.w_chunk), o_pos.eq(g_chunk + 1)]
+                with m.If(lcig.last):
+                    m.d.sync += [*lcig.restart(), g_base.eq(g_base + d.wpg)]
                 with m.Else():
-                    m.d.sync += [cig_i.eq(cig_i + 1), cig_last.eq((cig_i + 1)[:8] == cpg_m1)]
+                    m.d.sync += lcig.step()
             with m.Else():
                 m.d.sync += gen_run.eq(0)
 
@@ -362,8 +358,8 @@ class ConvEngine(wiring.Component):
 
         # ---------------------------------------------------------------- issue: one input word per cycle
         cur_valid, cur_last = Signal(), Signal()
-        ny_m1, nx_m1, cur_chunk = Signal(4), Signal(4), Signal(8)
-        t, ky_i, kx_i, g = Signal(3), Signal(4), Signal(4), Signal(8)
+        cur_chunk = Signal(8)
+        t, ky_i, kx_i, g = lt.i, lky.i, lkx.i, lg.i
         in_pos, in_rowa, in_tap, in_cur = (Signal(A, name=n) for n in ("in_pos", "in_rowa", "in_tap", "in_cur"))
         w_pos, w_rowa, w_tap, w_g = (Signal(A, name=n) for n in ("w_pos", "w_rowa", "w_tap", "w_g"))
         o_cur = Signal(A)                  # output word offset: position + t·o_t
@@ -372,13 +368,9 @@ class ConvEngine(wiring.Component):
         # FD words and the head one, so FD + 1 may be outstanding
         credit = Signal(range(FD + 2))
         issue = cur_valid & (credit <= FD)
-        # g == wpg_m1, kx_i == nx_m1, ky_i == ny_m1, t == T_m1 kept as registers, set with the
-        # counters (the compares fed the queue pop and every counter's enable in one cycle: the
-        # ULX3S critical path); nx_one / ny_one: the position's nx_m1 / ny_m1 are 0
-        lg, lkx, lky, lt, nx_one, ny_one = (Signal(name=n) for n in ("last_g_q", "last_kx_q", "last_ky_q",
-                                                                     "last_t_q", "nx_one", "ny_one"))
-        last_g = d.depthwise | lg
-        last_kx, last_ky, last_t = lkx, lky, lt
+        # (the kernel loops' bounds come with each position: the window clipped at the borders)
+        last_g = d.depthwise | lg.last
+        last_kx, last_ky, last_t = lkx.last, lky.last, lt.last
         group_end = last_g & last_kx & last_ky
         pos_end = group_end & last_t
         op_end = pos_end & cur_last
@@ -386,35 +378,32 @@ class ConvEngine(wiring.Component):
         load = (q_n != 0) & (~cur_valid | (issue & pos_end))
         m.d.comb += q_pop.eq(load)
         with m.If(load):
-            m.d.sync += [cur_valid.eq(1), cur_last.eq(head.last), ny_m1.eq(head.ny_m1), nx_m1.eq(head.nx_m1),
+            m.d.sync += [cur_valid.eq(1), cur_last.eq(head.last),
                          cur_chunk.eq(head.chunk), t.eq(0), ky_i.eq(0), kx_i.eq(0), g.eq(0), o_cur.eq(head.o_pos),
                          in_pos.eq(head.in_off), in_rowa.eq(head.in_off), in_tap.eq(head.in_off), in_cur.eq(head.in_off),
                          w_pos.eq(head.w_off), w_rowa.eq(head.w_off), w_tap.eq(head.w_off), w_g.eq(head.w_off),
-                         lg.eq(wpg_one), lkx.eq(head.nx_m1 == 0), lky.eq(head.ny_m1 == 0), lt.eq(T_one),
-                         nx_one.eq(head.nx_m1 == 0), ny_one.eq(head.ny_m1 == 0)]
+                         *lg.restart(), *lkx.bound(head.nx_m1, head.nx_m1 == 0),
+                         *lky.bound(head.ny_m1, head.ny_m1 == 0), *lt.restart()]
         with m.Elif(issue & pos_end):
             m.d.sync += cur_valid.eq(0)
         with m.If(issue & ~pos_end):
             with m.If(~last_g):
-                m.d.sync += [g.eq(g + 1), w_g.eq(w_g + P), in_cur.eq(in_cur + 1), lg.eq((g + 1)[:8] == wpg_m1)]
+                m.d.sync += [*lg.step(), w_g.eq(w_g + P), in_cur.eq(in_cur + 1)]
             with m.Elif(~last_kx):
                 ni = in_tap + d.n_words
                 nw = w_tap + d.w_col
-                m.d.sync += [g.eq(0), kx_i.eq(kx_i + 1), in_tap.eq(ni), in_cur.eq(ni), w_tap.eq(nw), w_g.eq(nw),
-                             lg.eq(wpg_one), lkx.eq((kx_i + 1)[:4] == nx_m1)]
+                m.d.sync += [*lg.restart(), *lkx.step(), in_tap.eq(ni), in_cur.eq(ni), w_tap.eq(nw), w_g.eq(nw)]
             with m.Elif(~last_ky):
                 ni = in_rowa + d.in_row
                 nw = w_rowa + d.w_row
-                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(ky_i + 1), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
-                             w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw),
-                             lg.eq(wpg_one), lkx.eq(nx_one), lky.eq((ky_i + 1)[:4] == ny_m1)]
+                m.d.sync += [*lg.restart(), *lkx.restart(), *lky.step(), in_rowa.eq(ni), in_tap.eq(ni),
+                             in_cur.eq(ni), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
             with m.Else():
                 ni = in_pos + d.in_t
                 nw = w_pos + d.w_t   # template-memory weights: one set of lines per timestep
-                m.d.sync += [g.eq(0), kx_i.eq(0), ky_i.eq(0), t.eq(t + 1), o_cur.eq(o_cur + d.o_t),
+                m.d.sync += [*lg.restart(), *lkx.restart(), *lky.restart(), *lt.step(), o_cur.eq(o_cur + d.o_t),
                              in_pos.eq(ni), in_rowa.eq(ni), in_tap.eq(ni), in_cur.eq(ni),
-                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw),
-                             lg.eq(wpg_one), lkx.eq(nx_one), lky.eq(ny_one), lt.eq((t + 1)[:3] == T_m1)]
+                             w_pos.eq(nw), w_rowa.eq(nw), w_tap.eq(nw), w_g.eq(nw)]
 
         # ---------------------------------------------------------------- fetch -> f2 (read data registered) -> FIFO
         tag = data.StructLayout({"w": A, "group_end": 1, "op_end": 1, "t": 3, "o": A, "chunk": 8})
@@ -522,9 +511,10 @@ class ConvEngine(wiring.Component):
 
         # e2e: e2d again, a register stage that carries the read data from beside the memories'
         # read multiplexers to the lanes' shift-add (112 endpoints of e2p above 10 ns on ULX3S
-        # when e2p took e2d directly); it lengthens an op by one cycle (CONV_OVERHEAD)
-        e2e = Signal.like(e2d)
-        m.d.sync += e2e.eq(e2d)
+        # when e2p took e2d directly); it lengthens an op by one cycle (CONV_OVERHEAD). The levels k
+        # skip it: their per-product copies below load from e2d
+        e2e = Signal(data.StructLayout({"s": side, "w": data.ArrayLayout(signed(WS), P)}))
+        m.d.sync += [e2e.s.eq(e2d.s), e2e.w.eq(e2d.w)]
 
         # e2p, e3: k·w by shift-add over two stages (§IS-4: 1·w, 2·w = w << 1, 3·w = (w << 1) + w,
         # 4·w = w << 2; the stem's pixel p: Σ_β p_β · (w << β), its bit planes added, §IS-11)

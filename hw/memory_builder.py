@@ -19,7 +19,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import TM_BITS, _assign
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.engine_cycles import MB_OVERHEAD
@@ -89,35 +89,28 @@ class MemoryBuilder(wiring.Component):
         # chunk, all from t·k_t / t·v_t + base), so every restart loads an address that is at
         # most one add away from a register (it was two: t·k_t + (word + 1); the memory
         # builder's address restart was the ULX3S builds' critical path three times).
-        t, h, cc, c, n = Signal(3), Signal(5), Signal(8), Signal(8), Signal(13)
+        # the loops (innermost n, then c, cc, h, t), each end flag a register set with its counter
+        # (hw.banked_memory.LoopCounter), bounds registered one cycle after the descriptor
+        ln, lc, lcc, lh, lt = (LoopCounter(w, nm) for w, nm in ((13, "n"), (8, "c"), (8, "cc"), (5, "h"), (3, "t")))
+        n = ln.i
         kl = Signal(range(P))                  # lane of key channel c in its word
         kt0, vt0 = Signal(A), Signal(A)        # t·k_t, t·v_t (+ base)
         kline, khline, vline = Signal(A), Signal(A), Signal(A)
         k_cur, v_cur = Signal(A), Signal(A)
         line = Signal(A)
-        n_m1, dh_m1, cpg_m1, heads_m1, T_m1 = Signal(13), Signal(8), Signal(8), Signal(5), Signal(3)
-        with m.If(setup):   # loop bounds registered one cycle after the descriptor
-            m.d.sync += [setup.eq(0), running.eq(1), n_m1.eq(d.n - 1), dh_m1.eq(d.dh - 1), cpg_m1.eq(d.cpg - 1),
-                         heads_m1.eq(d.heads - 1), T_m1.eq(d.T - 1)]
-        # the loop ends as registers, each set with its counter (n == n_m1, c == dh_m1, ...): the
-        # sequencer's enables and multiplexers see registers, not equality compares (13.3 ns on
-        # ULX3S, build r2s3); a counter restarting at 0 takes its "one" flag
-        last_n, last_c, last_cc = Signal(name="last_n"), Signal(name="last_c"), Signal(name="last_cc")
-        last_h, last_t = Signal(name="last_h"), Signal(name="last_t")
-        n_one, dh_one, cpg_one, heads_one = Signal(), Signal(), Signal(), Signal()
         with m.If(setup):
-            m.d.sync += [last_n.eq(d.n == 1), last_c.eq(d.dh == 1), last_cc.eq(d.cpg == 1),
-                         last_h.eq(d.heads == 1), last_t.eq(d.T == 1), n_one.eq(d.n == 1), dh_one.eq(d.dh == 1),
-                         cpg_one.eq(d.cpg == 1), heads_one.eq(d.heads == 1)]
-        line_end = last_n
-        op_end = last_n & last_c & last_cc & last_h & last_t
+            m.d.sync += [setup.eq(0), running.eq(1)]
+            for lp, bound in ((ln, d.n), (lc, d.dh), (lcc, d.cpg), (lh, d.heads), (lt, d.T)):
+                m.d.sync += lp.bound(bound - 1, bound == 1)
+        line_end = ln.last
+        op_end = ln.last & lc.last & lcc.last & lh.last & lt.last
         m.d.comb += [self.k_addr.eq(k_cur), self.v_addr.eq(v_cur), self.k_en.eq(running), self.v_en.eq(running)]
 
         def restart(k, v):
-            return [n.eq(0), last_n.eq(n_one), k_cur.eq(k), v_cur.eq(v)]
+            return [*ln.restart(), k_cur.eq(k), v_cur.eq(v)]
 
         with m.If(take):
-            m.d.sync += [setup.eq(1), active.eq(1), t.eq(0), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), n.eq(0)]
+            m.d.sync += [setup.eq(1), active.eq(1), kl.eq(0), *(lp.i.eq(0) for lp in (ln, lc, lcc, lh, lt))]
         # the descriptor and the cursors it starts load in every idle cycle (so in the take cycle),
         # their clock enables from register copies of ~active (hw.banked_memory.load_while_idle); the
         # sequencer moves the cursors only while running
@@ -127,28 +120,24 @@ class MemoryBuilder(wiring.Component):
                  (vline, p.v_base), (line, p.o_base), (k_cur, p.k_base), (v_cur, p.v_base)]
         load_while_idle(m, take, done, loads)
         with m.If(running):
-            with m.If(~last_n):
-                m.d.sync += [n.eq(n + 1), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n),
-                             last_n.eq((n + 1)[:13] == n_m1)]
-            with m.Elif(~last_c):   # the next channel: the same key word, or the next one after lane P - 1
+            with m.If(~ln.last):
+                m.d.sync += [*ln.step(), k_cur.eq(k_cur + d.k_n), v_cur.eq(v_cur + d.v_n)]
+            with m.Elif(~lc.last):   # the next channel: the same key word, or the next one after lane P - 1
                 nkl_wrap = kl == P - 1
                 nk = Mux(nkl_wrap, kline + 1, kline)
-                m.d.sync += [c.eq(c + 1), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kline.eq(nk), *restart(nk, vline),
-                             last_c.eq((c + 1)[:8] == dh_m1)]
-            with m.Elif(~last_cc):  # the head's next value chunk: its keys again
+                m.d.sync += [*lc.step(), kl.eq(Mux(nkl_wrap, 0, kl + 1)), kline.eq(nk), *restart(nk, vline)]
+            with m.Elif(~lcc.last):  # the head's next value chunk: its keys again
                 nv = vline + 1
-                m.d.sync += [cc.eq(cc + 1), c.eq(0), kl.eq(0), kline.eq(khline), vline.eq(nv),
-                             *restart(khline, nv), last_c.eq(dh_one), last_cc.eq((cc + 1)[:8] == cpg_m1)]
-            with m.Elif(~last_h):
+                m.d.sync += [*lcc.step(), *lc.restart(), kl.eq(0), kline.eq(khline), vline.eq(nv),
+                             *restart(khline, nv)]
+            with m.Elif(~lh.last):
                 nkh, nv = khline + d.kh, vline + 1
-                m.d.sync += [h.eq(h + 1), cc.eq(0), c.eq(0), kl.eq(0), kline.eq(nkh), khline.eq(nkh),
-                             vline.eq(nv), *restart(nkh, nv), last_c.eq(dh_one), last_cc.eq(cpg_one),
-                             last_h.eq((h + 1)[:5] == heads_m1)]
-            with m.Elif(~last_t):
+                m.d.sync += [*lh.step(), *lcc.restart(), *lc.restart(), kl.eq(0), kline.eq(nkh), khline.eq(nkh),
+                             vline.eq(nv), *restart(nkh, nv)]
+            with m.Elif(~lt.last):
                 nkt, nvt = kt0 + d.k_t, vt0 + d.v_t
-                m.d.sync += [t.eq(t + 1), h.eq(0), cc.eq(0), c.eq(0), kl.eq(0), kt0.eq(nkt), vt0.eq(nvt),
-                             kline.eq(nkt), khline.eq(nkt), vline.eq(nvt), *restart(nkt, nvt), last_c.eq(dh_one),
-                             last_cc.eq(cpg_one), last_h.eq(heads_one), last_t.eq((t + 1)[:3] == T_m1)]
+                m.d.sync += [*lt.step(), *lh.restart(), *lcc.restart(), *lc.restart(), kl.eq(0), kt0.eq(nkt),
+                             vt0.eq(nvt), kline.eq(nkt), khline.eq(nkt), vline.eq(nvt), *restart(nkt, nvt)]
             with m.Else():
                 m.d.sync += running.eq(0)
 

@@ -40,7 +40,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import at_least, clamp, times_const
-from spiketrack.hw.banked_memory import READ_LATENCY, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
@@ -155,7 +155,12 @@ class VectorUnit(wiring.Component):
         m.d.comb += self.i_desc.ready.eq(~active)
 
         # ---------------------------------------------------------------- sequencer (one read per cycle)
-        chunk, oy, ox, t, ry, rx = Signal(8), Signal(9), Signal(9), Signal(3), Signal(3), Signal(3)
+        # the loops (innermost rx, then ry, t, ox, oy, chunk), each end flag a register set with its
+        # counter (hw.banked_memory.LoopCounter): the compares fed the choice of every address
+        # cursor's next value in one cycle
+        lrx, lry, lt, lox, loy, lch = (LoopCounter(w, nm) for w, nm in
+                                       ((3, "rx"), (3, "ry"), (3, "t"), (9, "ox"), (9, "oy"), (8, "chunk")))
+        rx, ry, t, ox, oy, chunk = (lp.i for lp in (lrx, lry, lt, lox, loy, lch))
         uy, ux = Signal(4), Signal(4)                     # position inside the upsampling block
         a_cpos, a_rpos, a_row0, a_t0 = Signal(A), Signal(A), Signal(A), Signal(A)
         a_cur = Signal(A)
@@ -168,8 +173,7 @@ class VectorUnit(wiring.Component):
         T_out = Mux(d.mode == VecMode.FUSION, 1, d.T)
         taps_m1 = (Const(2, 4) << d.up) - 1               # bilinear: 2p reads per axis
         # per-op loop bounds, registered in the setup cycle after the descriptor is taken
-        nrx_m1, nry_m1, tout_m1, up_m1 = Signal(3), Signal(3), Signal(3), Signal(4)
-        wo_m1, ho_m1, ch_m1 = Signal(9), Signal(9), Signal(8)
+        nrx_m1, up_m1 = lrx.m1, Signal(4)
         bil, hor = Signal(), Signal()                     # the POOL variants (module docstring)
         # bilinear state per axis (§IS-13): w_lo, lo / hi not clamped, inputs left before hi clamps;
         # registered flags so that no compare lies on an address adder's path: s (the next read of
@@ -199,32 +203,19 @@ class VectorUnit(wiring.Component):
         yax = (byw, by_lo, by_hi, by_left, sy, sy0, my)
         xax = (bxw, bx_lo, bx_hi, bx_left, sx, sx0, mx)
 
-        # the loop ends (rx == nrx_m1, ry == nry_m1, t == tout_m1, ox == wo_m1, oy == ho_m1,
-        # chunk == ch_m1) kept as registers, set with the counters: the compares fed the choice of
-        # every address cursor's next value in one cycle. *_one: the bound is 0 (the flag a counter
-        # gets when it restarts)
-        lrx, lry, lt, lox, loy, lch = (Signal(name=n) for n in ("last_rx_q", "last_ry_q", "last_t_q", "last_ox_q",
-                                                                "last_oy_q", "last_ch_q"))
-        rx_one, ry_one, t_one, ox_one, oy_one = (Signal(name=n) for n in ("rx_one", "ry_one", "t_one", "ox_one",
-                                                                          "oy_one"))
         with m.If(setup):
             pool = d.mode == VecMode.POOL
             p_m1 = (Const(1, 4) << d.up) - 1
-            bounds = {n: Signal(len(sig), name=f"{n}_v") for n, sig in
-                      (("nrx", nrx_m1), ("nry", nry_m1), ("tout", tout_m1), ("wo", wo_m1), ("ho", ho_m1), ("ch", ch_m1))}
+            loops = {"nrx": lrx, "nry": lry, "tout": lt, "wo": lox, "ho": loy, "ch": lch}
+            bounds = {n: Signal(lp.width, name=f"{n}_v") for n, lp in loops.items()}
             m.d.comb += [bounds["nrx"].eq(Mux(pool & d.bil, taps_m1, Mux(pool & d.horner, 7, n_r_x - 1))),
                          bounds["nry"].eq(Mux(pool & d.bil, taps_m1, n_r_y - 1)), bounds["tout"].eq(T_out - 1),
                          bounds["wo"].eq(d.wo - 1), bounds["ho"].eq(d.ho - 1), bounds["ch"].eq(d.chunks - 1)]
             zero = {n: b == 0 for n, b in bounds.items()}
-            m.d.sync += [setup.eq(0), running.eq(1), nrx_m1.eq(bounds["nrx"]),
-                         nry_m1.eq(bounds["nry"]), bil.eq(pool & d.bil), hor.eq(pool & d.horner),
-                         tout_m1.eq(bounds["tout"]), up_m1.eq(p_m1), wo_m1.eq(bounds["wo"]),
-                         ho_m1.eq(bounds["ho"]), ch_m1.eq(bounds["ch"]),
-                         lrx.eq(zero["nrx"]), lry.eq(zero["nry"]), lt.eq(zero["tout"]), lox.eq(zero["wo"]),
-                         loy.eq(zero["ho"]), lch.eq(zero["ch"]), rx_one.eq(zero["nrx"]), ry_one.eq(zero["nry"]),
-                         t_one.eq(zero["tout"]), ox_one.eq(zero["wo"]), oy_one.eq(zero["ho"]),
+            m.d.sync += [setup.eq(0), running.eq(1), bil.eq(pool & d.bil), hor.eq(pool & d.horner), up_m1.eq(p_m1),
+                         *(st for n, lp in loops.items() for st in lp.bound(bounds[n], zero[n])),
                          *bil_reset(yax, n_in_y, p_m1), *bil_reset(xax, n_in_x, p_m1)]
-        last_rx, last_ry, last_t, last_ox, last_oy, last_ch = lrx, lry, lt, lox, loy, lch
+        last_rx, last_ry, last_t, last_ox, last_oy, last_ch = (lp.last for lp in (lrx, lry, lt, lox, loy, lch))
         word_end = last_rx & last_ry
         op_end = word_end & last_t & last_ox & last_oy & last_ch
         up_last_x = ux == up_m1
@@ -249,29 +240,27 @@ class VectorUnit(wiring.Component):
                      self.c_en.eq(read & neuron & d.const)]
         with m.If(issue):
             with m.If(~last_rx):
-                m.d.sync += [rx.eq(rx + 1), lrx.eq((rx + 1)[:3] == nrx_m1),
+                m.d.sync += [*lrx.step(),
                              a_cur.eq(a_cur + Mux(neuron | (bil & ~sx), 0, d.a_rx)), bil_read(xax, rx)]
             with m.Elif(~last_ry):
                 nr = a_rpos + Mux(bil & ~sy, 0, d.a_ry)
-                m.d.sync += [rx.eq(0), ry.eq(ry + 1), lrx.eq(rx_one), lry.eq((ry + 1)[:3] == nry_m1),
+                m.d.sync += [*lrx.restart(), *lry.step(),
                              a_rpos.eq(nr), a_cur.eq(nr), sx.eq(sx0), bil_read(yax, ry)]
             with m.Elif(~last_t):
                 m.d.sync += [sx.eq(sx0), sy.eq(sy0)]
                 nt = a_t0 + d.a_t
-                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(t + 1),
-                             lrx.eq(rx_one), lry.eq(ry_one), lt.eq((t + 1)[:3] == tout_m1),
+                m.d.sync += [*lrx.restart(), *lry.restart(), *lt.step(),
                              a_t0.eq(nt), a_rpos.eq(nt), a_cur.eq(nt),
                              b_t0.eq(b_t0 + d.b_t), b_cur.eq(b_cur + d.b_t), o_t0.eq(o_t0 + d.o_t),
                              c_cur.eq(c_cur + d.o_t)]
             with m.Else():
-                m.d.sync += [rx.eq(0), ry.eq(0), t.eq(0), b_t0.eq(0), o_t0.eq(0),
-                             lrx.eq(rx_one), lry.eq(ry_one), lt.eq(t_one)]
+                m.d.sync += [*lrx.restart(), *lry.restart(), *lt.restart(), b_t0.eq(0), o_t0.eq(0)]
                 with m.If(~last_ox):
                     m.d.sync += bil_next(xax) + [sy.eq(sy0)]
                     na = a_cpos + Mux(bil & ~mx, 0, d.a_col)
                     nc = c_cpos + d.chunks
                     nb = Mux(up_last_x, b_cpos + d.chunks, b_cpos)
-                    m.d.sync += [ox.eq(ox + 1), lox.eq((ox + 1)[:9] == wo_m1),
+                    m.d.sync += [*lox.step(),
                                  a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na), a_cur.eq(na),
                                  o_pos.eq(o_pos + d.chunks), ux.eq(Mux(up_last_x, 0, ux + 1)), b_cpos.eq(nb),
                                  b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
@@ -280,7 +269,7 @@ class VectorUnit(wiring.Component):
                     na = a_row0 + Mux(bil & ~my, 0, d.a_row)
                     nb = Mux(up_last_y, b_row0 + d.b_row, b_row0)
                     nc = c_cpos + d.chunks
-                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), lox.eq(ox_one), loy.eq((oy + 1)[:9] == ho_m1),
+                    m.d.sync += [*lox.restart(), *loy.step(),
                                  a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na), a_rpos.eq(na),
                                  a_cur.eq(na), o_pos.eq(o_pos + d.chunks), ux.eq(0),
                                  uy.eq(Mux(up_last_y, 0, uy + 1)), b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb),
@@ -290,8 +279,7 @@ class VectorUnit(wiring.Component):
                     na = d.a_base + chunk + 1
                     nb = d.b_base + chunk + 1
                     nc = d.c_base + chunk + 1
-                    m.d.sync += [ox.eq(0), oy.eq(0), chunk.eq(chunk + 1), lox.eq(ox_one), loy.eq(oy_one),
-                                 lch.eq((chunk + 1)[:8] == ch_m1), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na),
+                    m.d.sync += [*lox.restart(), *loy.restart(), *lch.step(), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na),
                                  a_rpos.eq(na), a_cur.eq(na), o_pos.eq(chunk + 1), ux.eq(0), uy.eq(0),
                                  b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Else():

@@ -107,3 +107,48 @@ def test_bank_spans_name_the_arrays_that_hold_the_rows(depth, bank_rows):
     for first, n in [(-1, 2), (depth - 1, 2), (0, depth + 1)]:
         with pytest.raises(IndexError, match="outside"):
             bank_spans(depth, first, n, bank_rows)
+
+
+@pytest.mark.parametrize("n,first", [(1, 0), (3, 0), (5, 2), (4, 3)])
+def test_loop_counter_flags_its_last_value_as_a_register(n, first):
+    """LoopCounter over ``first .. n - 1``, then restarted over ``0 .. n - 1``: in every cycle
+    ``last`` equals ``i == n - 1`` (the compare it stands for), through steps and a restart."""
+    from amaranth import Module, Signal
+
+    from spiketrack.hw.banked_memory import LoopCounter
+
+    m = Module()
+    lp = LoopCounter(4, "i")
+    load, restart = Signal(), Signal()
+    with m.If(load):
+        m.d.sync += [lp.i.eq(first), *lp.bound(n - 1, n == 1, last=first == n - 1)]
+    with m.Elif(restart):
+        m.d.sync += lp.restart()
+    with m.Elif(~lp.last):
+        m.d.sync += lp.step()
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(load, 1)
+        await ctx.tick()
+        ctx.set(load, 0)
+        for cyc in range(2 * n + 4):
+            i, last = ctx.get(lp.i), ctx.get(lp.last)
+            seen.append(i)
+            assert last == (i == n - 1), (cyc, i, last)
+            ctx.set(restart, cyc == n)   # restart once, after the first walk has ended
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    walk = list(range(first, n))
+    assert seen[:len(walk)] == walk and 0 in seen[n + 1:] and seen[-1] == n - 1
+
+
+def test_loop_counter_bound_needs_a_flag():
+    from spiketrack.hw.banked_memory import LoopCounter
+
+    with pytest.raises(ValueError, match="one, last or both"):
+        LoopCounter(4, "i").bound(3)

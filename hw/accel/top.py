@@ -431,10 +431,10 @@ class Accelerator(wiring.Component):
                 # (no run starts before its ACK)
                 groups = load_groups(len(port.data))
                 sel = copies(m, running, len(groups), f"wsel_{name}")
-                dat_w, hw_w = Signal(len(port.data)), Signal(len(port.data))
-                m.d.comb += [dat_w.eq(dat), hw_w.eq(hw_data)]
+                # the unit's data and the host's row, cut to the port's width (Cat pads a narrower one)
+                dat_w = Cat(dat, Const(0, len(port.data)))
                 m.d.comb += [port.addr.eq(Mux(sel[0], a, hw_addr)),
-                             port.data.eq(Cat(*(Mux(sel[g], dat_w[lo:hi], hw_w[lo:hi])
+                             port.data.eq(Cat(*(Mux(sel[g], dat_w[lo:hi], hw_data[lo:hi])
                                                 for g, (lo, hi) in enumerate(groups)))),
                              port.en.eq(Mux(running, e, h_en))]
             else:   # written by the host only (never while a program runs: its commands are refused then)
