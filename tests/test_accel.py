@@ -237,9 +237,11 @@ def _reduced_network():
 
 
 def test_reduced_network_template_and_search_frame_on_the_accelerator():
-    """The whole accelerator (amaranth.sim): a template pass and a search frame of a reduced
-    edge-t3; the template memories and the three head maps equal the golden run, and each pass's
-    cycle counter equals the cycle model (units' models + controller overheads)."""
+    """The whole accelerator (Verilator; amaranth.sim runs the same RTL in the smaller tests of
+    this file and the whole network in `make bench`'s slow tests): a template pass and a search
+    frame of a reduced edge-t3; the template memories and the three head maps equal the golden
+    run, and each pass's cycle counter equals the cycle model (units' models + controller
+    overheads)."""
     from test_quant_golden_model import _pixels
 
     from spiketrack.sim.accel_sim import simulate
@@ -249,7 +251,8 @@ def test_reduced_network_template_and_search_frame_on_the_accelerator():
     kinds = {n.kind for n in ap.nodes}
     assert kinds == {"stem", "spike_conv", "retrieval", "memory_build", "neuron", "add", "avg_pool", "mean_fusion"}
     zp, xp = _pixels(cfg, 5)
-    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True, sim="verilator")
+    assert r["sim"] == "verilator"
     assert r["checks"] == 6 and r["mismatches"] == 0 and r["first_mismatch"] is None
     assert r["outputs_checked"] == 6 and r["layers_checked"] == 0   # results compared, no layer's own output
     assert r["cycle_model_exact"] and r["first_cycle_difference"] is None
@@ -440,7 +443,9 @@ def test_reduced_network_with_weights_in_external_memory():
     (``stem_band_rows=3``: bands of 3, 3 and 2 stem output rows, one run each, the host writing
     each band before its run). The template pass and a search frame equal the golden run, each
     run's cycles equal the model, and every counter (the fetch unit's busy cycles, external words,
-    cache writes included) equals its prediction."""
+    cache writes included) equals its prediction. On Verilator (about 100 s with its compile,
+    against about 660 s under amaranth.sim; the fetch unit and the external-memory model are the
+    same RTL under either)."""
     from test_quant_golden_model import _pixels
 
     from spiketrack.hw.banked_memory import BANK_ROWS
@@ -473,7 +478,8 @@ def test_reduced_network_with_weights_in_external_memory():
     split = [n for n in ap.nodes if len(n.fills) > 1]
     assert split, "some layer needs more than one cache fill"
     zp, xp = _pixels(cfg, 5)
-    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True, sim="verilator")
+    assert r["sim"] == "verilator"
     assert r["checks"] == 6 and r["mismatches"] == 0
     assert r["cycle_model_exact"] and r["first_cycle_difference"] is None and r["runs"] == len(runs) + 1
     graph, passes = golden_passes(net, [(zp, xp)])
@@ -560,7 +566,9 @@ def test_external_weights_refuse_a_cache_smaller_than_a_chunk():
 def test_positional_tables_stored_narrow_on_the_accelerator():
     """Positional tables of either sign up to ±300 (the reduced network's own are 0): the compiler
     stores ``cst`` at 10 bits per lane (``cst_bits``), and the template pass and a search frame
-    still equal the golden run with exact cycles; the host reads a table row back as written."""
+    still equal the golden run with exact cycles; the host reads a table row back as written.
+    On Verilator (the host's writes of the streamed tables go over the command stream as under
+    amaranth.sim)."""
     import numpy as np
     from test_quant_golden_model import _pixels
 
@@ -582,7 +590,8 @@ def test_positional_tables_stored_narrow_on_the_accelerator():
     assert ap.depths["cst"] == len(ap.images["cst"]) == max(sizes) + resident.depths["cst"] - sum(sizes)
     assert ap.depths["cst"] < resident.depths["cst"] and any(any(r) for r in ap.streamed_tables.values())
     zp, xp = _pixels(cfg, 5)
-    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True)
+    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True, sim="verilator")
+    assert r["sim"] == "verilator"
     assert r["mismatches"] == 0 and r["first_mismatch"] is None, r["first_mismatch"]
     assert r["cycle_model_exact"] and r["per_pass"]["search_frame_0"]["counters"]["cst_reads"] > 0
 
@@ -637,6 +646,7 @@ def test_no_multiplier_in_the_accelerator_or_its_link():
     assert not bad, f"multipliers in the datapath: {bad[:5]}"
 
 
+@pytest.mark.slow   # amaranth.sim only (the SDRAM chip model): about 730 s; `make bench`
 def test_reduced_network_with_weights_in_the_sdram():
     """The same external-weights program served by the ULX3S's SDRAM controller and the timing-
     checking chip model (62.5 MHz; the image preloaded into the chip model): its reads take longer

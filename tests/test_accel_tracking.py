@@ -18,6 +18,8 @@ def _frames(n, seed=0):
     return [np.roll(base, 2 * i, axis=1) for i in range(n)]
 
 
+@pytest.mark.slow   # amaranth.sim, about 510 s (`make bench`); the default suite tracks on the RTL
+# through test_track_backend_rtl_gives_the_golden_boxes (Verilator, the same AcceleratorTracking)
 def test_the_tracker_on_the_accelerator_gets_the_golden_boxes():
     """The tracking backend on the RTL, the template crop written band by band (3 bands) and the
     template pass's positional tables streamed (5 tables)."""
