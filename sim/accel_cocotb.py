@@ -63,6 +63,14 @@ def _design(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_ro
                        bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), **ap.accel_kwargs(init is not None))
 
 
+def _design_key(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> str:
+    """What :func:`_design` builds from (the Verilog cache's key, ``run_cocotb(design_key=)``):
+    every argument of the ``Accelerator``, the baked images included."""
+    return json.dumps(["Accelerator", ap.lanes, ap.depths, ap.addr_bits, timeout, init,
+                       bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), ap.accel_kwargs(init is not None)],
+                      sort_keys=True, default=repr)
+
+
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
                     stall: float = 0.0, waves: str | None = None, timeout: int = TIMEOUT, init: dict | None = None,
                     pump: bool = True, readback: str = "host", bank_rows: int | None = None) -> dict:
@@ -91,7 +99,8 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
                             waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None,
-                            verilator_readable=READABLE.get(sim, ()))
+                            verilator_readable=READABLE.get(sim, ()),
+                            design_key=_design_key(ap, sim, timeout, init, bank_rows))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
@@ -121,7 +130,8 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
                             check=False, extra_env=BUILD_ENV.get(sim),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None,
-                            verilator_readable=READABLE.get(sim, ()))
+                            verilator_readable=READABLE.get(sim, ()),
+                            design_key=_design_key(ap, sim, timeout, init, bank_rows))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "report" not in out:
         raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")

