@@ -62,7 +62,7 @@ from typing import Any
 from amaranth.hdl import Elaboratable
 
 from spiketrack.atomic import write_text_atomic
-from spiketrack.hw.banked_memory import COPY_TAG
+from spiketrack.hw.registers import COPY_TAG
 
 from .boards import DeviceInfo, get_board, get_device
 from .floorplan import PLAN_FILE as FLOORPLAN_PLAN_FILE

@@ -330,8 +330,8 @@ PROOFS = {p.name: p for p in [
                           "                with m.Elif(op == Op.GUARD):\n                    pass\n"
                           "                with m.Elif(running):\n                    m.d.sync += e_pre.eq(Err.BUSY)"),
                    Mutant("block_template_runs", "the guard blocks template runs instead of search runs",
-                          "((run_kind == RunKind.SEARCH) & (mb.out_addr < guard))",
-                          "((run_kind == RunKind.TEMPLATE) & (mb.out_addr < guard))"))),
+                          "((run_kind == RunKind.SEARCH) & ~at_least(mb.out_addr, guard))",
+                          "((run_kind == RunKind.TEMPLATE) & ~at_least(mb.out_addr, guard))"))),
     Proof("link_stream", "(a) o_cmd and o_byte: valid held until ready, payload stable while stalled",
           LINK, link.GEOMETRY, link.stream_rules, "prove", 2, mutant_depth=24, fast=True,
           mutants=(Mutant("cmd_reads_ahead", "the buffer read address advances while o_cmd is stalled",

@@ -44,7 +44,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import clamp
-from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY
+from spiketrack.hw.registers import LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout
 
@@ -261,7 +262,7 @@ class ConvEngine(wiring.Component):
                          *lx.bound(d.wo - 1, d.wo == 1), *ly.bound(d.ho - 1, d.ho == 1),
                          *lc.bound(d.c_last, last=d.c_first == d.c_last),
                          *lcig.bound(d.cpg - 1, d.cpg == 1, last=d.cig_first == d.cpg - 1),
-                         *lg.bound(d.wpg - 1, d.wpg == 1, last=False), *lt.bound(d.T - 1, d.T == 1, last=False),
+                         *lg.limits(d.wpg - 1, d.wpg == 1), *lt.limits(d.T - 1, d.T == 1),
                          s_nw.eq(_times_small(d.stride, d.n_words)), s_row.eq(_times_small(d.stride, d.in_row)),
                          p_nw.eq(-_times_small(d.pad, d.n_words)), p_row.eq(-_times_small(d.pad, d.in_row)),
                          neg_pad.eq(-d.pad.as_signed())]

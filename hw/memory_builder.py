@@ -19,7 +19,8 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY
+from spiketrack.hw.registers import LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import TM_BITS, _assign
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.engine_cycles import MB_OVERHEAD

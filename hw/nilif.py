@@ -33,7 +33,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import at_least, clamp
-from spiketrack.hw.banked_memory import copies
+from spiketrack.hw.registers import copies
 from spiketrack.quant.golden.neuron import D, LEVEL_BITS
 
 __all__ = ["NiLifPipeline", "NILIF_STAGES", "decay_term_layout"]

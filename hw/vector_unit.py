@@ -40,7 +40,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.arith import at_least, clamp, times_const
-from spiketrack.hw.banked_memory import READ_LATENCY, LoopCounter, copies, delay, load_while_idle
+from spiketrack.hw.banked_memory import READ_LATENCY
+from spiketrack.hw.registers import LoopCounter, copies, delay, load_while_idle
 from spiketrack.hw.conv_engine import MAX_T, STREAM_BITS, _assign, decay_terms
 from spiketrack.hw.counters import CounterBank, counters_layout
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline, decay_term_layout

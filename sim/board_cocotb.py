@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spiketrack.compiler.accel import AccelProgram
 from spiketrack.hw.accel.board import LinkedAccelerator
-from spiketrack.sim.accel_cocotb import BUILD_ENV, build_name
+from spiketrack.sim.accel_cocotb import build_env, build_name
 from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
 __all__ = ["run_plan_over_uart", "BAKED"]
@@ -31,10 +31,10 @@ def run_plan_over_uart(ap: AccelProgram, plan: list[dict], *, sim: str = "verila
         result = run_cocotb(lambda: LinkedAccelerator(ap.lanes, ap.depths, ap.addr_bits, divisor=divisor,
                                                       gap_cycles=4096, init=init, **kw),
                             toplevel="linked_accel", test_module="sim/board_cocotb_tb.py", sim=sim,
-                            name=build_name("board", sim),
+                            name=build_name("board", sim, build_env(sim, ap)),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "divisor": divisor, "corrupt": corrupt},
-                            waves=waves, check=False, extra_env=BUILD_ENV.get(sim),
+                            waves=waves, check=False, extra_env=build_env(sim, ap),
                             design_key=json.dumps(["LinkedAccelerator", ap.lanes, ap.depths, ap.addr_bits, divisor,
                                                    4096, init, kw], sort_keys=True, default=repr))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}

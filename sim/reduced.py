@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["reduced_network", "firing_batchnorm", "memory_network", "paper_ops_network"]
+__all__ = ["reduced_network", "firing_batchnorm", "memory_network", "paper_ops_network", "moving_texture",
+           "MOVING_TEXTURE_BOX"]
+
+#: The first box (x, y, w, h) of :func:`moving_texture`'s frames for the reduced network's tracker.
+MOVING_TEXTURE_BOX = (14.0, 10.0, 12.0, 14.0)
 
 
 def firing_batchnorm(model, seed: int = 0):
@@ -25,6 +29,16 @@ def firing_batchnorm(model, seed: int = 0):
             mod.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
             mod.bias.data.copy_(torch.rand(n, generator=g) * 1.5 - 0.5)
     return model
+
+
+def moving_texture(frames: int, seed: int = 0) -> list:
+    """Frames for tracking with the reduced network: a random 40 x 48 RGB texture moving 2 pixels a
+    frame to the right (uint8 arrays); start at :data:`MOVING_TEXTURE_BOX`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    return [np.roll(base, 2 * i, axis=1) for i in range(frames)]
 
 
 def reduced_network(seed: int = 0):

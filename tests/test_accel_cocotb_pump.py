@@ -103,3 +103,20 @@ def test_simulate_refuses_a_bank_size_that_is_not_a_power_of_two(capsys):
 
     assert main(["simulate", "--reduced", "--sim", "verilator", "--bank-rows", "1000", "--json"]) == 2
     assert "--bank-rows must be a power of two, got 1000" in capsys.readouterr().err
+
+
+def test_short_programs_compile_at_o1_and_long_ones_at_o2():
+    """build_env: the reduced network's activation memories (lv + st rows) are under
+    SHORT_RUN_ROWS, so its Verilator build is at -O1; the shipped default's (30,720 rows) at -O2;
+    the two builds live in different folders."""
+    from types import SimpleNamespace
+
+    from spiketrack.sim.accel_cocotb import BUILD_ENV, SHORT_RUN_ROWS, build_env, build_name
+
+    short = lower_to_accel(reduced_network()[0], 8)
+    long = SimpleNamespace(depths={"lv": 24576, "st": 6144})
+    assert short.depths["lv"] + short.depths["st"] <= SHORT_RUN_ROWS < 24576 + 6144
+    assert "OPT_FAST=-O1" in build_env("verilator", short)["MAKEFLAGS"]
+    assert build_env("verilator", long) == BUILD_ENV["verilator"] and "OPT_FAST=-O2" in BUILD_ENV["verilator"]["MAKEFLAGS"]
+    assert build_name("accel", "verilator", build_env("verilator", short)) != build_name("accel", "verilator")
+    assert build_env("icarus", short) is None

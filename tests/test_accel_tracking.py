@@ -9,13 +9,9 @@ from spiketrack.model.tracker import SpikeTrackTracker
 from spiketrack.quant.tracking import ArtifactTracking
 from spiketrack.sim.accel_sim import run_session
 from spiketrack.sim.accel_tracking import AcceleratorTracking
-from spiketrack.sim.reduced import reduced_network
+from spiketrack.sim.reduced import MOVING_TEXTURE_BOX, moving_texture, reduced_network
 
-
-def _frames(n, seed=0):
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    return [np.roll(base, 2 * i, axis=1) for i in range(n)]
+INIT = ",".join(str(int(v)) for v in MOVING_TEXTURE_BOX)   # the --init box of the CLI runs
 
 
 @pytest.mark.slow   # amaranth.sim, about 510 s (`make bench`); the default suite tracks on the RTL
@@ -27,7 +23,7 @@ def test_the_tracker_on_the_accelerator_gets_the_golden_boxes():
     ap = lower_to_accel(net, 8, stem_band_rows=3)
     writes = [w[0] for r in ap.runs("template_update") for w in r.writes]
     assert writes == ["band"] * 3 + ["table"] * 5
-    frames, box = _frames(2), np.array([14.0, 10.0, 12.0, 14.0])
+    frames, box = moving_texture(2), np.array(MOVING_TEXTURE_BOX)
     golden = SpikeTrackTracker(ArtifactTracking(net))
     golden.init(frames[0], box)
     want = [golden.update(f) for f in frames[1:]]
@@ -76,28 +72,28 @@ def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
     art = save_artifact(net, tmp_path / "artifact")
     frames = tmp_path / "frames"
     frames.mkdir()
-    for i, f in enumerate(_frames(4)):
+    for i, f in enumerate(moving_texture(4)):
         Image.fromarray(f).save(frames / f"{i:04d}.png")
     outs = {}
     for backend in ("golden", "rtl"):
         outs[backend] = tmp_path / f"{backend}.txt"
         video = ["--video", str(tmp_path / "rtl.mp4")] if backend == "rtl" else []
         assert main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
-                     "--init", "14,10,12,14", "--out", str(outs[backend])] + video) == 0
+                     "--init", INIT, "--out", str(outs[backend])] + video) == 0
     assert "on the RTL ->" in capsys.readouterr().out
     outs["ext"] = tmp_path / "ext.txt"
     assert main(["track", "--backend", "rtl", "--external-weights", "--artifact", str(art), "--frames", str(frames),
-                 "--init", "14,10,12,14", "--out", str(outs["ext"])]) == 0
+                 "--init", INIT, "--out", str(outs["ext"])]) == 0
     assert "on the RTL (weights in external memory)" in capsys.readouterr().out
     golden, rtl = outs["golden"].read_text(), outs["rtl"].read_text()
     assert len(golden.splitlines()) == 4 and rtl == golden and outs["ext"].read_text() == golden
     # the flag places the accelerator's weights: refused by name on the golden executor
     assert main(["track", "--backend", "golden", "--external-weights", "--artifact", str(art), "--frames", str(frames),
-                 "--init", "14,10,12,14", "--out", str(tmp_path / "no.txt")]) == 2
+                 "--init", INIT, "--out", str(tmp_path / "no.txt")]) == 2
     assert "--external-weights" in capsys.readouterr().err and not (tmp_path / "no.txt").exists()
     from spiketrack.model.cli_track import iter_frames
     rendered = list(iter_frames(str(tmp_path / "rtl.mp4")))   # the annotated video: one frame per box
-    assert len(rendered) == 4 and rendered[0].shape == _frames(1)[0].shape
+    assert len(rendered) == 4 and rendered[0].shape == moving_texture(1)[0].shape
 
 
 def test_verify_network_on_the_accelerator_checks_every_layer():
@@ -133,9 +129,9 @@ def test_eval_backend_rtl_gives_the_golden_results(tmp_path, capsys):
     res = {}
     for backend in ("golden", "rtl"):
         assert main(["eval", "--backend", backend, "--artifact", str(art), "--dataset", "synthetic", "--max-seqs", "1",
-                     "--out-dir", str(tmp_path / backend), "--json"]) == 0
+                     "--max-frames", "30", "--out-dir", str(tmp_path / backend), "--json"]) == 0
         res[backend] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["rtl"]["frames"] == res["golden"]["frames"] == 100
+    assert res["rtl"]["frames"] == res["golden"]["frames"] == 30
     assert res["rtl"]["auc"] == res["golden"]["auc"] and res["rtl"]["search_cycles"] > 0
     boxes = {b: sorted((tmp_path / b / "lasot").glob("*.txt")) for b in res}
     assert [p.name for p in boxes["rtl"]] == [p.name for p in boxes["golden"]] and boxes["rtl"]

@@ -115,7 +115,7 @@ def test_loop_counter_flags_its_last_value_as_a_register(n, first):
     ``last`` equals ``i == n - 1`` (the compare it stands for), through steps and a restart."""
     from amaranth import Module, Signal
 
-    from spiketrack.hw.banked_memory import LoopCounter
+    from spiketrack.hw.registers import LoopCounter
 
     m = Module()
     lp = LoopCounter(4, "i")
@@ -148,7 +148,7 @@ def test_loop_counter_flags_its_last_value_as_a_register(n, first):
 
 
 def test_loop_counter_bound_needs_a_flag():
-    from spiketrack.hw.banked_memory import LoopCounter
+    from spiketrack.hw.registers import LoopCounter
 
     with pytest.raises(ValueError, match="one, last or both"):
         LoopCounter(4, "i").bound(3)

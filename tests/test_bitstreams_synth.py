@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.bitstreams import synth
 from spiketrack.bitstreams.boards import BOARDS, get_device
 from spiketrack.bitstreams.synth import ToolMissing, build_bitstream, synthesize
-from spiketrack.hw.banked_memory import copies
+from spiketrack.hw.registers import copies
 
 
 class Counter(wiring.Component):

@@ -566,7 +566,7 @@ def test_eval_artifact_cli(small_net, quantised_boxes, tmp_path, capsys, monkeyp
 
     art = save_artifact(small_net[0], tmp_path / "art")
     seq = _short_sequence()
-    monkeypatch.setattr(datasets, "load_eval_dataset", lambda spec, max_seqs=None: ("synthetic", [seq]))
+    monkeypatch.setattr(datasets, "load_eval_dataset", lambda spec, max_seqs=None, max_frames=None: ("synthetic", [seq]))
     out = tmp_path / "ev"
     assert main(["eval", "--artifact", str(art), "--out-dir", str(out), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -87,6 +87,29 @@ def test_missing_and_bad_specs(tmp_path):
     assert kind == "synthetic" and len(seqs) == 2
 
 
+def test_max_frames_cuts_each_sequence_to_its_first_frames(tmp_path, capsys):
+    """load_eval_dataset(max_frames=): each sequence's first N frames, boxes and visibility, the
+    frames unchanged (rendered or read from files); eval refuses --max-frames below 2 by name."""
+    from spiketrack.cli import main
+
+    _, full = datasets.load_eval_dataset("synthetic", max_seqs=2)
+    _, cut = datasets.load_eval_dataset("synthetic", max_seqs=2, max_frames=5)
+    for a, b in zip(full, cut):
+        assert len(b) == 5 < len(a) and b.name == a.name
+        assert np.array_equal(b.boxes, a.boxes[:5]) and np.array_equal(b.visible, a.visible[:5])
+        assert np.array_equal(b.frame(4), a.frame(4))
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(paths[-1])
+    s = Sequence("files", paths, [[1, 1, 2, 2]] * 4)
+    h = s.head(3)
+    assert len(h) == 3 and h.frames == paths[:3] and int(h.frame(2)[0, 0, 0]) == 80
+    assert len(s.head(10)) == 4
+    assert main(["eval", "--max-frames", "1", "--json"]) == 2
+    assert "--max-frames must be at least 2" in capsys.readouterr().err
+
+
 def test_unreadable_image(tmp_path):
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"not an image")

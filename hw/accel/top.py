@@ -43,7 +43,8 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.hw.accel.protocol import (COUNTERS, EXT_ROW_BITS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind,
                                           words_per_row)
 from spiketrack.hw.arith import at_least
-from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory, copies, load_groups, or_all
+from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory
+from spiketrack.hw.registers import copies, load_groups, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
 from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout

@@ -180,9 +180,11 @@ def load_otb(root: str | Path) -> list[Sequence]:
 
 
 # ----------------------------------------------------------------------------- specs
-def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list[Sequence]]:
+def load_eval_dataset(spec: str, max_seqs: int | None = None,
+                      max_frames: int | None = None) -> tuple[str, list[Sequence]]:
     """Parse ``synthetic | synthetic-val | synthetic-hard | synthetic-hard-val | lasot:DIR | got10k:DIR[:split] |
-    otb:DIR`` into (kind, sequences)."""
+    otb:DIR`` into (kind, sequences): the first ``max_seqs`` sequences, each cut to its first
+    ``max_frames`` frames."""
     from spiketrack.model.data.synthetic import (benchmark_sequences, hard_sequences, hard_validation_sequences,
                                                   validation_sequences)
 
@@ -211,4 +213,6 @@ def load_eval_dataset(spec: str, max_seqs: int | None = None) -> tuple[str, list
                          "synthetic-hard-val, lasot:DIR, got10k:DIR or otb:DIR")
     if max_seqs is not None:
         seqs = seqs[:max_seqs]
+    if max_frames is not None:
+        seqs = [s.head(max_frames) for s in seqs]
     return kind, seqs

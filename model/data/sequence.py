@@ -60,6 +60,13 @@ class Sequence:
     def __len__(self) -> int:
         return int(self.n_frames)
 
+    def head(self, n: int) -> "Sequence":
+        """The first ``n`` frames of this sequence (all of it when it is shorter), with their boxes
+        and visibility; the frames are not read."""
+        n = min(int(n), len(self))
+        frames = self.frames if callable(self.frames) else list(self.frames[:n])
+        return Sequence(self.name, frames, self.boxes[:n], self.visible[:n], n, dict(self.meta))
+
     def frame(self, i: int) -> np.ndarray:
         """Frame ``i`` as an H x W x 3 uint8 RGB array."""
         if callable(self.frames):
