@@ -49,8 +49,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import functools
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -80,6 +80,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """Repository root (``sim/`` lives directly under it)."""
 
 TB_PARAMS_ENV = "SPIKETRACK_TB_PARAMS"
+"""Environment variable holding the path of the run's ``params.json``."""
 
 #: cocotb applies pytest's assertion rewriting to the files this names (its default, ``*.py``, is
 #: every module imported after the hook, torch included; with ``PYTHONDONTWRITEBYTECODE`` nothing
@@ -90,7 +91,6 @@ REWRITE_ENV = "COCOTB_REWRITE_ASSERTION_FILES"
 #: Verilator's run-time library is compiled once per set of flags and kept here
 #: (``sim/objcache.py``, make's ``OBJCACHE`` hook): ~15 s of every build of a small unit.
 OBJCACHE_DIR = "build/cocotb/objcache"
-"""Environment variable holding the path of the run's ``params.json``."""
 
 DEFAULT_BUILD_ARGS: dict[str, list[str]] = {
     "icarus": [],
