@@ -57,6 +57,8 @@ class Proof:
     flatten : bool
         Flatten the design first (logic that reaches no property is removed, see
         :func:`spiketrack.formal.sby.run_sby`).
+    timeout : int
+        Seconds the proof may run before it is reported ``TIMEOUT`` (its mutants: 600).
     """
 
     name: str
@@ -73,12 +75,14 @@ class Proof:
     fast: bool = False
     fast_mutants: bool = True
     flatten: bool = False
+    timeout: int = 600
 
 
-def run_proof(proof: Proof, *, timeout: int = 600) -> ProofResult:
-    """Run ``proof`` on the real unit."""
+def run_proof(proof: Proof, *, timeout: int | None = None) -> ProofResult:
+    """Run ``proof`` on the real unit (``timeout``: default ``proof.timeout``)."""
     return run_sby(proof.name, proof.build(load(proof.unit)), mode=proof.mode, depth=proof.depth,
-                   solver=proof.solver, timeout=timeout, cut=proof.cut, flatten=proof.flatten)
+                   solver=proof.solver, timeout=proof.timeout if timeout is None else timeout, cut=proof.cut,
+                   flatten=proof.flatten)
 
 
 def run_mutant(proof: Proof, mutant: Mutant, *, timeout: int = 600) -> ProofResult:
@@ -245,6 +249,7 @@ PROOFS = {p.name: p for p in [
     Proof("vec_saturation", "(c) saturation counted exactly, every mode: counters.saturated == the lanes whose "
           "add (ADD, NEURON with the table) or requantised pooling sum leaves the 16-bit range + the NI-LIF "
           "membrane clamps", VEC, accel_units.VEC_ANY_DESC, accel_units.vec_saturation, "bmc", 46, flatten=True,
+          timeout=1800,   # steps 41-45 take 1-2 min each since a47f5ff (10-11 min in all, idle machine)
           mutants=mutant("pool_sat_uncounted", "clamps of the pooling requantiser are not counted",
                          "m.d.sync += sat_flags.eq(Cat(v2.sat, pool_sat, nl.o_sat))",
                          "m.d.sync += sat_flags.eq(Cat(v2.sat, Const(0, P), nl.o_sat))")),
