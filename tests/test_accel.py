@@ -436,32 +436,60 @@ def test_second_read_port_operands_sit_in_the_rows_it_reaches():
                                             + banked_blocks(widths[m], banks * BANK_ROWS, "ecp5"))
 
 
-def test_reduced_network_with_weights_in_external_memory():
-    """External weights (``lower_to_accel(ext_weights=True)``, ``Accelerator(ext="model")``): the
-    weight lines live in the external-memory model, ``w`` is a cache, every convolution runs as
-    cache fills (FETCH + conv descriptors over a chunk range). The template crops go band by band
-    (``stem_band_rows=3``: bands of 3, 3 and 2 stem output rows, one run each, the host writing
-    each band before its run). The template pass and a search frame equal the golden run, each
-    run's cycles equal the model, and every counter (the fetch unit's busy cycles, external words,
-    cache writes included) equals its prediction. On Verilator (about 100 s with its compile,
-    against about 660 s under amaranth.sim; the fetch unit and the external-memory model are the
-    same RTL under either)."""
+@pytest.fixture(scope="module")
+def ext_weights_narrow_tables():
+    """The reduced network with positional tables of either sign up to ±300 (its own are 0),
+    compiled with its weights in external memory (``lower_to_accel(ext_weights=True)``,
+    ``Accelerator(ext="model")``): template crops band by band (``stem_band_rows=3``) and a weight
+    cache of twice one chunk's lines, the least it may be. One Verilator run of a template pass and
+    a search frame (about 100 s with its compile, against about 660 s under amaranth.sim; the fetch
+    unit and the external-memory model are the same RTL under either) serves the two tests below,
+    which share its build."""
+    import numpy as np
     from test_quant_golden_model import _pixels
 
-    from spiketrack.hw.banked_memory import BANK_ROWS
-    from spiketrack.sim.accel_sim import golden_passes, simulate
+    from spiketrack.sim.accel_cocotb import SIM_BANK_ROWS
+    from spiketrack.sim.accel_sim import simulate
 
     net, cfg = _reduced_network()
+    tables = [l for l in net.layers if l.op == "add_const"]
+    assert tables and all(not np.asarray(l.params["value"]).any() for l in tables)
+    rng = np.random.default_rng(3)
+    for l in tables:
+        v = np.asarray(l.params["value"])
+        l.params["value"] = rng.integers(-300, 301, size=v.shape).astype(v.dtype)
     on_chip = lower_to_accel(net, 8)
+    need = max(n.desc["w_chunk"] for n in on_chip.nodes if n.unit == "conv_engine" and not n.desc["tmem"])
+    options = {"ext_weights": True, "stem_band_rows": 3, "cache_rows": 2 * need}
+    ap = lower_to_accel(net, 8, **options)
+    pixels = _pixels(cfg, 5)
+    # one bank per memory, as `spiketrack simulate` builds the shipped default (the reduced network's
+    # other Verilator runs use SHORT_RUN_BANK_ROWS-row banks)
+    report = simulate(net, ap, [pixels], check="outputs", backdoor=True, sim="verilator",
+                      bank_rows=SIM_BANK_ROWS["verilator"])
+    return {"net": net, "on_chip": on_chip, "need": need, "options": options, "ap": ap, "pixels": pixels,
+            "report": report}
+
+
+def test_reduced_network_with_weights_in_external_memory(ext_weights_narrow_tables):
+    """External weights: the weight lines live in the external-memory model, ``w`` is a cache,
+    every convolution runs as cache fills (FETCH + conv descriptors over a chunk range). The template
+    crops go band by band (bands of 3, 3 and 2 stem output rows, one run each, the host writing each
+    band before its run). The template pass and a search frame equal the golden run, each run's
+    cycles equal the model, and every counter (the fetch unit's busy cycles, external words, cache
+    writes included) equals its prediction."""
+    from spiketrack.hw.banked_memory import BANK_ROWS
+    from spiketrack.sim.accel_sim import golden_passes
+
+    f = ext_weights_narrow_tables
+    net, on_chip, ap, r = f["net"], f["on_chip"], f["ap"], f["report"]
     # the default cache takes a whole bank (no conv of this network needs more than one fill);
     # twice one chunk's lines, the least it may be, splits convolutions into several fills
-    need = max(n.desc["w_chunk"] for n in on_chip.nodes if n.unit == "conv_engine" and not n.desc["tmem"])
-    assert lower_to_accel(net, 8, ext_weights=True).depths["w"] == BANK_ROWS > 2 * need
-    ap = lower_to_accel(net, 8, ext_weights=True, stem_band_rows=3, cache_rows=2 * need)
+    assert lower_to_accel(net, 8, ext_weights=True).depths["w"] == BANK_ROWS > 2 * f["need"]
     bd = ap.bands["template_pixels"]
     assert (bd.n, bd.out_rows, bd.in_rows, bd.width) == (3, 3, 11, 22)
     runs = ap.runs("template_update")
-    writes = [w for r in runs for w in r.writes]   # each band, then each streamed table, once, in program order
+    writes = [w for r_ in runs for w in r_.writes]   # each band, then each streamed table, once, in program order
     assert writes[:3] == [("band", "template_pixels", b) for b in range(3)]
     assert [w[1] for w in writes[3:]] == list(ap.streamed_tables) and len(writes) == 3 + 5 == len(runs) + 1
     assert len(ap.runs("search_frame")) == 1
@@ -473,16 +501,14 @@ def test_reduced_network_with_weights_in_external_memory():
     assert ap.images["w"] == [] and ap.depths["w"] == 2 * max(n.desc["w_chunk"] for n in ap.nodes if n.fills)
     # what a host loads into memory EXT (a board's SDRAM): the same words, two a row
     ext_rows = dict(ap.host_images())["ext"]
-    assert [r >> (16 * i) & 0xFFFF for r in ext_rows for i in range(2)][:len(ap.images["ext"])] == ap.images["ext"]
+    assert [r_ >> (16 * i) & 0xFFFF for r_ in ext_rows for i in range(2)][:len(ap.images["ext"])] == ap.images["ext"]
     assert ap.depths["w"] < on_chip.depths["w"] // 20
     split = [n for n in ap.nodes if len(n.fills) > 1]
     assert split, "some layer needs more than one cache fill"
-    zp, xp = _pixels(cfg, 5)
-    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True, sim="verilator")
-    assert r["sim"] == "verilator"
+    assert r["sim"] == "verilator" and r["bank_rows"] == 1 << 16
     assert r["checks"] == 6 and r["mismatches"] == 0
     assert r["cycle_model_exact"] and r["first_cycle_difference"] is None and r["runs"] == len(runs) + 1
-    graph, passes = golden_passes(net, [(zp, xp)])
+    graph, passes = golden_passes(net, [f["pixels"]])
     for (pname, env, _), got in zip(passes, r["per_pass"].values()):
         predicted = ap.predicted_counters(graph, pname, env)
         assert {k: got["counters"][k] for k in predicted} == predicted, pname
@@ -563,35 +589,20 @@ def test_external_weights_refuse_a_cache_smaller_than_a_chunk():
         lower_to_accel(net, 8, ext_weights=True, cache_rows=64)
 
 
-def test_positional_tables_stored_narrow_on_the_accelerator():
-    """Positional tables of either sign up to ±300 (the reduced network's own are 0): the compiler
-    stores ``cst`` at 10 bits per lane (``cst_bits``), and the template pass and a search frame
-    still equal the golden run with exact cycles; the host reads a table row back as written.
-    On Verilator (the host's writes of the streamed tables go over the command stream as under
-    amaranth.sim)."""
-    import numpy as np
-    from test_quant_golden_model import _pixels
-
-    from spiketrack.sim.accel_sim import simulate
-
-    net, cfg = _reduced_network()
-    rng = np.random.default_rng(3)
-    tables = [l for l in net.layers if l.op == "add_const"]
-    assert tables and all(not np.asarray(l.params["value"]).any() for l in tables)
-    for l in tables:
-        v = np.asarray(l.params["value"])
-        l.params["value"] = rng.integers(-300, 301, size=v.shape).astype(v.dtype)
-    ap = lower_to_accel(net, 8)
+def test_positional_tables_stored_narrow_on_the_accelerator(ext_weights_narrow_tables):
+    """Positional tables of either sign up to ±300: the compiler stores ``cst`` at 10 bits per lane
+    (``cst_bits``), and the template pass and a search frame still equal the golden run with exact
+    cycles (the run of :func:`ext_weights_narrow_tables`: the host's writes of the streamed tables go
+    over the command stream)."""
+    f = ext_weights_narrow_tables
+    net, ap, r = f["net"], f["ap"], f["report"]
     assert ap.cst_bits == 10 and ap.accel_kwargs()["cst_bits"] == 10
     # the template pass's tables are streamed: written by the host at cst row 0 before their runs
-    resident = lower_to_accel(net, 8, stream_template_tables=False)
-    assert len(ap.streamed_tables) == 5 and len(ap.runs("template_update")) == 5
-    sizes = [len(r) for r in ap.streamed_tables.values()]   # one table's rows, then the search pass's tables
+    resident = lower_to_accel(net, 8, stream_template_tables=False, **f["options"])
+    assert len(ap.streamed_tables) == 5
+    sizes = [len(r_) for r_ in ap.streamed_tables.values()]   # one table's rows, then the search pass's tables
     assert ap.depths["cst"] == len(ap.images["cst"]) == max(sizes) + resident.depths["cst"] - sum(sizes)
-    assert ap.depths["cst"] < resident.depths["cst"] and any(any(r) for r in ap.streamed_tables.values())
-    zp, xp = _pixels(cfg, 5)
-    r = simulate(net, ap, [(zp, xp)], check="outputs", backdoor=True, sim="verilator")
-    assert r["sim"] == "verilator"
+    assert ap.depths["cst"] < resident.depths["cst"] and any(any(r_) for r_ in ap.streamed_tables.values())
     assert r["mismatches"] == 0 and r["first_mismatch"] is None, r["first_mismatch"]
     assert r["cycle_model_exact"] and r["per_pass"]["search_frame_0"]["counters"]["cst_reads"] > 0
 

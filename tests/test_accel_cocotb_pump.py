@@ -6,7 +6,7 @@ import torch
 
 from spiketrack.compiler.accel import lower_to_accel
 from spiketrack.hw.banked_memory import BANK_ROWS
-from spiketrack.sim.accel_cocotb import SIM_BANK_ROWS, run_plan_cocotb
+from spiketrack.sim.accel_cocotb import SHORT_RUN_BANK_ROWS, run_plan_cocotb
 from spiketrack.sim.accel_sim import build_plan
 from spiketrack.sim.reduced import reduced_network
 
@@ -14,11 +14,6 @@ from spiketrack.sim.reduced import reduced_network
 #: counters that count the host's side too: the free-running cycle counter (the host's time between
 #: the two STATUS commands around a run) and the response stream's backpressure
 HOST_TIMED = ("cycles", "rsp_stall")
-
-
-#: rows per bank of the banked runs: the reduced network's template memory (896 rows) in two banks
-BANKED = 512
-assert BANKED < BANK_ROWS
 
 
 def _per_pass(report):
@@ -59,33 +54,29 @@ def test_backdoor_reads_check_every_layer_as_the_host_reads_do():
     arrays (no READ command) is compared like a host read: 0 mismatches over every layer on the
     true expectations, and on expectations with rows changed (in three memories, one across the
     two banks of the template memory) exactly the changed rows differ, as with READ commands.
-    The banked runs use banks of :data:`BANKED` rows (the boards' ``BANK_ROWS`` would hold each
-    memory of the reduced network in one bank)."""
+    The reduced network's Verilator builds use banks of ``SHORT_RUN_BANK_ROWS`` rows
+    (``sim_bank_rows``; the boards' ``BANK_ROWS`` would hold each of its memories in one bank)."""
     ap, plan, init = _reduced_plan(6, "layers")
-    # the simulations' memories (one bank each, SIM_BANK_ROWS) and banked ones (BANKED rows a
-    # bank): the same results, cycles and counters
-    assert ap.depths["tm"] > BANKED
-    one = run_plan_cocotb(ap, plan, init=init, readback="peek")
-    peek = run_plan_cocotb(ap, plan, init=init, readback="peek", bank_rows=BANKED)
-    assert (one["bank_rows"], peek["bank_rows"]) == (SIM_BANK_ROWS["verilator"], BANKED)
-    for r in (one, peek):
-        assert r["readback"] == "peek" and r["mismatches"] == 0 and r["cycle_model_exact"]
-        assert r["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and r["outputs_checked"] == 0
-    assert _per_pass(one) == _per_pass(peek)
+    assert ap.depths["tm"] > SHORT_RUN_BANK_ROWS and SHORT_RUN_BANK_ROWS < BANK_ROWS
+    r = run_plan_cocotb(ap, plan, init=init, readback="peek")
+    assert r["bank_rows"] == SHORT_RUN_BANK_ROWS
+    assert r["readback"] == "peek" and r["mismatches"] == 0 and r["cycle_model_exact"]
+    assert r["layers_checked"] == sum(len(n.layers) for n in ap.nodes) and r["outputs_checked"] == 0
     # a template memory that spans both banks of `tm` (512 + 384 rows)
     checks = [s for s in plan if s["op"] == "check"]
-    crossing = [s for s in checks if s["mem"] == "tm" and any(b < BANKED < b + n for b, n in s["spans"])]
+    crossing = [s for s in checks if s["mem"] == "tm" and any(b < SHORT_RUN_BANK_ROWS < b + n for b, n in s["spans"])]
     assert crossing, "no checked tensor crosses a bank boundary"
     changed = 0
     for s in [crossing[0]] + [next(c for c in checks if c["mem"] == m) for m in ("lv", "st")]:
         for i in sorted({0, len(s["expected"]) // 2, len(s["expected"]) - 1}):
             s["expected"][i] ^= 1
             changed += 1
-    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb, bank_rows=BANKED) for rb in ("peek", "host")}
+    bad = {rb: run_plan_cocotb(ap, plan, init=init, readback=rb) for rb in ("peek", "host")}
     assert bad["peek"]["mismatches"] == bad["host"]["mismatches"] == changed
     assert bad["peek"]["first_mismatch"]["tensor"] == bad["host"]["first_mismatch"]["tensor"]
     # the backdoor reads took no simulated cycles: fewer cycles than with READ commands
     assert bad["peek"]["cycles_simulated"] < bad["host"]["cycles_simulated"]
+    assert _per_pass(bad["peek"]) == _per_pass(r)
 
 
 def test_simulate_refuses_backdoor_reads_without_verilator(capsys):

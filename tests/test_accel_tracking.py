@@ -59,41 +59,60 @@ def test_the_accelerator_backend_refuses_host_side_memories():
         model.encode_search(torch.zeros(1, 3, 16, 16), [torch.zeros(1)])
 
 
-def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
-    """`spiketrack track --backend rtl`: the tracker inside the cocotb process on the accelerator's
-    Verilog (Verilator) writes exactly the boxes of `--backend golden`, with the weights on chip and
-    with them in external memory (`--external-weights`: the fetches overlap the convolutions)."""
+def _frames_and_artifact(tmp_path, n: int):
+    """The reduced network's artifact and ``n`` frames of the moving texture as PNG files."""
     from PIL import Image
 
-    from spiketrack.cli import main
     from spiketrack.quant.ir import save_artifact
 
     net, _ = reduced_network()
     art = save_artifact(net, tmp_path / "artifact")
     frames = tmp_path / "frames"
     frames.mkdir()
-    for i, f in enumerate(moving_texture(4)):
+    for i, f in enumerate(moving_texture(n)):
         Image.fromarray(f).save(frames / f"{i:04d}.png")
-    outs = {}
-    for backend in ("golden", "rtl"):
-        outs[backend] = tmp_path / f"{backend}.txt"
-        video = ["--video", str(tmp_path / "rtl.mp4")] if backend == "rtl" else []
-        assert main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
-                     "--init", INIT, "--out", str(outs[backend])] + video) == 0
+    return art, frames
+
+
+def _track(backend: str, art, frames, out, *extra) -> int:
+    from spiketrack.cli import main
+
+    return main(["track", "--backend", backend, "--artifact", str(art), "--frames", str(frames),
+                 "--init", INIT, "--out", str(out)] + list(extra))
+
+
+def test_track_backend_rtl_gives_the_golden_boxes(tmp_path, capsys):
+    """`spiketrack track --backend rtl`: the tracker inside the cocotb process on the accelerator's
+    Verilog (Verilator) writes exactly the boxes of `--backend golden`, and the annotated video. The
+    same run with the weights in external memory is
+    :func:`test_track_backend_rtl_with_external_weights` (`make bench`: its own Verilator build)."""
+    art, frames = _frames_and_artifact(tmp_path, 4)
+    outs = {b: tmp_path / f"{b}.txt" for b in ("golden", "rtl")}
+    assert _track("golden", art, frames, outs["golden"]) == 0
+    assert _track("rtl", art, frames, outs["rtl"], "--video", str(tmp_path / "rtl.mp4")) == 0
     assert "on the RTL ->" in capsys.readouterr().out
-    outs["ext"] = tmp_path / "ext.txt"
-    assert main(["track", "--backend", "rtl", "--external-weights", "--artifact", str(art), "--frames", str(frames),
-                 "--init", INIT, "--out", str(outs["ext"])]) == 0
-    assert "on the RTL (weights in external memory)" in capsys.readouterr().out
     golden, rtl = outs["golden"].read_text(), outs["rtl"].read_text()
-    assert len(golden.splitlines()) == 4 and rtl == golden and outs["ext"].read_text() == golden
+    assert len(golden.splitlines()) == 4 and rtl == golden
     # the flag places the accelerator's weights: refused by name on the golden executor
-    assert main(["track", "--backend", "golden", "--external-weights", "--artifact", str(art), "--frames", str(frames),
-                 "--init", INIT, "--out", str(tmp_path / "no.txt")]) == 2
+    assert _track("golden", art, frames, tmp_path / "no.txt", "--external-weights") == 2
     assert "--external-weights" in capsys.readouterr().err and not (tmp_path / "no.txt").exists()
     from spiketrack.model.cli_track import iter_frames
     rendered = list(iter_frames(str(tmp_path / "rtl.mp4")))   # the annotated video: one frame per box
     assert len(rendered) == 4 and rendered[0].shape == moving_texture(1)[0].shape
+
+
+@pytest.mark.slow   # its own Verilator build of the accelerator with external weights (~70 s in the
+# default suite); the default suite runs that accelerator in test_reduced_network_with_weights_in_external_memory
+def test_track_backend_rtl_with_external_weights(tmp_path, capsys):
+    """`spiketrack track --backend rtl --external-weights`: the weights in external memory, the
+    fetches overlapping the convolutions; exactly the boxes of `--backend golden`."""
+    art, frames = _frames_and_artifact(tmp_path, 4)
+    outs = {b: tmp_path / f"{b}.txt" for b in ("golden", "ext")}
+    assert _track("golden", art, frames, outs["golden"]) == 0
+    assert _track("rtl", art, frames, outs["ext"], "--external-weights") == 0
+    assert "on the RTL (weights in external memory)" in capsys.readouterr().out
+    golden = outs["golden"].read_text()
+    assert len(golden.splitlines()) == 4 and outs["ext"].read_text() == golden
 
 
 def test_verify_network_on_the_accelerator_checks_every_layer():
