@@ -201,18 +201,22 @@ class BankedMemory(wiring.Component):
         # loaded every cycle (no clock enable: the write enable reaches only the per-bank enable
         # registers); named with COPY_TAG, so that synthesis keeps each memory's registers apart
         # from another memory's written from the same source (bitstreams.synth.KEEP_COPIES)
+        # The bank-local write address is a register per bank: each drives the address pins of its
+        # own bank's block RAMs only (one register for all banks of lv spanned the device: 15.0 ns
+        # of routing on ULX3S, build r4s1). ``wa`` (the whole address) feeds the observers only.
         wa = Signal(self.addr_bits, name=f"wa{COPY_TAG}", reset_less=True)
         wd = Signal(self.width, name=f"wd{COPY_TAG}", reset_less=True)
         m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
-        w_hi, _ = self._bank_of(self.w_addr)
-        _, wa_lo = self._bank_of(wa)
-        we = []
+        w_hi, w_lo = self._bank_of(self.w_addr)
+        we, wa_b = [], []
         for b, mem in enumerate(self.banks):
             e = Signal(name=f"we{b}")
-            m.d.sync += e.eq(self.w_en & (w_hi == b))
+            a = Signal(len(w_lo), name=f"wa_b{COPY_TAG}{b}", reset_less=True)
+            m.d.sync += [e.eq(self.w_en & (w_hi == b)), a.eq(w_lo)]
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(wa_lo), wp.data.eq(wd), wp.en.eq(e)]
+            m.d.comb += [wp.addr.eq(a), wp.data.eq(wd), wp.en.eq(e)]
             we.append(e)
+            wa_b.append(a)
         m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
 
         # ---------------------------------------------------------------- read ports (READ_LATENCY)
@@ -247,7 +251,7 @@ class BankedMemory(wiring.Component):
                 eb = Signal(name=f"r{i}_e_b{b}")
                 m.d.sync += eb.eq(e1 & (hi == b) & in_reach if nb > 1 else e1 & in_reach)
                 m.d.comb += [rp.addr.eq(ab), rp.en.eq(eb)]
-                hits.append(eb & we[b] & (ab == wa_lo))
+                hits.append(eb & we[b] & (ab == wa_b[b]))
                 read = Signal(name=f"r{i}_rd_b{b}")   # the block RAM's data this cycle is this bank's read
                 m.d.sync += read.eq(eb)
                 # the block RAM's output goes straight into q (no gate after its 5.8 ns clock-to-

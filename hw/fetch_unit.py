@@ -20,6 +20,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_COUNT_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature
+from spiketrack.hw.registers import load_while_idle
 
 __all__ = ["FetchUnit", "fetch_desc_layout", "fetch_cycles", "FETCH_OVERHEAD"]
 
@@ -87,15 +88,19 @@ class FetchUnit(wiring.Component):
                      self.ext.cmd.valid.eq(cmd_valid), self.ext.cmd.payload.eq(cmd),
                      self.ext.wdata.valid.eq(0), self.ext.rdata.ready.eq(busy & ~cmd_valid)]
         m.d.sync += self.out_en.eq(0)
+        p = self.i_desc.payload
         with m.If(take):
-            p = self.i_desc.payload
-            m.d.sync += [busy.eq(1), left.eq(p.words), waddr.eq(p.row_base), widx.eq(0),
-                         cmd.addr.eq(p.ext_addr), cmd.count.eq(p.words), cmd.write.eq(0),
-                         cmd_valid.eq(p.words != 0)]
+            m.d.sync += [busy.eq(1), widx.eq(0), cmd_valid.eq(p.words != 0)]
         with m.If(cmd_valid & self.ext.cmd.ready):
             m.d.sync += cmd_valid.eq(0)
-        with m.If(busy & ~cmd_valid & (left == 0) & ~self.out_en):
+        done = busy & ~cmd_valid & (left == 0) & ~self.out_en
+        with m.If(done):
             m.d.sync += busy.eq(0)
+        # the descriptor's fields load in every idle cycle (so in the take cycle), their clock
+        # enables from register copies of "idle" (hw.registers.load_while_idle), not from the
+        # controller's descriptor valid (12.0 ns to the command and count registers on ULX3S)
+        load_while_idle(m, take, done, [(left, p.words), (waddr, p.row_base), (cmd.addr, p.ext_addr),
+                                        (cmd.count, p.words)], name="f_idle")
         r = self.ext.rdata
         with m.If(r.valid & r.ready):
             m.d.sync += [row.eq(Cat(row[EXT_DATA_BITS:], r.payload)), left.eq(left - 1),

@@ -168,6 +168,9 @@ class VectorUnit(wiring.Component):
         b_cpos, b_row0, b_t0 = Signal(A), Signal(A), Signal(A)
         o_pos, o_t0 = Signal(A), Signal(A)
         b_cur, c_cpos, c_cur = Signal(A), Signal(A), Signal(A)    # b_t0 + b_cpos; c_base + o_pos; c_cpos + o_t0
+        # base + chunk + 1 of each cursor: the next chunk's first address, kept in a register that
+        # steps with the chunk (a three-operand sum fed the cursors' next-value choice: 12.3 ns on ULX3S)
+        a_nch, b_nch, c_nch = Signal(A, name="a_nch"), Signal(A, name="b_nch"), Signal(A, name="c_nch")
         neuron = d.mode == VecMode.NEURON
         n_r_y = Mux(d.mode == VecMode.POOL, d.r_y, Mux(d.mode == VecMode.FUSION, d.r_y, 1))
         n_r_x = Mux(d.mode == VecMode.POOL, d.r_x, Mux(neuron, NILIF_STAGES, 1))   # neuron: read at the last step
@@ -213,6 +216,7 @@ class VectorUnit(wiring.Component):
                          bounds["nry"].eq(Mux(pool & d.bil, taps_m1, n_r_y - 1)), bounds["tout"].eq(T_out - 1),
                          bounds["wo"].eq(d.wo - 1), bounds["ho"].eq(d.ho - 1), bounds["ch"].eq(d.chunks - 1)]
             zero = {n: b == 0 for n, b in bounds.items()}
+            m.d.sync += [a_nch.eq(d.a_base + 1), b_nch.eq(d.b_base + 1), c_nch.eq(d.c_base + 1)]
             m.d.sync += [setup.eq(0), running.eq(1), bil.eq(pool & d.bil), hor.eq(pool & d.horner), up_m1.eq(p_m1),
                          *(st for n, lp in loops.items() for st in lp.bound(bounds[n], zero[n])),
                          *bil_reset(yax, n_in_y, p_m1), *bil_reset(xax, n_in_x, p_m1)]
@@ -277,9 +281,8 @@ class VectorUnit(wiring.Component):
                                  c_cpos.eq(nc), c_cur.eq(nc)]
                 with m.Elif(~last_ch):
                     m.d.sync += bil_reset(xax, n_in_x, up_m1) + bil_reset(yax, n_in_y, up_m1)
-                    na = d.a_base + chunk + 1
-                    nb = d.b_base + chunk + 1
-                    nc = d.c_base + chunk + 1
+                    na, nb, nc = a_nch, b_nch, c_nch
+                    m.d.sync += [a_nch.eq(a_nch + 1), b_nch.eq(b_nch + 1), c_nch.eq(c_nch + 1)]
                     m.d.sync += [*lox.restart(), *loy.restart(), *lch.step(), a_row0.eq(na), a_cpos.eq(na), a_t0.eq(na),
                                  a_rpos.eq(na), a_cur.eq(na), o_pos.eq(chunk + 1), ux.eq(0), uy.eq(0),
                                  b_row0.eq(nb), b_cpos.eq(nb), b_cur.eq(nb), c_cpos.eq(nc), c_cur.eq(nc)]

@@ -44,7 +44,7 @@ from spiketrack.hw.accel.protocol import (COUNTERS, EXT_ROW_BITS, MEM_IDS, STATU
                                           words_per_row)
 from spiketrack.hw.arith import at_least
 from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory
-from spiketrack.hw.registers import copies, load_groups, or_all
+from spiketrack.hw.registers import COPY_TAG, copies, load_groups, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
 from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
@@ -394,9 +394,13 @@ class Accelerator(wiring.Component):
         uw_addr, uw_data = Signal(A, name="uw_addr", reset_less=True), Signal(STREAM_BITS * P, name="uw_data", reset_less=True)
         uw_en_lv, uw_en_st = Signal(name="uw_en_lv"), Signal(name="uw_en_st")
         u_en = Mux(act[Unit.CONV], conv.out_en, Mux(act[Unit.VEC], vec.out_en, 0))
+        # the data select: copies of act[CONV], one per load group of the row, set with it in DECODE
+        uw_groups = load_groups(len(uw_data))
+        uw_sel = [Signal(name=f"uw_sel{COPY_TAG}{k}") for k in range(len(uw_groups))]
         m.d.sync += [uw_addr.eq(Mux(act[Unit.CONV], conv.out_addr, vec.out_addr)),
-                     uw_data.eq(Mux(act[Unit.CONV], conv.out_data, vec.out_data)),
                      uw_en_lv.eq(u_en & dst_lv), uw_en_st.eq(u_en & ~dst_lv)]
+        m.d.sync += [uw_data[lo:hi].eq(Mux(sel, conv.out_data[lo:hi], vec.out_data[lo:hi]))
+                     for sel, (lo, hi) in zip(uw_sel, uw_groups)]
         # a search run never writes a template slot (rows below the guard); no run writes past the
         # end of the template memory (the memory decodes the low address bits only: row depth + r
         # would land on row r)
@@ -515,6 +519,7 @@ class Accelerator(wiring.Component):
                 neuron_bit = pw[2 + desc_layout(A)["neuron"].offset] if "conv" in self.units else 0
                 mode = pw[2 + vec_desc_layout(A)["mode"].offset:][:2] if "vec" in self.units else 0
                 m.d.sync += [act[un].eq(u == un.value) for un in Unit if un != Unit.FETCH]
+                m.d.sync += [sel.eq(u == Unit.CONV.value) for sel in uw_sel]
                 # the fetch unit keeps the weight memory's write port until the run ends
                 m.d.sync += act[Unit.FETCH].eq(act[Unit.FETCH] | (u == Unit.FETCH.value))
                 m.d.sync += [word.eq(pw), cur.eq(u),
