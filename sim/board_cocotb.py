@@ -23,20 +23,20 @@ def run_plan_over_uart(ap: AccelProgram, plan: list[dict], *, sim: str = "verila
     weights, the external-memory model starts empty (the plan loads it: ``load_ext=True``)."""
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
-    init = {m: ap.images[m] for m in BAKED}
-    kw = ap.accel_kwargs(preload=False)
+    # the design's arguments, also the key of its cached Verilog (run_cocotb(design_key=))
+    args = {"lanes": ap.lanes, "depths": ap.depths, "addr_bits": ap.addr_bits, "divisor": divisor, "gap_cycles": 4096,
+            "init": {m: ap.images[m] for m in BAKED}, **ap.accel_kwargs(preload=False)}
+    env = build_env(sim, ap)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan_file, report_file = Path(tmp) / "plan.json", Path(tmp) / "report.json"
         plan_file.write_text(json.dumps(plan))
-        result = run_cocotb(lambda: LinkedAccelerator(ap.lanes, ap.depths, ap.addr_bits, divisor=divisor,
-                                                      gap_cycles=4096, init=init, **kw),
+        result = run_cocotb(lambda: LinkedAccelerator(**args),
                             toplevel="linked_accel", test_module="sim/board_cocotb_tb.py", sim=sim,
-                            name=build_name("board", sim, build_env(sim, ap)),
+                            name=build_name("board", sim, env),
                             tb_params={"plan": str(plan_file), "report": str(report_file), "lanes": ap.lanes,
                                        "divisor": divisor, "corrupt": corrupt},
-                            waves=waves, check=False, extra_env=build_env(sim, ap),
-                            design_key=json.dumps(["LinkedAccelerator", ap.lanes, ap.depths, ap.addr_bits, divisor,
-                                                   4096, init, kw], sort_keys=True, default=repr))
+                            waves=waves, check=False, extra_env=env,
+                            design_key=json.dumps(["LinkedAccelerator", args], sort_keys=True, default=repr))
         out = json.loads(report_file.read_text()) if report_file.exists() else {}
     if "error" in out or "value" not in out:
         raise RuntimeError(f"cocotb run over the UART failed: {out.get('error') or result}")
