@@ -10,18 +10,15 @@ from amaranth.hdl import Value
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
+from spiketrack.compiler.accel import pack_fields
 from spiketrack.hw.nilif import NILIF_STAGES, NiLifPipeline
 from spiketrack.quant.golden.neuron import Decay, fire, ni_lif
 
 P = 8
 
 
-def _pack(layout, **fields) -> int:
-    """``fields`` of a flat struct ``layout`` as the raw bits of one value."""
-    return sum((int(v) & ((1 << layout[k].width) - 1)) << layout[k].offset for k, v in fields.items())
-
-
 def _unpack(layout, raw: int) -> dict:
+    """The fields of a flat struct ``layout`` from the raw bits of one value."""
     return {k: raw >> f.offset & ((1 << f.width) - 1) for k, f in layout}
 
 
@@ -37,17 +34,11 @@ def _run(ops, spacing):
     i_terms, i_carry, o_carry = Value.cast(dut.i_terms_next), Value.cast(dut.i_carry), Value.cast(dut.o_carry)
     x_bits, k_bits = len(i_x) // P, len(o_k) // P
     x_mask, k_mask = (1 << x_bits) - 1, (1 << k_bits) - 1
-    term_layout = dut.i_terms_next.shape().elem_shape
-    term_bits = Value.cast(dut.i_terms_next[0]).shape().width
 
     def terms_value(decays, t):
         """The packed decay terms of step ``t``'s input."""
         terms = decays[t - 1] if t > 0 else []
-        value = 0
-        for j in range(2):
-            on = j < len(terms)
-            value |= _pack(term_layout, en=on, neg=on and terms[j][0] < 0, sh=terms[j][1] if on else 0) << (term_bits * j)
-        return value
+        return pack_fields(dut.i_terms_next.shape(), [{"en": 1, "neg": int(a < 0), "sh": sh} for a, sh in terms])
 
     async def bench(ctx):
         out_log = []
@@ -80,7 +71,7 @@ def _run(ops, spacing):
                     nxt += 1
                     if nxt < len(inputs) and inputs[nxt][0] == oi:
                         ctx.set(i_terms, terms[inputs[nxt][2]])
-                    ctx.set(i_carry, _pack(carry_layout, op=oi, t=t, pos=pos))
+                    ctx.set(i_carry, pack_fields(carry_layout, {"op": oi, "t": t, "pos": pos}))
                     await drain(1)
                     ctx.set(dut.i_valid, 0)
                     await drain(spacing() - 1)
