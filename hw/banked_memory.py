@@ -208,15 +208,14 @@ class BankedMemory(wiring.Component):
         wd = Signal(self.width, name=f"wd{COPY_TAG}", reset_less=True)
         m.d.sync += [wa.eq(self.w_addr), wd.eq(self.w_data)]
         w_hi, w_lo = self._bank_of(self.w_addr)
-        we, wa_b = [], []
+        wa_b = copies(m, w_lo, len(self.banks), "wa_b", reset_less=True)
+        we = []
         for b, mem in enumerate(self.banks):
             e = Signal(name=f"we{b}")
-            a = Signal(len(w_lo), name=f"wa_b{COPY_TAG}{b}", reset_less=True)
-            m.d.sync += [e.eq(self.w_en & (w_hi == b)), a.eq(w_lo)]
+            m.d.sync += e.eq(self.w_en & (w_hi == b))
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(a), wp.data.eq(wd), wp.en.eq(e)]
+            m.d.comb += [wp.addr.eq(wa_b[b]), wp.data.eq(wd), wp.en.eq(e)]
             we.append(e)
-            wa_b.append(a)
         m.d.comb += [self.wrote.eq(sum(e.as_unsigned() for e in we) != 0), self.wrote_addr.eq(wa)]
 
         # ---------------------------------------------------------------- read ports (READ_LATENCY)

@@ -27,12 +27,13 @@ LOAD_GROUP = 48      #: register bits per idle copy (:func:`load_while_idle`)
 COPY_TAG = "__dup"   #: in a register's name: synthesis keeps it apart from equal registers (:func:`copies`)
 
 
-def copies(m: Module, value, n: int, name: str) -> list:
+def copies(m: Module, value, n: int, name: str, reset_less: bool = False) -> list:
     """``n`` registers that each load ``value``: one copy per consumer group, so a control value
     that fans out to many lanes reaches each group from a register of its own. Synthesis merges
     equal registers; the board builds keep the ones named with :data:`COPY_TAG` apart
-    (``bitstreams.synth.KEEP_COPIES``)."""
-    regs = [Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}") for k in range(n)]
+    (``bitstreams.synth.KEEP_COPIES``). ``reset_less``: copies of a value the reset need not clear
+    (an address loaded every cycle), without reset logic."""
+    regs = [Signal(Value.cast(value).shape(), name=f"{name}{COPY_TAG}{k}", reset_less=reset_less) for k in range(n)]
     m.d.sync += [r.eq(value) for r in regs]
     return regs
 
