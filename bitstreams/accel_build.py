@@ -206,22 +206,34 @@ def _progress(out: Path, name: str, stop: threading.Event, t0: float, echo) -> N
 #: --nextpnr-arg=heap`` chooses another.
 ECP5_PLACER = "static"
 
+#: nextpnr's router for ECP5 builds of the accelerator: ``router1``. On one placement (the shipped
+#: RTL, seed 1) router2 gave 87.16 MHz with 159 endpoints above 10 ns and router1 99.16 MHz with 1,
+#: in 313 s against 356 (docs/boards.md, builds ``r5s1`` and ``r5s1-router1``). router1 had not
+#: converged in 45 min on the builds before the floorplan and the register copies (u100 series).
+#: ``--nextpnr-arg=--router --nextpnr-arg=router2`` chooses the other.
+ECP5_ROUTER = "router1"
+
+
+def _option(fam: str, nextpnr_args, name: str, default: str) -> str | None:
+    args = list(nextpnr_args)
+    if name in args:
+        i = args.index(name)
+        return args[i + 1] if i + 1 < len(args) else None
+    return default if fam == "ecp5" else None
+
 
 def _placer(fam: str, nextpnr_args) -> str | None:
-    args = list(nextpnr_args)
-    if "--placer" in args:
-        i = args.index("--placer")
-        return args[i + 1] if i + 1 < len(args) else None
-    return ECP5_PLACER if fam == "ecp5" else None
+    return _option(fam, nextpnr_args, "--placer", ECP5_PLACER)
 
 
 def nextpnr_options(fam: str, nextpnr_args=()) -> list[str]:
     """nextpnr's options of an accelerator build: the build's own, then ``nextpnr_args``. On ECP5:
-    router2 and :data:`ECP5_PLACER` (not when ``nextpnr_args`` names ``--placer``: nextpnr takes
-    an option once)."""
+    :data:`ECP5_ROUTER` and :data:`ECP5_PLACER`, each unless ``nextpnr_args`` names that option
+    (nextpnr takes an option once)."""
     own = []
     if fam == "ecp5":
-        own += ["--router", "router2"]
+        if "--router" not in nextpnr_args:
+            own += ["--router", ECP5_ROUTER]
         if "--placer" not in nextpnr_args:
             own += ["--placer", ECP5_PLACER]
     return own + ["--timing-allow-fail", "--detailed-timing-report", *nextpnr_args]
@@ -290,8 +302,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     watcher = threading.Thread(target=_progress, args=(out, "spiketrack", stop, time.monotonic(), echo), daemon=True)
     watcher.start()
     try:
-        # router2: nextpnr's default router1 had not converged after 45 min on the ULX3S build;
-        # --placer static on ECP5 (ECP5_PLACER) unless the caller names a placer;
+        # ECP5: ECP5_ROUTER and ECP5_PLACER unless the caller names a router or a placer;
         # --timing-allow-fail: a clock above Fmax still gives the report (timing_met false, a warning);
         # --detailed-timing-report: every sink's arrival time in report.json (tools/late_endpoints.py)
         fig = build_bitstream(top, b.name, out, name="spiketrack", seed=seed, abc9=False,
@@ -310,7 +321,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
                            for k in ("lut", "ff", "ebr")},
         "nextpnr_args": list(nextpnr_args),
-        "placer": _placer(fam, nextpnr_args),
+        "placer": _placer(fam, nextpnr_args), "router": _option(fam, nextpnr_args, "--router", ECP5_ROUTER),
         "seconds": round(time.monotonic() - t0, 1),
     })
     echo("[3/3] done")

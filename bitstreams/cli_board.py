@@ -15,7 +15,7 @@ from spiketrack.cli import UserError
 
 KEYS = ("board", "device", "network", "lut", "lut_total", "ff", "ebr", "ebr_total", "dsp", "fmax_mhz", "clock_mhz", "constraint_mhz",
         "timing_met", "bitstream", "fps_at_fmax", "search_cycles", "run_cycles", "estimate", "estimate_error", "fits", "nextpnr_args",
-        "placer", "floorplan", "seconds")
+        "placer", "router", "floorplan", "seconds")
 
 
 def _plans() -> dict:

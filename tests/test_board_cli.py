@@ -108,6 +108,19 @@ def test_ecp5_builds_place_with_the_static_placer_unless_told_otherwise():
     assert "--placer" not in nextpnr_options("ice40") and _placer("ice40", []) is None
 
 
+def test_ecp5_builds_route_with_router1_unless_told_otherwise():
+    """The ECP5 default router is router1 (99.16 MHz against router2's 87.16 on one placement); a
+    `--router` among the caller's arguments replaces it; iCE40 builds name none."""
+    from spiketrack.bitstreams.accel_build import ECP5_ROUTER, _option, nextpnr_options
+
+    opts = nextpnr_options("ecp5")
+    assert ECP5_ROUTER == "router1" and opts.count("--router") == 1 and opts[opts.index("--router") + 1] == "router1"
+    own = nextpnr_options("ecp5", ["--router", "router2"])
+    assert own.count("--router") == 1 and own[own.index("--router") + 1] == "router2"
+    assert _option("ecp5", ["--router", "router2"], "--router", ECP5_ROUTER) == "router2"
+    assert "--router" not in nextpnr_options("ice40") and _option("ice40", [], "--router", ECP5_ROUTER) is None
+
+
 def test_build_over_constrains_place_and_route_only_on_ecp5(monkeypatch, tmp_path, capsys):
     """`--constrain-mhz` sets the clock nextpnr times against (a FREQUENCY NET constraint on the
     PLL's output in the LPF), not the PLL's dividers; below the core clock, or on an iCE40, it is
