@@ -13,8 +13,9 @@ if ! command -v iverilog >/dev/null 2>&1; then
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null
 fi
 
-if [ ! -x $VENV/bin/python ]; then
-    python3 -m venv $VENV
+# a venv without pip is one whose creation was interrupted: make it again
+if [ ! -x $VENV/bin/python ] || [ ! -x $VENV/bin/pip ]; then
+    python3 -m venv --clear $VENV
 fi
 
 if [ ! -f $STAMP ] || [ "$(cat $STAMP)" != "$HASH" ]; then
