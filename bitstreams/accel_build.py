@@ -208,7 +208,7 @@ ECP5_PLACER = "static"
 
 #: nextpnr's router for ECP5 builds of the accelerator: ``router1``. On one placement (the shipped
 #: RTL, seed 1) router2 gave 87.16 MHz with 159 endpoints above 10 ns and router1 99.16 MHz with 1,
-#: in 313 s against 356 (docs/boards.md, builds ``r5s1`` and ``r5s1-router1``). router1 had not
+#: in 313 s against 356 (docs/boards.md, builds ``r5s1`` and ``m1s1``). router1 had not
 #: converged in 45 min on the builds before the floorplan and the register copies (u100 series).
 #: ``--nextpnr-arg=--router --nextpnr-arg=router2`` chooses the other.
 ECP5_ROUTER = "router1"
@@ -232,10 +232,9 @@ def nextpnr_options(fam: str, nextpnr_args=()) -> list[str]:
     (nextpnr takes an option once)."""
     own = []
     if fam == "ecp5":
-        if "--router" not in nextpnr_args:
-            own += ["--router", ECP5_ROUTER]
-        if "--placer" not in nextpnr_args:
-            own += ["--placer", ECP5_PLACER]
+        for name, default in (("--router", ECP5_ROUTER), ("--placer", ECP5_PLACER)):
+            if name not in nextpnr_args:
+                own += [name, default]
     return own + ["--timing-allow-fail", "--detailed-timing-report", *nextpnr_args]
 
 
