@@ -397,6 +397,40 @@ def _tool_output_to_stderr():
         os.close(saved)
 
 
+#: Lines of the simulator build's log that a failed build shows (the whole log stays in the file).
+BUILD_LOG_TAIL = 40
+
+
+@contextlib.contextmanager
+def _tool_output_to_file(path: Path):
+    """File descriptors 1 and 2 (the simulator build's tools, cocotb's logging) go to ``path``:
+    a Verilator build writes hundreds of lint warnings about Amaranth's Verilog that say nothing
+    to the user. The log is kept; a failed build shows its tail (:func:`_log_tail`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _log_tail(path: Path, lines: int = BUILD_LOG_TAIL) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     # Keep the mtime stable for unchanged text so cocotb's Icarus build can skip.
     if path.is_file() and path.read_text() == text:
@@ -486,6 +520,12 @@ def run_cocotb(
     Returns
     -------
     CocotbResult
+
+    Notes
+    -----
+    The simulator build's own output (Verilator's lint warnings, make) goes to ``build.log`` in
+    the build folder, not to the terminal; a failed build raises ``RuntimeError`` with that log's
+    last lines. The simulation's output goes to standard error.
     """
     from cocotb_tools.runner import get_runner
 
@@ -562,17 +602,20 @@ def run_cocotb(
                                           verilator_readable)
                 if cpp_clock_ns is not None:
                     _verilator_main(runner, CPP_CLOCK_MAIN)
+            build_log = build_dir / "build.log"
             try:
-                runner.build(
-                    sources=[vfile],
-                    hdl_toplevel=toplevel,
-                    build_dir=build_dir,
-                    build_args=build_args,
-                    timescale=timescale,
-                    waves=waves,
-                )
+                with _tool_output_to_file(build_log):
+                    runner.build(
+                        sources=[vfile],
+                        hdl_toplevel=toplevel,
+                        build_dir=build_dir,
+                        build_args=build_args,
+                        timescale=timescale,
+                        waves=waves,
+                    )
             except (SystemExit, Exception) as e:  # cocotb raises SystemExit on tool errors
-                raise RuntimeError(f"cocotb {sim} build of {vfile} failed: {e!r}") from e
+                raise RuntimeError(f"cocotb {sim} build of {vfile} failed: {e!r}; the last lines of "
+                                   f"its log {build_log}:\n{_log_tail(build_log)}") from e
             if not reuse:
                 stamp.write_text(digest)
                 built = True

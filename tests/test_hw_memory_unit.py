@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spiketrack.hw.memory_unit import MemoryUnit, MemoryUnitGeometry
-from spiketrack.hw.memory_unit_cycles import (build_cycles, events_from_levels, n_spikes,
-                                              retrieve_cycles)
+from spiketrack.hw.memory_unit_cycles import build_cycles, n_spikes, retrieve_cycles
 from spiketrack.quant.golden.memory import memory_build, retrieve
 from spiketrack.sim.memory_unit_sim import Command, memory_tensor, packet, random_levels, simulate
 

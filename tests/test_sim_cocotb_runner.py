@@ -187,3 +187,20 @@ def test_source_fingerprint_changes_with_a_source_file(tmp_path, monkeypatch):
         fingerprints.append(cocotb_runner.source_fingerprint())
     cocotb_runner.source_fingerprint.cache_clear()
     assert fingerprints[0] == fingerprints[2] != fingerprints[1]
+
+
+@pytest.mark.skipif("icarus" not in available_simulators(), reason="icarus not installed")
+def test_simulator_build_output_goes_to_its_log_and_a_failed_build_shows_its_tail(tmp_path, capfd):
+    # iverilog -v writes its version and progress: the log gets them, the terminal does not
+    res = run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim="icarus",
+                     tb_params={"n": 4, "width": 8}, build_args=["-v"], build_root=tmp_path / "ok")
+    assert res.built and "Icarus Verilog Preprocessor" in (res.build_dir / "build.log").read_text()
+    out, err = capfd.readouterr()
+    assert out == "" and "Icarus Verilog Preprocessor" not in err and "test_sums_under_backpressure" in err
+    # the tool's complaint reaches the error message, not only the log
+    complaint = "Unsupported Language generation 9999"
+    with pytest.raises(RuntimeError, match=rf"(?s)build of .* failed.*build\.log.*{complaint}"):
+        run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim="icarus",
+                   build_args=["-g9999"], build_root=tmp_path / "bad")
+    (log,) = (tmp_path / "bad").glob("stream_adder-*/build.log")
+    assert complaint in log.read_text()
