@@ -74,6 +74,7 @@ __all__ = [
     "FIGURE_KEYS",
     "IoFold",
     "ToolchainError",
+    "overused_resources",
     "ToolMissing",
     "build_bitstream",
     "figures_from_files",
@@ -529,8 +530,14 @@ KEEP_COPIES = f"setattr -set keep 1 w:*{COPY_TAG}* %ci1:+[Q] c:* %i"
 #: bank data register (tests/test_bitstreams_synth.py checks both).
 NO_RW_CHECK = "setparam -set COLLISION_X_MASK 1'1 a:no_rw_check %m t:$memrd_v2 %i"
 
-#: What every board flow runs after reading the design (:func:`platform_flow`).
+#: What the ECP5 board flows run after reading the design (:func:`platform_flow`).
 AFTER_READ = KEEP_COPIES + "\n" + NO_RW_CHECK
+
+#: What the iCE40 board flow runs after reading the design: :data:`NO_RW_CHECK` only, so synthesis
+#: merges the register copies. They serve the ECP5 builds' 100 MHz; the iCEBreaker's 24 MHz core
+#: needs none, and its UP5K has 5,280 logic cells (merged, the reduced build packs into 5,289
+#: instead of 5,348; docs/boards.md).
+AFTER_READ_ICE40 = NO_RW_CHECK
 
 #: Yosys commands that replace ``synth_ecp5``'s ABC9 LUT mapping by ABC's (``synth_opts`` stops
 #: before ``map_luts``, ``script_after_synth`` maps and finishes): Yosys 0.70's ABC9 fails an
@@ -540,11 +547,24 @@ ABC_LUT_FLOW = ("-run begin:map_luts",
                 "techmap -map +/lattice/latches_map.v\nabc -dress -lut 4:7\nclean\nsynth_ecp5 -top {name} -run map_cells:")
 
 
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+
+
+def overused_resources(nextpnr_log: str) -> list[str]:
+    """``"<resource> <used> of <available>"`` for each resource nextpnr's device-utilisation table
+    in ``nextpnr_log`` shows above what the device has (the first table: after packing)."""
+    seen: dict[str, tuple[int, int]] = {}
+    for kind, used, total in _UTILISATION.findall(nextpnr_log):
+        seen.setdefault(kind, (int(used), int(total)))
+    return [f"{k} {u} of {t}" for k, (u, t) in seen.items() if u > t]
+
+
 def platform_flow(family: str, abc9: bool, name: str) -> dict[str, str]:
-    """The amaranth-boards build overrides of :func:`build_bitstream`: :data:`KEEP_COPIES` and
-    :data:`NO_RW_CHECK` after reading the design, in every flow, and :data:`ABC_LUT_FLOW` for ECP5
-    without ABC9."""
-    flow = {"script_after_read": AFTER_READ}
+    """The amaranth-boards build overrides of :func:`build_bitstream`: after reading the design,
+    :data:`KEEP_COPIES` and :data:`NO_RW_CHECK` for ECP5 and :data:`NO_RW_CHECK` alone for iCE40
+    (:data:`AFTER_READ_ICE40`: synthesis merges the copies there), and :data:`ABC_LUT_FLOW` for
+    ECP5 without ABC9."""
+    flow = {"script_after_read": AFTER_READ if family == "ecp5" else AFTER_READ_ICE40}
     if family == "ecp5" and not abc9:
         flow.update(synth_opts=ABC_LUT_FLOW[0], script_after_synth=ABC_LUT_FLOW[1].format(name=name))
     return flow
@@ -615,8 +635,12 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
                                do_program=False, nextpnr_opts=" ".join(opts), **flow)
             except Exception as e:
                 logs = [p for p in (out / f"{name}.tim", out / f"{name}.rpt") if p.is_file()]
-                tail = "\n".join(logs[0].read_text(errors="replace").splitlines()[-25:]) if logs else ""
-                raise ToolchainError(f"platform.build for {b.name} failed: {e!r}\n{tail}") from e
+                text = logs[0].read_text(errors="replace") if logs else ""
+                tail = "\n".join(text.splitlines()[-25:])
+                over = overused_resources(text)
+                what = (f"the design does not fit the {b.device.device}: " + ", ".join(over) + "; "
+                        if over else "")
+                raise ToolchainError(f"platform.build for {b.name} failed: {what}{e!r}\n{tail}") from e
 
         bit = out / (f"{name}.bit" if family == "ecp5" else f"{name}.bin")
         if not bit.is_file():

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from spiketrack.bitstreams import synth
 from spiketrack.bitstreams.boards import BOARDS, get_device
-from spiketrack.bitstreams.synth import ToolMissing, build_bitstream, synthesize
+from spiketrack.bitstreams.synth import ToolchainError, ToolMissing, build_bitstream, synthesize
 from spiketrack.hw.registers import copies
 
 
@@ -174,12 +174,32 @@ def test_copies_stay_apart_in_synthesis():
 
 
 @pytest.mark.parametrize("family, abc9", [("ecp5", True), ("ecp5", False), ("ice40", True)])
-def test_every_board_flow_keeps_the_copies(family, abc9):
+def test_ecp5_board_flows_keep_the_copies_and_ice40_merges_them(family, abc9):
     # the ECP5 accelerator builds take the ABC flow (abc9=False): its overrides must not replace
-    # the keep of the copies (they once did, and the ULX3S builds merged every copy)
+    # the keep of the copies (they once did, and the ULX3S builds merged every copy). The
+    # iCEBreaker's 24 MHz needs no copies and its UP5K has no room for them.
     flow = synth.platform_flow(family, abc9, "top")
-    assert flow["script_after_read"].split("\n") == [synth.KEEP_COPIES, synth.NO_RW_CHECK]
+    kept = [synth.KEEP_COPIES] if family == "ecp5" else []
+    assert flow["script_after_read"].split("\n") == kept + [synth.NO_RW_CHECK]
     assert ("synth_opts" in flow) == (family == "ecp5" and not abc9)
+
+
+# nextpnr-ice40's utilisation table of an iCEBreaker build that did not fit (its .tim log), and a
+# second table after placement that must not count
+NEXTPNR_OVERFULL = """Info: Device utilisation:
+Info: \t         ICESTORM_LC:    5289/   5280   100%
+Info: \t        ICESTORM_RAM:      14/     30    46%
+Info: \t               SB_GB:       8/      8   100%
+Info: \t        ICESTORM_DSP:       0/      8     0%
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    5000/   5280    94%
+"""
+
+
+def test_overused_resources_names_each_resource_above_the_device():
+    assert synth.overused_resources(NEXTPNR_OVERFULL) == ["ICESTORM_LC 5289 of 5280"]
+    assert synth.overused_resources(NEXTPNR_OVERFULL.replace("5289/", "5280/")) == []
+    assert synth.overused_resources("ERROR: something else\n") == []
 
 
 @pytest.mark.parametrize("fix", [True, False])
@@ -207,15 +227,17 @@ def test_no_rw_check_memories_lose_the_collision_bypass_in_the_board_flow(tmp_pa
     assert (ff["dc"] == 0) == fix, ff
 
 
-def test_copies_stay_apart_in_a_board_build():
-    # the board flow reads Amaranth's RTLIL (platform.build), not Verilog: each copy is still
-    # driven by a flip-flop of its own in the placed netlist
-    fig = build_bitstream(CopiesBlinky(), "icebreaker", name="t_copies")
+@pytest.mark.parametrize("board, apart", [("ulx3s-85f", True), ("icebreaker", False)])
+def test_copies_stay_apart_in_an_ecp5_board_build_and_merge_on_ice40(board, apart):
+    # the board flow reads Amaranth's RTLIL (platform.build), not Verilog: on ECP5 each copy is
+    # still driven by a flip-flop of its own in the placed netlist; iCE40 merges them into one
+    fig = build_bitstream(CopiesBlinky(), board, name="t_copies")
     top = json.loads((Path(fig["out_dir"]) / "t_copies.json").read_text())["modules"]["t_copies"]
-    bits = {k: top["netnames"][f"led__dup{k}"]["bits"][0] for k in range(2)}
-    drivers = {k: [n for n, c in top["cells"].items() if c["type"].startswith("SB_DFF") and c["connections"]["Q"] == [b]]
-               for k, b in bits.items()}
-    assert bits[0] != bits[1] and all(len(d) == 1 for d in drivers.values()), (bits, drivers)
+    # a merged copy loses its net name to the one kept
+    bits = {top["netnames"][n]["bits"][0] for n in ("led__dup0", "led__dup1") if n in top["netnames"]}
+    drivers = [n for n, c in top["cells"].items() if c["type"].startswith(("SB_DFF", "TRELLIS_FF"))
+               and c["connections"]["Q"][0] in bits]
+    assert len(bits) == len(drivers) == (2 if apart else 1), (bits, drivers)
 
 
 def test_build_bitstream_icebreaker():
@@ -266,3 +288,18 @@ def test_yosys_check_problems_are_an_error(tmp_path):
                    "Found and reported 1 problems.\n")
     with pytest.raises(ToolchainError, match=r"1 problem.*\n.*conflicting drivers for top"):
         check_yosys_log(log)
+
+
+def test_a_board_build_that_does_not_fit_names_the_resource(monkeypatch, tmp_path):
+    # nextpnr stops on a design larger than the device; the error names the resource and the counts
+    import subprocess
+
+    platform_class = synth.get_board("icebreaker").platform_class()
+
+    def overfull_build(self, top, *, name, build_dir, **kwargs):
+        (Path(build_dir) / f"{name}.tim").write_text(NEXTPNR_OVERFULL + "ERROR: Failed to expand region\n")
+        raise subprocess.CalledProcessError(125, ["sh", f"build_{name}.sh"])
+
+    monkeypatch.setattr(platform_class, "build", overfull_build)
+    with pytest.raises(ToolchainError, match=r"does not fit the up5k: ICESTORM_LC 5289 of 5280"):
+        build_bitstream(Blinky(), "icebreaker", tmp_path / "b", name="t_overfull")
