@@ -383,18 +383,29 @@ def _patched_env(updates: Mapping[str, str], sys_path_head: Iterable[Path]):
 
 
 @contextlib.contextmanager
-def _tool_output_to_stderr():
-    """The simulator's and its build's output (they write to file descriptor 1) go to standard
-    error, so a command's ``--json`` on standard output stays parseable."""
+def _fds_to(target: int, fds: tuple[int, ...]):
+    """File descriptors ``fds`` write to ``target`` inside the block, and are restored after."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
     try:
-        os.dup2(2, 1)
+        for fd in fds:
+            os.dup2(target, fd)
         yield
     finally:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        sys.stderr.flush()
+        for fd, keep in zip(fds, saved):
+            os.dup2(keep, fd)
+            os.close(keep)
+
+
+@contextlib.contextmanager
+def _tool_output_to_stderr():
+    """The simulator's and its build's output (they write to file descriptor 1) go to standard
+    error, so a command's ``--json`` on standard output stays parseable."""
+    with _fds_to(2, (1,)):
+        yield
 
 
 #: Lines of the simulator build's log that a failed build shows (the whole log stays in the file).
@@ -406,21 +417,8 @@ def _tool_output_to_file(path: Path):
     """File descriptors 1 and 2 (the simulator build's tools, cocotb's logging) go to ``path``:
     a Verilator build writes hundreds of lint warnings about Amaranth's Verilog that say nothing
     to the user. The log is kept; a failed build shows its tail (:func:`_log_tail`)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        with open(path, "wb") as log:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
+    with open(path, "wb") as log, _fds_to(log.fileno(), (1, 2)):
+        yield
 
 
 def _log_tail(path: Path, lines: int = BUILD_LOG_TAIL) -> str:
