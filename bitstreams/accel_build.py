@@ -13,11 +13,13 @@ block RAM of an ECP5-85F; with ``external_weights`` (its weights in the ULX3S's 
 (docs/boards.md).
 
 The iCEBreaker (UP5K: 5,280 logic cells, 30 EBR) gets a reduced configuration (:data:`REDUCED`):
-the memory builder alone (``M = Kᵀ·V``) at P = 8 with 10-bit addresses and five counters, the
+the memory builder alone (``M = Kᵀ·V``) at P = 4 with 10-bit addresses, five counters and the
+memories' read registers in front of their block RAMs (``read_registers="address"``), the
 controller, host interface and UART link unchanged, so the same driver and protocol run it; by
 default it carries ``sim/reduced.memory_network``. The conv engine does not fit (yosys alone:
 12,464 LUT4 at P = 8, 4,921 at P = 2), nor does the vector unit with the controller and link
-(6,626 logic cells at P = 1, nextpnr could not place it; docs/boards.md).
+(6,626 logic cells at P = 1, nextpnr could not place it), nor the memory builder at P = 8 (4,822
+logic cells, 91 %: nextpnr did not legalise its placement; docs/boards.md).
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ LINK_EBR = {"ecp5": 2, "ice40": 4}
 
 #: Boards whose device cannot hold the whole accelerator: the configuration they get instead
 #: (``Accelerator`` keyword arguments) and the network they carry by default.
-REDUCED = {"icebreaker": {"lanes": 8, "addr_bits": 10, "units": ("mb",),
+REDUCED = {"icebreaker": {"lanes": 4, "addr_bits": 10, "units": ("mb",),
                           "counters": ("cycles", "run_cycles", "mb_busy", "lv_reads", "tm_writes"),
+                          # the memories' read registers in front of the block RAMs: 470 flip-flops
+                          # fewer at P = 8 than after them, which the 24 MHz clock allows (hw/banked_memory.py)
+                          "read_registers": "address",
                           "network": "one MRM's template-memory build (sim/reduced.py memory_network: "
                                      "M = K^T V, T 3, 2 heads, d_h = d_v = 8, 4x4 tokens)"}}
 
@@ -91,7 +96,8 @@ def banked_blocks(width: int, depth: int, family: str, bank_rows: int = BANK_ROW
 
 
 def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: tuple = UNITS,
-             sdram: bool = False, second_port_rows: dict | None = None, cst_bits: int = 16) -> dict:
+             sdram: bool = False, second_port_rows: dict | None = None, cst_bits: int = 16,
+             read_registers: str = "data") -> dict:
     """Pre-synthesis estimate ``{"lut", "ff", "ebr", "ebr_by_memory"}``.
 
     * EBR: per memory :func:`banked_blocks` (bank by bank), plus for ``lv`` and ``st`` those of the
@@ -100,7 +106,7 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
-      FF adds the memories' port registers (:func:`memory_ff`).
+      FF adds the memories' port registers (:func:`memory_ff`, for ``read_registers``).
       A reduced configuration (not all three units): per unit present ``a·P + b`` of
       :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     * ``sdram`` (external weights): plus :data:`SDRAM_LUT` / :data:`SDRAM_FF`, the controller
@@ -121,29 +127,36 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
         ff = CTRL_FF + sum(UNIT_FF[u][0] * lanes + UNIT_FF[u][1] for u in units)
     else:
         raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
-    ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1)) for k, d in depths.items() if d >= 1)
+    ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1), read_registers) for k, d in depths.items() if d >= 1)
     if sdram:
         lut, ff = lut + SDRAM_LUT, ff + SDRAM_FF
     return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
 
 
-def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1) -> int:
+def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1, read_registers: str = "data") -> int:
     """Flip-flops of one :class:`~spiketrack.hw.banked_memory.BankedMemory`: per read port the
     registered address and enable (once more per OR step the memory does not need), one bank-local
     address, per bank an enable, two read flags and two data registers (the second bank step), and
-    the OR steps' group registers; the write port's address, data and one enable per bank."""
-    from spiketrack.hw.banked_memory import BANK_ROWS, MAX_OR_LEVELS, OR_GROUP, or_levels
+    the OR steps' group registers; the write port's bank-local address per bank, data and one
+    enable per bank (its whole address only feeds observers, which synthesis drops). With
+    ``read_registers="address"`` a read port is ``READ_LATENCY - 1`` address and enable registers
+    and the bank index (or the in-reach flag) registered once."""
+    from spiketrack.hw.banked_memory import BANK_ROWS, MAX_OR_LEVELS, OR_GROUP, READ_LATENCY, or_levels
 
     rows = min(BANK_ROWS, 1 << max(0, (depth - 1).bit_length()))
     banks = math.ceil(depth / rows)
-    levels = or_levels(banks)
     lo = (rows - 1).bit_length()
+    write = banks * lo + width + banks
+    if read_registers == "address":
+        per_port = (READ_LATENCY - 1) * (addr_bits + 1) + max(1, (banks - 1).bit_length())
+        return read_ports * per_port + write
+    levels = or_levels(banks)
     ors, n = 0, banks
     for _ in range(levels):
         n = math.ceil(n / OR_GROUP)
         ors += n * width
     per_port = (MAX_OR_LEVELS - levels + 1) * (addr_bits + 1) + lo + banks * (4 + 2 * width) + ors
-    return read_ports * per_port + addr_bits + width + banks
+    return read_ports * per_port + write
 
 
 def board_network(compiled: str | None = None, board: str | None = None):
@@ -267,7 +280,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
                          f"{b.name} has none it can drive")
     ap, desc, cycles = board_program(compiled, lanes, b.name, external_weights)
     est = estimate(ap.depths, lanes, fam, addr_bits, units, sdram=external_weights, second_port_rows=ap.second_port_rows,
-                   cst_bits=ap.cst_bits)
+                   cst_bits=ap.cst_bits, read_registers=cfg.get("read_registers", "data"))
     ebr_total, lut_total = EBR_TOTAL[(fam, dev)], LUT_TOTAL[(fam, dev)]
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
@@ -294,7 +307,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
                    lanes=lanes, depths=ap.depths,
                    init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, uart_pins=UART_PINS.get(b.name),
                    sdram=external_weights, second_port_rows=ap.second_port_rows, cst_bits=ap.cst_bits,
-                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters")})
+                   **{k: v for k, v in cfg.items() if k in ("addr_bits", "units", "counters", "read_registers")})
     echo(f"[2/3] synthesis, place and route, packing -> {out}/ (core clock {top.f_core_mhz:.2f} MHz, "
          f"UART {baud} baud)")
     stop = threading.Event()

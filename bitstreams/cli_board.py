@@ -58,7 +58,7 @@ def add_arguments(p) -> None:
     p.add_argument("--compiled", default=None, metavar="DIR",
                    help="integer-network artifact to bake in (default: the reduced edge-t3 of sim/reduced.py; "
                         "the shipped edge-t3 needs external memory, docs/boards.md)")
-    p.add_argument("--lanes", type=int, default=None, help="default 8; iCEBreaker 1 (its reduced configuration)")
+    p.add_argument("--lanes", type=int, default=None, help="default 8; iCEBreaker 4 (its reduced configuration)")
     p.add_argument("--clock-mhz", type=float, default=None, help="core clock from the PLL (ECP5 100, iCE40 24)")
     p.add_argument("--constrain-mhz", type=float, default=None,
                    help="ECP5: time place and route against this clock instead of the core clock "

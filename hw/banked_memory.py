@@ -25,6 +25,20 @@ A memory of at most :data:`OR_GROUP` banks has one OR step, a memory of one bank
 register is cleared when the bank was not read, as the OR steps' masks would): their
 address is registered once more per missing step (before step 1) instead, which keeps the latency.
 
+These are ``read_registers="data"``, the default: the ECP5 builds' 100 MHz core clock needs them.
+A slow device runs ``read_registers="address"`` instead (the iCEBreaker's 24 MHz,
+``bitstreams/accel_build.REDUCED``): the same :data:`READ_LATENCY` spent on the read address and
+enable alone (``READ_LATENCY - 1`` registers in front of the block RAMs), the block RAMs' read
+data straight to the port through a bank multiplexer whose select is the bank index registered
+beside the block RAMs' read. A port then holds ``(READ_LATENCY - 1)·(addr_bits + 1)`` flip-flops
+in place of two or three data registers of the row's width per bank: on the iCEBreaker's
+memories 470 flip-flops fewer at P = 8 (docs/boards.md). A read then reaches its block RAM
+``READ_LATENCY - 1`` cycles after its address rather than ``READ_LATENCY - 3`` to
+``READ_LATENCY - 5`` (:func:`reach_cycles`): it returns what the default form returns wherever no
+write lands in the row in between (on the iCEBreaker the memory builder reads only the spike-level
+memory and writes only the template memory, and the host's commands are refused while a program
+runs), and the collision check follows the read to its block RAM.
+
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
 lands one cycle after it is presented; the address and data registers load in every cycle (the
@@ -58,7 +72,8 @@ from amaranth.lib.wiring import In, Out
 
 from spiketrack.hw.registers import COPY_TAG, copies, delay, load_groups, or_all
 
-__all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "BANK_ROWS", "OR_GROUP", "or_levels"]
+__all__ = ["BankedMemory", "bank_name", "bank_rows_of", "bank_spans", "READ_LATENCY", "READ_REGISTERS", "BANK_ROWS", "OR_GROUP",
+           "check_read_registers", "or_levels", "reach_cycles"]
 
 READ_LATENCY = 7   #: cycles from a read address to its data (address, bank address, block RAM, bank, bank again, group, output)
 #: rows per bank (a power of two). 2,048: an ECP5 block RAM's 2048×9 shape holds a bank of the
@@ -67,6 +82,16 @@ READ_LATENCY = 7   #: cycles from a read address to its data (address, bank addr
 BANK_ROWS = 2048
 OR_GROUP = 8       #: banks ORed into one group register (two OR steps reach 64 banks: 16 address bits)
 MAX_OR_LEVELS = READ_LATENCY - 5
+#: Where a read port's :data:`READ_LATENCY` registers are: after the block RAM (``"data"``, the
+#: default) or in front of it (``"address"``, fewer flip-flops for a slow clock; module docstring)
+READ_REGISTERS = ("data", "address")
+
+
+def check_read_registers(value: str) -> str:
+    """``value`` if it is one of :data:`READ_REGISTERS`; a ValueError naming them otherwise."""
+    if value not in READ_REGISTERS:
+        raise ValueError(f"read_registers must be one of {READ_REGISTERS}, got {value!r}")
+    return value
 
 
 def or_levels(banks: int) -> int:
@@ -75,6 +100,14 @@ def or_levels(banks: int) -> int:
     while n > 1:
         n, levels = -(-n // OR_GROUP), levels + 1
     return levels
+
+
+def reach_cycles(reach_banks: int, read_registers: str = "data") -> int:
+    """Cycles from a read's address to the cycle it reaches its block RAM (the cycle the row is
+    read, and the one a write landing in that row collides with), for a port that reaches
+    ``reach_banks`` banks."""
+    check_read_registers(read_registers)
+    return READ_LATENCY - 1 if read_registers == "address" else READ_LATENCY - 3 - or_levels(max(1, reach_banks))
 
 
 def bank_rows_of(depth: int, bank_rows: int = BANK_ROWS) -> int:
@@ -127,6 +160,9 @@ class BankedMemory(wiring.Component):
         Initial rows (the rest start at 0); kept through a reset.
     bank_rows : int
         Rows per bank, a power of two.
+    read_registers : {"data", "address"}
+        Where a read port's registers are: after the block RAMs (the default, for a fast clock) or
+        in front of them (fewer flip-flops; module docstring).
 
     Members
     -------
@@ -146,7 +182,12 @@ class BankedMemory(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, addr_bits: int = 16, read_ports: int = 1, init=(),
-                 bank_rows: int = BANK_ROWS, second_port_rows: int | None = None):
+                 bank_rows: int = BANK_ROWS, second_port_rows: int | None = None, read_registers: str = "data"):
+        try:
+            self.read_registers = check_read_registers(read_registers)
+        except ValueError:
+            self._MustUse__silence = True   # refused: never elaborated
+            raise
         if bank_rows < 1 or bank_rows & (bank_rows - 1):
             raise ValueError(f"bank_rows must be a power of two, got {bank_rows}")
         if depth < 1:
@@ -228,6 +269,9 @@ class BankedMemory(wiring.Component):
             if not banks:   # a port that reaches no row: its data are 0
                 m.d.comb += data.eq(0)
                 continue
+            if self.read_registers == "address":
+                hits += self._address_registered_port(m, i, banks, reach, we, wa_b)
+                continue
             levels = or_levels(len(banks))
             # steps the OR tree does not need: the address and enable registered again up front
             a0 = delay(m, addr, MAX_OR_LEVELS - levels, f"r{i}_ap")
@@ -280,3 +324,39 @@ class BankedMemory(wiring.Component):
             m.d.comb += data.eq(outs[0])
         m.d.comb += self.collision.eq(or_all(hits) if hits else 0)
         return m
+
+    def _address_registered_port(self, m, i, banks, reach, we, wa_b) -> list:
+        """Read port ``i`` with ``read_registers="address"``: ``READ_LATENCY - 1`` address and enable
+        registers, the block RAMs of ``banks``, their data through a multiplexer on the bank index
+        registered beside the read (0 for a read past the banks reached; in one bank, past the
+        rows reached). Returns the port's collision terms."""
+        addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
+        a = delay(m, addr, READ_LATENCY - 1, f"r{i}_ap")
+        e = delay(m, en, READ_LATENCY - 1, f"r{i}_ep")
+        hi, lo = self._bank_of(a)
+        one_bank = len(self.banks) == 1
+        # in one bank, a read past the rows reached reads nothing and gives 0
+        within = (a < reach) if one_bank and reach < self.depth else 1
+        hits, rdata = [], []
+        for b, mem in enumerate(banks):
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(lo), rp.en.eq(e & within if one_bank else e & (hi == b))]
+            hits.append(rp.en & we[b] & (lo == wa_b[b]))
+            rdata.append(rp.data)
+        if one_bank:
+            if reach < self.depth:
+                ok = Signal(name=f"r{i}_in_reach")
+                m.d.sync += ok.eq(within)
+                m.d.comb += data.eq(Mux(ok, rdata[0], 0))
+            else:
+                m.d.comb += data.eq(rdata[0])
+        else:
+            sel = Signal.like(hi, name=f"r{i}_sel")
+            m.d.sync += sel.eq(hi)
+            with m.Switch(sel):
+                for b, d in enumerate(rdata):
+                    with m.Case(b):
+                        m.d.comb += data.eq(d)
+                with m.Default():
+                    m.d.comb += data.eq(0)
+        return hits

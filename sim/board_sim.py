@@ -22,17 +22,18 @@ __all__ = ["run_link_session"]
 def run_link_session(fn, *, lanes: int = 8, depths: dict | None = None, divisor: int = 4, gap_cycles: int = 400,
                      preload: dict | None = None, vcd: str | None = None, addr_bits: int = 16, units: tuple = UNITS,
                      counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
-                     second_port_rows: dict | None = None, cst_bits: int = 16):
+                     second_port_rows: dict | None = None, cst_bits: int = 16, read_registers: str = "data"):
     """Run ``fn(driver, transport, state)`` against the simulated :class:`LinkedAccelerator`;
     returns ``fn``'s result (``state["cycle"]``: cycles so far, ``state["line"]``: the line).
-    ``addr_bits``, ``units``, ``counters``, ``ext``, ``ext_init``, ``ext_depth``, ``second_port_rows``, ``cst_bits``: the accelerator's
+    ``addr_bits``, ``units``, ``counters``, ``ext``, ``ext_init``, ``ext_depth``, ``second_port_rows``, ``cst_bits``,
+    ``read_registers``: the accelerator's
     configuration (``Accelerator``'s arguments; ``ext="model"``: an external memory holding
     ``ext_init``, or empty for the host to load)."""
     from amaranth.sim import Simulator
 
     dut = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor, gap_cycles=gap_cycles, units=units,
                             counters=counters, ext=ext, ext_init=ext_init, ext_depth=ext_depth,
-                            second_port_rows=second_port_rows, cst_bits=cst_bits)
+                            second_port_rows=second_port_rows, cst_bits=cst_bits, read_registers=read_registers)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     port = QueuePort()

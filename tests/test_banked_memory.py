@@ -11,27 +11,35 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from spiketrack.hw.banked_memory import OR_GROUP, READ_LATENCY, BankedMemory, bank_spans, or_levels
+from spiketrack.hw.banked_memory import (OR_GROUP, READ_LATENCY, READ_REGISTERS, BankedMemory, bank_spans, or_levels,
+                                         reach_cycles)
 
 
+@pytest.mark.parametrize("read_registers", READ_REGISTERS)
 @pytest.mark.parametrize("depth,bank_rows,second", [(5, 8, None), (20, 8, None), (70, 8, None), (5, 8, 3), (20, 8, 8),
                                                      (70, 8, 20), (20, 8, 0)])
-def test_reads_and_writes_match_a_list(depth, bank_rows, second):
+def test_reads_and_writes_match_a_list(depth, bank_rows, second, read_registers):
     """``second``: the rows port 1 reaches (``second_port_rows``); its reads past their banks (in
-    one bank: past them) give 0."""
+    one bank: past them) give 0. ``read_registers``: the registers after the block RAMs, or in
+    front of them (the read reaches the block RAM later)."""
     width, cycles = 12, 300
     rng = random.Random(depth)
     init = [rng.randrange(1 << width) for _ in range(depth)]
     dut = BankedMemory(width, depth, addr_bits=8, read_ports=2, init=init, bank_rows=bank_rows,
-                       second_port_rows=second)
+                       second_port_rows=second, read_registers=read_registers)
     banks = -(-depth // bank_rows)
     limit = [depth, depth if second is None else second]
     levels = [or_levels(max(1, -(-n // bank_rows))) for n in limit]
     assert levels[0] == (0 if banks == 1 else 1 if banks <= OR_GROUP else 2)
     # the cycle a read issued at c reaches the block RAM: after the address registers that the
     # OR steps leave room for, the first address register and the bank's address register (the
-    # block RAM, the two bank data registers and the OR steps follow)
-    reach = [READ_LATENCY - 3 - lv for lv in levels]
+    # block RAM, the two bank data registers and the OR steps follow); with the registers in
+    # front of the block RAMs, after all READ_LATENCY - 1 of them
+    if read_registers == "data":
+        reach = [READ_LATENCY - 3 - lv for lv in levels]
+    else:
+        reach = [READ_LATENCY - 1] * 2
+    assert reach == [reach_cycles(-(-n // bank_rows), read_registers) for n in limit]
     rows, snapshots, writes, pending, checked = list(init), {}, [], [], []
     landing, reaching, seen = {}, {}, set()   # cycle -> row written; cycle -> rows read; collision cycles
 
@@ -82,6 +90,15 @@ def test_reads_and_writes_match_a_list(depth, bank_rows, second):
     assert seen == collided, f"collision high in {sorted(seen - collided)}, missed in {sorted(collided - seen)}"
     # only the banks port 1 reaches hold its read port (a second copy of their block RAM)
     assert [len(b.read_ports) for b in dut.banks] == [2 if k * bank_rows < limit[1] else 1 for k in range(banks)]
+
+
+def test_an_unknown_read_register_place_is_refused():
+    from spiketrack.hw.accel.top import Accelerator
+
+    with pytest.raises(ValueError, match="read_registers must be one of"):
+        BankedMemory(8, 16, read_registers="bram")
+    with pytest.raises(ValueError, match=r"read_registers must be one of \('data', 'address'\), got 'fast'"):
+        Accelerator(read_registers="fast")
 
 
 def test_too_many_banks_is_refused():

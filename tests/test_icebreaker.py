@@ -1,5 +1,6 @@
-"""The iCEBreaker configuration (bitstreams/accel_build.REDUCED: the memory builder alone at P = 8,
-10-bit addresses, five counters; the controller, host interface and UART link unchanged) runs its
+"""The iCEBreaker configuration (bitstreams/accel_build.REDUCED: the memory builder alone at P = 4,
+10-bit addresses, five counters, the memories' read registers in front of their block RAMs; the
+controller, host interface and UART link unchanged) runs its
 small network, one MRM's template-memory build: the host driver over the simulated serial line
 (amaranth.sim, UART in the loop, the program preloaded as the bitstream carries it) writes K and
 V, runs the program and reads M back; M equals the golden function's (quant.golden.memory) and
@@ -47,7 +48,7 @@ def test_icebreaker_configuration_builds_a_template_memory_over_the_uart():
         return rep
 
     rep = run_link_session(session, lanes=ap.lanes, depths=ap.depths, addr_bits=ap.addr_bits, units=ap.units,
-                           counters=CFG["counters"], divisor=4, gap_cycles=300, preload={"prog": ap.images["prog"]})
+                           counters=CFG["counters"], read_registers=CFG["read_registers"], divisor=4, gap_cycles=300, preload={"prog": ap.images["prog"]})
     assert rep["runs"] == 1 and rep["checks"] == 1
     assert rep["mismatches"] == 0, rep["first_mismatch"]
     assert rep["cycle_model_exact"], rep["first_cycle_difference"]
@@ -69,13 +70,13 @@ def test_what_the_icebreaker_configuration_cannot_run_is_refused_by_name(tmp_pat
     # a tracker needs the conv engine and the vector unit
     with pytest.raises(CompileError, match="runs on the conv engine, which this accelerator configuration"):
         _compile(reduced_network()[0])
-    # K and V of 10x10 tokens outgrow the 10-bit addresses of the spike-level memory
-    big, _ = memory_network(size=10)
-    with pytest.raises(CompileError, match=r"memory 'lv' needs 1200 rows, 176 more than the 1024"):
+    # K and V of 7x7 tokens outgrow the 10-bit addresses of the spike-level memory (P = 4: 12-bit words)
+    big, _ = memory_network(size=7)
+    with pytest.raises(CompileError, match=r"memory 'lv' needs 1176 rows, 152 more than the 1024"):
         _compile(big)
     save_artifact(big, tmp_path / "big")
     assert main(["build", "--board", "icebreaker", "--compiled", str(tmp_path / "big"), "--estimate-only"]) == 2
-    assert "memory 'lv' needs 1200 rows" in capsys.readouterr().err
+    assert "memory 'lv' needs 1176 rows" in capsys.readouterr().err
 
 
 def test_block_ram_and_logic_shortfalls_are_named(monkeypatch):
@@ -86,5 +87,5 @@ def test_block_ram_and_logic_shortfalls_are_named(monkeypatch):
         accel_build.build_accelerator("icebreaker", estimate_only=True, echo=lambda m: None)
     msg = str(e.value)
     assert f"block RAM: {est['ebr']} EBR estimated, 3 more than the {est['ebr'] - 3} of icebreaker" in msg
-    assert "(by memory: tm 6, lv 4, " in msg
+    assert "(by memory: lv 4, tm 3, " in msg
     assert f"logic: {est['lut']} LUT4 estimated, 100 more than the {est['lut'] - 100} of icebreaker" in msg

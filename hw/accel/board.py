@@ -45,7 +45,7 @@ class LinkedAccelerator(wiring.Component):
         The accelerator's units and counters (``Accelerator(units=..., counters=...)``).
     ext, ext_init, ext_depth :
         The external memory (``Accelerator(ext=...)``): with ``"port"`` the bus is the member ``ext``.
-    second_port_rows, cst_bits :
+    second_port_rows, cst_bits, read_registers :
         As :class:`~spiketrack.hw.accel.top.Accelerator`.
 
     Members
@@ -60,10 +60,10 @@ class LinkedAccelerator(wiring.Component):
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, *, divisor: int = 4,
                  gap_cycles: int = 1 << 16, init: dict | None = None, units: tuple = UNITS,
                  counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
-                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS):
+                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS, read_registers: str = "data"):
         self.accel = Accelerator(lanes, depths, addr_bits, init=init, units=units, counters=counters, ext=ext,
                                  ext_init=ext_init, ext_depth=ext_depth, second_port_rows=second_port_rows,
-                                 cst_bits=cst_bits)
+                                 cst_bits=cst_bits, read_registers=read_registers)
         self.divisor, self.gap_cycles = divisor, gap_cycles
         members = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "frames_ok": Out(16), "frames_bad": Out(16)}
         if ext == "port":
@@ -171,7 +171,7 @@ class BoardTop(Elaboratable):
         Core clock wanted from the PLL (the nearest reachable frequency is used: ``f_core_mhz``).
     baud : int
         UART rate; the divisor is ``round(f_core / baud)``.
-    lanes, depths, init, addr_bits, units, counters, second_port_rows, cst_bits : as :class:`~spiketrack.hw.accel.top.Accelerator`
+    lanes, depths, init, addr_bits, units, counters, second_port_rows, cst_bits, read_registers : as :class:`~spiketrack.hw.accel.top.Accelerator`
         (``init``: images baked into the bitstream's block RAM; ``units``: the iCEBreaker
         configuration has the memory builder only).
     uart : tuple
@@ -192,7 +192,7 @@ class BoardTop(Elaboratable):
                  lanes: int = 8, depths: dict | None = None, init: dict | None = None, uart=("uart", 0),
                  uart_pins: dict | None = None, addr_bits: int = 16, units: tuple = UNITS,
                  counters: tuple = COUNTERS, constrain_mhz: float | None = None, sdram: bool = False,
-                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS):
+                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS, read_registers: str = "data"):
         self.sdram = sdram
         self.family, self.f_in_mhz, self.baud, self.uart, self.uart_pins = family, f_in_mhz, baud, uart, uart_pins
         self.pll = ecp5_pll(f_in_mhz, clock_mhz) if family == "ecp5" else ice40_pll(f_in_mhz, clock_mhz)
@@ -215,7 +215,8 @@ class BoardTop(Elaboratable):
         self.core = LinkedAccelerator(lanes, depths, addr_bits, divisor=divisor,
                                       gap_cycles=int(self.f_core_mhz * 1e3 * 20), init=init, units=units,
                                       counters=counters, ext="port" if sdram else None,
-                                      second_port_rows=second_port_rows, cst_bits=cst_bits)
+                                      second_port_rows=second_port_rows, cst_bits=cst_bits,
+                                      read_registers=read_registers)
         if sdram:
             from spiketrack.hw.sdram.controller import SDRAMController
 

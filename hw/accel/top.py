@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from spiketrack.hw.accel.protocol import (COUNTERS, EXT_ROW_BITS, MEM_IDS, STATUS_MAGIC, TIMEOUT, Err, Mem, Op, RunKind,
                                           words_per_row)
 from spiketrack.hw.arith import at_least
-from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory
+from spiketrack.hw.banked_memory import BANK_ROWS, READ_LATENCY, BankedMemory, check_read_registers
 from spiketrack.hw.registers import COPY_TAG, copies, load_groups, or_all
 from spiketrack.hw.conv_engine import BIAS_BITS, SHIFT_BITS, STREAM_BITS, TM_BITS, ConvEngine, desc_layout
 from spiketrack.hw.extmem import EXT_ADDR_BITS, EXT_DATA_BITS, MODEL_LATENCY, ExtBusSignature, ExtMemoryModel
@@ -171,6 +171,10 @@ class Accelerator(wiring.Component):
         default :data:`~spiketrack.hw.banked_memory.BANK_ROWS`, what the boards build). A larger
         power of two gives fewer banks, with the same read latency and the same behaviour at the
         ports (the simulations use one bank per memory: ``sim/accel_cocotb.SIM_BANK_ROWS``).
+    read_registers : {"data", "address"}
+        Where every memory's read-port registers are (:class:`~spiketrack.hw.banked_memory.BankedMemory`):
+        after the block RAMs (default, the ECP5 builds' 100 MHz) or in front of them (fewer
+        flip-flops, for the iCEBreaker). The read latency and the cycle counts are the same.
 
     Members
     -------
@@ -190,7 +194,13 @@ class Accelerator(wiring.Component):
     def __init__(self, lanes: int = 8, depths: dict | None = None, addr_bits: int = 16, timeout: int = TIMEOUT,
                  init: dict | None = None, units: tuple = UNITS,
                  counters: tuple = COUNTERS, ext: str | None = None, ext_init=(), ext_depth: int | None = None,
-                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS, bank_rows: int = BANK_ROWS):
+                 second_port_rows: dict | None = None, cst_bits: int = STREAM_BITS, bank_rows: int = BANK_ROWS,
+                 read_registers: str = "data"):
+        try:
+            self.read_registers = check_read_registers(read_registers)
+        except ValueError:
+            self._MustUse__silence = True   # refused: never elaborated
+            raise
         if not 2 <= cst_bits <= STREAM_BITS:
             raise ValueError(f"cst_bits must be 2..{STREAM_BITS}, got {cst_bits}")
         self.cst_bits = cst_bits
@@ -294,7 +304,8 @@ class Accelerator(wiring.Component):
             self.mems[name] = m.submodules[f"mem_{name}"] = BankedMemory(
                 self.stored_width(name), self.depths[name], A, read_ports=2 if name in ("lv", "st") else 1,
                 init=[self.stored_row(name, r) for r in self.init.get(name, [])],
-                bank_rows=self.bank_rows, second_port_rows=self.second_port_rows.get(name))
+                bank_rows=self.bank_rows, second_port_rows=self.second_port_rows.get(name),
+                read_registers=self.read_registers)
         mem = self.mems
         cb = self.cst_bits
 
