@@ -535,8 +535,8 @@ AFTER_READ = KEEP_COPIES + "\n" + NO_RW_CHECK
 
 #: What the iCE40 board flow runs after reading the design: :data:`NO_RW_CHECK` only, so synthesis
 #: merges the register copies. They serve the ECP5 builds' 100 MHz; the iCEBreaker's 24 MHz core
-#: needs none, and its UP5K has 5,280 logic cells (merged, the reduced build packs into 5,289
-#: instead of 5,348; docs/boards.md).
+#: needs none, and its UP5K has 5,280 logic cells (merged, the reduced configuration at P = 8 with
+#: the memories' data registers packs into 5,289 instead of 5,348; docs/boards.md).
 AFTER_READ_ICE40 = NO_RW_CHECK
 
 #: Yosys commands that replace ``synth_ecp5``'s ABC9 LUT mapping by ABC's (``synth_opts`` stops
