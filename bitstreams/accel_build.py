@@ -55,6 +55,13 @@ FF_PER_LANE, FF_FIXED = 1300, 2500
 UNIT_LUT = {"vec": (880, 1610), "mb": (27, 845)}
 UNIT_FF = {"vec": (530, 1050), "mb": (24, 385)}
 CTRL_LUT, CTRL_FF = 1900, 1400
+#: iCE40 logic cells per LUT4 + FF after packing (a cell holds one LUT4 and one FF): 0.78-0.81 in
+#: four UP5K builds of the reduced configuration (4,536 / 4,822 / 5,289 cells at P = 4 / 8 / 8, and
+#: 4,797 on the RTL of ea4248c; docs/boards.md)
+ICE40_CELLS_PER_LUT_FF = 0.8
+#: Estimated fraction of the UP5K's logic cells above which a build gets a warning: of the builds
+#: at 88-92 % only one (90.9 %) placed, at 85.9 % it does (docs/boards.md); not a refusal
+ICE40_PLACE_WARN = 0.9
 #: EBR of the link's frame buffer and response FIFO (ECP5: one block each, as Yosys maps them in
 #: builds u62w and full1; iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
 LINK_EBR = {"ecp5": 2, "ice40": 4}
@@ -111,6 +118,8 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     * ``sdram`` (external weights): plus :data:`SDRAM_LUT` / :data:`SDRAM_FF`, the controller
       alone as synthesised (docs/sdram.md); the fetch unit and the bus multiplexers are not counted.
+    * iCE40: ``logic_cells`` = :data:`ICE40_CELLS_PER_LUT_FF` · (LUT + FF), what the device's
+      logic-cell count limits (a cell holds one LUT4 and one FF, and many do not pair).
     """
     widths = dict(mem_widths(lanes, addr_bits, units), cst=cst_bits * lanes)
     second = {k: d for k, d in depths.items() if k in READ_PORTS}
@@ -130,7 +139,10 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
     ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1), read_registers) for k, d in depths.items() if d >= 1)
     if sdram:
         lut, ff = lut + SDRAM_LUT, ff + SDRAM_FF
-    return {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
+    out = {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
+    if family == "ice40":
+        out["logic_cells"] = round(ICE40_CELLS_PER_LUT_FF * (lut + ff))
+    return out
 
 
 def memory_ff(width: int, depth: int, addr_bits: int, read_ports: int = 1, read_registers: str = "data") -> int:
@@ -285,7 +297,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     report = {"board": b.name, "device": f"{fam}-{dev}", "network": desc, "lanes": lanes, "units": list(units),
               "addr_bits": addr_bits, "depths": dict(ap.depths), "lut_total": lut_total, "ebr_total": ebr_total,
               "external_weights": external_weights, "floorplan": floorplan,
-              "estimate": {"lut": est["lut"], "ff": est["ff"], "ebr": est["ebr"]},
+              "estimate": {k: est[k] for k in ("lut", "ff", "ebr", "logic_cells") if k in est},
               "ebr_by_memory": est["ebr_by_memory"],
               ("run_cycles" if "run" in ap.programs else "search_cycles"): cycles}
     problems = []
@@ -296,6 +308,13 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     if est["lut"] > lut_total:
         problems.append(f"logic: {est['lut']} LUT4 estimated, {est['lut'] - lut_total} more than the {lut_total} "
                         f"of {b.name}")
+    cells = est.get("logic_cells")
+    if cells is not None and cells > lut_total:
+        problems.append(f"logic: {cells} logic cells estimated ({ICE40_CELLS_PER_LUT_FF} x (LUT4 + FF)), "
+                        f"{cells - lut_total} more than the {lut_total} of {b.name}")
+    elif cells is not None and cells > ICE40_PLACE_WARN * lut_total:
+        echo(f"warning: {cells} logic cells estimated, {100 * cells / lut_total:.1f} % of {b.name}'s {lut_total}: "
+             f"nextpnr has placed one of five builds at 88-92 % (docs/boards.md)")
     report["fits"] = not problems
     if problems:
         raise BoardDoesNotFit(f"{desc} does not fit {b.name}: " + "; ".join(problems))
@@ -331,7 +350,7 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
         "timing_met": (fmax >= top.f_core_mhz) if fmax else fig["timing_met"], "bitstream": fig["bitstream"],
         "fps_at_fmax": round(fmax * 1e6 / cycles, 1) if fmax else None,
         "estimate_error": {k: round((report["estimate"][k] - fig[k]) / fig[k], 3) if fig[k] else None
-                           for k in ("lut", "ff", "ebr")},
+                           for k in report["estimate"]},
         "nextpnr_args": list(nextpnr_args),
         "placer": _placer(fam, nextpnr_args), "router": _option(fam, nextpnr_args, "--router", ECP5_ROUTER),
         "seconds": round(time.monotonic() - t0, 1),
