@@ -17,7 +17,7 @@ from spiketrack.compiler.accel import AccelProgram
 from spiketrack.hw.accel.protocol import TIMEOUT
 from spiketrack.hw.accel.top import Accelerator
 from spiketrack.hw.banked_memory import BANK_ROWS
-from spiketrack.sim.cocotb_runner import PROJECT_ROOT, run_cocotb
+from spiketrack.sim.cocotb_runner import PROJECT_ROOT, QUIET_ENV, run_cocotb
 
 __all__ = ["run_plan_cocotb", "run_job_cocotb", "BUILD_ENV", "SIM_BANK_ROWS", "SHORT_RUN_BANK_ROWS", "build_name",
            "build_env", "SHORT_RUN_ROWS", "short_run", "sim_bank_rows"]
@@ -106,14 +106,15 @@ def _design_args(ap: AccelProgram, sim: str, timeout: int, init: dict | None, ba
 
 
 def _run_accel(ap: AccelProgram, sim: str, design_args: dict, tb_params: dict, waves: bool = False,
-               design: Accelerator | None = None):
+               design: Accelerator | None = None, quiet: bool = False):
     """Run ``sim/accel_cocotb_tb.py`` against the Verilog of ``design`` = ``Accelerator(**design_args)``
-    (built only if the Verilog is not cached when ``design`` is not given)."""
+    (built only if the Verilog is not cached when ``design`` is not given). ``quiet``: without
+    cocotb's banner and summary (``cocotb_runner.QUIET_ENV``)."""
     env = build_env(sim, ap)
     return run_cocotb(design or (lambda: Accelerator(**design_args)),
                       toplevel="accel", test_module="sim/accel_cocotb_tb.py", sim=sim,
                       name=build_name("accel", sim, env), tb_params=tb_params,
-                      waves=waves, check=False, extra_env=env,
+                      waves=waves, check=False, extra_env={**env, **(QUIET_ENV if quiet else {})},
                       cpp_clock_ns=CPP_CLOCK_NS.get(sim), cpp_stream_pump=sim in CPP_CLOCK_NS,
                       verilator_public="ports" if sim == "verilator" else None,
                       verilator_readable=READABLE.get(sim, ()),
@@ -163,16 +164,17 @@ def run_plan_cocotb(ap: AccelProgram, plan: list[dict], *, sim: str = "verilator
 
 
 def run_job_cocotb(ap: AccelProgram, job: str, kwargs: dict, *, sim: str = "verilator", init: dict | None = None,
-                   timeout: int = TIMEOUT, bank_rows: int | None = None):
+                   timeout: int = TIMEOUT, bank_rows: int | None = None, quiet: bool = False):
     """Run the host job ``job`` (``"module:function"``, called as ``fn(driver, cycle, **kwargs)``
-    inside the cocotb process) against the Verilog of the accelerator; returns its (JSON) value."""
+    inside the cocotb process) against the Verilog of the accelerator; returns its (JSON) value.
+    ``quiet``: without cocotb's banner and summary (the caller reports the result)."""
     work = PROJECT_ROOT / "build" / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         report_file = Path(tmp) / "report.json"
         result = _run_accel(ap, sim, _design_args(ap, sim, timeout, init, bank_rows),
                             {"job": job, "kwargs": kwargs, "report": str(report_file), "lanes": ap.lanes,
-                             "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True})
+                             "addr_bits": ap.addr_bits, "timeout": timeout, "pump": True}, quiet=quiet)
         out = _read_report(report_file, result)
     return out["report"]
 

@@ -69,6 +69,7 @@ __all__ = [
     "CocotbFailure",
     "CocotbResult",
     "PROJECT_ROOT",
+    "QUIET_ENV",
     "TB_PARAMS_ENV",
     "available_simulators",
     "default_sim",
@@ -410,6 +411,11 @@ def _tool_output_to_stderr():
 
 #: Lines of the simulator build's log that a failed build shows (the whole log stays in the file).
 BUILD_LOG_TAIL = 40
+
+#: ``extra_env`` for a run whose results the caller reports itself (``make demo``): cocotb's and
+#: the GPI's INFO lines (the banner, "Running tests", the regression summary) are left out;
+#: warnings, errors and a failing test's traceback still show.
+QUIET_ENV = {"COCOTB_LOG_LEVEL": "WARNING", "GPI_LOG_LEVEL": "WARNING"}
 
 
 @contextlib.contextmanager

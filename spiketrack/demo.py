@@ -92,7 +92,7 @@ def track_reduced_on_accelerator(frames: int = 2, seed: int = 0) -> dict:
     golden.init(imgs[0], box)
     want = [box] + [golden.update(f) for f in imgs[1:]]
     rep = run_job_cocotb(ap, "spiketrack.demo:reduced_track_job", {"frames": frames, "seed": seed},
-                         init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")})
+                         init={m: ap.images[m] for m in ("prog", "w", "tab", "cst")}, quiet=True)
     boxes, reports = np.array(rep["boxes"]), rep["reports"]
     search = [r for r in reports if r["pass"] == "search_frame"]
     predicted = [r["predicted"] for r in search]

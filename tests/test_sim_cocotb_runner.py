@@ -204,3 +204,24 @@ def test_simulator_build_output_goes_to_its_log_and_a_failed_build_shows_its_tai
                    build_args=["-g9999"], build_root=tmp_path / "bad")
     (log,) = (tmp_path / "bad").glob("stream_adder-*/build.log")
     assert complaint in log.read_text()
+
+
+@pytest.mark.skipif("icarus" not in available_simulators(), reason="icarus not installed")
+def test_quiet_env_leaves_out_cocotbs_banner_but_not_a_failure(capfd):
+    """QUIET_ENV (make demo's runs): no banner or regression summary, a failing test's traceback
+    still on the terminal."""
+    from spiketrack.sim.cocotb_runner import QUIET_ENV
+
+    banner = ("Running tests", "Initialized cocotb", "TESTS=2 PASS=2")
+    res = run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim="icarus",
+                     tb_params={"n": 4, "width": 8})
+    _, err = capfd.readouterr()
+    assert len(res.passed) == 2 and all(b in err for b in banner)     # the default: cocotb's INFO lines
+    res = run_cocotb(lambda: StreamAdder(8), toplevel="stream_adder", test_module=TB, sim="icarus",
+                     tb_params={"n": 4, "width": 8}, extra_env=QUIET_ENV)
+    _, err = capfd.readouterr()
+    assert len(res.passed) == 2 and not any(b in err for b in banner), err
+    res = run_cocotb(StreamAdder(8, bug=True), toplevel="stream_adder", test_module=TB, sim="icarus",
+                     tb_params={"n": 4, "width": 8}, extra_env=QUIET_ENV, check=False)
+    _, err = capfd.readouterr()
+    assert list(res.failed) == ["test_sums_under_backpressure"] and "AssertionError: 4 wrong sums" in err
