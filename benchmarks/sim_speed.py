@@ -73,7 +73,7 @@ def amaranth_speed(max_cycles: int = 200_000) -> dict:
     """Run the job under amaranth.sim; ``{"cycles", "run_seconds", "setup_seconds"}``."""
     from amaranth.sim import Simulator
 
-    from spiketrack.sim.unit_sim import set_fields
+    from spiketrack.sim.unit_sim import set_fields, tick_until
 
     t0 = time.perf_counter()
     job = speed_job()
@@ -86,7 +86,7 @@ def amaranth_speed(max_cycles: int = 200_000) -> dict:
         await ctx.tick().repeat(2)
         set_fields(ctx, dut.i_desc.payload, job.desc)
         ctx.set(dut.i_desc.valid, 1)
-        await ctx.tick().until(dut.i_desc.ready)
+        await tick_until(ctx, dut.i_desc.ready, "the conv engine taking its descriptor")
         ctx.set(dut.i_desc.valid, 0)
         n = 0
         while n < max_cycles:

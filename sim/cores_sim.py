@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from amaranth.sim import Simulator
 
-from spiketrack.sim.unit_sim import run_simulator
+from spiketrack.sim.unit_sim import run_simulator, tick_until
 
 __all__ = ["RunResult", "stream_sim", "random_levels", "acc_tensor", "simulate_core"]
 
@@ -57,7 +57,7 @@ def stream_sim(dut, inputs, *, i_name: str, o_name: str, unpack, valid_prob: flo
                 await ctx.tick()
             ctx.set(s.payload, item)
             ctx.set(s.valid, 1)
-            await ctx.tick().until(s.ready)
+            await tick_until(ctx, s.ready, "the core taking an input beat")
             ctx.set(s.valid, 0)
         if mark_done:
             state["inputs_done"] = True

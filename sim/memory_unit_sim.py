@@ -21,6 +21,7 @@ from spiketrack.hw.counters import COUNTER_LAG
 from spiketrack.hw.memory_unit import MemoryUnit, Op
 from spiketrack.hw.memory_unit_cycles import Event, events_from_levels
 from spiketrack.quant.golden.neuron import D
+from spiketrack.sim.unit_sim import tick_until
 
 __all__ = ["Command", "CommandResult", "simulate", "read_memory", "memory_tensor", "random_levels",
            "packet", "density_sweep"]
@@ -115,7 +116,7 @@ def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.
         await gap(ctx)
         ctx.set(s.payload, payload)
         ctx.set(s.valid, 1)
-        await ctx.tick().until(s.ready)
+        await tick_until(ctx, s.ready, "the memory unit taking a command or event")
         ctx.set(s.valid, 0)
 
     out, lane_field = _output(dut)
@@ -141,7 +142,7 @@ def simulate(dut: MemoryUnit, commands: list[Command], *, valid_prob: float = 1.
                 for e in packet:
                     await put(ctx, dut.i_events, {"pos": e.pos, "chan": e.chan, "level": e.level,
                                                   "empty": e.empty, "last": e.last})
-            await ctx.tick().until(~dut.busy)
+            await tick_until(ctx, ~dut.busy, f"command {cmd.op}: the unit going idle")
             ctx.set(dut.template_mode, 0)
             await ctx.tick().repeat(COUNTER_LAG)    # the counter bank's registered increments
             after = {k: ctx.get(getattr(c, k)) for k in before}

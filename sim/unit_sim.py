@@ -19,7 +19,21 @@ from amaranth.sim import Simulator
 
 from spiketrack.hw.banked_memory import BankedMemory
 
-__all__ = ["UnitHarness", "set_fields", "run_unit_jobs", "run_simulator", "words"]
+__all__ = ["UnitHarness", "set_fields", "run_unit_jobs", "run_simulator", "tick_until", "words", "WAIT_LIMIT"]
+
+#: Clock edges a testbench waits for a handshake or an idle flag before it gives up: a design that
+#: never answers fails its test with a message naming the wait, instead of hanging it.
+WAIT_LIMIT = 200_000
+
+
+async def tick_until(ctx, condition, what: str, limit: int = WAIT_LIMIT) -> None:
+    """``await ctx.tick().until(condition)`` (ticks until ``condition`` is non-zero at a clock
+    edge, sampled before it), bounded: a TimeoutError naming ``what`` after ``limit`` edges."""
+    for _ in range(limit):
+        *_, done = await ctx.tick().sample(condition)
+        if done:
+            return
+    raise TimeoutError(f"{what}: not reached within {limit} cycles")
 
 
 def words(values, bits: int) -> list[int]:
@@ -88,7 +102,7 @@ def run_unit_jobs(unit, reads: dict[str, int], out_width: int, desc_layout, jobs
             set_fields(ctx, dut.i_desc.payload, job.desc)
             before = {n: ctx.get(getattr(ctr, n)) for n in counters}
             ctx.set(dut.i_desc.valid, 1)
-            await ctx.tick().until(dut.i_desc.ready)
+            await tick_until(ctx, dut.i_desc.ready, f"job {j}: the unit taking its descriptor")
             ctx.set(dut.i_desc.valid, 0)
             for n in range(max_cycles + 1):
                 if not ctx.get(dut.busy):

@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 
 from spiketrack.hw.extmem import MODEL_LATENCY, ExtMemoryModel
 from spiketrack.hw.fetch_unit import FetchUnit, fetch_cycles
+from spiketrack.sim.unit_sim import tick_until
 
 
 class _Bench(wiring.Component):
@@ -92,7 +93,7 @@ def test_model_serves_reads_and_writes_under_random_stalls():
             ctx.set(bus.cmd.payload.count, count)
             ctx.set(bus.cmd.payload.write, write)
             ctx.set(bus.cmd.valid, 1)
-            await ctx.tick().until(bus.cmd.ready)
+            await tick_until(ctx, bus.cmd.ready, "the external memory taking a command")
             ctx.set(bus.cmd.valid, 0)
 
         await cmd(10, 6, 1)
@@ -101,7 +102,7 @@ def test_model_serves_reads_and_writes_under_random_stalls():
                 await ctx.tick()
             ctx.set(bus.wdata.payload, 7000 + i)
             ctx.set(bus.wdata.valid, 1)
-            await ctx.tick().until(bus.wdata.ready)
+            await tick_until(ctx, bus.wdata.ready, "the external memory taking write data")
             ctx.set(bus.wdata.valid, 0)
         for addr, count in ((8, 10), (45, 5)):
             await cmd(addr, count, 0)

@@ -16,6 +16,7 @@ from spiketrack.hw.link.uart import UartRx, UartTx
 from spiketrack.sim.accel_driver import AccelError
 from spiketrack.sim.board_sim import run_link_session
 from spiketrack.sim.link_transport import LinkError
+from spiketrack.sim.unit_sim import tick_until
 
 
 def test_crc16_is_ccitt_false_and_the_rtl_equals_it():
@@ -71,7 +72,7 @@ def test_uart_loopback_bytes_framing_errors_and_overruns(divisor):
             ctx.set(tx.i_byte.payload, b)
             ctx.set(tx.i_byte.valid, 1)
             ctx.set(rx.o_byte.ready, 1)
-            await ctx.tick().until(tx.i_byte.ready)
+            await tick_until(ctx, tx.i_byte.ready, "the UART transmitter taking a byte")
             await ctx.tick()
             ctx.set(tx.i_byte.valid, 0)
             for _ in range(12 * divisor):
@@ -83,7 +84,7 @@ def test_uart_loopback_bytes_framing_errors_and_overruns(divisor):
         # a byte whose stop bit is held low: dropped and counted
         ctx.set(tx.i_byte.payload, 0x55)
         ctx.set(tx.i_byte.valid, 1)
-        await ctx.tick().until(tx.i_byte.ready)
+        await tick_until(ctx, tx.i_byte.ready, "the UART transmitter taking a byte")
         await ctx.tick()
         ctx.set(tx.i_byte.valid, 0)
         await ctx.tick().repeat(9 * divisor)
@@ -97,7 +98,7 @@ def test_uart_loopback_bytes_framing_errors_and_overruns(divisor):
         for b in (0x11, 0x22):
             ctx.set(tx.i_byte.payload, b)
             ctx.set(tx.i_byte.valid, 1)
-            await ctx.tick().until(tx.i_byte.ready)
+            await tick_until(ctx, tx.i_byte.ready, "the UART transmitter taking a byte")
             await ctx.tick()
         ctx.set(tx.i_byte.valid, 0)
         await ctx.tick().repeat(12 * divisor)
@@ -245,3 +246,29 @@ def test_external_memory_over_the_link():
     got, code, first, lines = run_link_session(session, depths={"w": 4, "prog": 2}, ext="model", ext_depth=16)
     assert got == rows and code == LinkErr.LENGTH and first == rows[:1]
     assert lines == [rows[0] | rows[1] << 32, rows[2] | rows[3] << 32]
+
+
+def test_a_wait_for_a_handshake_that_never_comes_fails_naming_it():
+    """sim/unit_sim.tick_until: the bounded ctx.tick().until of the testbenches returns at the edge
+    the condition holds, and raises naming the wait when it never does (instead of hanging)."""
+    from amaranth.sim import Simulator
+
+    from spiketrack.sim.unit_sim import tick_until
+
+    m = Module()
+    count, stuck = Signal(8), Signal()
+    m.d.sync += count.eq(count + 1)
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def tb(ctx):
+        await tick_until(ctx, count == 5, "count reaching 5")
+        seen["count"] = ctx.get(count)       # the edge sampled 5; the register now holds 6
+        with pytest.raises(TimeoutError, match="the stuck ready: not reached within 40 cycles"):
+            await tick_until(ctx, stuck, "the stuck ready", limit=40)
+        seen["after"] = ctx.get(count)
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen == {"count": 6, "after": 46}
