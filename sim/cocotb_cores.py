@@ -34,6 +34,7 @@ def core_vectors(seed: int = 0):
     geom = LayerGeometry(3, 5, 6, 6, 3, 1, 1)
     gen = torch.Generator().manual_seed(seed)
     dut, w, b = make_core(geom, gen, lanes=4)
+    dut._MustUse__silence = True   # read for its plan and layouts; the factory below makes the simulated one
     k, packets = core_packets(geom, gen, 0.4)
     gold = conv2d_acc(k[None], w, b, 1, 1)[0].reshape(geom.c_out, -1)
     p = dut.plan
@@ -71,6 +72,7 @@ def neuron_vectors(seed: int = 0):
     def make():
         return NeuronUnit(lay, n_beats=N * 2, c_out=C, shift=shift, f_m=f_m, bits=Bm, T=T, betas=betas)
     dut = make()
+    dut._MustUse__silence = True   # read for its layout; run_cocotb elaborates the factory's
     out_lay = dut.o_spk.payload.shape()
     ins, outs = [], []
     for t in range(T):

@@ -294,11 +294,21 @@ def to_verilog(component_or_factory: Any, *, toplevel: str, ports: Sequence | No
     digest = hashlib.sha256(json.dumps([design_key, toplevel, source_fingerprint()]).encode()).hexdigest()[:16]
     path = root / f"{toplevel}-{digest}.v"
     if path.is_file():
+        _not_elaborated(component_or_factory)
         return path.read_text()
     text = _convert(component_or_factory, toplevel, ports)
     root.mkdir(parents=True, exist_ok=True)
     _write_if_changed(path, text)
     return text
+
+
+def _not_elaborated(component_or_factory: Any) -> None:
+    """A design instance whose Verilog came from the cache is deliberately never elaborated: no
+    ``UnusedElaboratable`` warning for it when it is collected."""
+    from amaranth.hdl import Elaboratable
+
+    if isinstance(component_or_factory, Elaboratable):
+        component_or_factory._MustUse__silence = True
 
 
 def _convert(component_or_factory: Any, toplevel: str, ports: Sequence | None) -> str:

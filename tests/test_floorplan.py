@@ -143,8 +143,10 @@ def test_board_build_places_the_blocks_on_the_planned_sites(tmp_path):
     got = {n: c["attributes"]["NEXTPNR_BEL"] for n, c in placed.items() if c["type"] == "DP16KD"}
     assert got == json.loads((out / "floorplan_bels.json").read_text())
     assert sorted(got.values()) == sorted(ebr_sites(46)[10:13] + ebr_sites(82)[10:13])
+    refused = MemoryBlinky()
+    refused._MustUse__silence = True   # refused before elaboration
     with pytest.raises(ValueError, match="ECP5 85k only"):
-        synth.build_bitstream(MemoryBlinky(), "icebreaker", tmp_path / "ice", name="t_plan", floorplan=plan)
+        synth.build_bitstream(refused, "icebreaker", tmp_path / "ice", name="t_plan", floorplan=plan)
 
 
 @pytest.mark.slow
@@ -198,6 +200,9 @@ def test_build_cli_hands_the_plan_to_the_board_build(monkeypatch, tmp_path):
         pass
 
     def fake_build(top, board, out, **kw):
+        from tests.test_board_cli import _unused
+
+        _unused(top)
         seen.append(kw.get("floorplan"))
         raise Stop
 

@@ -225,3 +225,25 @@ def test_quiet_env_leaves_out_cocotbs_banner_but_not_a_failure(capfd):
                      tb_params={"n": 4, "width": 8}, extra_env=QUIET_ENV, check=False)
     _, err = capfd.readouterr()
     assert list(res.failed) == ["test_sums_under_backpressure"] and "AssertionError: 4 wrong sums" in err
+
+
+def test_a_design_whose_verilog_is_cached_is_not_reported_unused(tmp_path):
+    """to_verilog given a design instance and a cache hit: the instance is never elaborated, on
+    purpose, so collecting it gives no UnusedElaboratable warning; a design nobody converts still
+    does (the warning is not switched off)."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from spiketrack.sim import cocotb_runner
+
+    cocotb_runner.to_verilog(StreamAdder(8), toplevel="stream_adder", design_key="w8", cache_root=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cocotb_runner.to_verilog(StreamAdder(8), toplevel="stream_adder", design_key="w8", cache_root=tmp_path)
+        gc.collect()
+        assert not [w for w in caught if issubclass(w.category, UnusedElaboratable)]
+        StreamAdder(8)
+        gc.collect()
+        assert [w for w in caught if issubclass(w.category, UnusedElaboratable)]
