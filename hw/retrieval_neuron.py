@@ -75,12 +75,13 @@ class RetrievalNeuron(wiring.Component):
 
     def __init__(self, *, heads: int, d_h: int, d_v: int, n_max: int, n_tokens: int, sigma: int, f_m: int,
                  bits: int, n_slots: int = 1, lanes: int = 4, T: int = 1, betas: tuple[Decay, ...] = ()):
-        if not 1 <= n_tokens <= n_max:
-            raise ValueError(f"n_tokens={n_tokens} must lie in 1..n_max={n_max}")
         n_beats = MemoryUnitGeometry(heads, d_h, d_v, n_max, n_slots, lanes).out_beats(n_tokens)
-        if T > 1 and n_beats < HAZARD_DEPTH:
-            raise ValueError(f"{n_beats} beats per retrieval with T={T}: the neuron unit would throttle the "
-                             f"memory unit (needs >= {HAZARD_DEPTH} beats); use fewer lanes")
+        problem = (f"n_tokens={n_tokens} must lie in 1..n_max={n_max}" if not 1 <= n_tokens <= n_max else
+                   f"{n_beats} beats per retrieval with T={T}: the neuron unit would throttle the memory unit "
+                   f"(needs >= {HAZARD_DEPTH} beats); use fewer lanes" if T > 1 and n_beats < HAZARD_DEPTH else None)
+        if problem:
+            self._MustUse__silence = True   # refused: never elaborated
+            raise ValueError(problem)
         self.memory = MemoryUnit(heads, d_h, d_v, n_max, n_slots, lanes)
         g = self.geom = self.memory.geom
         self.n_tokens = n_tokens
