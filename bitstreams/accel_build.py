@@ -14,12 +14,13 @@ block RAM of an ECP5-85F; with ``external_weights`` (its weights in the ULX3S's 
 
 The iCEBreaker (UP5K: 5,280 logic cells, 30 EBR) gets a reduced configuration (:data:`REDUCED`):
 the memory builder alone (``M = Kᵀ·V``) at P = 4 with 10-bit addresses, five counters and the
-memories' read registers in front of their block RAMs (``read_registers="address"``), the
-controller, host interface and UART link unchanged, so the same driver and protocol run it; by
+slow-clock form of the memory paths (``read_registers="address"``: the memories' read registers
+in front of their block RAMs, the host's row masks unregistered), the controller, host interface
+and UART link otherwise unchanged, so the same driver and protocol run it; by
 default it carries ``sim/reduced.memory_network``. The conv engine does not fit (yosys alone:
 12,464 LUT4 at P = 8, 4,921 at P = 2), nor does the vector unit with the controller and link
-(6,626 logic cells at P = 1, nextpnr could not place it), nor the memory builder at P = 8 (4,822
-logic cells, 91 %: nextpnr did not legalise its placement; docs/boards.md).
+(6,626 logic cells at P = 1, nextpnr could not place it). At P = 8 the memory builder's
+configuration (86.7 % of the logic cells) places only with some nextpnr seeds (docs/boards.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
-from spiketrack.hw.accel.top import UNITS, mem_widths
+from spiketrack.hw.accel.top import MEM_USERS, UNITS, mem_widths
 from spiketrack.hw.banked_memory import BANK_ROWS, bank_rows_of
 
 __all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "nextpnr_options", "ECP5_PLACER", "BoardDoesNotFit", "EBR_TOTAL",
@@ -56,12 +57,8 @@ UNIT_LUT = {"vec": (880, 1610), "mb": (27, 845)}
 UNIT_FF = {"vec": (530, 1050), "mb": (24, 385)}
 CTRL_LUT, CTRL_FF = 1900, 1400
 #: iCE40 logic cells per LUT4 + FF after packing (a cell holds one LUT4 and one FF): 0.78-0.81 in
-#: four UP5K builds of the reduced configuration (4,536 / 4,822 / 5,289 cells at P = 4 / 8 / 8, and
-#: 4,797 on the RTL of ea4248c; docs/boards.md)
+#: the UP5K builds of the reduced configuration (4,323 and 4,577 cells at P = 4 and 8; docs/boards.md)
 ICE40_CELLS_PER_LUT_FF = 0.8
-#: Estimated fraction of the UP5K's logic cells above which a build gets a warning: of the builds
-#: at 88-92 % only one (90.9 %) placed, at 85.9 % it does (docs/boards.md); not a refusal
-ICE40_PLACE_WARN = 0.9
 #: EBR of the link's frame buffer and response FIFO (ECP5: one block each, as Yosys maps them in
 #: builds u62w and full1; iCE40: 256 × 32 and 64 × 32 are two 256 × 16 each)
 LINK_EBR = {"ecp5": 2, "ice40": 4}
@@ -70,8 +67,8 @@ LINK_EBR = {"ecp5": 2, "ice40": 4}
 #: (``Accelerator`` keyword arguments) and the network they carry by default.
 REDUCED = {"icebreaker": {"lanes": 4, "addr_bits": 10, "units": ("mb",),
                           "counters": ("cycles", "run_cycles", "mb_busy", "lv_reads", "tm_writes"),
-                          # the memories' read registers in front of the block RAMs: 470 flip-flops
-                          # fewer at P = 8 than after them, which the 24 MHz clock allows (hw/banked_memory.py)
+                          # the slow-clock form of the memory paths, which the 24 MHz clock allows: about
+                          # 700 flip-flops fewer at P = 8 (hw/banked_memory.py, hw/accel/top.py; docs/boards.md)
                           "read_registers": "address",
                           "network": "one MRM's template-memory build (sim/reduced.py memory_network: "
                                      "M = K^T V, T 3, 2 heads, d_h = d_v = 8, 4x4 tokens)"}}
@@ -113,7 +110,9 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
       left out) is flip-flops, no EBR.
     * LUT = ``LUT_PER_LANE·P + LUT_FIXED``, FF = ``FF_PER_LANE·P + FF_FIXED``: the three units'
       datapaths grow with the lanes ``P``; the controller, host interface, link and counters do not.
-      FF adds the memories' port registers (:func:`memory_ff`, for ``read_registers``).
+      FF adds the memories' port registers (:func:`memory_ff`, for ``read_registers``); with
+      ``read_registers="address"`` it leaves out the host's row-read mask registers (a row per
+      memory built), which that form does without.
       A reduced configuration (not all three units): per unit present ``a·P + b`` of
       :data:`UNIT_LUT` / :data:`UNIT_FF`, plus ``CTRL_LUT`` / ``CTRL_FF``.
     * ``sdram`` (external weights): plus :data:`SDRAM_LUT` / :data:`SDRAM_FF`, the controller
@@ -137,6 +136,9 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
     else:
         raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
     ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1), read_registers) for k, d in depths.items() if d >= 1)
+    if read_registers == "address":   # the host's row-read masks are not registered then (hw/accel/top.py)
+        built = {"prog"} | {k for u in units for k in MEM_USERS[u]}
+        ff -= sum(widths[k] for k in depths if k in built)
     if sdram:
         lut, ff = lut + SDRAM_LUT, ff + SDRAM_FF
     out = {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}
@@ -312,9 +314,6 @@ def build_accelerator(board: str, *, compiled: str | None = None, lanes: int | N
     if cells is not None and cells > lut_total:
         problems.append(f"logic: {cells} logic cells estimated ({ICE40_CELLS_PER_LUT_FF} x (LUT4 + FF)), "
                         f"{cells - lut_total} more than the {lut_total} of {b.name}")
-    elif cells is not None and cells > ICE40_PLACE_WARN * lut_total:
-        echo(f"warning: {cells} logic cells estimated, {100 * cells / lut_total:.1f} % of {b.name}'s {lut_total}: "
-             f"nextpnr has placed one of five builds at 88-92 % (docs/boards.md)")
     report["fits"] = not problems
     if problems:
         raise BoardDoesNotFit(f"{desc} does not fit {b.name}: " + "; ".join(problems))

@@ -37,7 +37,9 @@ memories 470 flip-flops fewer at P = 8 (docs/boards.md). A read then reaches its
 ``READ_LATENCY - 5`` (:func:`reach_cycles`): it returns what the default form returns wherever no
 write lands in the row in between (on the iCEBreaker the memory builder reads only the spike-level
 memory and writes only the template memory, and the host's commands are refused while a program
-runs), and the collision check follows the read to its block RAM.
+runs), and the collision check follows the read to its block RAM. A port's data then hold until
+its next read, whatever its address does meanwhile (the accelerator's host row read relies on it:
+``hw/accel/top.py``).
 
 Read data therefore appears :data:`READ_LATENCY` cycles after the address (a plain synchronous
 read port: 1). Writes are registered once (address, data and one enable per bank), so a write
@@ -329,7 +331,8 @@ class BankedMemory(wiring.Component):
         """Read port ``i`` with ``read_registers="address"``: ``READ_LATENCY - 1`` address and enable
         registers, the block RAMs of ``banks``, their data through a multiplexer on the bank index
         registered beside the read (0 for a read past the banks reached; in one bank, past the
-        rows reached). Returns the port's collision terms."""
+        rows reached). The block RAMs hold their data and the select loads only with a read, so
+        the port's data hold until its next read. Returns the port's collision terms."""
         addr, en, data = (getattr(self, f"r{i}_{n}") for n in ("addr", "en", "data"))
         a = delay(m, addr, READ_LATENCY - 1, f"r{i}_ap")
         e = delay(m, en, READ_LATENCY - 1, f"r{i}_ep")
@@ -346,13 +349,15 @@ class BankedMemory(wiring.Component):
         if one_bank:
             if reach < self.depth:
                 ok = Signal(name=f"r{i}_in_reach")
-                m.d.sync += ok.eq(within)
+                with m.If(e):
+                    m.d.sync += ok.eq(within)
                 m.d.comb += data.eq(Mux(ok, rdata[0], 0))
             else:
                 m.d.comb += data.eq(rdata[0])
         else:
             sel = Signal.like(hi, name=f"r{i}_sel")
-            m.d.sync += sel.eq(hi)
+            with m.If(e):
+                m.d.sync += sel.eq(hi)
             with m.Switch(sel):
                 for b, d in enumerate(rdata):
                     with m.Case(b):

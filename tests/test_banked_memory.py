@@ -170,3 +170,39 @@ def test_loop_counter_bound_needs_a_flag():
 
     with pytest.raises(ValueError, match="one, last or both"):
         LoopCounter(4, "i").bound(3)
+
+
+@pytest.mark.parametrize("depth,bank_rows,second", [(5, 8, None), (5, 8, 3), (20, 8, None), (20, 8, 8)])
+def test_address_registers_hold_the_data_until_the_next_read(depth, bank_rows, second):
+    """read_registers="address": after a read's data appear they stay on the port, whatever the
+    address does while the enable is low, until the next read (the host's row read latches them a
+    cycle late: hw/accel/top.py); a read past the rows a port reaches gives 0 and holds it too."""
+    width = 12
+    init = [(7 * r + 3) % (1 << width) for r in range(depth)]
+    dut = BankedMemory(width, depth, addr_bits=8, read_ports=2, init=init, bank_rows=bank_rows,
+                       second_port_rows=second, read_registers="address")
+    port = 1 if second is not None else 0
+    reach = depth if second is None else (second if depth <= bank_rows else -(-second // bank_rows) * bank_rows)
+    rng = random.Random(depth)
+    seen = []
+
+    async def bench(ctx):
+        for row in (1, depth - 1, 2):
+            ctx.set(getattr(dut, f"r{port}_en"), 1)
+            ctx.set(getattr(dut, f"r{port}_addr"), row)
+            await ctx.tick()
+            ctx.set(getattr(dut, f"r{port}_en"), 0)
+            want = init[row] if row < reach else 0
+            for cyc in range(1, READ_LATENCY + 12):
+                ctx.set(getattr(dut, f"r{port}_addr"), rng.randrange(depth))   # wanders, never read
+                if cyc >= READ_LATENCY:
+                    got = ctx.get(getattr(dut, f"r{port}_data"))
+                    assert got == want, f"row {row}, cycle {cyc} after the read: {got:#x}, expected {want:#x}"
+                    seen.append(got)
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 3 * 12 and len(set(seen)) > 1

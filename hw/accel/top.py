@@ -174,7 +174,9 @@ class Accelerator(wiring.Component):
     read_registers : {"data", "address"}
         Where every memory's read-port registers are (:class:`~spiketrack.hw.banked_memory.BankedMemory`):
         after the block RAMs (default, the ECP5 builds' 100 MHz) or in front of them (fewer
-        flip-flops, for the iCEBreaker). The read latency and the cycle counts are the same.
+        flip-flops, for the iCEBreaker); with ``"address"`` the host's row read also masks the
+        memories' data without a register (the data hold until the port's next read). The read
+        latency and the cycle counts are the same.
 
     Members
     -------
@@ -616,11 +618,19 @@ class Accelerator(wiring.Component):
         # the host's row read: every memory's read data registered, masked by a select register of
         # that memory (host_mem holds from the header on), then ORed into host_rd_q a cycle later
         # (RLATCH2): no decode of host_mem and no state decode in front of the memories' data
+        # With read_registers="address" the masks are not registered: a memory's read data hold
+        # until its port's next read (hw/banked_memory.py), so host_rd_q takes the same row a cycle
+        # later, and the row's worth of flip-flops per memory is saved (the iCEBreaker)
         masked = []
+        hold = self.read_registers == "address"
         for name in W:
             sel = Signal(name=f"hrd_sel_{name}")
             q = Signal(W[name], name=f"hrd_{name}", reset_less=True)
-            m.d.sync += [sel.eq(host_mem == MEM_IDS[name]), q.eq(Mux(sel, rd[name].data, 0))]
+            m.d.sync += sel.eq(host_mem == MEM_IDS[name])
+            if hold:
+                m.d.comb += q.eq(Mux(sel, rd[name].data, 0))
+            else:
+                m.d.sync += q.eq(Mux(sel, rd[name].data, 0))
             masked.append(q)
         m.d.comb += host_rd_data.eq(or_all(masked))
 
@@ -799,7 +809,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += read_wait.eq(read_wait - 1)
                 with m.If(read_wait == 0):
                     m.next = "RLATCH"
-            with m.State("RLATCH"):     # the selected memory's row registered (hrd_*), then latched
+            with m.State("RLATCH"):     # the selected memory's row registered (hrd_*; the address form: held), then latched
                 m.next = "RLATCH2"
             with m.State("RLATCH2"):
                 m.d.sync += [host_rd_q.eq(host_rd_data), widx.eq(0)]
