@@ -33,7 +33,7 @@ from pathlib import Path
 
 from spiketrack.atomic import write_text_atomic
 from spiketrack.bitstreams.boards import get_board
-from spiketrack.hw.accel.top import MEM_USERS, UNITS, mem_widths
+from spiketrack.hw.accel.top import UNITS, is_built, mem_widths
 from spiketrack.hw.banked_memory import BANK_ROWS, bank_rows_of
 
 __all__ = ["estimate", "ebr_blocks", "board_network", "board_program", "build_accelerator", "nextpnr_options", "ECP5_PLACER", "BoardDoesNotFit", "EBR_TOTAL",
@@ -137,8 +137,7 @@ def estimate(depths: dict, lanes: int, family: str, addr_bits: int = 16, units: 
         raise ValueError(f"no estimate formula for the units {tuple(units)} (all three, or without the conv engine)")
     ff += sum(memory_ff(widths[k], d, addr_bits, READ_PORTS.get(k, 1), read_registers) for k, d in depths.items() if d >= 1)
     if read_registers == "address":   # the host's row-read masks are not registered then (hw/accel/top.py)
-        built = {"prog"} | {k for u in units for k in MEM_USERS[u]}
-        ff -= sum(widths[k] for k in depths if k in built)
+        ff -= sum(widths[k] for k in depths if is_built(k, units))
     if sdram:
         lut, ff = lut + SDRAM_LUT, ff + SDRAM_FF
     out = {"lut": lut, "ff": ff, "ebr": sum(by_mem.values()) + LINK_EBR[family], "ebr_by_memory": by_mem}

@@ -196,10 +196,15 @@ def _run(cmd: Sequence[str], *, cwd: Path, log: str, step: str, timeout: float) 
         except subprocess.TimeoutExpired:
             raise ToolchainError(f"{step} timed out after {timeout:.0f} s (log: {cwd / log})") from None
     if proc.returncode != 0:
-        tail = "\n".join((cwd / log).read_text(errors="replace").splitlines()[-25:])
+        tail = _tail((cwd / log).read_text(errors="replace"))
         raise ToolchainError(f"{step} failed with exit status {proc.returncode} "
                              f"(log: {cwd / log}):\n{tail}")
     return time.monotonic() - t0
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    """The last ``lines`` lines of a tool's log, for an error message (the whole log stays on disk)."""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def check_yosys_log(log: Path) -> None:
@@ -636,7 +641,7 @@ def build_bitstream(top: Any, board: str, out_dir: str | Path | None = None, *,
             except Exception as e:
                 logs = [p for p in (out / f"{name}.tim", out / f"{name}.rpt") if p.is_file()]
                 text = logs[0].read_text(errors="replace") if logs else ""
-                tail = "\n".join(text.splitlines()[-25:])
+                tail = _tail(text)
                 over = overused_resources(text)
                 what = (f"the design does not fit the {b.device.device}: " + ", ".join(over) + "; "
                         if over else "")

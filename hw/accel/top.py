@@ -51,7 +51,7 @@ from spiketrack.hw.fetch_unit import FetchUnit, fetch_desc_layout
 from spiketrack.hw.memory_builder import MemoryBuilder, mb_desc_layout
 from spiketrack.hw.vector_unit import VecMode, VectorUnit, vec_desc_layout
 
-__all__ = ["Accelerator", "Unit", "UNITS", "mem_widths", "prog_width", "cst_stored_row", "cst_row_value", "DESC_OVERHEAD",
+__all__ = ["Accelerator", "Unit", "UNITS", "is_built", "mem_widths", "prog_width", "cst_stored_row", "cst_row_value", "DESC_OVERHEAD",
            "RUN_OVERHEAD"]
 
 DESC_OVERHEAD = 2 + READ_LATENCY   #: controller cycles per descriptor beyond the unit's busy cycles (fetch, decode, done)
@@ -80,6 +80,12 @@ UNITS = ("conv", "vec", "mb")
 EXT_KINDS = (None, "port", "model")
 #: The memories each unit reads or writes (besides ``prog``); a memory no present unit uses is not built.
 MEM_USERS = {"conv": ("w", "tab", "tm", "lv", "st"), "vec": ("cst", "lv", "st"), "mb": ("lv", "tm")}
+
+
+def is_built(name: str, units: tuple) -> bool:
+    """Whether an accelerator with ``units`` builds memory ``name``: the program memory always,
+    the others when a present unit uses them (:data:`MEM_USERS`)."""
+    return name == "prog" or any(name in MEM_USERS[u] for u in units)
 
 
 def prog_width(lanes: int, addr_bits: int = 16, units: tuple = UNITS, ext=None) -> int:
@@ -235,7 +241,7 @@ class Accelerator(wiring.Component):
         for k, v in self.depths.items():
             if not 1 <= v <= 1 << addr_bits:
                 raise ValueError(f"memory {k!r}: depth {v} outside 1..{1 << addr_bits}")
-        self.built = tuple(k for k in self.widths if k == "prog" or any(k in MEM_USERS[u] for u in self.units))
+        self.built = tuple(k for k in self.widths if is_built(k, self.units))
         self.depths.update({k: 0 for k in self.widths if k not in self.built})
         second_port_rows = dict(second_port_rows or {})
         if set(second_port_rows) - {"lv", "st"}:
